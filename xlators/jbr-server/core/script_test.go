@@ -1,0 +1,289 @@
+package core
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// memLog is an in-memory journal: the fake that ships beside the brick's real one.
+type memLog struct{ terms map[uint64]uint64 }
+
+func (l *memLog) Term(i uint64) (uint64, bool) { t, ok := l.terms[i]; return t, ok }
+
+// replica is one simulated brick: a core, its journal, its applied state.
+type replica struct {
+	core      *Core
+	log       *memLog
+	entries   map[uint64]Entry
+	persisted uint64 // term on "disk"
+	applied   []string
+}
+
+// cluster drives several cores with a deterministic network. A script
+// line is one command; "expect" lines check the observable outcome.
+type cluster struct {
+	t       *testing.T
+	r       map[ID]*replica
+	inbox   []Message
+	cut     map[ID]bool
+	replies []string
+}
+
+func newCluster(t *testing.T, n, quorum int) *cluster {
+	c := &cluster{t: t, r: map[ID]*replica{}, cut: map[ID]bool{}}
+	peers := make([]ID, n)
+	for i := range peers {
+		peers[i] = ID(i + 1)
+	}
+	for _, id := range peers {
+		log := &memLog{terms: map[uint64]uint64{}}
+		core, err := New(Config{ID: id, Peers: peers, Quorum: quorum, Log: log}, State{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.r[id] = &replica{core: core, log: log, entries: map[uint64]Entry{}}
+	}
+	return c
+}
+
+// restart rebuilds a replica's core from what it persisted, as a brick
+// restart does.
+func (c *cluster) restart(id ID) {
+	r := c.r[id]
+	st := State{Term: r.persisted}
+	for i, e := range r.entries {
+		if i > st.LastIndex {
+			st.LastIndex, st.LastTerm = i, e.Term
+		}
+	}
+	core, err := New(r.core.cfg, st)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r.core = core
+}
+
+// process carries out one replica's Ready, as the brick's I/O loop does.
+func (c *cluster) process(id ID) bool {
+	r := c.r[id]
+	rd := r.core.Ready()
+	if rd.Empty() {
+		return false
+	}
+	if rd.Term != 0 {
+		if rd.Term < r.persisted {
+			c.t.Fatalf("replica %d: term went back from %d to %d", id, r.persisted, rd.Term)
+		}
+		r.persisted = rd.Term
+	}
+	var top uint64
+	for _, e := range rd.Appends {
+		for i := range r.entries {
+			if i >= e.Index {
+				delete(r.entries, i) // a newer term's entry replaces the tail
+				delete(r.log.terms, i)
+			}
+		}
+		r.entries[e.Index] = e
+		r.log.terms[e.Index] = e.Term
+		top = e.Index
+	}
+	for _, m := range rd.Messages {
+		if m.Type == MsgFetch && m.To == id {
+			// Answer from the journal: to the fetcher, or on a
+			// lagging follower's behalf as an Append.
+			var es []Entry
+			for i := m.Index + 1; ; i++ {
+				e, ok := r.entries[i]
+				if !ok {
+					break
+				}
+				es = append(es, e)
+			}
+			if m.From == id {
+				continue
+			}
+			typ := MsgFetchResp
+			if role, _ := r.core.Role(); role == Leader {
+				typ = MsgAppend
+			}
+			c.inbox = append(c.inbox, Message{Type: typ, From: id, To: m.From, Term: r.core.State().Term,
+				Index: m.Index, LogTerm: r.entries[m.Index].Term, Entries: es})
+			continue
+		}
+		c.inbox = append(c.inbox, m)
+	}
+	if top != 0 {
+		r.core.Durable(top)
+	}
+	for _, e := range rd.Committed {
+		r.applied = append(r.applied, string(e.Data))
+	}
+	for _, rep := range rd.Replies {
+		s := fmt.Sprintf("%d:%d ok", id, rep.Req.Seq)
+		if rep.Err != nil {
+			s = fmt.Sprintf("%d:%d %v leader=%d", id, rep.Req.Seq, rep.Err, rep.Leader)
+		}
+		c.replies = append(c.replies, s)
+	}
+	return true
+}
+
+func (c *cluster) ids() []ID {
+	ids := make([]ID, 0, len(c.r))
+	for id := range c.r {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	return ids
+}
+
+// stabilize processes and delivers until nothing moves.
+func (c *cluster) stabilize() {
+	for round := 0; round < 1000; round++ {
+		moved := false
+		for _, id := range c.ids() {
+			moved = c.process(id) || moved
+		}
+		msgs := c.inbox
+		c.inbox = nil
+		for _, m := range msgs {
+			if c.cut[m.From] || c.cut[m.To] {
+				continue
+			}
+			c.r[m.To].core.Step(m)
+			moved = true
+		}
+		if !moved {
+			return
+		}
+	}
+	c.t.Fatal("no quiescence after 1000 rounds")
+}
+
+func kv(args []string) map[string]string {
+	m := map[string]string{}
+	for _, a := range args {
+		k, v, _ := strings.Cut(a, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func num(t *testing.T, s string) uint64 {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("bad number %q", s)
+	}
+	return n
+}
+
+func (c *cluster) run(line string) {
+	f := strings.Fields(line)
+	t := c.t
+	id := func(i int) ID { return ID(num(t, f[i])) }
+	switch f[0] {
+	case "elect": // elect ID TERM
+		c.r[id(1)].core.Elected(num(t, f[2]))
+	case "observe": // observe ID LEADER TERM
+		c.r[id(1)].core.Observed(id(2), num(t, f[3]))
+	case "session-lost":
+		c.r[id(1)].core.SessionLost()
+	case "propose": // propose ID SEQ DATA
+		c.r[id(1)].core.Propose(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
+	case "cut":
+		c.cut[id(1)] = true
+	case "heal":
+		c.cut[id(1)] = false
+	case "restart":
+		c.restart(id(1))
+	case "stabilize":
+		c.stabilize()
+	case "expect-role": // expect-role ID ROLE
+		if got, _ := c.r[id(1)].core.Role(); got.String() != f[2] {
+			t.Errorf("%q: replica role %v", line, got)
+		}
+	case "expect-applied": // expect-applied ID a,b,c | -
+		want := f[2]
+		got := strings.Join(c.r[id(1)].applied, ",")
+		if want == "-" {
+			want = ""
+		}
+		if got != want {
+			t.Errorf("%q: applied %q", line, got)
+		}
+	case "expect-journal": // expect-journal ID TERM:INDEX:DATA...
+		r := c.r[id(1)]
+		var got []string
+		for i := uint64(1); i <= uint64(len(r.entries)); i++ {
+			e := r.entries[i]
+			got = append(got, fmt.Sprintf("%d:%d:%s", e.Term, e.Index, e.Data))
+		}
+		if g, w := strings.Join(got, " "), strings.Join(f[2:], " "); g != w {
+			t.Errorf("%q: journal %q", line, g)
+		}
+	case "expect-term": // expect-term ID TERM (persisted)
+		if got := c.r[id(1)].persisted; got != num(t, f[2]) {
+			t.Errorf("%q: persisted term %d", line, got)
+		}
+	case "expect-replies": // expect-replies ... (all replies since the last check)
+		want := strings.TrimSpace(strings.TrimPrefix(line, "expect-replies"))
+		got := strings.Join(c.replies, "; ")
+		c.replies = nil
+		if got != want {
+			t.Errorf("%q: replies %q", line, got)
+		}
+	default:
+		t.Fatalf("unknown command %q", line)
+	}
+}
+
+// TestScripts runs testdata/*.txt. Each starts with "replicas N [quorum Q]".
+func TestScripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no scripts")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+			fh, err := os.Open(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			var c *cluster
+			sc := bufio.NewScanner(fh)
+			for sc.Scan() {
+				line := strings.TrimSpace(sc.Text())
+				if line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				if f := strings.Fields(line); f[0] == "replicas" {
+					q := 0
+					if len(f) == 4 {
+						q = int(num(t, f[3]))
+					}
+					c = newCluster(t, int(num(t, f[1])), q)
+					continue
+				}
+				c.run(line)
+			}
+		})
+	}
+}
+
+func TestNewRejectsImpossibleQuorum(t *testing.T) {
+	log := &memLog{}
+	if _, err := New(Config{ID: 1, Peers: []ID{1, 2, 3}, Quorum: 4, Log: log}, State{}); err == nil {
+		t.Error("quorum 4 of 3 accepted")
+	}
+	if _, err := New(Config{ID: 9, Peers: []ID{1, 2, 3}, Log: log}, State{}); err == nil {
+		t.Error("replica outside its set accepted")
+	}
+}

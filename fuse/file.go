@@ -1,0 +1,205 @@
+package fuse
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// fsyncDatasync is FUSE_FSYNC_FDATASYNC: sync data, not metadata.
+const fsyncDatasync = 1
+
+// file is an open regular file.
+type file struct {
+	vol *volume
+	fd  xl.Fd
+}
+
+var (
+	_ fs.FileReader    = (*file)(nil)
+	_ fs.FileWriter    = (*file)(nil)
+	_ fs.FileAllocater = (*file)(nil)
+	_ fs.FileLseeker   = (*file)(nil)
+	_ fs.FileFlusher   = (*file)(nil)
+	_ fs.FileFsyncer   = (*file)(nil)
+	_ fs.FileReleaser  = (*file)(nil)
+)
+
+// Read fills the kernel's reply buffer directly.
+func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadResult, syscall.Errno) {
+	ctx = f.vol.call(ctx)
+	n, e := f.vol.top.Read(ctx, f.fd, dest, off)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	if n < 0 || n > len(dest) {
+		f.vol.log.Error("read returned a bad count", "gfid", f.fd.GFID, "n", n, "size", len(dest))
+		return nil, syscall.EIO
+	}
+	return gofuse.ReadResultData(dest[:n]), 0
+}
+
+// Write hands the kernel's request buffer down as is: one FUSE write, one
+// translator write, no copy.
+func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	ctx = f.vol.call(ctx)
+	n, e := f.vol.top.Write(ctx, f.fd, data, off)
+	if e != 0 {
+		return 0, errno(ctx, e)
+	}
+	if n < 0 || n > len(data) {
+		f.vol.log.Error("write returned a bad count", "gfid", f.fd.GFID, "n", n, "size", len(data))
+		return 0, syscall.EIO
+	}
+	return uint32(n), 0
+}
+
+func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	ctx = f.vol.call(ctx)
+	return errno(ctx, f.vol.top.Fallocate(ctx, f.fd, mode, int64(off), int64(size)))
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE; the kernel handles the others.
+func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	ctx = f.vol.call(ctx)
+	n, e := f.vol.top.Lseek(ctx, f.fd, int64(off), whence)
+	if e != 0 {
+		return 0, errno(ctx, e)
+	}
+	return uint64(n), 0
+}
+
+// Flush runs on every close(2) of a descriptor of this handle.
+func (f *file) Flush(ctx context.Context) syscall.Errno {
+	ctx = f.vol.call(ctx)
+	return errno(ctx, f.vol.top.Flush(ctx, f.fd))
+}
+
+func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	ctx = f.vol.call(ctx)
+	return errno(ctx, f.vol.top.Fsync(ctx, f.fd, flags&fsyncDatasync != 0))
+}
+
+// Release runs once the kernel has dropped its last reference. The kernel
+// ignores the result, so a failure, which leaks an fd below, is logged.
+func (f *file) Release(ctx context.Context) syscall.Errno {
+	ctx = f.vol.call(ctx)
+	if e := f.vol.top.Release(ctx, f.fd); e != 0 {
+		f.vol.log.Warn("release failed", "gfid", f.fd.GFID, "err", e)
+		return e
+	}
+	return 0
+}
+
+// dir is an open directory. It reads entries from the translator in
+// batches, each with its attributes, and answers READDIRPLUS's per-entry
+// lookups from them, so a listing costs one call per batch. go-fuse
+// serializes Readdirent, Lookup and Seekdir on a handle (it holds the
+// handle's lock through each READDIR), so dir needs no lock of its own.
+type dir struct {
+	node  *node
+	fd    xl.Fd
+	batch []xl.Dirent
+	next  int    // index in batch of the entry Readdirent returns next
+	off   uint64 // cookie to continue after batch
+	eof   bool
+	last  *xl.Dirent // the entry Readdirent returned last
+}
+
+// readdirBatch is how many entries one translator Readdir asks for.
+const readdirBatch = 256
+
+var (
+	_ fs.FileReaddirenter = (*dir)(nil)
+	_ fs.FileLookuper     = (*dir)(nil)
+	_ fs.FileSeekdirer    = (*dir)(nil)
+	_ fs.FileFsyncdirer   = (*dir)(nil)
+	_ fs.FileReleasedirer = (*dir)(nil)
+)
+
+func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) {
+	d.last = nil
+	if d.next == len(d.batch) {
+		if d.eof {
+			return nil, 0
+		}
+		cctx := d.node.vol.call(ctx)
+		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
+		if e != 0 {
+			return nil, errno(cctx, e)
+		}
+		if len(batch) == 0 {
+			d.eof, d.batch, d.next = true, nil, 0
+			return nil, 0
+		}
+		d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
+	}
+	de := &d.batch[d.next]
+	d.next++
+	if de.Attr.GFID.IsZero() {
+		if e := d.fill(ctx, de); e != 0 {
+			return nil, e
+		}
+	}
+	d.last = de
+	return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0
+}
+
+// fill gives an entry that came without attributes the ones its dirent
+// needs: the directory's own for "." and "..", a lookup otherwise.
+func (d *dir) fill(ctx context.Context, de *xl.Dirent) syscall.Errno {
+	switch de.Name {
+	case ".":
+		de.Attr = xl.Attr{GFID: d.node.gfid, Mode: syscall.S_IFDIR}
+		return 0
+	case "..":
+		// The kernel ignores ".." in READDIRPLUS and stat(2) resolves it
+		// by lookup; the number only shows in a bare readdir.
+		de.Attr = xl.Attr{GFID: xl.RootGFID, Mode: syscall.S_IFDIR}
+		if _, p := d.node.Parent(); p != nil {
+			if pn, ok := p.Operations().(*node); ok {
+				de.Attr.GFID = pn.gfid
+			}
+		}
+		return 0
+	}
+	cctx := d.node.vol.call(ctx)
+	a, e := d.node.vol.top.Lookup(cctx, d.node.gfid, de.Name)
+	if e != 0 {
+		return errno(cctx, e)
+	}
+	de.Attr = a
+	return 0
+}
+
+// Lookup answers READDIRPLUS for the entry Readdirent just returned, from
+// its attributes; any other name (go-fuse replaying an interrupted
+// READDIRPLUS) costs a real lookup.
+func (d *dir) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if d.last == nil || d.last.Name != name {
+		return d.node.Lookup(ctx, name, out)
+	}
+	return d.node.child(ctx, &d.last.Attr, out)
+}
+
+// Seekdir restarts the listing after cookie off (0: the beginning).
+func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
+	d.batch, d.next, d.off, d.eof, d.last = nil, 0, off, false, nil
+	return 0
+}
+
+func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	ctx = d.node.vol.call(ctx)
+	return errno(ctx, d.node.vol.top.Fsync(ctx, d.fd, flags&fsyncDatasync != 0))
+}
+
+func (d *dir) Releasedir(ctx context.Context, _ uint32) {
+	ctx = d.node.vol.call(ctx)
+	if e := d.node.vol.top.Releasedir(ctx, d.fd); e != 0 {
+		d.node.vol.log.Warn("releasedir failed", "gfid", d.fd.GFID, "err", e)
+	}
+}

@@ -1,0 +1,212 @@
+// Package fuse mounts a gluon translator graph with FUSE. It is the client
+// side of the volume (GlusterFS's mount/fuse): every kernel request becomes a
+// call on the top translator, carrying the caller's identity in an xl.Call.
+// New objects get their GFID here, as GlusterFS clients choose "gfid-req".
+package fuse
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Options configure a mount.
+type Options struct {
+	// Kernel cache lifetimes. Zero selects the default (1s for attributes
+	// and entries, none for negative entries); a negative value disables
+	// that cache.
+	AttrTimeout, EntryTimeout, NegativeTimeout time.Duration
+	// FsName is shown in /proc/mounts, e.g. "gluon:vol0"; default "gluon".
+	FsName string
+	// AllowOther lets users other than the mounter use the mount. It is
+	// always on when mounting as root: the kernel checks permissions
+	// (default_permissions), so sharing the mount is safe.
+	AllowOther bool
+	// Debug logs every FUSE request and reply.
+	Debug  bool
+	Logger *slog.Logger // default slog.Default()
+}
+
+// MountPoint is a mounted volume. (Go allows no type named like the Mount
+// function.)
+type MountPoint struct {
+	dir    string
+	server *gofuse.Server
+	log    *slog.Logger
+	done   chan struct{} // closed when the serve loop has exited
+
+	mu        sync.Mutex
+	unmounted bool
+}
+
+const (
+	maxIO          = 1 << 20 // largest read and write the kernel sends
+	maxBackground  = 64      // async requests (readahead, writeback) in flight
+	defaultTimeout = time.Second
+	fsType         = "gluon"
+)
+
+// Mount mounts top at dir and returns once the mount is usable.
+func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
+	if top == nil {
+		return nil, errors.New("fuse: mount: nil translator")
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fuse: mount: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("fuse: mount: %s is not a directory", dir)
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	lg = lg.With("mount", dir)
+	v := &volume{top: top, log: lg}
+	if _, err := rand.Read(v.client[:]); err != nil {
+		return nil, fmt.Errorf("fuse: mount: client id: %w", err)
+	}
+	fsName := opts.FsName
+	if fsName == "" {
+		fsName = fsType
+	}
+	attr := timeout(opts.AttrTimeout, defaultTimeout)
+	entry := timeout(opts.EntryTimeout, defaultTimeout)
+	fsOpts := &fs.Options{
+		AttrTimeout:    &attr,
+		EntryTimeout:   &entry,
+		RootStableAttr: &fs.StableAttr{Ino: xl.RootGFID.Ino()},
+		// Modes come from the store; 0000 means 0000.
+		NullPermissions: true,
+		Logger:          slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
+		MountOptions: gofuse.MountOptions{
+			// The kernel checks POSIX permissions against our attributes,
+			// as GlusterFS's fuse mount does.
+			Options:       []string{"default_permissions"},
+			AllowOther:    opts.AllowOther || os.Geteuid() == 0,
+			FsName:        fsName,
+			Name:          fsType,
+			MaxWrite:      maxIO,
+			MaxReadAhead:  maxIO,
+			MaxBackground: maxBackground,
+			DirectMount:   true, // falls back to fusermount when not root
+			Debug:         opts.Debug,
+			Logger:        slog.NewLogLogger(lg.Handler(), slog.LevelInfo),
+			PanicHandler: func(p any) gofuse.Status {
+				lg.Error("panic in FUSE handler", "panic", p)
+				return gofuse.EIO
+			},
+		},
+	}
+	if neg := timeout(opts.NegativeTimeout, 0); neg > 0 {
+		fsOpts.NegativeTimeout = &neg
+	}
+	root := &node{vol: v, gfid: xl.RootGFID}
+	server, err := gofuse.NewServer(fs.NewNodeFS(root, fsOpts), dir, &fsOpts.MountOptions)
+	if err != nil {
+		return nil, fmt.Errorf("fuse: mount %s: %w", dir, err)
+	}
+	m := &MountPoint{dir: dir, server: server, log: lg, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		server.Serve()
+	}()
+	if err := server.WaitMount(); err != nil {
+		if uerr := m.Unmount(); uerr != nil {
+			lg.Error("unmount after failed mount", "err", uerr)
+		}
+		return nil, fmt.Errorf("fuse: mount %s: %w", dir, err)
+	}
+	raiseReadahead(dir, lg)
+	lg.Debug("mounted", "fsname", fsName, "client", fmt.Sprintf("%x", v.client))
+	return m, nil
+}
+
+// raiseReadahead lets sequential reads travel as maxIO requests. The
+// kernel starts a FUSE mount with its default readahead window (128 KiB),
+// which INIT can only shrink, so it is raised through sysfs. Best effort:
+// that needs root.
+func raiseReadahead(dir string, lg *slog.Logger) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		lg.Debug("readahead: stat", "err", err)
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte(strconv.Itoa(maxIO>>10)), 0); err != nil {
+		lg.Debug("readahead: raise", "err", err)
+	}
+}
+
+// timeout maps an Options duration: zero means def, negative means none.
+func timeout(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// Unmount unmounts cleanly, retrying while the mount is busy. If it stays
+// busy it is detached lazily: it disappears from the namespace now, and
+// Wait returns once its last open file is closed.
+func (m *MountPoint) Unmount() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unmounted {
+		return nil
+	}
+	// Server.Unmount retries EBUSY with backoff and waits for the serve
+	// loops to finish.
+	err := m.server.Unmount()
+	if err == nil {
+		m.unmounted = true
+		return nil
+	}
+	m.log.Warn("mount busy; detaching lazily", "err", err)
+	if derr := detach(m.dir); derr != nil {
+		return fmt.Errorf("fuse: unmount %s: %v; lazy unmount: %w", m.dir, err, derr)
+	}
+	m.unmounted = true
+	return nil
+}
+
+// detach unmounts dir lazily (umount -l), directly when we may, else
+// through the setuid fusermount helper.
+func detach(dir string) error {
+	err := syscall.Unmount(dir, syscall.MNT_DETACH)
+	if err != syscall.EPERM {
+		return err
+	}
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		path, lerr := exec.LookPath(bin)
+		if lerr != nil {
+			continue
+		}
+		out, cerr := exec.Command(path, "-u", "-z", dir).CombinedOutput()
+		if cerr != nil {
+			return fmt.Errorf("%s: %v: %s", bin, cerr, out)
+		}
+		return nil
+	}
+	return err
+}
+
+// Wait blocks until the volume is unmounted, by Unmount or from outside.
+func (m *MountPoint) Wait() { <-m.done }

@@ -1,0 +1,283 @@
+package fuse
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// node is one object of the volume, named by its GFID. Every operation is
+// a call on the volume's top translator.
+type node struct {
+	fs.Inode
+	vol  *volume
+	gfid xl.GFID
+}
+
+var (
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeAccesser       = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
+)
+
+// child returns the node for a (new or known) object the translator
+// described, and fills out. go-fuse resolves a StableAttr it already knows
+// to the existing node, so a GFID keeps one node however it is reached.
+func (n *node) child(ctx context.Context, a *xl.Attr, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	id := stableAttr(a)
+	if a.GFID.IsZero() || id.Reserved() {
+		n.vol.log.Error("translator returned an unusable gfid", "parent", n.gfid, "gfid", a.GFID)
+		return nil, syscall.EIO
+	}
+	fillAttr(&out.Attr, a)
+	return n.NewInode(ctx, &node{vol: n.vol, gfid: a.GFID}, id), 0
+}
+
+// entry finishes an op that produced an object of type want.
+func (n *node) entry(ctx context.Context, a *xl.Attr, want uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if a.Mode&syscall.S_IFMT != want {
+		n.vol.log.Error("translator returned the wrong file type", "gfid", a.GFID, "mode", a.Mode, "want", want)
+		return nil, syscall.EIO
+	}
+	return n.child(ctx, a, out)
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Lookup(ctx, n.gfid, name)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	return n.child(ctx, &a, out)
+}
+
+func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Getattr(ctx, n.gfid)
+	if e != 0 {
+		return errno(ctx, e)
+	}
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	s := setattrIn(in)
+	var a xl.Attr
+	var e syscall.Errno
+	if s.Valid == 0 {
+		// Only bits we do not act on (ctime, lock owner): report attributes.
+		a, e = n.vol.top.Getattr(ctx, n.gfid)
+	} else {
+		a, e = n.vol.top.Setattr(ctx, n.gfid, s)
+	}
+	if e != 0 {
+		return errno(ctx, e)
+	}
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Access(ctx, n.gfid, mask))
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	target, e := n.vol.top.Readlink(ctx, n.gfid)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	return []byte(target), 0
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Mknod(ctx, n.gfid, name, xl.NewGFID(), mode, userDev(dev))
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	typ := mode & syscall.S_IFMT
+	if typ == 0 {
+		typ = syscall.S_IFREG // mknod(2): type 0 means a regular file
+	}
+	return n.entry(ctx, &a, typ, out)
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Mkdir(ctx, n.gfid, name, xl.NewGFID(), mode)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	return n.entry(ctx, &a, syscall.S_IFDIR, out)
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Symlink(ctx, n.gfid, name, xl.NewGFID(), target)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	return n.entry(ctx, &a, syscall.S_IFLNK, out)
+}
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	ctx = n.vol.call(ctx)
+	a, e := n.vol.top.Link(ctx, t.gfid, n.gfid, name)
+	if e != 0 {
+		return nil, errno(ctx, e)
+	}
+	if a.GFID != t.gfid {
+		n.vol.log.Error("link returned another object", "target", t.gfid, "gfid", a.GFID)
+		return nil, syscall.EIO
+	}
+	return n.child(ctx, &a, out)
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Unlink(ctx, n.gfid, name))
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Rmdir(ctx, n.gfid, name))
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	// RENAME_WHITEOUT (overlayfs) has no translator equivalent.
+	if flags&^(xl.RenameNoreplace|xl.RenameExchange) != 0 {
+		return syscall.EINVAL
+	}
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Rename(ctx, n.gfid, name, np.gfid, newName, flags))
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	fd, a, e := n.vol.top.Create(ctx, n.gfid, name, xl.NewGFID(), openFlags(flags), mode)
+	if e != 0 {
+		return nil, nil, 0, errno(ctx, e)
+	}
+	ch, e := n.entry(ctx, &a, syscall.S_IFREG, out)
+	if e != 0 {
+		n.vol.top.Release(context.WithoutCancel(ctx), fd)
+		return nil, nil, 0, e
+	}
+	return ch, &file{vol: n.vol, fd: fd}, 0, 0
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	fd, e := n.vol.top.Open(ctx, n.gfid, openFlags(flags))
+	if e != 0 {
+		return nil, 0, errno(ctx, e)
+	}
+	return &file{vol: n.vol, fd: fd}, 0, 0
+}
+
+// openFlags drops what concerns only the client side: FMODE_EXEC is a
+// kernel marker, and O_DIRECT asks the kernel to bypass the client's page
+// cache, which it does; whether a brick bypasses its own is the brick's
+// policy (GlusterFS's posix "o-direct" option).
+func openFlags(flags uint32) uint32 {
+	return flags &^ (gofuse.FMODE_EXEC | syscall.O_DIRECT)
+}
+
+func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	fd, e := n.vol.top.Opendir(ctx, n.gfid)
+	if e != 0 {
+		return nil, 0, errno(ctx, e)
+	}
+	return &dir{node: n, fd: fd}, 0, 0
+}
+
+func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	s, e := n.vol.top.Statfs(ctx, n.gfid)
+	if e != 0 {
+		return errno(ctx, e)
+	}
+	fillStatfs(out, &s)
+	return 0
+}
+
+// Getxattr copies the value into dest. A too-small dest gets ERANGE with
+// the size; go-fuse answers a size probe (empty dest) with that size.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	v, e := n.vol.top.Getxattr(ctx, n.gfid, attr)
+	if e != 0 {
+		return 0, errno(ctx, e)
+	}
+	if len(v) > len(dest) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags))
+}
+
+// Listxattr writes the names NUL-terminated, with Getxattr's size rules.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	ctx = n.vol.call(ctx)
+	names, e := n.vol.top.Listxattr(ctx, n.gfid)
+	if e != 0 {
+		return 0, errno(ctx, e)
+	}
+	size := 0
+	for _, nm := range names {
+		size += len(nm) + 1
+	}
+	if size > len(dest) {
+		return uint32(size), syscall.ERANGE
+	}
+	off := 0
+	for _, nm := range names {
+		off += copy(dest[off:], nm)
+		dest[off] = 0
+		off++
+	}
+	return uint32(size), 0
+}
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	ctx = n.vol.call(ctx)
+	return errno(ctx, n.vol.top.Removexattr(ctx, n.gfid, attr))
+}

@@ -552,6 +552,21 @@ func TestUnmountClean(t *testing.T) {
 	}
 }
 
+func TestUnmountedFromOutside(t *testing.T) {
+	dir := t.TempDir()
+	m, err := Mount(dir, newLeaf(t), Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Unmount(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.Wait()
+	if err := m.Unmount(); err != nil {
+		t.Errorf("Unmount after umount(8): %v", err)
+	}
+}
+
 // A busy mount is detached; Wait returns once the last file is closed.
 func TestUnmountBusy(t *testing.T) {
 	dir := t.TempDir()

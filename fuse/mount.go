@@ -104,6 +104,9 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 			MaxReadAhead:  maxIO,
 			MaxBackground: maxBackground,
 			DirectMount:   true, // falls back to fusermount when not root
+			// Replies are built in memory; splicing them through a pipe
+			// gains nothing and fails for 1 MiB replies (pipe-max-size).
+			DisableSplice: true,
 			Debug:         opts.Debug,
 			Logger:        slog.NewLogLogger(lg.Handler(), slog.LevelInfo),
 			PanicHandler: func(p any) gofuse.Status {
@@ -171,6 +174,12 @@ func (m *MountPoint) Unmount() error {
 	defer m.mu.Unlock()
 	if m.unmounted {
 		return nil
+	}
+	select {
+	case <-m.done: // unmounted from outside, e.g. umount(8)
+		m.unmounted = true
+		return nil
+	default:
 	}
 	// Server.Unmount retries EBUSY with backoff and waits for the serve
 	// loops to finish.

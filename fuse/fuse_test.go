@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -204,6 +205,44 @@ func TestLargeIO(t *testing.T) {
 	c.mu.Unlock()
 	if !slices.Equal(reads, []int{1 << 20, 1 << 20, 1 << 20, 1 << 20}) {
 		t.Errorf("4 MiB read became translator reads of %v", reads)
+	}
+}
+
+// Sequential buffered reads reach the translator as 1 MiB readahead.
+func TestReadahead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("raising the readahead window needs root")
+	}
+	c := &counter{Base: xl.Base{Xlator: newLeaf(t)}}
+	dir, _ := mount(t, c)
+	fn := filepath.Join(dir, "big")
+	if err := os.WriteFile(fn, make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf, total := make([]byte, 128<<10), 0
+	for {
+		n, err := f.Read(buf)
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != 16<<20 {
+		t.Fatalf("read %d bytes", total)
+	}
+	c.mu.Lock()
+	reads := c.reads
+	c.mu.Unlock()
+	if slices.Max(reads) != 1<<20 || len(reads) > 24 {
+		t.Errorf("16 MiB sequential read became %d translator reads: %v", len(reads), reads)
 	}
 }
 

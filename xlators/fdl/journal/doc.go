@@ -1,0 +1,62 @@
+// Package journal is gluon's full-data log: every mutating request, with
+// its payload, is made durable here before the store sees it, so a crash
+// can be replayed and replicas can be reconciled term by term.
+//
+// # Layout
+//
+// A journal is a directory:
+//
+//	term-<term>-<first index>.log   segments, 16 hex digits each, so names sort
+//	term      highest term ever started, and its first index (durable)
+//	synced    synced watermark (durable)
+//	applied   applied watermark, saved lazily, trusted within one boot
+//	lock      flock held while open
+//
+// Segments are preallocated (Options.SegmentSize, default 64 MiB) and
+// rotated when full; a sealed segment gives back its unused space. Every
+// value on disk is little-endian and versioned, and every record carries
+// an xxhash64 checksum (record.go and segment.go give the layouts).
+//
+// # Terms and indexes
+//
+// Indexes are dense and increase across terms. A term, once started, is
+// never started again, not even after a restart: the term file is
+// replaced atomically (tmp, fsync, rename, fsync dir) before a term's
+// first record. Open resumes the highest term; StartTerm begins a higher
+// one. Replication drives terms (and may pass indexes) from above.
+//
+// # Durability: group commit
+//
+// Append reserves the next index under a lock, checksums its record
+// outside it, and waits. A single flusher goroutine takes every sealed
+// record queued so far, writes them with one pwritev and one fdatasync,
+// and releases them together, so sync throughput grows with the number
+// of concurrent appenders.
+//
+// # States
+//
+// A record is logged when Append returns, applied when the caller says
+// so (MarkApplied), and synced when the caller has synced the store after
+// applying it (MarkSynced). States are watermarks, not rewrites of the
+// records, so records stay immutable once written. On start the entries
+// to replay (Unapplied) are those above the applied watermark if it was
+// saved in the current boot (the store's unsynced changes survived in the
+// page cache), else those above the synced watermark.
+//
+// # Recovery
+//
+// Open never truncates valid records. It checks every record; damage at
+// the end of the last batch written (a torn write: bad length, bad
+// checksum, garbage or zeros) is cut at the last intact record and
+// logged at Warn with the file and offset. Each record stores the highest
+// index that was durable when it was queued, so damage followed by an
+// intact record written after the damaged one was acknowledged is
+// corruption in the middle of the journal, and Open fails with
+// ErrCorrupt instead of dropping acknowledged data.
+//
+// # Pruning
+//
+// Prune deletes whole terms, never the current one, and only once all of
+// their entries are applied and synced; the caller decides that
+// reconciliation no longer needs them.
+package journal

@@ -1,0 +1,203 @@
+package journal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+)
+
+// Iterate calls fn, in index order, for every durable record whose term is
+// at least fromTerm and whose index is at least fromIndex. It sees at
+// least the records that were durable when it was called. fn may keep the
+// record; an error from fn stops the walk and is returned. fn must not
+// call Prune.
+func (j *Journal) Iterate(fromTerm, fromIndex uint64, fn func(*Record) error) error {
+	j.pruneMu.RLock()
+	defer j.pruneMu.RUnlock()
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	var segs []segment
+	for _, s := range j.segs {
+		if s.term >= fromTerm && s.last >= fromIndex && s.last >= s.first {
+			segs = append(segs, *s) // a snapshot: the flusher moves size and last
+		}
+	}
+	j.mu.Unlock()
+
+	r := bufio.NewReaderSize(nil, 1<<20)
+	for i := range segs {
+		if err := iterateSegment(&segs[i], r, fromIndex, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func iterateSegment(s *segment, r *bufio.Reader, fromIndex uint64, fn func(*Record) error) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r.Reset(io.NewSectionReader(f, segHeaderSize, s.size-segHeaderSize))
+	bad := func(idx uint64, what string) error {
+		return fmt.Errorf("%w: %s: record %d: %s", ErrCorrupt, s.path, idx, what)
+	}
+	var hdr [recHeaderSize]byte
+	for idx := s.first; idx <= s.last; idx++ {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return bad(idx, err.Error())
+		}
+		n := int(binary.LittleEndian.Uint32(hdr[4:]))
+		if n < recHeaderSize || n > MaxRecordSize {
+			return bad(idx, "bad length")
+		}
+		if idx < fromIndex {
+			if _, err := r.Discard(pad8(n) - recHeaderSize); err != nil {
+				return bad(idx, err.Error())
+			}
+			continue
+		}
+		buf := make([]byte, pad8(n))
+		copy(buf, hdr[:])
+		if _, err := io.ReadFull(r, buf[recHeaderSize:]); err != nil {
+			return bad(idx, err.Error())
+		}
+		h, err := parseHeader(buf, s.salt)
+		if err != nil {
+			return bad(idx, "checksum mismatch")
+		}
+		if h.term != s.term || h.index != idx {
+			return bad(idx, fmt.Sprintf("holds term %d index %d", h.term, h.index))
+		}
+		rec, err := decode(buf)
+		if err != nil {
+			return bad(idx, err.Error())
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Unapplied calls fn, in index order, for every durable record not yet
+// marked applied. On start-up these are the entries to replay: above the
+// applied watermark saved in this boot, else above the synced watermark.
+func (j *Journal) Unapplied(fn func(*Record) error) error {
+	j.mu.Lock()
+	from := j.applied + 1
+	done := make(map[uint64]struct{}, len(j.appliedAbove))
+	for i := range j.appliedAbove {
+		done[i] = struct{}{}
+	}
+	j.mu.Unlock()
+	return j.Iterate(0, from, func(r *Record) error {
+		if _, ok := done[r.Index]; ok {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// Prune deletes every term up to and including upToTerm, except the
+// current term. The caller asserts those terms are no longer needed for
+// reconciliation; Prune itself refuses (ErrNotSynced, deleting nothing)
+// unless every entry in them is applied and synced.
+func (j *Journal) Prune(upToTerm uint64) error {
+	j.pruneMu.Lock()
+	defer j.pruneMu.Unlock()
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	limit := min(upToTerm, j.term-1)
+	if j.term == 0 {
+		limit = 0
+	}
+	var victims []*segment
+	for _, s := range j.segs {
+		if s.term > limit {
+			break
+		}
+		if s.last > j.synced {
+			j.mu.Unlock()
+			return fmt.Errorf("%w: term %d holds entries up to %d, synced up to %d", ErrNotSynced, s.term, s.last, j.synced)
+		}
+		victims = append(victims, s)
+	}
+	j.mu.Unlock()
+
+	removed := 0
+	var err error
+	for _, s := range victims { // oldest first: what is left stays contiguous
+		if err = os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		err = nil
+		removed++
+	}
+	if serr := j.dirf.Sync(); err == nil {
+		err = serr
+	}
+	j.mu.Lock()
+	j.segs = j.segs[removed:]
+	j.mu.Unlock()
+	return err
+}
+
+// Stat describes the journal.
+type Stat struct {
+	Term uint64 // current term
+	// FirstIndex and LastIndex bound the durable records held; FirstIndex
+	// is LastIndex+1 when there are none.
+	FirstIndex, LastIndex uint64
+	Applied, Synced       uint64
+	Segments              int
+	Bytes                 int64 // in use by headers and records, not preallocation
+	Terms                 []TermStat
+}
+
+// TermStat describes the records held for one term.
+type TermStat struct {
+	Term                  uint64
+	FirstIndex, LastIndex uint64
+	Segments              int
+	Bytes                 int64
+}
+
+// Stat returns a snapshot of the journal's shape and watermarks.
+func (j *Journal) Stat() Stat {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st := Stat{
+		Term:       j.term,
+		FirstIndex: j.durable + 1,
+		LastIndex:  j.durable,
+		Applied:    j.applied,
+		Synced:     j.synced,
+		Segments:   len(j.segs),
+	}
+	if len(j.segs) > 0 {
+		st.FirstIndex = j.segs[0].first
+	}
+	for _, s := range j.segs {
+		st.Bytes += s.size
+		if n := len(st.Terms); n == 0 || st.Terms[n-1].Term != s.term {
+			st.Terms = append(st.Terms, TermStat{Term: s.term, FirstIndex: s.first, LastIndex: s.first - 1})
+		}
+		t := &st.Terms[len(st.Terms)-1]
+		t.LastIndex = s.last
+		t.Segments++
+		t.Bytes += s.size
+	}
+	return st
+}

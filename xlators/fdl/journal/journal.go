@@ -1,0 +1,682 @@
+package journal
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultSegmentSize is the preallocated size of a segment file.
+const DefaultSegmentSize = 64 << 20
+
+// maxBatchBytes bounds how much one write+fdatasync carries, so a burst of
+// large records does not hold small ones back for long.
+const maxBatchBytes = 8 << 20
+
+// Options configure a Journal.
+type Options struct {
+	// SegmentSize is how much each segment file preallocates; a segment is
+	// rotated when the next record does not fit. Default DefaultSegmentSize,
+	// at least 4096.
+	SegmentSize int64
+	// Logger receives recovery warnings and write failures; default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+var (
+	ErrClosed     = errors.New("journal: closed")
+	ErrLocked     = errors.New("journal: directory is in use by another process")
+	ErrNoTerm     = errors.New("journal: no term started")
+	ErrStaleTerm  = errors.New("journal: term already used")
+	ErrTerm       = errors.New("journal: record term is not the current term")
+	ErrIndex      = errors.New("journal: record index is not the next index")
+	ErrTooLarge   = errors.New("journal: record too large")
+	ErrCorrupt    = errors.New("journal: corrupt")
+	ErrNotSynced  = errors.New("journal: entries not yet applied and synced")
+	ErrNotApplied = errors.New("journal: index not applied")
+)
+
+// Journal is an append-only, checksummed, term-segmented log of requests.
+// All methods are safe for concurrent use.
+type Journal struct {
+	dir     string
+	log     *slog.Logger
+	segSize int64
+	boot    uint64
+	dirf    *os.File // fsynced after creating, renaming and removing files
+	lockf   *os.File // holds the flock while open
+
+	termMu  sync.Mutex   // serializes StartTerm
+	syncMu  sync.Mutex   // serializes MarkSynced
+	pruneMu sync.RWMutex // Iterate (shared) against Prune (exclusive)
+
+	kick chan struct{} // wakes the flusher
+	done chan struct{} // closed when the flusher exits
+
+	// Owned by the flusher goroutine (by Open before it starts, by Close
+	// after it stops).
+	active       *os.File
+	activeSeg    *segment
+	appf         *os.File
+	appliedSaved uint64
+
+	mu           sync.Mutex
+	term, salt   uint64 // current term; the salt its new segments get
+	next         uint64 // index the next reservation gets
+	durable      uint64 // every index up to here is fdatasynced
+	queue        []*pending
+	segs         []*segment // ordered by term, then first index
+	applied      uint64     // every index up to here is applied
+	appliedAbove map[uint64]struct{}
+	synced       uint64
+	err          error // sticky write failure
+	closed       bool
+}
+
+// pending is a record between Append and durability.
+type pending struct {
+	buf               []byte
+	term, salt, index uint64
+	ready             atomic.Bool // buf is sealed
+	done              chan error
+}
+
+// Open opens or creates the journal in dir. It scans every segment:
+// a torn tail left by a crash is cut at the last intact record (logged at
+// Warn with file and offset); damage before intact acknowledged records is
+// an ErrCorrupt error. Nothing valid is ever truncated.
+//
+// After Open the current term is the highest term ever started, and
+// appends continue in it; StartTerm begins a new one.
+func Open(dir string, opts Options) (*Journal, error) {
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.SegmentSize < 4096 {
+		return nil, fmt.Errorf("journal: segment size %d below 4096", opts.SegmentSize)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	j := &Journal{
+		dir:          dir,
+		log:          opts.Logger,
+		segSize:      opts.SegmentSize,
+		boot:         bootID(),
+		kick:         make(chan struct{}, 1),
+		done:         make(chan struct{}),
+		appliedAbove: map[uint64]struct{}{},
+	}
+	if err := j.lock(); err != nil {
+		return nil, err
+	}
+	if err := j.recover(); err != nil {
+		j.closeFiles()
+		return nil, err
+	}
+	go j.flusher()
+	return j, nil
+}
+
+func (j *Journal) lock() error {
+	f, err := os.OpenFile(filepath.Join(j.dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s", ErrLocked, j.dir)
+		}
+		return err
+	}
+	j.lockf = f
+	return nil
+}
+
+func (j *Journal) closeFiles() {
+	for _, f := range []*os.File{j.active, j.appf, j.dirf, j.lockf} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// recover rebuilds the in-memory state from the directory.
+func (j *Journal) recover() error {
+	var err error
+	if j.dirf, err = os.Open(j.dir); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return err
+	}
+	type cand struct{ term, first uint64 }
+	var cands []cand
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			os.Remove(filepath.Join(j.dir, name)) // an interrupted state write
+		case strings.HasPrefix(name, "term-"):
+			t, f, ok := parseSegName(name)
+			if !ok {
+				return fmt.Errorf("%w: %s: unexpected file name", ErrCorrupt, filepath.Join(j.dir, name))
+			}
+			cands = append(cands, cand{t, f})
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		return cmp.Or(cmp.Compare(a.term, b.term), cmp.Compare(a.first, b.first))
+	})
+
+	for i, c := range cands {
+		path := filepath.Join(j.dir, segName(c.term, c.first))
+		last := i == len(cands)-1
+		res, err := scanSegment(path, c.term, c.first)
+		if err != nil {
+			return err
+		}
+		if res.seg == nil {
+			if !last {
+				return fmt.Errorf("%w: %s: segment without header before later segments", ErrCorrupt, path)
+			}
+			j.log.Warn("journal: removing segment whose creation was interrupted", "file", path)
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+			if err := j.dirf.Sync(); err != nil {
+				return err
+			}
+			continue
+		}
+		seg := res.seg
+		if res.garbage {
+			j.log.Warn("journal: cutting torn tail", "file", path, "offset", seg.size, "bytes", res.fileLen-seg.size)
+		}
+		if res.garbage || (!last && res.fileLen > seg.size) {
+			// Drop torn bytes, or the unused preallocation of a segment
+			// sealed just before a crash. Only bytes after the last
+			// intact record go.
+			if err := truncateSync(path, seg.size); err != nil {
+				return err
+			}
+		}
+		if n := len(j.segs); n > 0 && seg.first != j.segs[n-1].last+1 {
+			return fmt.Errorf("%w: %s starts at index %d, but the previous segment ends at %d",
+				ErrCorrupt, path, seg.first, j.segs[n-1].last)
+		}
+		j.segs = append(j.segs, seg)
+	}
+
+	term, termStart, haveTerm, err := readState(j.dir, termFile, termMagic)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if n := len(j.segs); n > 0 {
+		if !haveTerm {
+			return fmt.Errorf("%w: %s: segments exist but the term file is missing", ErrCorrupt, j.dir)
+		}
+		if top := j.segs[n-1].term; term < top {
+			return fmt.Errorf("%w: %s: term file says %d, segments reach term %d", ErrCorrupt, j.dir, term, top)
+		}
+	}
+	j.term = term
+	j.next = max(termStart, 1)
+	if n := len(j.segs); n > 0 {
+		j.next = max(j.next, j.segs[n-1].last+1)
+	}
+	j.durable = j.next - 1
+
+	synced, _, haveSynced, err := readState(j.dir, syncedFile, syncedMagic)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	switch {
+	case !haveSynced && len(j.segs) > 0:
+		j.log.Warn("journal: synced watermark file missing; every entry counts as unapplied", "dir", j.dir)
+	case !haveSynced:
+		// A new journal: from now on a missing file means damage.
+		if err := writeStateDurable(j.dirf, syncedFile, syncedMagic, 0, 0); err != nil {
+			return err
+		}
+	}
+	if synced > j.durable {
+		j.log.Warn("journal: synced watermark beyond the last intact record", "dir", j.dir, "synced", synced, "last", j.durable)
+		synced = j.durable
+	}
+	if len(j.segs) > 0 {
+		synced = max(synced, j.segs[0].first-1) // pruned entries were synced
+	}
+	j.synced, j.applied = synced, synced
+	// Within the same boot the store's applied-but-unsynced changes are
+	// still in the page cache, so the lazily saved applied mark holds.
+	if a, boot, ok, _ := readState(j.dir, appliedFile, appliedMagic); ok && j.boot != 0 && boot == j.boot && a > synced && a <= j.durable {
+		j.applied = a
+	}
+	if j.appf, err = os.OpenFile(filepath.Join(j.dir, appliedFile), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return err
+	}
+	j.appliedSaved = ^uint64(0)
+	j.saveApplied(j.applied)
+
+	j.salt = rand.Uint64()
+	if n := len(j.segs); n > 0 {
+		seg := j.segs[n-1]
+		f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		// What was read may sit only in the page cache of a process that
+		// died before its fdatasync; make it durable before building on it.
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			f.Close()
+			return err
+		}
+		if seg.term == j.term {
+			if err := preallocate(f, seg.size, j.segSize, j.log); err != nil {
+				f.Close()
+				return err
+			}
+			j.active, j.activeSeg, j.salt = f, seg, seg.salt
+		} else {
+			err := f.Truncate(seg.size) // sealed: its term is over
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func truncateSync(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// StartTerm begins term, which must be higher than every term started
+// before, across reopens: terms are never reused. Records already queued
+// keep their term; later Appends get the new one.
+func (j *Journal) StartTerm(term uint64) error {
+	j.termMu.Lock()
+	defer j.termMu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	if j.err != nil {
+		return j.err
+	}
+	if term <= j.term {
+		return fmt.Errorf("%w: %d, highest started is %d", ErrStaleTerm, term, j.term)
+	}
+	// Written under mu so that no reservation slips between reading next
+	// and switching terms: the file names the new term's first index,
+	// which keeps indexes unique even if every older term is pruned.
+	if err := writeStateDurable(j.dirf, termFile, termMagic, term, j.next); err != nil {
+		return err
+	}
+	j.term, j.salt = term, rand.Uint64()
+	return nil
+}
+
+// Term returns the current term: the highest ever started, 0 if none.
+func (j *Journal) Term() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.term
+}
+
+// Append journals rec and returns its index once the record is durable
+// (fdatasynced). Concurrent Appends share one fdatasync.
+//
+// Indexes are dense and increase across terms. rec.Term and rec.Index
+// zero mean "current term" and "next index"; a caller that drives them
+// (replication) passes them explicitly and gets ErrTerm or ErrIndex when
+// they do not match. Once queued, a record is written even if ctx is
+// cancelled: Append then still waits, so the caller always learns whether
+// the record is durable.
+func (j *Journal) Append(ctx context.Context, rec *Record) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if !rec.Fop.Op.Valid() {
+		return 0, fmt.Errorf("journal: append of invalid op %d", rec.Fop.Op)
+	}
+	size := encodedSize(rec)
+	if size > MaxRecordSize {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
+	}
+	p := &pending{buf: encode(rec, size), done: make(chan error, 1)}
+
+	j.mu.Lock()
+	var err error
+	switch {
+	case j.closed:
+		err = ErrClosed
+	case j.err != nil:
+		err = j.err
+	case j.term == 0:
+		err = ErrNoTerm
+	case rec.Term != 0 && rec.Term != j.term:
+		err = fmt.Errorf("%w: record term %d, current %d", ErrTerm, rec.Term, j.term)
+	case rec.Index != 0 && rec.Index != j.next:
+		err = fmt.Errorf("%w: record index %d, next %d", ErrIndex, rec.Index, j.next)
+	}
+	if err != nil {
+		j.mu.Unlock()
+		return 0, err
+	}
+	p.term, p.salt, p.index = j.term, j.salt, j.next
+	j.next++
+	durable := j.durable
+	j.queue = append(j.queue, p)
+	j.mu.Unlock()
+
+	seal(p.buf, p.term, p.index, durable, p.salt) // outside the lock: appenders hash in parallel
+	p.ready.Store(true)
+	j.wake()
+	if err := <-p.done; err != nil {
+		return 0, err
+	}
+	return p.index, nil
+}
+
+func (j *Journal) wake() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flusher is the only writer of segment files. Each round it takes the
+// sealed prefix of the queue, writes it with one pwritev and one
+// fdatasync per segment touched, and releases those Appends: the more
+// appenders wait, the more records share a sync.
+func (j *Journal) flusher() {
+	defer close(j.done)
+	for {
+		j.mu.Lock()
+		batch := j.takeReady()
+		drained := j.closed && len(j.queue) == 0
+		broken := j.err
+		applied := j.applied
+		j.mu.Unlock()
+
+		if len(batch) > 0 {
+			n := 0
+			err := broken
+			if err == nil {
+				n, err = j.writeBatch(batch)
+			}
+			for i, p := range batch {
+				if i < n {
+					p.done <- nil
+				} else {
+					p.done <- err
+				}
+			}
+		}
+		j.saveApplied(applied)
+		if len(batch) > 0 {
+			continue
+		}
+		if drained {
+			return
+		}
+		<-j.kick
+	}
+}
+
+// takeReady removes and returns the longest sealed prefix of the queue.
+// Called with mu held.
+func (j *Journal) takeReady() []*pending {
+	q := j.queue
+	n, size := 0, 0
+	for n < len(q) && q[n].ready.Load() && (n == 0 || size+len(q[n].buf) <= maxBatchBytes) {
+		size += len(q[n].buf)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	batch := slices.Clone(q[:n])
+	clear(q[:n])
+	if n == len(q) {
+		j.queue = q[:0]
+	} else {
+		j.queue = q[n:]
+	}
+	return batch
+}
+
+// writeBatch makes batch durable, rotating segments as needed, and
+// returns how many records (a prefix) became durable. A failure is
+// sticky: after a failed write or fdatasync the file's contents are
+// unknown, so the journal refuses further appends until reopened.
+func (j *Journal) writeBatch(batch []*pending) (int, error) {
+	for i := 0; i < len(batch); {
+		p := batch[i]
+		seg := j.activeSeg
+		if seg == nil || seg.term != p.term || seg.salt != p.salt ||
+			(seg.last >= seg.first && seg.size+int64(len(p.buf)) > j.segSize) {
+			if err := j.rotate(p); err != nil {
+				return i, j.fail(err)
+			}
+			seg = j.activeSeg
+		}
+		n, end := i, seg.size
+		for n < len(batch) && batch[n].term == seg.term && batch[n].salt == seg.salt &&
+			(n == i || end+int64(len(batch[n].buf)) <= j.segSize) {
+			end += int64(len(batch[n].buf))
+			n++
+		}
+		bufs := make([][]byte, 0, n-i)
+		for _, q := range batch[i:n] {
+			bufs = append(bufs, q.buf)
+		}
+		fd := int(j.active.Fd())
+		if err := pwritev(fd, bufs, seg.size); err != nil {
+			return i, j.fail(fmt.Errorf("write %s: %w", seg.path, err))
+		}
+		if err := unix.Fdatasync(fd); err != nil {
+			return i, j.fail(fmt.Errorf("fdatasync %s: %w", seg.path, err))
+		}
+		j.mu.Lock()
+		seg.size, seg.last = end, batch[n-1].index
+		j.durable = seg.last
+		j.mu.Unlock()
+		i = n
+	}
+	return len(batch), nil
+}
+
+func (j *Journal) fail(err error) error {
+	err = fmt.Errorf("journal: %w (appends refused until reopened)", err)
+	j.log.Error("journal: write failed", "dir", j.dir, "err", err)
+	j.mu.Lock()
+	j.err = err
+	j.mu.Unlock()
+	return err
+}
+
+// rotate seals the active segment and starts one whose first record is p.
+func (j *Journal) rotate(p *pending) error {
+	if j.active != nil {
+		// Give back the unused preallocation; recovery copes if a crash
+		// comes first.
+		if err := j.active.Truncate(j.activeSeg.size); err != nil {
+			j.log.Warn("journal: trimming sealed segment", "file", j.activeSeg.path, "err", err)
+		}
+		j.active.Close()
+		j.active, j.activeSeg = nil, nil
+	}
+	f, seg, err := createSegment(j.dir, p.term, p.index, p.salt, j.segSize, j.log)
+	if err != nil {
+		return err
+	}
+	if err := j.dirf.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	j.mu.Lock()
+	j.segs = append(j.segs, seg)
+	j.mu.Unlock()
+	j.active, j.activeSeg = f, seg
+	return nil
+}
+
+// pwritev writes bufs contiguously at off, resuming after short writes.
+func pwritev(fd int, bufs [][]byte, off int64) error {
+	const iovMax = 1024
+	for len(bufs) > 0 {
+		n, err := unix.Pwritev(fd, bufs[:min(len(bufs), iovMax)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		off += int64(n)
+		for n > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			} else {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			}
+		}
+	}
+	return nil
+}
+
+// saveApplied overwrites the applied file when the watermark moved. No
+// fsync: the value is only trusted within this boot. Flusher only.
+func (j *Journal) saveApplied(a uint64) {
+	if a == j.appliedSaved {
+		return
+	}
+	if _, err := j.appf.WriteAt(encodeState(appliedMagic, a, j.boot), 0); err != nil {
+		j.log.Warn("journal: saving applied watermark", "dir", j.dir, "err", err)
+		return
+	}
+	j.appliedSaved = a
+}
+
+// MarkApplied records that the entry at index has been applied to the
+// store. The applied watermark is the highest index up to which every
+// entry is applied; it is saved lazily.
+func (j *Journal) MarkApplied(index uint64) {
+	j.mu.Lock()
+	if index <= j.applied || index > j.durable {
+		j.mu.Unlock()
+		return
+	}
+	if index == j.applied+1 {
+		j.applied = index
+		for {
+			if _, ok := j.appliedAbove[j.applied+1]; !ok {
+				break
+			}
+			delete(j.appliedAbove, j.applied+1)
+			j.applied++
+		}
+	} else {
+		j.appliedAbove[index] = struct{}{}
+	}
+	j.mu.Unlock()
+	j.wake()
+}
+
+// Applied returns the applied watermark.
+func (j *Journal) Applied() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.applied
+}
+
+// MarkSynced records durably that the store was synced after every entry
+// up to index was applied: those entries are never replayed again and
+// their terms may be pruned. The caller reads Applied, syncs the store,
+// then passes what it read; index above the applied watermark is refused.
+func (j *Journal) MarkSynced(index uint64) error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	j.mu.Lock()
+	closed, applied, synced := j.closed, j.applied, j.synced
+	j.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case index > applied:
+		return fmt.Errorf("%w: %d, applied watermark %d", ErrNotApplied, index, applied)
+	case index <= synced:
+		return nil
+	}
+	if err := writeStateDurable(j.dirf, syncedFile, syncedMagic, index, 0); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.synced = index
+	j.mu.Unlock()
+	return nil
+}
+
+// Synced returns the synced watermark.
+func (j *Journal) Synced() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.synced
+}
+
+// Close waits for queued records to become durable, saves the applied
+// watermark and releases the directory. It returns the sticky write
+// error, if the journal had one.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	j.closed = true
+	j.mu.Unlock()
+	j.wake()
+	<-j.done
+	j.closeFiles()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}

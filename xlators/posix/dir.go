@@ -1,0 +1,140 @@
+package posix
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+const direntBuf = 32 << 10
+
+// dirStream is an open directory. Its cookies are the filesystem's own
+// d_off values, which lseek(2) accepts, so they stay valid across calls,
+// handles and brick restarts.
+type dirStream struct {
+	d  *dirRef // its own open file description, positioned by getdents
+	mu sync.Mutex
+	// buf[off:n] holds entries read but not yet returned; pos is the
+	// cookie of the position after the last entry consumed.
+	buf    []byte
+	off, n int
+	pos    uint64
+}
+
+// Opendir opens a directory for Readdir.
+func (s *Store) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
+	f, e := s.openDir(ino)
+	if e != 0 {
+		return xl.Fd{}, e
+	}
+	return xl.Fd{GFID: ino, H: s.addFile(f)}, 0
+}
+
+// openDir opens a new stream on g, with a reference for the caller.
+func (s *Store) openDir(g xl.GFID) (*file, syscall.Errno) {
+	d, e := s.dir(g)
+	if e != 0 {
+		return nil, e
+	}
+	defer d.put()
+	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errno(err)
+	}
+	f := &file{gfid: g, fd: -1, dir: &dirStream{d: newDirRef(fd)}}
+	f.refs.Store(1)
+	return f, 0
+}
+
+// Readdir returns up to max entries after cookie off, without "." and
+// "..", each with its attributes.
+func (s *Store) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	if max <= 0 {
+		return nil, syscall.EINVAL
+	}
+	f := s.lookupFd(fd, true)
+	if f == nil { // unknown H: an anonymous stream
+		var e syscall.Errno
+		if f, e = s.openDir(fd.GFID); e != 0 {
+			return nil, e
+		}
+	}
+	defer f.put()
+	ds := f.dir
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if off != ds.pos {
+		if _, err := unix.Seek(ds.d.fd, int64(off), unix.SEEK_SET); err != nil {
+			return nil, errno(err)
+		}
+		ds.off, ds.n, ds.pos = 0, 0, off
+	}
+	return s.readEntries(ds, fd.GFID, max)
+}
+
+func (s *Store) readEntries(ds *dirStream, g xl.GFID, max int) ([]xl.Dirent, syscall.Errno) {
+	var out []xl.Dirent
+	for len(out) < max {
+		name, doff, e := ds.next()
+		if e != 0 {
+			if len(out) > 0 {
+				break // report it on the next call
+			}
+			return nil, e
+		}
+		if name == "" {
+			break // end of directory
+		}
+		ds.pos = doff
+		if name == "." || name == ".." || g == xl.RootGFID && name == metaName {
+			continue
+		}
+		a, e := s.entry(ds.d, g, name)
+		switch e {
+		case 0:
+			out = append(out, xl.Dirent{Name: name, Off: doff, Attr: a})
+		case syscall.ENOENT: // removed meanwhile
+		default:
+			s.log.Warn("posix: readdir: skipping an entry", "dir", g, "name", name, "err", e)
+		}
+	}
+	return out, 0
+}
+
+// next consumes the next raw entry; "" means the end.
+func (ds *dirStream) next() (string, uint64, syscall.Errno) {
+	if ds.off >= ds.n {
+		if ds.buf == nil {
+			ds.buf = make([]byte, direntBuf)
+		}
+		n, err := unix.Getdents(ds.d.fd, ds.buf)
+		if err != nil {
+			return "", 0, errno(err)
+		}
+		ds.off, ds.n = 0, n
+		if n == 0 {
+			return "", 0, 0
+		}
+	}
+	// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+	rec := ds.buf[ds.off:ds.n]
+	doff := binary.NativeEndian.Uint64(rec[8:])
+	reclen := int(binary.NativeEndian.Uint16(rec[16:]))
+	name := rec[19:reclen]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	ds.off += reclen
+	return string(name), doff, 0
+}
+
+// Releasedir closes a directory stream. An unknown H is not an error.
+func (s *Store) Releasedir(ctx context.Context, fd xl.Fd) syscall.Errno {
+	return s.Release(ctx, fd)
+}

@@ -1,0 +1,566 @@
+package posix
+
+import (
+	"context"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Lookup finds name in parent.
+func (s *Store) Lookup(ctx context.Context, parent xl.GFID, name string) (xl.Attr, syscall.Errno) {
+	if e := s.oldName(parent, name); e != 0 {
+		return xl.Attr{}, e
+	}
+	p, e := s.dir(parent)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer p.put()
+	return s.entry(p, parent, name)
+}
+
+// entry stats name in p and reads its gfid. It adopts an unlabelled
+// object, and relinks the handle of a non-directory that lost it to a
+// crash.
+func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errno) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	g, err := entryGFID(p, name)
+	e := errno(err)
+	switch {
+	case err == unix.ENODATA:
+		g, e = s.adopt(p, pg, name, &st, xl.NewGFID())
+		if e == 0 && !isDir {
+			st.Nlink++ // the new handle
+		}
+	case err == nil && !isDir && st.Nlink == 1:
+		if e = s.linkName(p, name, g); e == 0 {
+			st.Nlink++
+		}
+	}
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	return attrOf(g, &st), 0
+}
+
+// newObj is an object just made and about to be labelled: owner, mode,
+// gfid.
+type newObj struct {
+	fd       int
+	opath    bool // fd is O_PATH: reach the object through /proc
+	dir      bool
+	link     bool // a symlink, whose mode means nothing
+	uid, gid int  // -1 keeps what the kernel gave
+	perm     uint32
+}
+
+// newObj works out the owner and mode of an object about to be made in p.
+// It belongs to the caller, except that in a setgid directory the kernel
+// already gave it the directory's group, and a directory there inherits
+// S_ISGID. No umask applies: the client's kernel applied it.
+func (s *Store) newObj(ctx context.Context, p *dirRef, mode uint32, dir bool) (newObj, syscall.Errno) {
+	c := xl.CallFrom(ctx)
+	n := newObj{fd: -1, dir: dir, uid: -1, gid: -1, perm: mode & 0o7777}
+	if c.Uid != s.uid {
+		n.uid = int(c.Uid)
+	}
+	if c.Gid == s.gid && !dir {
+		return n, 0 // the kernel gave our group, or the setgid parent's: right either way
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(p.fd, &st); err != nil {
+		return n, errno(err)
+	}
+	switch {
+	case st.Mode&unix.S_ISGID == 0:
+		if c.Gid != s.gid {
+			n.gid = int(c.Gid)
+		}
+	case dir:
+		n.perm |= unix.S_ISGID
+	}
+	return n, 0
+}
+
+// label sets the owner, mode and gfid. xflags is XATTR_CREATE for an
+// object that already has a name, so that a concurrent adoption and this
+// creation cannot both label it.
+func (n *newObj) label(g xl.GFID, xflags int) error {
+	if n.uid >= 0 || n.gid >= 0 {
+		if err := unix.Fchownat(n.fd, "", n.uid, n.gid, unix.AT_EMPTY_PATH); err != nil {
+			return err
+		}
+	}
+	// After chown, which clears set-id bits.
+	var err error
+	switch {
+	case n.link:
+	case n.opath:
+		err = unix.Fchmodat(unix.AT_FDCWD, procPath(n.fd), n.perm, 0)
+	default:
+		err = unix.Fchmod(n.fd, n.perm)
+	}
+	if err != nil {
+		return err
+	}
+	if n.opath {
+		return unix.Setxattr(procPath(n.fd), gfidXattr, g[:], xflags)
+	}
+	return unix.Fsetxattr(n.fd, gfidXattr, g[:], xflags)
+}
+
+// made labels the object just made as name in p with g, links its handle
+// and returns its attributes. On failure it removes the object again,
+// unless a concurrent adoption labelled it first.
+func (s *Store) made(n *newObj, p *dirRef, pg xl.GFID, name string, g xl.GFID) (xl.Attr, syscall.Errno) {
+	err := n.label(g, unix.XATTR_CREATE)
+	if err == unix.EEXIST {
+		return xl.Attr{}, syscall.EEXIST
+	}
+	e := errno(err)
+	if e == 0 && n.dir {
+		e = s.writeDirHandle(g, pg, name, false)
+	} else if e == 0 {
+		e = s.linkHandle(n.fd, g)
+	}
+	var st unix.Stat_t
+	if e == 0 {
+		e = errno(unix.Fstat(n.fd, &st))
+	}
+	if e != 0 {
+		flags := 0
+		if n.dir {
+			flags = unix.AT_REMOVEDIR
+		}
+		unix.Unlinkat(p.fd, name, flags)
+		return xl.Attr{}, e
+	}
+	return attrOf(g, &st), 0
+}
+
+// madeNode labels a just-made non-directory through an O_PATH fd.
+func (s *Store) madeNode(n *newObj, p *dirRef, pg xl.GFID, name string, g xl.GFID) (xl.Attr, syscall.Errno) {
+	fd, err := unix.Openat(p.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	defer unix.Close(fd)
+	n.fd, n.opath = fd, true
+	return s.made(n, p, pg, name, g)
+}
+
+// newEntry validates the name and gfid of an object about to be made.
+func (s *Store) newEntry(parent xl.GFID, name string, g xl.GFID) syscall.Errno {
+	if e := s.newName(parent, name); e != 0 {
+		return e
+	}
+	return checkGFID(g)
+}
+
+// Mknod makes a fifo, socket, device or regular file.
+func (s *Store) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (xl.Attr, syscall.Errno) {
+	if e := s.newEntry(parent, name, gfid); e != 0 {
+		return xl.Attr{}, e
+	}
+	switch mode & unix.S_IFMT {
+	case 0:
+		mode |= unix.S_IFREG
+	case unix.S_IFREG, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
+	default:
+		return xl.Attr{}, syscall.EINVAL
+	}
+	p, e := s.dir(parent)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer p.put()
+	n, e := s.newObj(ctx, p, mode, false)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	if err := unix.Mknodat(p.fd, name, mode, int(rdev)); err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	return s.madeNode(&n, p, parent, name, gfid)
+}
+
+// Symlink makes name a symlink to target. The target is data: the store
+// never follows it.
+func (s *Store) Symlink(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, target string) (xl.Attr, syscall.Errno) {
+	if e := s.newEntry(parent, name, gfid); e != 0 {
+		return xl.Attr{}, e
+	}
+	switch {
+	case target == "":
+		return xl.Attr{}, syscall.ENOENT
+	case len(target) >= unix.PathMax:
+		return xl.Attr{}, syscall.ENAMETOOLONG
+	}
+	p, e := s.dir(parent)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer p.put()
+	n, e := s.newObj(ctx, p, 0o777, false)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	if err := unix.Symlinkat(target, p.fd, name); err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	n.link = true
+	return s.madeNode(&n, p, parent, name, gfid)
+}
+
+// Mkdir makes a directory.
+func (s *Store) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32) (xl.Attr, syscall.Errno) {
+	if e := s.newEntry(parent, name, gfid); e != 0 {
+		return xl.Attr{}, e
+	}
+	// A rename of the new directory must wait until its handle exists.
+	s.nsMu.RLock()
+	defer s.nsMu.RUnlock()
+	p, e := s.dirLocked(parent)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer p.put()
+	n, e := s.newObj(ctx, p, mode, true)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	if err := unix.Mkdirat(p.fd, name, mode&0o7777); err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	fd, err := unix.Openat(p.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return xl.Attr{}, errno(err)
+	}
+	n.fd = fd
+	a, e := s.made(&n, p, parent, name, gfid)
+	if e != 0 {
+		unix.Close(fd)
+		return xl.Attr{}, e
+	}
+	s.dirs.add(gfid, newDirRef(fd)).put()
+	return a, 0
+}
+
+// Create makes and opens a regular file. Without O_EXCL an existing file
+// is opened instead, and its gfid wins over the caller's.
+func (s *Store) Create(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, flags, mode uint32) (xl.Fd, xl.Attr, syscall.Errno) {
+	if e := s.newEntry(parent, name, gfid); e != 0 {
+		return xl.Fd{}, xl.Attr{}, e
+	}
+	p, e := s.dir(parent)
+	if e != 0 {
+		return xl.Fd{}, xl.Attr{}, e
+	}
+	defer p.put()
+	fd, e := s.createFile(ctx, p, name, gfid, flags, mode)
+	g := gfid
+	if e == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+		fd, g, e = s.openExisting(p, parent, name, flags, gfid)
+	}
+	if e != 0 {
+		return xl.Fd{}, xl.Attr{}, e
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return xl.Fd{}, xl.Attr{}, errno(err)
+	}
+	h := s.addFile(&file{gfid: g, fd: fd})
+	return xl.Fd{GFID: g, H: h, Flags: flags}, attrOf(g, &st), 0
+}
+
+// createFile makes the file as an O_TMPFILE, labels it and links its
+// handle, and only then gives it its name: no one sees it half made.
+func (s *Store) createFile(ctx context.Context, p *dirRef, name string, g xl.GFID, flags, mode uint32) (int, syscall.Errno) {
+	n, e := s.newObj(ctx, p, mode, false)
+	if e != 0 {
+		return -1, e
+	}
+	fl := openFlags(flags) &^ unix.O_TRUNC
+	if fl&unix.O_ACCMODE == unix.O_RDONLY { // O_TMPFILE needs write access
+		fl |= unix.O_RDWR
+	}
+	fd, err := unix.Openat(p.fd, ".", fl|unix.O_TMPFILE, mode&0o7777)
+	if err != nil {
+		return -1, errno(err)
+	}
+	n.fd = fd
+	e = errno(n.label(g, 0))
+	if e == 0 {
+		e = s.linkHandle(fd, g)
+	}
+	if e == 0 {
+		if e = errno(unix.Linkat(fd, "", p.fd, name, unix.AT_EMPTY_PATH)); e != 0 {
+			unix.Unlinkat(s.hfd, hpath(g), 0)
+		}
+	}
+	if e != 0 {
+		unix.Close(fd)
+		return -1, e
+	}
+	return fd, 0
+}
+
+// openExisting opens name for a Create without O_EXCL that found it. g
+// labels it only if it has no gfid.
+func (s *Store) openExisting(p *dirRef, pg xl.GFID, name string, flags uint32, g xl.GFID) (int, xl.GFID, syscall.Errno) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return -1, g, errno(err)
+	}
+	if e := regularOnly(&st, syscall.EEXIST); e != 0 {
+		return -1, g, e
+	}
+	// O_NONBLOCK: should a fifo be swapped in meanwhile, do not hang on it.
+	fd, err := unix.Openat(p.fd, name, openFlags(flags)|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, g, errno(err)
+	}
+	e := errno(unix.Fstat(fd, &st))
+	if e == 0 {
+		e = regularOnly(&st, syscall.EEXIST)
+	}
+	if e == 0 {
+		g, e = s.fileGFID(fd, p, pg, name, &st, g)
+	}
+	if e != 0 {
+		unix.Close(fd)
+		return -1, g, e
+	}
+	return fd, g, 0
+}
+
+// fileGFID reads the gfid of the regular file fd, found as name in p,
+// adopting it with g if it has none and relinking a lost handle.
+func (s *Store) fileGFID(fd int, p *dirRef, pg xl.GFID, name string, st *unix.Stat_t, g xl.GFID) (xl.GFID, syscall.Errno) {
+	got, err := fgetGFID(fd)
+	switch {
+	case err == unix.ENODATA:
+		return s.adopt(p, pg, name, st, g)
+	case err != nil:
+		return got, errno(err)
+	case st.Nlink == 1:
+		return got, s.linkHandle(fd, got)
+	}
+	return got, 0
+}
+
+// regularOnly refuses what the store does not open: directories,
+// symlinks, and special files, whose I/O never reaches a brick.
+func regularOnly(st *unix.Stat_t, special syscall.Errno) syscall.Errno {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return 0
+	case unix.S_IFDIR:
+		return syscall.EISDIR
+	case unix.S_IFLNK:
+		return syscall.ELOOP
+	}
+	return special
+}
+
+// Link adds newName in newParent for the non-directory ino.
+func (s *Store) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName string) (xl.Attr, syscall.Errno) {
+	if e := s.newName(newParent, newName); e != 0 {
+		return xl.Attr{}, e
+	}
+	o, e := s.obj(ino)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer o.put()
+	if o.d != nil {
+		return xl.Attr{}, syscall.EPERM
+	}
+	p, e := s.dir(newParent)
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	defer p.put()
+	s.mu.Lock()
+	if oc := s.opens[ino]; oc != nil && oc.unlinked {
+		e = syscall.ENOENT // as linkat(2) of an unlinked open file
+	} else {
+		e = staleIfMissing(unix.Linkat(s.hfd, o.h, p.fd, newName, 0))
+	}
+	s.mu.Unlock()
+	if e == 0 {
+		e = s.restat(&o)
+	}
+	if e != 0 {
+		return xl.Attr{}, e
+	}
+	return attrOf(ino, &o.st), 0
+}
+
+// pinned holds an entry by an O_PATH fd, so that its link count can be
+// checked once its name is gone.
+type pinned struct {
+	fd int
+	st unix.Stat_t
+	g  xl.GFID // zero if unlabelled
+}
+
+func pin(p *dirRef, name string) (*pinned, syscall.Errno) {
+	fd, err := unix.Openat(p.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errno(err)
+	}
+	t := &pinned{fd: fd}
+	if err = unix.Fstat(fd, &t.st); err == nil {
+		t.g, err = pinnedGFID(fd)
+	}
+	if err != nil && err != unix.ENODATA {
+		unix.Close(fd)
+		return nil, errno(err)
+	}
+	return t, 0
+}
+
+func (t *pinned) close()      { unix.Close(t.fd) }
+func (t *pinned) isDir() bool { return t.st.Mode&unix.S_IFMT == unix.S_IFDIR }
+
+// Unlink removes a non-directory's name.
+func (s *Store) Unlink(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	if e := s.oldName(parent, name); e != 0 {
+		return e
+	}
+	p, e := s.dir(parent)
+	if e != 0 {
+		return e
+	}
+	defer p.put()
+	t, e := pin(p, name)
+	if e != 0 {
+		return e
+	}
+	defer t.close()
+	if t.isDir() {
+		return syscall.EISDIR
+	}
+	if err := unix.Unlinkat(p.fd, name, 0); err != nil {
+		return errno(err)
+	}
+	if !t.g.IsZero() {
+		s.dropName(t.fd, t.g)
+	}
+	return 0
+}
+
+// Rmdir removes an empty directory.
+func (s *Store) Rmdir(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	if e := s.oldName(parent, name); e != 0 {
+		return e
+	}
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	p, e := s.dirLocked(parent)
+	if e != 0 {
+		return e
+	}
+	defer p.put()
+	t, e := pin(p, name)
+	if e != 0 {
+		return e
+	}
+	defer t.close()
+	if !t.isDir() {
+		return syscall.ENOTDIR
+	}
+	if err := unix.Unlinkat(p.fd, name, unix.AT_REMOVEDIR); err != nil {
+		return errno(err)
+	}
+	if !t.g.IsZero() {
+		s.dropDir(t.g)
+	}
+	return 0
+}
+
+// Rename is renameat2(2); flags are xl.RenameNoreplace or
+// xl.RenameExchange, whose values are the kernel's.
+func (s *Store) Rename(ctx context.Context, oldParent xl.GFID, oldName string, newParent xl.GFID, newName string, flags uint32) syscall.Errno {
+	if e := s.oldName(oldParent, oldName); e != 0 {
+		return e
+	}
+	if e := s.newName(newParent, newName); e != 0 {
+		return e
+	}
+	if flags&^(xl.RenameNoreplace|xl.RenameExchange) != 0 || flags == xl.RenameNoreplace|xl.RenameExchange {
+		return syscall.EINVAL
+	}
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	op, e := s.dirLocked(oldParent)
+	if e != 0 {
+		return e
+	}
+	defer op.put()
+	np, e := s.dirLocked(newParent)
+	if e != 0 {
+		return e
+	}
+	defer np.put()
+	src, e := pin(op, oldName)
+	if e != 0 {
+		return e
+	}
+	defer src.close()
+	dst, e := pin(np, newName)
+	switch {
+	case e == syscall.ENOENT:
+	case e != 0:
+		return e
+	default:
+		defer dst.close()
+	}
+	if err := unix.Renameat2(op.fd, oldName, np.fd, newName, uint(flags)); err != nil {
+		return errno(err)
+	}
+	return s.renamed(src, dst, oldParent, oldName, newParent, newName, flags)
+}
+
+// renamed brings handles up to date: moved directories get new handle
+// text, and a replaced victim loses its name.
+func (s *Store) renamed(src, dst *pinned, op xl.GFID, on string, np xl.GFID, nn string, flags uint32) syscall.Errno {
+	if dst != nil && dst.st.Dev == src.st.Dev && dst.st.Ino == src.st.Ino {
+		return 0 // two links of one file: rename(2) did nothing
+	}
+	e := s.moved(src, np, nn)
+	switch {
+	case dst == nil:
+	case flags&xl.RenameExchange != 0:
+		if e2 := s.moved(dst, op, on); e == 0 {
+			e = e2
+		}
+	case dst.g.IsZero():
+	case dst.isDir():
+		s.dropDir(dst.g)
+	default:
+		s.dropName(dst.fd, dst.g)
+	}
+	return e
+}
+
+// moved rewrites the handle of a directory now called name in pg.
+func (s *Store) moved(t *pinned, pg xl.GFID, name string) syscall.Errno {
+	if !t.isDir() || t.g.IsZero() {
+		return 0
+	}
+	e := s.writeDirHandle(t.g, pg, name, true)
+	if e != 0 {
+		s.log.Error("posix: directory renamed but its handle not rewritten", "gfid", t.g, "err", e)
+	}
+	return e
+}

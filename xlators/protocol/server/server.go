@@ -1,0 +1,552 @@
+// Package server is the brick side of gluon's protocol: it accepts client
+// connections, decodes each request into an xl.Fop, performs it on the top
+// of the brick graph with xl.Dispatch and sends back the xl.Result.
+//
+// Requests on one connection run concurrently and are answered as they
+// finish, in any order. Write and Setxattr data handed to the graph lives in
+// pooled buffers that are reused once the op returns: as with io.Writer,
+// translators must copy what they keep.
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/bufpool"
+	"github.com/gluon-fs/gluon/xlators/protocol/wire"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Volume is the name clients must ask for in their handshake.
+	Volume string
+	Logger *slog.Logger // default slog.Default()
+	// MaxFrame bounds a request's payload; 0 means wire.DefaultMaxFrame.
+	MaxFrame int
+}
+
+const (
+	// handshakeTimeout bounds how long a new connection may take to say hello.
+	handshakeTimeout = 10 * time.Second
+	// connBudget bounds the bytes held by one connection's in-flight
+	// requests (their payloads and read buffers); a client that sends
+	// faster than the graph answers stops being read.
+	connBudget = 64 << 20
+	// minWeight charges small requests enough that one connection runs at
+	// most connBudget/minWeight of them at once.
+	minWeight = 256 << 10
+	// maxBatch bounds the replies gathered into one writev.
+	maxBatch = 128
+	// inlineData is the size up to which reply data is copied next to its
+	// metadata rather than sent as its own iovec.
+	inlineData = 1 << 10
+	// keepMeta is the largest metadata buffer a connection keeps between
+	// requests.
+	keepMeta = 64 << 10
+)
+
+// Server serves one brick graph over any number of listeners.
+type Server struct {
+	top      xl.Xlator
+	volume   string
+	log      *slog.Logger
+	maxFrame int
+
+	// ctx parents every handler's context; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	lns    map[net.Listener]struct{}
+	conns  map[*conn]struct{}
+	wg     sync.WaitGroup // Serve calls and connections
+}
+
+// New returns a server for the graph whose top is top. It panics if top
+// is nil.
+func New(top xl.Xlator, opts Options) *Server {
+	if top == nil {
+		panic("protocol/server: New with a nil xlator")
+	}
+	s := &Server{
+		top:      top,
+		volume:   opts.Volume,
+		log:      opts.Logger,
+		maxFrame: opts.MaxFrame,
+		lns:      map[net.Listener]struct{}{},
+		conns:    map[*conn]struct{}{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("xlator", "protocol/server", "volume", s.volume)
+	if s.maxFrame <= 0 {
+		s.maxFrame = wire.DefaultMaxFrame
+	}
+	s.maxFrame = max(s.maxFrame, wire.MinMaxFrame)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Serve accepts connections on ln until Close, then returns nil. Other
+// listener errors are returned; ln is closed either way.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, ln)
+		s.mu.Unlock()
+		ln.Close()
+		s.wg.Done()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if !retryAccept(err) {
+				return fmt.Errorf("protocol/server: accept: %w", err)
+			}
+			// Out of descriptors or memory: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+			}
+			continue
+		}
+		delay = 0
+		s.start(nc)
+	}
+}
+
+func retryAccept(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops every listener, drops every connection, cancels the
+// contexts of in-flight requests and waits for all goroutines to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	lns := make([]net.Listener, 0, len(s.lns))
+	for ln := range s.lns {
+		lns = append(lns, ln)
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.kill()
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) start(nc net.Conn) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		s:      s,
+		nc:     nc,
+		log:    s.log.With("remote", nc.RemoteAddr().String()),
+		ctx:    ctx,
+		cancel: cancel,
+		dying:  make(chan struct{}),
+		pong:   make(chan struct{}, 1),
+		// Handlers block on a full queue; the budget bounds how many there are.
+		replies: make(chan reply, maxBatch),
+		budget:  semaphore.NewWeighted(connBudget),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
+}
+
+// conn is one client connection. Its reader goroutine (serve) decodes
+// requests and starts a handler goroutine for each; the writer goroutine
+// batches replies into writev calls.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
+
+	ctx    context.Context // cancelled when the connection dies
+	cancel context.CancelFunc
+	dying  chan struct{}
+	once   sync.Once
+
+	pong    chan struct{}
+	replies chan reply
+	budget  *semaphore.Weighted
+	wg      sync.WaitGroup // writer and handlers
+
+	// Set by the handshake, before the writer starts.
+	maxReply int
+	idle     time.Duration // drop the client after this much silence; 0 = never
+}
+
+// reply is a finished request on its way to the writer.
+type reply struct {
+	id     uint64
+	res    *xl.Result
+	buf    *[]byte // pooled buffer behind res.Data, recycled once sent
+	weight int64   // budget to release once sent
+}
+
+// kill closes the socket before cancelling the handlers, so that a
+// handler cut short by the cancellation cannot get its reply out.
+func (c *conn) kill() {
+	c.once.Do(func() {
+		c.nc.Close()
+		close(c.dying)
+		c.cancel()
+	})
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.wg.Done()
+	}()
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	if err := c.handshake(br); err != nil {
+		c.kill()
+		c.logEnd("handshake failed", err)
+		return
+	}
+	c.log.Debug("client connected")
+	c.wg.Add(1)
+	go c.writeLoop()
+	err := c.readLoop(br)
+	c.kill()
+	c.wg.Wait()
+	// Replies queued after the writer left.
+	for {
+		select {
+		case r := <-c.replies:
+			c.recycle(&r)
+		default:
+			c.logEnd("connection closed", err)
+			return
+		}
+	}
+}
+
+// logEnd reports why a connection ended: quietly for a normal hang-up or
+// our own Close, as a warning for a broken or hostile peer.
+func (c *conn) logEnd(msg string, err error) {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), c.s.ctx.Err() != nil:
+		c.log.Debug(msg, "err", err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Warn(msg+": client went silent", "idle", c.idle, "err", err)
+	default:
+		c.log.Warn(msg, "err", err)
+	}
+}
+
+func (c *conn) handshake(br *bufio.Reader) error {
+	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	var hb [wire.HeaderSize]byte
+	if _, err := io.ReadFull(br, hb[:]); err != nil {
+		return err
+	}
+	h, herr := wire.ParseHeader(hb[:], wire.MinMaxFrame)
+	if herr != nil && !errors.Is(herr, wire.ErrVersion) {
+		return herr
+	}
+	if h.Type != wire.TypeHandshake {
+		return fmt.Errorf("%w: expected a handshake, got a %v frame", wire.ErrMalformed, h.Type)
+	}
+	payload := make([]byte, h.Len)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return err
+	}
+	var hello wire.Hello
+	if herr != nil {
+		return c.reject(h.ID, syscall.EPROTONOSUPPORT, fmt.Sprintf("protocol version %d not supported, server speaks %d", h.Version, wire.Version))
+	}
+	if err := wire.DecodeHello(payload, &hello); err != nil {
+		return err
+	}
+	switch {
+	case hello.Version != wire.Version:
+		return c.reject(h.ID, syscall.EPROTONOSUPPORT, fmt.Sprintf("protocol version %d not supported, server speaks %d", hello.Version, wire.Version))
+	case hello.Volume != c.s.volume:
+		return c.reject(h.ID, syscall.ENOENT, fmt.Sprintf("volume %q is not served here", hello.Volume))
+	case hello.MaxFrame < wire.MinMaxFrame:
+		return c.reject(h.ID, syscall.EINVAL, fmt.Sprintf("max frame %d below the minimum %d", hello.MaxFrame, wire.MinMaxFrame))
+	}
+	c.maxReply = int(hello.MaxFrame)
+	c.idle = 2 * hello.PingTimeout
+	w := wire.AppendWelcome(nil, h.ID, &wire.Welcome{MaxFrame: uint32(c.s.maxFrame)})
+	if _, err := c.nc.Write(w); err != nil {
+		return err
+	}
+	c.nc.SetDeadline(time.Time{})
+	return nil
+}
+
+// reject tells the client why it is turned away; the caller then closes.
+func (c *conn) reject(id uint64, e syscall.Errno, reason string) error {
+	c.nc.Write(wire.AppendWelcome(nil, id, &wire.Welcome{Errno: e, Reason: reason}))
+	return fmt.Errorf("handshake rejected: %s", reason)
+}
+
+func (c *conn) readLoop(br *bufio.Reader) error {
+	var (
+		hb   [wire.HeaderSize]byte
+		meta []byte
+	)
+	for {
+		if c.idle > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.idle))
+		}
+		if _, err := io.ReadFull(br, hb[:]); err != nil {
+			return err
+		}
+		h, err := wire.ParseHeader(hb[:], c.s.maxFrame)
+		if err != nil {
+			return err
+		}
+		switch h.Type {
+		case wire.TypeRequest:
+		case wire.TypePing:
+			select {
+			case c.pong <- struct{}{}:
+			default: // a pong is already due
+			}
+			continue
+		default:
+			return fmt.Errorf("%w: unexpected %v frame from a client", wire.ErrMalformed, h.Type)
+		}
+
+		n := h.MetaLen()
+		if cap(meta) < n {
+			meta = make([]byte, n)
+		}
+		meta = meta[:n]
+		if _, err := io.ReadFull(br, meta); err != nil {
+			return truncated(err)
+		}
+		var in *[]byte
+		var data []byte
+		if h.DataLen > 0 {
+			in = bufpool.Get(int(h.DataLen))
+			data = *in
+			if _, err := io.ReadFull(br, data); err != nil {
+				bufpool.Put(in)
+				return truncated(err)
+			}
+		}
+		call := new(xl.Call)
+		f := new(xl.Fop)
+		err = wire.DecodeRequest(meta, data, call, f)
+		if cap(meta) > keepMeta {
+			meta = nil
+		}
+		if err != nil {
+			if in != nil {
+				bufpool.Put(in)
+			}
+			return fmt.Errorf("request %d: %w", h.ID, err)
+		}
+
+		weight := int64(h.Len)
+		if f.Op == xl.OpRead && f.Len > 0 && f.Len <= xl.MaxIO {
+			weight += f.Len
+		}
+		weight = min(max(weight, minWeight), connBudget)
+		if err := c.budget.Acquire(c.ctx, weight); err != nil {
+			if in != nil {
+				bufpool.Put(in)
+			}
+			return err
+		}
+		c.wg.Add(1)
+		go c.handle(h.ID, call, f, in, weight)
+	}
+}
+
+// truncated turns an EOF inside a frame into a malformed-frame error.
+func truncated(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: connection closed mid-frame", wire.ErrMalformed)
+	}
+	return err
+}
+
+func (c *conn) handle(id uint64, call *xl.Call, f *xl.Fop, in *[]byte, weight int64) {
+	defer c.wg.Done()
+	var out *[]byte
+	if f.Op == xl.OpRead && f.Len > 0 && f.Len <= xl.MaxIO {
+		out = bufpool.Get(int(f.Len))
+		f.Data = *out
+	}
+	res := xl.Dispatch(xl.WithCall(c.ctx, call), c.s.top, f)
+	if in != nil {
+		bufpool.Put(in)
+	}
+	r := reply{id: id, res: res, buf: out, weight: weight}
+	select {
+	case c.replies <- r:
+	case <-c.dying:
+		c.recycle(&r)
+	}
+}
+
+func (c *conn) recycle(r *reply) {
+	if r.buf != nil {
+		bufpool.Put(r.buf)
+	}
+	c.budget.Release(r.weight)
+}
+
+// writeLoop sends replies and pongs. It gathers whatever is queued into
+// one writev, so a busy connection flushes once per batch, not per reply.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	var (
+		batch []reply
+		buf   []byte
+		segs  []segment
+		iov   net.Buffers
+	)
+	for {
+		pongs := 0
+		select {
+		case r := <-c.replies:
+			batch = append(batch, r)
+		case <-c.pong:
+			pongs++
+		case <-c.dying:
+			return
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-c.replies:
+				batch = append(batch, r)
+			case <-c.pong:
+				pongs++
+			default:
+				break gather
+			}
+		}
+
+		buf, segs = buf[:0], segs[:0]
+		for range pongs {
+			buf = wire.AppendHeader(buf, wire.Header{Type: wire.TypePong})
+		}
+		for i := range batch {
+			buf, segs = c.appendReply(buf, segs, &batch[i])
+		}
+		iov = iov[:0]
+		prev := 0
+		for _, sg := range segs {
+			iov = append(iov, buf[prev:sg.end], sg.data)
+			prev = sg.end
+		}
+		if prev < len(buf) {
+			iov = append(iov, buf[prev:])
+		}
+		if c.idle > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.idle))
+		}
+		wv := iov
+		_, err := wv.WriteTo(c.nc)
+		for i := range batch {
+			c.recycle(&batch[i])
+			batch[i] = reply{}
+		}
+		batch = batch[:0]
+		clear(iov)
+		if cap(buf) > keepMeta {
+			buf = nil
+		}
+		if err != nil {
+			if c.s.ctx.Err() == nil {
+				c.log.Warn("dropping connection: write failed", "err", err)
+			}
+			c.kill()
+			return
+		}
+	}
+}
+
+// segment is reply data sent as its own iovec after buf[:end].
+type segment struct {
+	end  int
+	data []byte
+}
+
+func (c *conn) appendReply(buf []byte, segs []segment, r *reply) ([]byte, []segment) {
+	start := len(buf)
+	buf = wire.AppendReply(buf, r.id, r.res)
+	if size := len(buf) - start - wire.HeaderSize + len(r.res.Data); size > c.maxReply {
+		c.log.Warn("reply too large for the client; answering EIO", "id", r.id, "bytes", size, "limit", c.maxReply)
+		buf = wire.AppendReply(buf[:start], r.id, &xl.Result{Errno: syscall.EIO})
+		return buf, segs
+	}
+	switch d := r.res.Data; {
+	case len(d) == 0:
+	case len(d) <= inlineData:
+		buf = append(buf, d...)
+	default:
+		segs = append(segs, segment{end: len(buf), data: d})
+	}
+	return buf, segs
+}

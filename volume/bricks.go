@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -258,31 +259,56 @@ func (s *Store) snapshot(ctx context.Context, vol string) ([]BrickStatus, int64,
 // empty status once. Errors from etcd are retried.
 func (s *Store) WatchBricks(ctx context.Context, vol string) <-chan []BrickStatus {
 	ch := make(chan []BrickStatus, 1)
-	go s.watchBricks(ctx, vol, ch)
+	read := func(ctx context.Context) ([]BrickStatus, int64, error) {
+		st, rev, err := s.snapshot(ctx, vol)
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+		return st, rev, err
+	}
+	go follow(ctx, s, ch, read, slices.Equal, volumeKey(vol), bricksKey(vol))
 	return ch
 }
 
-func (s *Store) watchBricks(ctx context.Context, vol string, ch chan []BrickStatus) {
-	defer close(ch)
-	var last []BrickStatus
-	sent := false
-	publish := func(st []BrickStatus) {
-		if sent && slices.Equal(st, last) {
-			return
+// WatchVolume sends vol's definition now and after every change, until ctx
+// ends; then it closes the channel. It sends nil while the volume does not
+// exist. A reader that falls behind gets the latest definition only.
+// Errors from etcd are retried.
+func (s *Store) WatchVolume(ctx context.Context, vol string) <-chan *Volume {
+	ch := make(chan *Volume, 1)
+	read := func(ctx context.Context) (*Volume, int64, error) {
+		if err := ValidName(vol); err != nil {
+			return nil, 0, err
 		}
-		select { // replace a status the reader has not taken yet
-		case <-ch:
-		default:
+		r, err := s.cli.Get(ctx, volumeKey(vol))
+		if err != nil {
+			return nil, 0, err
 		}
-		ch <- st
-		last, sent = st, true
+		if len(r.Kvs) == 0 {
+			return nil, r.Header.Revision, nil
+		}
+		v, err := decode(r.Kvs[0].Value, vol)
+		return v, r.Header.Revision, err
 	}
+	same := func(a, b *Volume) bool { return reflect.DeepEqual(a, b) }
+	go follow(ctx, s, ch, read, same, volumeKey(vol))
+	return ch
+}
+
+// follow publishes read's result on ch, then waits for a change to keys
+// (each key ending in "/" is a prefix) and reads again, until ctx ends.
+// Results equal to the last one sent are dropped; an unread result is
+// replaced by a newer one.
+func follow[T any](ctx context.Context, s *Store, ch chan T, read func(context.Context) (T, int64, error), equal func(a, b T) bool, keys ...string) {
+	defer close(ch)
+	var last T
+	sent := false
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		st, rev, err := s.snapshot(ctx, vol)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		v, rev, err := read(ctx)
+		if err != nil {
 			if ctx.Err() == nil {
-				s.logger().Warn("watch bricks", "volume", vol, "err", err)
+				s.logger().Warn("etcd watch", "keys", keys, "err", err)
 			}
 			t := time.NewTimer(backoff)
 			select {
@@ -294,30 +320,50 @@ func (s *Store) watchBricks(ctx context.Context, vol string, ch chan []BrickStat
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		publish(st)
-		s.awaitChange(ctx, vol, rev)
+		if !sent || !equal(v, last) {
+			select { // replace a value the reader has not taken yet
+			case <-ch:
+			default:
+			}
+			ch <- v
+			last, sent = v, true
+		}
+		s.awaitChange(ctx, rev, keys)
 	}
 }
 
-// awaitChange returns after the first change to vol's record or brick keys
-// after rev, or when the watch breaks.
-func (s *Store) awaitChange(ctx context.Context, vol string, rev int64) {
+// awaitChange returns after the first change to keys after rev, or when a
+// watch breaks.
+func (s *Store) awaitChange(ctx context.Context, rev int64, keys []string) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
-	vw := s.cli.Watch(wctx, volumeKey(vol), clientv3.WithRev(rev+1))
-	bw := s.cli.Watch(wctx, bricksKey(vol), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	for {
-		var r clientv3.WatchResponse
-		var ok bool
-		select {
-		case r, ok = <-vw:
-		case r, ok = <-bw:
+	changed := make(chan struct{}, len(keys))
+	for _, k := range keys {
+		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+		if strings.HasSuffix(k, "/") {
+			opts = append(opts, clientv3.WithPrefix())
 		}
-		// Progress notifications carry no events; anything else (events,
-		// compaction, cancellation, a closed channel) means read again.
-		if !ok || r.Err() != nil || len(r.Events) > 0 {
-			return
-		}
+		wch := s.cli.Watch(wctx, k, opts...)
+		wg.Go(func() {
+			signalled := false
+			for r := range wch { // drain until cancel closes it
+				// Progress notifications carry no events; anything else
+				// (events, compaction, cancellation) means read again.
+				if !signalled && (r.Err() != nil || len(r.Events) > 0) {
+					changed <- struct{}{}
+					signalled = true
+				}
+			}
+			if !signalled {
+				changed <- struct{}{}
+			}
+		})
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
 	}
 }
 

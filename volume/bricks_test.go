@@ -238,3 +238,57 @@ func TestWatchBricks(t *testing.T) {
 	for range ch { // must close
 	}
 }
+
+func TestWatchVolume(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := s.WatchVolume(ctx, "v")
+	recv := func(what string) *Volume {
+		t.Helper()
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				t.Fatalf("watch closed waiting for %s", what)
+			}
+			return v
+		case <-time.After(20 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		return nil
+	}
+	if v := recv("absent volume"); v != nil {
+		t.Fatalf("got %+v for a missing volume", v)
+	}
+	createVolume(t, s, "v", "h:/b")
+	if v := recv("created"); v == nil || v.State != StateCreated {
+		t.Fatalf("got %+v, want the created volume", v)
+	}
+	if err := s.SetState(ctx, "v", StateStarted); err != nil {
+		t.Fatal(err)
+	}
+	if v := recv("started"); v == nil || v.State != StateStarted {
+		t.Fatalf("got %+v, want it started", v)
+	}
+	// Brick registrations are not volume changes.
+	r, err := s.Register(ctx, "v", 0, "a:1", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := s.SetState(ctx, "v", StateStopped); err != nil {
+		t.Fatal(err)
+	}
+	if v := recv("stopped"); v == nil || v.State != StateStopped {
+		t.Fatalf("got %+v, want it stopped", v)
+	}
+	if err := s.Delete(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v := recv("deleted"); v != nil {
+		t.Fatalf("got %+v after Delete", v)
+	}
+	cancel()
+	for range ch {
+	}
+}

@@ -74,13 +74,14 @@ func (b Brick) validate() error {
 	case b.Host == "":
 		return fmt.Errorf("brick %q: empty host", b)
 	case strings.ContainsFunc(b.Host, func(r rune) bool {
-		return unicode.IsSpace(r) || r == '/' || r == '[' || r == ']' || !unicode.IsPrint(r)
+		return unicode.IsSpace(r) || r == '/' || r == '[' || r == ']' || r == '"' || r == '#' || !unicode.IsPrint(r)
 	}):
 		return fmt.Errorf("brick %q: bad host %q", b, b.Host)
 	case !filepath.IsAbs(b.Path):
 		return fmt.Errorf("brick %q: path %q is not absolute", b, b.Path)
-	case strings.ContainsFunc(b.Path, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }):
-		return fmt.Errorf("brick %q: path has control characters", b)
+	case strings.ContainsFunc(b.Path, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || r == '#' || !unicode.IsPrint(r) }):
+		// The path names the brick in volfiles, where these split words.
+		return fmt.Errorf("brick %q: path has spaces, quotes, '#' or control characters", b)
 	case filepath.Clean(b.Path) == "/":
 		return fmt.Errorf("brick %q: the root directory cannot be a brick", b)
 	}

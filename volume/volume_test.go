@@ -22,7 +22,7 @@ func TestParseBrick(t *testing.T) {
 		{"srv1:/bricks/b0", Brick{"srv1", "/bricks/b0"}},
 		{"127.0.0.1:/b//x/", Brick{"127.0.0.1", "/b/x"}},
 		{"[::1]:/b", Brick{"::1", "/b"}},
-		{"h:/with space/c:d", Brick{"h", "/with space/c:d"}},
+		{"h:/c:d", Brick{"h", "/c:d"}},
 	}
 	for _, c := range good {
 		b, err := ParseBrick(c.in)
@@ -44,6 +44,9 @@ func TestParseBrick(t *testing.T) {
 		"h x:/b":          "bad host",
 		"[::1/b":          "want [IPV6]:PATH",
 		"h:/b\n":          "control characters",
+		"h:/with space":   "spaces",
+		"h:/a#b":          "'#'",
+		"h\":/b":          "bad host",
 		"srv/x:/bricks/a": "bad host",
 	}
 	for in, want := range bad {
@@ -253,6 +256,7 @@ func TestSetStateDelete(t *testing.T) {
 }
 
 func TestConnectUnreachable(t *testing.T) {
+	t.Parallel() // waits out ConnectTimeout
 	// Nothing listens on port 1 of the loopback.
 	cli, err := Connect(context.Background(), []string{"127.0.0.1:1"})
 	if err == nil {

@@ -1,0 +1,460 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fio workloads, in the order a round runs them. Each has a job file
+// jobs/<name>.fio.
+var fioWorkloads = []string{
+	"seqwrite",        // 1 MiB sequential writes
+	"seqread",         // 1 MiB sequential reads
+	"randread",        // 4 KiB random reads
+	"randwrite",       // 4 KiB random writes
+	"randwrite-fsync", // 4 KiB random writes, fsync after each
+	"randrw",          // 70/30 random read/write, Jobs parallel jobs
+	"randread-aio",    // 4 KiB random reads, libaio, O_DIRECT, queue depth 16
+}
+
+// WorkloadMeta selects the metadata workload (RunMeta); it reports one
+// result per phase (MetaPhases).
+const WorkloadMeta = "meta"
+
+// Workloads lists every workload name Config.Workloads accepts, in the
+// order a round runs them.
+func Workloads() []string { return append(slices.Clone(fioWorkloads), WorkloadMeta) }
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultRounds       = 3
+	DefaultRuntime      = 10 * time.Second
+	DefaultSize         = "256M"
+	DefaultJobs         = 4
+	DefaultMetaFiles    = 5000
+	DefaultMetaDirs     = 50
+	DefaultMetaFileSize = 1024
+)
+
+// Config configures Run. Only Targets is required.
+type Config struct {
+	// Targets to compare; the first is the baseline of the ratio column.
+	// Each is one of:
+	//   local                               a temporary directory in WorkDir (the bare disk)
+	//   loopback                            go-fuse loopback mount of a temporary directory, in this process
+	//   gluon:replica=N[,distribute=M]      a gluon volume brought up by Starter
+	//   gluster:replica=N[,distribute=M]    a GlusterFS volume on this host (needs glusterfs-server)
+	//   /some/dir                           an existing directory, e.g. a mount point
+	Targets   []string
+	Workloads []string      // names from Workloads(); nil means all
+	Rounds    int           // every target runs every workload once per round; 0 means DefaultRounds
+	Runtime   time.Duration // per fio workload; 0 means DefaultRuntime
+	Size      string        // file size per fio job, e.g. "256M", "4M", "1G"; "" means DefaultSize
+	Jobs      int           // parallel fio jobs of randrw and workers of meta; 0 means DefaultJobs
+
+	MetaFiles    int  // files of the metadata workload; 0 means DefaultMetaFiles
+	MetaDirs     int  // directories they are spread over; 0 means DefaultMetaDirs
+	MetaFileSize int  // bytes per file; 0 means DefaultMetaFileSize
+	DropCaches   bool // drop the kernel caches before meta-stat and meta-read (root)
+
+	WorkDir string  // where local, loopback and gluster keep their files; "" means os.TempDir()
+	RawDir  string  // if set, fio's JSON output of every run is kept here
+	Fio     string  // fio binary; "" means "fio" from PATH
+	Starter Starter // starts gluon:... targets; nil means ExecStarter{}
+
+	Logger *slog.Logger // nil means slog.Default()
+	// Progress receives one line per finished workload; nil means none.
+	// See TerminalProgress.
+	Progress io.Writer
+}
+
+// settings is a validated Config with defaults filled in.
+type settings struct {
+	targets   []targetSpec
+	workloads []string
+	rounds    int
+	runtime   time.Duration
+	size      int64
+	jobs      int
+	meta      MetaConfig
+	workDir   string
+	rawDir    string
+	fio       string
+	starter   Starter
+	log       *slog.Logger
+	progress  io.Writer
+}
+
+func (c Config) settings() (*settings, error) {
+	s := &settings{
+		rounds:   orDefault(c.Rounds, DefaultRounds),
+		runtime:  c.Runtime,
+		jobs:     orDefault(c.Jobs, DefaultJobs),
+		workDir:  c.WorkDir,
+		rawDir:   c.RawDir,
+		fio:      c.Fio,
+		starter:  c.Starter,
+		log:      c.Logger,
+		progress: c.Progress,
+	}
+	if len(c.Targets) == 0 {
+		return nil, errors.New("no targets")
+	}
+	seen := make(map[string]bool)
+	for _, t := range c.Targets {
+		ts, err := parseTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		if seen[t] {
+			return nil, fmt.Errorf("target %q given twice", t)
+		}
+		seen[t] = true
+		s.targets = append(s.targets, ts)
+	}
+	s.workloads = c.Workloads
+	if len(s.workloads) == 0 {
+		s.workloads = Workloads()
+	}
+	for i, w := range s.workloads {
+		if !slices.Contains(Workloads(), w) {
+			return nil, fmt.Errorf("unknown workload %q (known: %s)", w, strings.Join(Workloads(), ", "))
+		}
+		if slices.Contains(s.workloads[:i], w) {
+			return nil, fmt.Errorf("workload %q given twice", w)
+		}
+	}
+	if s.rounds < 1 {
+		return nil, fmt.Errorf("rounds %d < 1", c.Rounds)
+	}
+	if s.runtime == 0 {
+		s.runtime = DefaultRuntime
+	}
+	if s.runtime < time.Second {
+		return nil, fmt.Errorf("runtime %v: at least 1s", s.runtime)
+	}
+	size := c.Size
+	if size == "" {
+		size = DefaultSize
+	}
+	var err error
+	if s.size, err = ParseSize(size); err != nil {
+		return nil, err
+	}
+	if s.size < 1<<20 {
+		return nil, fmt.Errorf("size %s: at least 1M (one sequential block)", size)
+	}
+	if s.jobs < 1 || s.jobs > 64 {
+		return nil, fmt.Errorf("jobs %d: want 1..64", s.jobs)
+	}
+	s.meta = MetaConfig{
+		Workers:    s.jobs,
+		Files:      orDefault(c.MetaFiles, DefaultMetaFiles),
+		Dirs:       orDefault(c.MetaDirs, DefaultMetaDirs),
+		FileSize:   orDefault(c.MetaFileSize, DefaultMetaFileSize),
+		DropCaches: c.DropCaches,
+	}
+	if err := s.meta.validate(); err != nil {
+		return nil, err
+	}
+	if c.DropCaches && os.Geteuid() != 0 {
+		return nil, errors.New("dropping caches needs root")
+	}
+	if s.workDir == "" {
+		s.workDir = os.TempDir()
+	}
+	if s.fio == "" {
+		s.fio = "fio"
+	}
+	if s.starter == nil {
+		s.starter = ExecStarter{Dir: c.WorkDir, Logger: c.Logger}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.progress == nil {
+		s.progress = io.Discard
+	}
+	return s, nil
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// ParseSize parses a byte count with an optional binary suffix: "4096",
+// "4k", "256M", "1G", "1GiB" (K, M, G, T are powers of 1024, as in fio).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	shift := 0
+	if t != "" {
+		if i := strings.IndexByte("KMGT", t[len(t)-1]); i >= 0 {
+			shift = 10 * (i + 1)
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q: want a byte count such as 4096, 4M or 1G", s)
+	}
+	return n << shift, nil
+}
+
+// Run sets up every target, runs the workloads on them in interleaved
+// rounds (the order of the targets changes from round to round, so slow
+// drift in machine load hits all targets alike), tears the
+// targets down and returns the report. A workload that fails on a target
+// is recorded in its Result and the run goes on; errors setting up or
+// tearing down targets, and cancellation, end the run. When only teardown
+// fails, Run returns the report together with the error.
+func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{
+		Machine:  machineInfo(ctx),
+		Settings: s.report(),
+		Started:  time.Now().UTC(),
+	}
+	var jobFiles map[string]string
+	needFio := slices.ContainsFunc(s.workloads, func(w string) bool { return w != WorkloadMeta })
+	if needFio {
+		if rep.Machine.Fio, err = fioVersion(ctx, s.fio); err != nil {
+			return nil, err
+		}
+	}
+	runDir, err := os.MkdirTemp(s.workDir, "gluon-bench-run-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(runDir)) }()
+	if needFio {
+		if jobFiles, err = writeJobFiles(runDir); err != nil {
+			return nil, err
+		}
+	}
+	if s.rawDir != "" {
+		if err := os.MkdirAll(s.rawDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	var targets []*target
+	defer func() {
+		var errs []error
+		for i := len(targets) - 1; i >= 0; i-- {
+			if cerr := targets[i].close(); cerr != nil {
+				errs = append(errs, fmt.Errorf("tear down %s: %w", targets[i].info.Name, cerr))
+			}
+		}
+		err = errors.Join(err, errors.Join(errs...))
+	}()
+	for _, ts := range s.targets {
+		fmt.Fprintf(s.progress, "starting %s\n", ts.label)
+		t, err := openTarget(ctx, ts, s)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+		rep.Targets = append(rep.Targets, t.info)
+	}
+
+	r := &runner{s: s, runDir: runDir, jobFiles: jobFiles}
+	for round := 1; round <= s.rounds; round++ {
+		for _, i := range roundOrder(len(targets), round) {
+			for _, w := range s.workloads {
+				res, err := r.runWorkload(ctx, targets[i], w, round)
+				if err != nil {
+					return nil, err
+				}
+				rep.Results = append(rep.Results, res...)
+			}
+		}
+	}
+	rep.Finished = time.Now().UTC()
+	rep.Summarize()
+	return rep, nil
+}
+
+// roundOrder returns the order of n targets in round r (1-based). Odd
+// rounds rotate the order by one more place each time, even rounds run the
+// previous round backwards: over 2n rounds every target runs in every
+// position, before and after every other target.
+func roundOrder(n, r int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i + (r-1)/2) % n
+	}
+	if r%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
+}
+
+type runner struct {
+	s        *settings
+	runDir   string
+	jobFiles map[string]string
+}
+
+// runWorkload runs one workload on one target in a scratch directory it
+// removes afterwards. Only cancellation and scratch directory trouble are
+// errors; a failing workload is reported in its Result.
+func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int) (_ []Result, err error) {
+	scratch, err := os.MkdirTemp(t.dir, fmt.Sprintf(".gluon-bench-r%d-%s-", round, w))
+	if err != nil {
+		return nil, fmt.Errorf("%s: scratch directory: %w", t.info.Name, err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(scratch); rerr != nil && err == nil {
+			err = fmt.Errorf("%s: remove scratch directory: %w", t.info.Name, rerr)
+		}
+	}()
+	var res []Result
+	if w == WorkloadMeta {
+		res = r.runMeta(ctx, t, scratch)
+	} else {
+		res = []Result{r.runFio(ctx, t, w, round, scratch)}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i := range res {
+		res[i].Round, res[i].Target = round, t.info.Name
+		r.progress(res[i])
+	}
+	return res, nil
+}
+
+func (r *runner) progress(res Result) {
+	line := fmt.Sprintf("round %d/%d  %-16s %-16s ", res.Round, r.s.rounds, res.Target, res.Workload)
+	if res.Error != "" {
+		line += "FAILED: " + res.Error
+	} else {
+		line += fmt.Sprintf("%s  p50 %s  p99 %s", fmtValue(res.Value(), res.Unit), fmtLatency(res.P50), fmtLatency(res.P99))
+	}
+	fmt.Fprintln(r.s.progress, line)
+}
+
+func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scratch string) Result {
+	res := Result{Workload: w, Unit: unitOf(w)}
+	out := filepath.Join(r.runDir, "fio-output.json")
+	if r.s.rawDir != "" {
+		out = filepath.Join(r.s.rawDir, fmt.Sprintf("r%d-%s-%s.json", round, fileSafe(t.info.Name), w))
+	}
+	var pids []int
+	if t.pids != nil {
+		pids = t.pids()
+	}
+	mon := startMonitor(pids)
+	fr, err := fioRun{
+		fio:     r.s.fio,
+		jobFile: r.jobFiles[w],
+		dir:     scratch,
+		size:    r.s.size,
+		runtime: r.s.runtime,
+		jobs:    r.s.jobs,
+		output:  out,
+	}.run(ctx)
+	if mon != nil {
+		res.CPU, res.PeakRSS = mon.Stop()
+		res.Measured = true
+	}
+	var sum fioSummary
+	if err == nil {
+		sum, err = fr.summarize()
+	}
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.OpsPerSec, res.BytesPerSec = sum.iops, sum.bw
+	res.P50, res.P99 = sum.p50, sum.p99
+	res.Elapsed, res.ClientCPU, res.Note = sum.elapsed, sum.clientCPU, sum.note
+	return res
+}
+
+func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Result {
+	type usage struct {
+		cpu  time.Duration
+		rss  uint64
+		done bool
+	}
+	used := make(map[string]usage)
+	cfg := r.s.meta
+	cfg.Dir = scratch
+	if t.pids != nil {
+		cfg.Observe = func(phase string) func() {
+			mon := startMonitor(t.pids())
+			return func() {
+				if mon != nil {
+					cpu, rss := mon.Stop()
+					used[phase] = usage{cpu, rss, true}
+				}
+			}
+		}
+	}
+	phases, err := RunMeta(ctx, cfg)
+	if err != nil {
+		// One failed result per phase keeps the table's shape.
+		res := make([]Result, len(MetaPhases))
+		for i, p := range MetaPhases {
+			res[i] = Result{Workload: p, Unit: unitOf(p), Error: err.Error()}
+		}
+		return res
+	}
+	res := make([]Result, len(phases))
+	for i, p := range phases {
+		u := used[p.Name]
+		res[i] = Result{
+			Workload:    p.Name,
+			Unit:        unitOf(p.Name),
+			OpsPerSec:   p.OpsPerSec(),
+			BytesPerSec: float64(p.Bytes) / p.Elapsed.Seconds(),
+			P50:         p.P50,
+			P99:         p.P99,
+			Elapsed:     p.Elapsed,
+			CPU:         u.cpu,
+			PeakRSS:     u.rss,
+			Measured:    u.done,
+		}
+		if p.Name == MetaLs {
+			res[i].Note = "latency per directory"
+		}
+	}
+	return res
+}
+
+// unitOf names the headline metric of a workload.
+func unitOf(w string) string {
+	switch {
+	case strings.HasPrefix(w, "seq"):
+		return UnitMiBps
+	case strings.HasPrefix(w, "meta"):
+		return UnitOpsps
+	}
+	return UnitIOPS
+}
+
+// fileSafe turns a target name into something usable in a file name.
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}

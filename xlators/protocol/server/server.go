@@ -264,7 +264,9 @@ func (c *conn) serve() {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	if err := c.handshake(br); err != nil {
 		c.kill()
-		c.logEnd("handshake failed", err)
+		if !errors.Is(err, errRejected) {
+			c.logEnd("handshake failed", err)
+		}
 		return
 	}
 	c.log.Debug("client connected")
@@ -340,10 +342,13 @@ func (c *conn) handshake(br *bufio.Reader) error {
 	return nil
 }
 
+var errRejected = errors.New("handshake rejected")
+
 // reject tells the client why it is turned away; the caller then closes.
 func (c *conn) reject(id uint64, e syscall.Errno, reason string) error {
+	c.log.Warn("handshake rejected", "reason", reason)
 	c.nc.Write(wire.AppendWelcome(nil, id, &wire.Welcome{Errno: e, Reason: reason}))
-	return fmt.Errorf("handshake rejected: %s", reason)
+	return errRejected
 }
 
 func (c *conn) readLoop(br *bufio.Reader) error {

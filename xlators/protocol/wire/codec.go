@@ -400,9 +400,12 @@ func attach(has bool, data []byte) ([]byte, error) {
 	return data, nil
 }
 
-// decoder reads from b; the first error sticks and zeroes later reads.
+// decoder reads b from offset i; the first error sticks and empties the
+// rest. An offset, not a shrinking slice, keeps GC write barriers out of
+// the hot path.
 type decoder struct {
 	b    []byte
+	i    int
 	err  error
 	mask uint64 // presence bits of the last struct read
 }
@@ -411,43 +414,44 @@ func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = malformed(format, args...)
 	}
-	d.b = nil
+	d.i = len(d.b)
 }
 
+func (d *decoder) left() int { return len(d.b) - d.i }
+
 func (d *decoder) end() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
+	if d.err == nil && d.left() != 0 {
+		d.fail("%d trailing bytes", d.left())
 	}
 	return d.err
 }
 
 func (d *decoder) u8() byte {
-	if len(d.b) < 1 {
+	if d.left() < 1 {
 		d.fail("truncated")
 		return 0
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
+	d.i++
+	return d.b[d.i-1]
 }
 
 func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.b[d.i:])
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.i += n
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.b[d.i:])
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.i += n
 	return v
 }
 
@@ -471,12 +475,12 @@ func (d *decoder) presence(end uint64) uint64 {
 }
 
 func (d *decoder) raw(n int) []byte {
-	if n > len(d.b) {
-		d.fail("truncated: want %d bytes, have %d", n, len(d.b))
+	if n > d.left() {
+		d.fail("truncated: want %d bytes, have %d", n, d.left())
 		return nil
 	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
+	v := d.b[d.i : d.i+n : d.i+n]
+	d.i += n
 	return v
 }
 
@@ -493,7 +497,7 @@ func (d *decoder) count(max int) int {
 	if d.err != nil {
 		return 0
 	}
-	if v > uint64(max) || v > uint64(len(d.b)) {
+	if v > uint64(max) || v > uint64(d.left()) {
 		d.fail("list of %d entries exceeds limit or frame", v)
 		return 0
 	}
@@ -518,8 +522,8 @@ func (d *decoder) bytes() []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("truncated: want %d bytes, have %d", n, len(d.b))
+	if n > uint64(d.left()) {
+		d.fail("truncated: want %d bytes, have %d", n, d.left())
 		return nil
 	}
 	return append([]byte{}, d.raw(int(n))...)
@@ -674,8 +678,8 @@ func (d *decoder) result(r *xl.Result) {
 		// A dirent takes at least 20 bytes (gfid, name length, cookie, ...),
 		// which bounds the allocation tighter than count alone.
 		n := d.count(MaxList)
-		if n > len(d.b)/20 {
-			d.fail("%d dirents cannot fit in %d bytes", n, len(d.b))
+		if n > d.left()/20 {
+			d.fail("%d dirents cannot fit in %d bytes", n, d.left())
 			n = 0
 		}
 		r.Dirents = make([]xl.Dirent, n)

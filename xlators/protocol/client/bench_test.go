@@ -1,0 +1,83 @@
+package client_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+
+	"github.com/gluon-fs/gluon/xlators/protocol/client"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/server"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// benchFile connects a client to a loopback brick and opens a file of
+// size bytes on it.
+func benchFile(b *testing.B, size int) (*client.Client, xl.Fd) {
+	br := startBrick(b, memfs.New(), "127.0.0.1:0", server.Options{})
+	c, _ := newClient(b, br.addr, client.Options{})
+	fd, _, e := c.Create(context.Background(), xl.RootGFID, "f", gFile, syscall.O_RDWR, 0o644)
+	if e != 0 {
+		b.Fatal(e)
+	}
+	if _, e := c.Write(context.Background(), fd, make([]byte, size), 0); e != 0 {
+		b.Fatal(e)
+	}
+	return c, fd
+}
+
+func BenchmarkRoundTripWrite4k(b *testing.B) {
+	c, fd := benchFile(b, 0)
+	data := pattern(4096, 1)
+	ctx := context.Background()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e := c.Write(ctx, fd, data, 0); e != 0 {
+			b.Fatal(e)
+		}
+	}
+}
+
+// BenchmarkRoundTripWrite4kParallel keeps many writes in flight on the
+// one connection, as a busy mount does.
+func BenchmarkRoundTripWrite4kParallel(b *testing.B) {
+	c, fd := benchFile(b, 0)
+	ctx := context.Background()
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		data := pattern(4096, 2)
+		for pb.Next() {
+			if _, e := c.Write(ctx, fd, data, 0); e != 0 {
+				b.Error(e)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkRoundTripRead1M(b *testing.B) {
+	c, fd := benchFile(b, 1<<20)
+	dst := make([]byte, 1<<20)
+	ctx := context.Background()
+	b.SetBytes(int64(len(dst)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, e := c.Read(ctx, fd, dst, 0); e != 0 || n != len(dst) {
+			b.Fatal(n, e)
+		}
+	}
+}
+
+func BenchmarkRoundTripGetattr(b *testing.B) {
+	c, _ := benchFile(b, 0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e := c.Getattr(ctx, gFile); e != 0 {
+			b.Fatal(e)
+		}
+	}
+}

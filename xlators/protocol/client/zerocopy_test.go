@@ -1,0 +1,57 @@
+package client
+
+import (
+	"context"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/server"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// A read reply is decoded straight into the caller's buffer: the result's
+// data is the caller's slice, not a copy of it.
+func TestReadLandsInCallerBuffer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(memfs.New(), server.Options{Volume: "v"})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	c, err := New(Options{Addr: ln.Addr().String(), Volume: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	data := make([]byte, 256<<10)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	if _, e := c.Write(ctx, fd, data, 0); e != 0 {
+		t.Fatal(e)
+	}
+	dst := make([]byte, len(data)+100)
+	r := c.call(ctx, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: int64(len(dst)), Data: dst})
+	if r.Errno != 0 || len(r.Data) != len(data) {
+		t.Fatalf("read: %v, %d bytes", r.Errno, len(r.Data))
+	}
+	if &r.Data[0] != &dst[0] {
+		t.Error("read reply was not decoded into the caller's buffer")
+	}
+	if dst[1000] != byte(1000%256) {
+		t.Error("wrong data")
+	}
+}

@@ -57,8 +57,9 @@ func (d *dirRef) put() {
 // directory through renames, so only Rmdir (and Rename over an empty
 // directory) evicts.
 type dirCache struct {
-	mu sync.Mutex
-	m  map[xl.GFID]*dirRef
+	mu  sync.Mutex
+	m   map[xl.GFID]*dirRef
+	max int
 }
 
 func (c *dirCache) get(g xl.GFID) *dirRef {
@@ -82,7 +83,7 @@ func (c *dirCache) add(g xl.GFID, d *dirRef) *dirRef {
 	if c.m == nil { // closed
 		return d
 	}
-	if len(c.m) >= dirCacheMax {
+	if len(c.m) >= c.max {
 		for k, v := range c.m { // map order is random: random eviction
 			delete(c.m, k)
 			v.put()

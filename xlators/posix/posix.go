@@ -102,7 +102,7 @@ func New(dir string, opts Options) (*Store, error) {
 		hfd:   -1,
 		uid:   uint32(unix.Geteuid()),
 		gid:   uint32(unix.Getegid()),
-		dirs:  dirCache{m: map[xl.GFID]*dirRef{}},
+		dirs:  dirCache{m: map[xl.GFID]*dirRef{}, max: dirCacheMax},
 		opens: map[xl.GFID]*openCount{},
 		fds:   map[uint64]*file{},
 	}

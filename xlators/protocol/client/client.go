@@ -7,9 +7,12 @@
 // PingTimeout; the calls in flight then fail with ENOTCONN and the client
 // reconnects with capped, jittered exponential backoff. A call made while
 // disconnected waits for the connection up to DialTimeout (or its ctx
-// deadline) before failing with ENOTCONN. A call whose ctx is cancelled
-// returns EINTR at once and its late reply is dropped; the op itself may
-// still happen on the brick.
+// deadline) before failing with ENOTCONN; if the server rejected the
+// handshake (wrong volume or version) calls fail at once. A call whose ctx
+// is cancelled returns EINTR at once, ETIMEDOUT if its deadline passed,
+// and its late reply is dropped; the op itself may still happen on the
+// brick. A request the connection died before sending moves to the next
+// connection.
 //
 // Write data goes from the caller's slice to the socket and Read replies
 // land straight in the caller's buffer.
@@ -138,7 +141,10 @@ func (c *Client) setState(cur *conn, rejected bool) {
 func (c *Client) run() {
 	defer c.wg.Done()
 	defer c.setState(nil, false) // wake waiters to see Close
-	delay := time.Duration(0)
+	var (
+		delay   time.Duration
+		lastErr string
+	)
 	for {
 		cn, err := c.dial()
 		if c.ctx.Err() != nil {
@@ -166,13 +172,20 @@ func (c *Client) run() {
 			c.setState(nil, errors.As(err, &rej))
 		}
 		delay = min(max(2*delay, backoffMin), backoffMax, c.opts.DialTimeout)
+		// A brick that stays down would log every few seconds: warn when
+		// the reason changes, and keep the repeats for debugging.
+		level := slog.LevelWarn
+		if err.Error() == lastErr {
+			level = slog.LevelDebug
+		}
+		lastErr = err.Error()
 		switch {
 		case rej != nil:
-			c.log.Warn("server rejected the connection", "reason", rej.reason, "errno", rej.errno, "retry", delay)
+			c.log.Log(c.ctx, level, "server rejected the connection", "reason", rej.reason, "errno", rej.errno, "retry", delay)
 		case cn != nil:
-			c.log.Warn("connection lost", "err", err, "retry", delay)
+			c.log.Log(c.ctx, level, "connection lost", "err", err, "retry", delay)
 		default:
-			c.log.Warn("cannot connect", "err", err, "retry", delay)
+			c.log.Log(c.ctx, level, "cannot connect", "err", err, "retry", delay)
 		}
 		// Jitter over the upper half keeps the clients of a restarted brick
 		// from reconnecting in lockstep.

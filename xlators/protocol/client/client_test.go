@@ -24,10 +24,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// brick is a protocol server on loopback in front of an in-memory leaf.
+// brick is a protocol server on loopback in front of a leaf.
 type brick struct {
 	t      testing.TB
-	fs     *memfs.FS
 	srv    *server.Server
 	addr   string
 	log    *testlog.Buffer
@@ -35,7 +34,7 @@ type brick struct {
 	once   sync.Once
 }
 
-func startBrick(t testing.TB, fs *memfs.FS, addr string, opts server.Options) *brick {
+func startBrick(t testing.TB, top xl.Xlator, addr string, opts server.Options) *brick {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -44,9 +43,9 @@ func startBrick(t testing.TB, fs *memfs.FS, addr string, opts server.Options) *b
 	if opts.Volume == "" {
 		opts.Volume = "vol0"
 	}
-	b := &brick{t: t, fs: fs, addr: ln.Addr().String(), served: make(chan error, 1)}
+	b := &brick{t: t, addr: ln.Addr().String(), served: make(chan error, 1)}
 	opts.Logger, b.log = testlog.New(t)
-	b.srv = server.New(fs, opts)
+	b.srv = server.New(top, opts)
 	go func() { b.served <- b.srv.Serve(ln) }()
 	t.Cleanup(b.stop)
 	return b

@@ -33,7 +33,9 @@ type Options struct {
 	// Volume is the name clients must ask for in their handshake.
 	Volume string
 	Logger *slog.Logger // default slog.Default()
-	// MaxFrame bounds a request's payload; 0 means wire.DefaultMaxFrame.
+	// MaxFrame bounds a request's payload; 0 means wire.DefaultMaxFrame,
+	// and values below wire.MinMaxFrame are raised to it. Writes bigger
+	// than MaxFrame fail with EINVAL at the client.
 	MaxFrame int
 }
 

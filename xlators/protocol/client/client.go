@@ -172,18 +172,19 @@ func (c *Client) run() {
 			c.setState(nil, errors.As(err, &rej))
 		}
 		delay = min(max(2*delay, backoffMin), backoffMax, c.opts.DialTimeout)
-		// A brick that stays down would log every few seconds: warn when
-		// the reason changes, and keep the repeats for debugging.
+		// A brick that stays down would log a failed attempt every few
+		// seconds: warn when the reason changes, and keep repeats for
+		// debugging.
 		level := slog.LevelWarn
-		if err.Error() == lastErr {
+		if cn == nil && err.Error() == lastErr {
 			level = slog.LevelDebug
 		}
 		lastErr = err.Error()
 		switch {
+		case cn != nil:
+			c.log.Warn("connection lost", "err", err, "retry", delay)
 		case rej != nil:
 			c.log.Log(c.ctx, level, "server rejected the connection", "reason", rej.reason, "errno", rej.errno, "retry", delay)
-		case cn != nil:
-			c.log.Log(c.ctx, level, "connection lost", "err", err, "retry", delay)
 		default:
 			c.log.Log(c.ctx, level, "cannot connect", "err", err, "retry", delay)
 		}
@@ -296,7 +297,7 @@ func (c *Client) dial() (*conn, error) {
 
 func handshake(nc net.Conn, h *wire.Hello) (*wire.Welcome, error) {
 	if _, err := nc.Write(wire.AppendHello(nil, 1, h)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	var hb [wire.HeaderSize]byte
 	if _, err := io.ReadFull(nc, hb[:]); err != nil {

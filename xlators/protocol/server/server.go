@@ -236,6 +236,8 @@ type conn struct {
 	// Set by the handshake, before the writer starts.
 	maxReply int
 	idle     time.Duration // drop the client after this much silence; 0 = never
+
+	werr error // why the writer gave up; read once it has exited
 }
 
 // reply is a finished request on its way to the writer.
@@ -277,6 +279,9 @@ func (c *conn) serve() {
 	err := c.readLoop(br)
 	c.kill()
 	c.wg.Wait()
+	if c.werr != nil && errors.Is(err, net.ErrClosed) {
+		err = c.werr // the writer hung up first, and knows why
+	}
 	// Replies queued after the writer left.
 	for {
 		select {
@@ -293,7 +298,8 @@ func (c *conn) serve() {
 // our own Close, as a warning for a broken or hostile peer.
 func (c *conn) logEnd(msg string, err error) {
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), c.s.ctx.Err() != nil:
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), c.s.ctx.Err() != nil:
 		c.log.Debug(msg, "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Warn(msg+": client went silent", "idle", c.idle, "err", err)
@@ -525,9 +531,7 @@ func (c *conn) writeLoop() {
 			buf = nil
 		}
 		if err != nil {
-			if c.s.ctx.Err() == nil {
-				c.log.Warn("dropping connection: write failed", "err", err)
-			}
+			c.werr = fmt.Errorf("write: %w", err)
 			c.kill()
 			return
 		}

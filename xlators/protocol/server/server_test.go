@@ -339,3 +339,43 @@ func TestHugeDataLengthIsRefused(t *testing.T) {
 	r.expectHangup()
 	waitLog(t, log, "WARN", "data section")
 }
+
+// A reply bigger than the client said it accepts becomes EIO instead of
+// a frame the client would have to drop its connection over.
+func TestReplyTooLargeForClient(t *testing.T) {
+	fs := memfs.New()
+	_, addr, log := start(t, fs)
+	ctx := context.Background()
+	g := xl.NewGFID()
+	fd, _, e := fs.Create(ctx, xl.RootGFID, "f", g, syscall.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	fs.Write(ctx, fd, make([]byte, 2*wire.MinMaxFrame), 0)
+
+	r := dial(t, addr)
+	h := goodHello()
+	h.MaxFrame = wire.MinMaxFrame
+	r.hello(h)
+	r.send(request(1, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: 2 * wire.MinMaxFrame}))
+	r.send(request(2, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: 100}))
+	got := map[uint64]xl.Result{}
+	for len(got) < 2 {
+		hd, p, err := r.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res xl.Result
+		if err := wire.DecodeResult(p[:hd.MetaLen()], p[hd.MetaLen():], &res); err != nil {
+			t.Fatal(err)
+		}
+		got[hd.ID] = res
+	}
+	if big := got[1]; big.Errno != syscall.EIO || len(big.Data) != 0 {
+		t.Errorf("oversized reply: %v with %d bytes, want EIO", big.Errno, len(big.Data))
+	}
+	if small := got[2]; small.Errno != 0 || len(small.Data) != 100 {
+		t.Errorf("small reply: %v with %d bytes", small.Errno, len(small.Data))
+	}
+	waitLog(t, log, "WARN", "reply too large")
+}

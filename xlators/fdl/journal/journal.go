@@ -158,85 +158,54 @@ func (j *Journal) closeFiles() {
 	}
 }
 
-// recover rebuilds the in-memory state from the directory.
+// recover rebuilds the in-memory state from the directory. Everything is
+// scanned and checked before anything is changed, so a journal found
+// damaged is left as it was for inspection.
 func (j *Journal) recover() error {
 	var err error
 	if j.dirf, err = os.Open(j.dir); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(j.dir)
+	scans, stray, err := j.scanSegments()
 	if err != nil {
 		return err
 	}
-	type cand struct{ term, first uint64 }
-	var cands []cand
-	for _, e := range ents {
-		name := e.Name()
-		switch {
-		case strings.HasSuffix(name, tmpSuffix):
-			os.Remove(filepath.Join(j.dir, name)) // an interrupted state write
-		case strings.HasPrefix(name, "term-"):
-			t, f, ok := parseSegName(name)
-			if !ok {
-				return fmt.Errorf("%w: %s: unexpected file name", ErrCorrupt, filepath.Join(j.dir, name))
-			}
-			cands = append(cands, cand{t, f})
-		}
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		return cmp.Or(cmp.Compare(a.term, b.term), cmp.Compare(a.first, b.first))
-	})
-
-	for i, c := range cands {
-		path := filepath.Join(j.dir, segName(c.term, c.first))
-		last := i == len(cands)-1
-		res, err := scanSegment(path, c.term, c.first)
-		if err != nil {
-			return err
-		}
-		if res.seg == nil {
-			if !last {
-				return fmt.Errorf("%w: %s: segment without header before later segments", ErrCorrupt, path)
-			}
-			j.log.Warn("journal: removing segment whose creation was interrupted", "file", path)
-			if err := os.Remove(path); err != nil {
-				return err
-			}
-			if err := j.dirf.Sync(); err != nil {
-				return err
-			}
-			continue
-		}
-		seg := res.seg
-		if res.garbage {
-			j.log.Warn("journal: cutting torn tail", "file", path, "offset", seg.size, "bytes", res.fileLen-seg.size)
-		}
-		if res.garbage || (!last && res.fileLen > seg.size) {
-			// Drop torn bytes, or the unused preallocation of a segment
-			// sealed just before a crash. Only bytes after the last
-			// intact record go.
-			if err := truncateSync(path, seg.size); err != nil {
-				return err
-			}
-		}
-		if n := len(j.segs); n > 0 && seg.first != j.segs[n-1].last+1 {
-			return fmt.Errorf("%w: %s starts at index %d, but the previous segment ends at %d",
-				ErrCorrupt, path, seg.first, j.segs[n-1].last)
-		}
-		j.segs = append(j.segs, seg)
-	}
-
 	term, termStart, haveTerm, err := readState(j.dir, termFile, termMagic)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if n := len(j.segs); n > 0 {
+	if n := len(scans); n > 0 {
 		if !haveTerm {
 			return fmt.Errorf("%w: %s: segments exist but the term file is missing", ErrCorrupt, j.dir)
 		}
-		if top := j.segs[n-1].term; term < top {
+		if top := scans[n-1].seg.term; term < top {
 			return fmt.Errorf("%w: %s: term file says %d, segments reach term %d", ErrCorrupt, j.dir, term, top)
 		}
+	}
+
+	if stray != "" {
+		j.log.Warn("journal: removing segment whose creation was interrupted", "file", stray)
+		if err := os.Remove(stray); err != nil {
+			return err
+		}
+		if err := j.dirf.Sync(); err != nil {
+			return err
+		}
+	}
+	for i, res := range scans {
+		seg := res.seg
+		if res.garbage {
+			j.log.Warn("journal: cutting torn tail", "file", seg.path, "offset", seg.size, "bytes", res.fileLen-seg.size)
+		}
+		if res.garbage || (i < len(scans)-1 && res.fileLen > seg.size) {
+			// Drop torn bytes, or the unused preallocation of a segment
+			// sealed just before a crash. Only bytes after the last
+			// intact record go.
+			if err := truncateSync(seg.path, seg.size); err != nil {
+				return err
+			}
+		}
+		j.segs = append(j.segs, seg)
 	}
 	j.term = term
 	j.next = max(termStart, 1)
@@ -305,6 +274,59 @@ func (j *Journal) recover() error {
 		}
 	}
 	return nil
+}
+
+// scanSegments validates every segment in order. stray is a last segment
+// whose creation was interrupted (no header, nothing written).
+func (j *Journal) scanSegments() (scans []scanResult, stray string, err error) {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return nil, "", err
+	}
+	type cand struct{ term, first uint64 }
+	var cands []cand
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			os.Remove(filepath.Join(j.dir, name)) // an interrupted state write
+		case strings.HasPrefix(name, "term-"):
+			t, f, ok := parseSegName(name)
+			if !ok {
+				return nil, "", fmt.Errorf("%w: %s: unexpected file name", ErrCorrupt, filepath.Join(j.dir, name))
+			}
+			cands = append(cands, cand{t, f})
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		return cmp.Or(cmp.Compare(a.term, b.term), cmp.Compare(a.first, b.first))
+	})
+	for i, c := range cands {
+		path := filepath.Join(j.dir, segName(c.term, c.first))
+		last := i == len(cands)-1
+		res, err := scanSegment(path, c.term, c.first)
+		if err != nil {
+			return nil, "", err
+		}
+		switch {
+		case res.seg == nil && !last:
+			return nil, "", fmt.Errorf("%w: %s: segment without header before later segments", ErrCorrupt, path)
+		case res.seg == nil:
+			stray = path
+			continue
+		case res.garbage && !last:
+			// Only the last segment can hold a batch that was being
+			// written: a segment is created after its predecessor's
+			// last batch was synced.
+			return nil, "", fmt.Errorf("%w: %s: damaged data at offset %d of a sealed segment", ErrCorrupt, path, res.seg.size)
+		}
+		if n := len(scans); n > 0 && res.seg.first != scans[n-1].seg.last+1 {
+			return nil, "", fmt.Errorf("%w: %s starts at index %d, but the previous segment ends at %d",
+				ErrCorrupt, path, res.seg.first, scans[n-1].seg.last)
+		}
+		scans = append(scans, res)
+	}
+	return scans, stray, nil
 }
 
 func truncateSync(path string, size int64) error {

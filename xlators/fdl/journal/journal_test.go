@@ -820,3 +820,49 @@ func TestClosedJournalRefuses(t *testing.T) {
 		t.Fatalf("second Close = %v", err)
 	}
 }
+
+// The last record of a sealed segment was acknowledged before the next
+// segment existed: damage there is corruption, and Open changes nothing.
+func TestDamagedSealedSegmentIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{SegmentSize: 8192})
+	if err := j.StartTerm(1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		appendT(t, j, fullRecord(xl.OpWrite, i))
+	}
+	closeJ(t, j)
+	sealed := segFiles(t, dir)[0]
+	offs := recordOffsets(t, sealed)
+	corruptAt(t, sealed, offs[len(offs)-1]+60)
+	before, _ := os.ReadFile(sealed)
+	if _, err := Open(dir, Options{SegmentSize: 8192}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), sealed) {
+		t.Fatalf("Open with the tail of a sealed segment damaged = %v, want ErrCorrupt naming it", err)
+	}
+	if after, _ := os.ReadFile(sealed); !bytes.Equal(before, after) {
+		t.Fatal("Open modified a damaged journal")
+	}
+}
+
+func TestDamagedTermFileIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{})
+	if err := j.StartTerm(1); err != nil {
+		t.Fatal(err)
+	}
+	appendT(t, j, fullRecord(xl.OpWrite, 1))
+	closeJ(t, j)
+	if err := os.WriteFile(filepath.Join(dir, termFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with a damaged term file = %v, want ErrCorrupt", err)
+	}
+	if err := os.Remove(filepath.Join(dir, termFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with segments but no term file = %v, want ErrCorrupt", err)
+	}
+}

@@ -311,8 +311,14 @@ func (d *decoder) xdata() xl.Xdata {
 		return nil
 	}
 	x := make(xl.Xdata, n)
-	for range n {
+	prev := ""
+	for i := range n {
 		k := string(d.bytes())
+		if i > 0 && k <= prev { // encode writes keys sorted and unique
+			d.bad = true
+			return nil
+		}
+		prev = k
 		v := d.bytes()
 		if v == nil {
 			v = []byte{}

@@ -423,7 +423,7 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 			Workload:    p.Name,
 			Unit:        unitOf(p.Name),
 			OpsPerSec:   p.OpsPerSec(),
-			BytesPerSec: float64(p.Bytes) / p.Elapsed.Seconds(),
+			BytesPerSec: float64(p.Bytes) / max(p.Elapsed.Seconds(), 1e-9),
 			P50:         p.P50,
 			P99:         p.P99,
 			Elapsed:     p.Elapsed,
@@ -431,9 +431,14 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 			PeakRSS:     u.rss,
 			Measured:    u.done,
 		}
+		var notes []string
 		if p.Name == MetaLs {
-			res[i].Note = "latency per directory"
+			notes = append(notes, "latency per directory")
 		}
+		if p.EINTR > 0 {
+			notes = append(notes, fmt.Sprintf("%d EINTR retried", p.EINTR))
+		}
+		res[i].Note = strings.Join(notes, "; ")
 	}
 	return res
 }

@@ -43,8 +43,8 @@ func fakeGluonUp(mode string, args []string) int {
 	fl := flag.NewFlagSet("up", flag.ContinueOnError)
 	dir := fl.String("dir", "", "")
 	mnt := fl.String("mount", "", "")
+	bricks := fl.Int("bricks", 1, "")
 	replica := fl.Int("replica", 0, "")
-	distribute := fl.Int("distribute", 0, "")
 	if err := fl.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -74,7 +74,7 @@ func fakeGluonUp(mode string, args []string) int {
 		return 1
 	}
 	fmt.Println("starting bricks")
-	fmt.Printf("mounted fake-r%d-d%d at %s\n", *replica, *distribute, *mnt)
+	fmt.Printf("mounted fake-b%d-r%d at %s\n", *bricks, *replica, *mnt)
 	<-term
 	if err := srv.Unmount(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -284,7 +284,7 @@ func TestExecStarter(t *testing.T) {
 		t.Errorf("mount %s is %s", mnt, fsType(mnt))
 	}
 	args, err := os.ReadFile(filepath.Join(mnt, "args"))
-	want := "up --dir " + filepath.Dir(mnt) + " --mount " + mnt + " --replica 3 --distribute 2"
+	want := "up --dir " + filepath.Dir(mnt) + " --mount " + mnt + " --bricks 6 --replica 3"
 	if err != nil || string(args) != want {
 		t.Errorf("gluon up got %q (%v), want %q", args, err, want)
 	}
@@ -299,6 +299,19 @@ func TestExecStarter(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("left behind %v", ents)
+	}
+}
+
+func TestUpArgs(t *testing.T) {
+	for spec, want := range map[VolumeSpec]string{
+		{1, 1}: "up --dir D --mount M",
+		{3, 1}: "up --dir D --mount M --bricks 3",
+		{1, 4}: "up --dir D --mount M --bricks 4 --replica 1",
+		{3, 2}: "up --dir D --mount M --bricks 6 --replica 3",
+	} {
+		if got := strings.Join(UpArgs("D", "M", spec), " "); got != want {
+			t.Errorf("UpArgs(%v) = %q, want %q", spec, got, want)
+		}
 	}
 }
 

@@ -30,13 +30,15 @@ type Starter interface {
 
 // ExecStarter is the default Starter. It runs
 //
-//	PATH up --dir TMP --mount TMP/mnt --replica N --distribute M
+//	PATH up --dir TMP --mount TMP/mnt [--bricks N [--replica R]]
 //
-// in a fresh temporary directory TMP, waits for the line
+// with a fresh temporary directory TMP, waits for the line
 // "mounted VOLUME at MNT" on its standard output, and stops it with
-// SIGTERM (SIGKILL after StopTimeout).
+// SIGTERM (SIGKILL after StopTimeout). See UpArgs for the arguments.
 type ExecStarter struct {
-	Path         string        // gluon binary; "" means this executable (os.Executable)
+	Path string // gluon binary; "" means this executable (os.Executable)
+	// Args returns the arguments for PATH; nil means UpArgs.
+	Args         func(dir, mnt string, spec VolumeSpec) []string
 	Dir          string        // parent of the temporary directory; "" means os.TempDir()
 	StartTimeout time.Duration // for the mount line; 0 means 2 minutes
 	StopTimeout  time.Duration // for the exit after SIGTERM; 0 means 30 s
@@ -47,6 +49,21 @@ type ExecStarter struct {
 }
 
 var mountedLine = regexp.MustCompile(`^mounted (\S+) at (.+)$`)
+
+// UpArgs is the default argument list of ExecStarter: `up --dir DIR
+// --mount MNT`, plus `--bricks N` for more than one brick (gluon up makes
+// its bricks one replica set) and `--replica R` when they are to be
+// distributed over N/R replica sets.
+func UpArgs(dir, mnt string, spec VolumeSpec) []string {
+	args := []string{"up", "--dir", dir, "--mount", mnt}
+	if spec.Bricks() > 1 {
+		args = append(args, "--bricks", strconv.Itoa(spec.Bricks()))
+	}
+	if spec.Distribute > 1 {
+		args = append(args, "--replica", strconv.Itoa(spec.Replica))
+	}
+	return args
+}
 
 // Start implements Starter.
 func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pids []int, stop func() error, err error) {
@@ -96,9 +113,11 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 	if err != nil {
 		return "", nil, nil, errors.Join(err, cleanupDir())
 	}
-	args := []string{"up", "--dir", tmp, "--mount", wantMnt,
-		"--replica", strconv.Itoa(spec.Replica), "--distribute", strconv.Itoa(spec.Distribute)}
-	cmd := exec.Command(path, args...)
+	argsOf := s.Args
+	if argsOf == nil {
+		argsOf = UpArgs
+	}
+	cmd := exec.Command(path, argsOf(tmp, wantMnt, spec)...)
 	cmd.Stdout = pw
 	cmd.Stderr = stderr
 	err = cmd.Start()

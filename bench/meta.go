@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -51,6 +52,7 @@ type MetaPhase struct {
 	// P50 and P99 are per operation; for meta-ls they are per directory
 	// (one readdir plus an lstat of each entry).
 	P50, P99 time.Duration
+	EINTR    int // system calls that failed with EINTR and were repeated
 }
 
 // OpsPerSec is the phase's throughput over all workers.
@@ -134,13 +136,13 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 
 	if err := m.phase(ctx, MetaCreate, false, perFile(func(p string) (int64, error) {
-		return createFile(p, payload)
+		return m.createFile(p, payload)
 	})); err != nil {
 		return nil, err
 	}
 	if err := m.phase(ctx, MetaStat, cfg.DropCaches, perFile(func(p string) (int64, error) {
 		var st unix.Stat_t
-		if err := retryEINTR(func() error { return unix.Stat(p, &st) }); err != nil {
+		if _, err := m.sys(func() error { return unix.Stat(p, &st) }); err != nil {
 			return 0, &os.PathError{Op: "stat", Path: p, Err: err}
 		}
 		if st.Size != int64(cfg.FileSize) {
@@ -157,7 +159,7 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 				return n, 0, err
 			}
 			t0 := time.Now()
-			k, err := listLong(dirs[i])
+			k, err := m.listLong(dirs[i])
 			if err != nil {
 				return n, 0, err
 			}
@@ -173,12 +175,16 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 	if err := m.phase(ctx, MetaRead, cfg.DropCaches, func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
 		buf := make([]byte, cfg.FileSize+1) // one per worker
-		return perFile(func(p string) (int64, error) { return readFile(p, buf, cfg.FileSize) })(ctx, w, lat)
+		return perFile(func(p string) (int64, error) { return m.readFile(p, buf, cfg.FileSize) })(ctx, w, lat)
 	}); err != nil {
 		return nil, err
 	}
 	if err := m.phase(ctx, MetaUnlink, false, perFile(func(p string) (int64, error) {
-		if err := retryEINTR(func() error { return unix.Unlink(p) }); err != nil {
+		interrupted, err := m.sys(func() error { return unix.Unlink(p) })
+		if errors.Is(err, unix.ENOENT) && interrupted {
+			return 0, fmt.Errorf("unlink %s: %w", p, errDoneDespiteEINTR)
+		}
+		if err != nil {
 			return 0, &os.PathError{Op: "unlink", Path: p, Err: err}
 		}
 		return 0, nil
@@ -201,6 +207,27 @@ type phaseFunc func(ctx context.Context, w int, lat *[]time.Duration) (ops int, 
 type metaRun struct {
 	cfg    MetaConfig
 	phases []MetaPhase
+	eintr  atomic.Int64 // interrupted system calls, all phases
+}
+
+// errDoneDespiteEINTR reports a file system that failed a call with EINTR
+// although the call took effect, so that the retry every careful program
+// makes fails: a correctness bug, not a benchmark artefact.
+var errDoneDespiteEINTR = errors.New("an earlier attempt failed with EINTR but took effect (the file system must not report EINTR for an operation it completed)")
+
+// sys runs a system call, repeating it while it fails with EINTR, as Go's
+// os package and Python do. Go programs see EINTR more than most: the
+// runtime preempts goroutines with signals, and a FUSE server may answer
+// the kernel's INTERRUPT request with EINTR. It reports whether the call
+// was interrupted at least once.
+func (m *metaRun) sys(f func() error) (interrupted bool, err error) {
+	for {
+		if err = f(); !errors.Is(err, unix.EINTR) {
+			return interrupted, err
+		}
+		interrupted = true
+		m.eintr.Add(1)
+	}
 }
 
 // phase runs fn on every worker and records the merged latencies. A failing
@@ -219,6 +246,7 @@ func (m *metaRun) phase(ctx context.Context, name string, drop bool, fn phaseFun
 	ops := make([]int, m.cfg.Workers)
 	nbytes := make([]int64, m.cfg.Workers)
 	g, gctx := errgroup.WithContext(ctx)
+	eintr0 := m.eintr.Load()
 	t0 := time.Now()
 	for w := range m.cfg.Workers {
 		g.Go(func() error {
@@ -230,7 +258,7 @@ func (m *metaRun) phase(ctx context.Context, name string, drop bool, fn phaseFun
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	p := MetaPhase{Name: name, Elapsed: time.Since(t0)}
+	p := MetaPhase{Name: name, Elapsed: time.Since(t0), EINTR: int(m.eintr.Load() - eintr0)}
 	var all []time.Duration
 	for w := range m.cfg.Workers {
 		p.Ops += ops[w]
@@ -243,19 +271,22 @@ func (m *metaRun) phase(ctx context.Context, name string, drop bool, fn phaseFun
 	return nil
 }
 
-func createFile(p string, payload []byte) (int64, error) {
+func (m *metaRun) createFile(p string, payload []byte) (int64, error) {
 	var fd int
-	err := retryEINTR(func() (err error) {
+	interrupted, err := m.sys(func() (err error) {
 		fd, err = unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 		return err
 	})
+	if errors.Is(err, unix.EEXIST) && interrupted {
+		return 0, fmt.Errorf("create %s: %w", p, errDoneDespiteEINTR)
+	}
 	if err != nil {
 		return 0, &os.PathError{Op: "create", Path: p, Err: err}
 	}
 	var n int
 	for n < len(payload) && err == nil {
 		var k int
-		err = retryEINTR(func() (err error) {
+		_, err = m.sys(func() (err error) {
 			k, err = unix.Write(fd, payload[n:])
 			return err
 		})
@@ -273,9 +304,9 @@ func createFile(p string, payload []byte) (int64, error) {
 
 // readFile reads p whole into buf (one byte larger than want, to notice a
 // file that grew) and checks its length.
-func readFile(p string, buf []byte, want int) (int64, error) {
+func (m *metaRun) readFile(p string, buf []byte, want int) (int64, error) {
 	var fd int
-	err := retryEINTR(func() (err error) {
+	_, err := m.sys(func() (err error) {
 		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})
@@ -286,7 +317,7 @@ func readFile(p string, buf []byte, want int) (int64, error) {
 	n := 0
 	for n < len(buf) {
 		var k int
-		err := retryEINTR(func() (err error) {
+		_, err := m.sys(func() (err error) {
 			k, err = unix.Read(fd, buf[n:])
 			return err
 		})
@@ -306,7 +337,7 @@ func readFile(p string, buf []byte, want int) (int64, error) {
 
 // listLong does what `ls -l` does to a directory: read all names, then
 // lstat each. It returns the number of entries.
-func listLong(dir string) (int, error) {
+func (m *metaRun) listLong(dir string) (int, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return 0, err
@@ -319,21 +350,11 @@ func listLong(dir string) (int, error) {
 	var st unix.Stat_t
 	for _, name := range names {
 		p := filepath.Join(dir, name)
-		if err := retryEINTR(func() error { return unix.Lstat(p, &st) }); err != nil {
+		if _, err := m.sys(func() error { return unix.Lstat(p, &st) }); err != nil {
 			return 0, &os.PathError{Op: "lstat", Path: p, Err: err}
 		}
 	}
 	return len(names), nil
-}
-
-// retryEINTR repeats a system call interrupted by a signal (the Go runtime
-// preempts with SIGURG, and FUSE requests may surface EINTR).
-func retryEINTR(f func() error) error {
-	for {
-		if err := f(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 // dropCaches writes back dirty data and empties the kernel's page, dentry

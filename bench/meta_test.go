@@ -2,11 +2,17 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 func TestRunMeta(t *testing.T) {
@@ -106,5 +112,92 @@ func TestPercentile(t *testing.T) {
 		if got := percentile(c.in, c.p); got != c.want {
 			t.Errorf("percentile(%d values, %v) = %v, want %v", len(c.in), c.p, got, c.want)
 		}
+	}
+}
+
+// eintrNode is a loopback node that fails with EINTR once, the way a FUSE
+// server may answer the kernel's INTERRUPT: after creating a file (the
+// call took effect) or before a getattr (it did not).
+type eintrNode struct {
+	fs.LoopbackNode
+	create, getattr *atomic.Bool // armed: fail the next call
+}
+
+func (n *eintrNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	in, fh, fl, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	if errno == 0 && n.create.CompareAndSwap(true, false) {
+		fh.(fs.FileReleaser).Release(ctx)
+		return nil, nil, 0, syscall.EINTR
+	}
+	return in, fh, fl, errno
+}
+
+func (n *eintrNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if n.getattr.CompareAndSwap(true, false) {
+		return syscall.EINTR
+	}
+	return n.LoopbackNode.Getattr(ctx, fh, out)
+}
+
+func mountEINTR(t *testing.T, create, getattr bool) string {
+	t.Helper()
+	back, mnt := t.TempDir(), t.TempDir()
+	var st syscall.Stat_t
+	if err := syscall.Stat(back, &st); err != nil {
+		t.Fatal(err)
+	}
+	armed := func(v bool) *atomic.Bool { b := new(atomic.Bool); b.Store(v); return b }
+	c, g := armed(create), armed(getattr)
+	root := &fs.LoopbackRoot{Path: back, Dev: uint64(st.Dev)}
+	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
+		return &eintrNode{LoopbackNode: fs.LoopbackNode{RootData: r}, create: c, getattr: g}
+	}
+	root.RootNode = root.NewNode(root, nil, "", &st)
+	zero := time.Duration(0)
+	srv, err := fs.Mount(mnt, root.RootNode, &fs.Options{EntryTimeout: &zero, AttrTimeout: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Error(err)
+		}
+		srv.Wait()
+	})
+	return mnt
+}
+
+func TestRunMetaEINTR(t *testing.T) {
+	// No interruptions, none counted.
+	mnt := mountEINTR(t, false, false)
+	phases, err := RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 2, Files: 20, Dirs: 2, FileSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range phases {
+		if p.EINTR != 0 {
+			t.Errorf("%s: %d EINTR without any", p.Name, p.EINTR)
+		}
+	}
+
+	// Interrupted but not done: repeated, counted, no harm.
+	mnt = mountEINTR(t, false, true)
+	phases, err = RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 2, Files: 20, Dirs: 2, FileSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range phases {
+		n += p.EINTR
+	}
+	if n != 1 {
+		t.Errorf("%d EINTR counted, want 1", n)
+	}
+
+	// Interrupted yet done: the retry's EEXIST is the file system's bug.
+	mnt = mountEINTR(t, true, false)
+	_, err = RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 1, Files: 5, Dirs: 1, FileSize: 10})
+	if !errors.Is(err, errDoneDespiteEINTR) {
+		t.Errorf("error %v, want errDoneDespiteEINTR", err)
 	}
 }

@@ -14,14 +14,14 @@ import (
 const (
 	svgWidth    = 1100
 	svgLabelX   = 10  // workload and target labels
-	svgBarX     = 200 // throughput panel
-	svgBarW     = 330
-	svgLatX     = 700 // latency panel (log scale)
+	svgBarX     = 190 // throughput panel
+	svgBarW     = 300
+	svgLatX     = 650 // latency panel (log scale)
 	svgLatW     = 300
 	svgRowH     = 18
 	svgRowGap   = 4
 	svgBlockGap = 16
-	svgTop      = 96
+	svgTop      = 106
 )
 
 // svgColors are distinguishable on white and for most colour blindness

@@ -40,8 +40,11 @@ func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errn
 			st.Nlink++ // the new handle
 		}
 	case err == nil && !isDir && st.Nlink == 1:
-		if e = s.linkName(p, name, g); e == 0 {
+		// Not fatal: the object is there, only its gfid does not reach it.
+		if he := s.linkName(p, name, g); he == 0 {
 			st.Nlink++
+		} else {
+			s.log.Warn("posix: cannot restore a lost handle", "parent", pg, "name", name, "gfid", g, "err", he)
 		}
 	}
 	if e != 0 {

@@ -333,13 +333,16 @@ func gfidOf(g xl.GFID, n int, err error) (xl.GFID, error) {
 // mkHandleDirs makes the ab/cd directories of g's handle.
 func (s *Store) mkHandleDirs(g xl.GFID) error {
 	h := hpath(g)
-	if err := unix.Mkdirat(s.hfd, h[:2], 0o700); err != nil && err != unix.EEXIST {
-		return err
+	err := unix.Mkdirat(s.hfd, h[:5], 0o700)
+	if err == unix.ENOENT { // ab too
+		if err = unix.Mkdirat(s.hfd, h[:2], 0o700); err == nil || err == unix.EEXIST {
+			err = unix.Mkdirat(s.hfd, h[:5], 0o700)
+		}
 	}
-	if err := unix.Mkdirat(s.hfd, h[:5], 0o700); err != nil && err != unix.EEXIST {
-		return err
+	if err == unix.EEXIST {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // linkHandle hard-links the object fd refers to (opened for real or

@@ -206,3 +206,86 @@ func (b *brick) readdirFrom(fd xl.Fd, off uint64, max int) []xl.Dirent {
 		off = ents[len(ents)-1].Off
 	}
 }
+
+// Creates, unlinks, lookups and directory renames in parallel: resolution
+// by gfid must keep working while the directory moves.
+func TestConcurrentOps(t *testing.T) {
+	b := newBrick(t)
+	p1 := b.mkdir(xl.RootGFID, "p1")
+	p2 := b.mkdir(xl.RootGFID, "p2")
+	sub := b.mkdir(p1, "sub")
+	files := b.mkdir(xl.RootGFID, "files")
+	const rounds = 200
+	errs := make(chan error, 8)
+	run := func(fn func(i int) error) {
+		go func() {
+			for i := range rounds {
+				if err := fn(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	run(func(i int) error { // move sub back and forth
+		from, to := p1, p2
+		if i%2 == 1 {
+			from, to = p2, p1
+		}
+		if e := b.Rename(bg, from, "sub", to, "sub", 0); e != 0 {
+			return fmt.Errorf("rename %d: %v", i, e)
+		}
+		return nil
+	})
+	run(func(i int) error { // work inside sub, resolving it afresh
+		b.dirs.evict(sub)
+		name := "d" + fmt.Sprint(i)
+		if _, e := b.Mkdir(bg, sub, name, xl.NewGFID(), 0o755); e != 0 {
+			return fmt.Errorf("mkdir in moving dir: %v", e)
+		}
+		if e := b.Rmdir(bg, sub, name); e != 0 {
+			return fmt.Errorf("rmdir in moving dir: %v", e)
+		}
+		return nil
+	})
+	for w := range 2 {
+		run(func(i int) error { // file life cycles
+			name := fmt.Sprintf("w%d-%d", w, i)
+			fd, _, e := b.Create(bg, files, name, xl.NewGFID(), uint32(os.O_RDWR|os.O_EXCL), 0o644)
+			if e != 0 {
+				return fmt.Errorf("create: %v", e)
+			}
+			if _, e := b.Write(bg, fd, []byte(name), 0); e != 0 {
+				return fmt.Errorf("write: %v", e)
+			}
+			if e := b.Unlink(bg, files, name); e != 0 {
+				return fmt.Errorf("unlink: %v", e)
+			}
+			buf := make([]byte, 64)
+			if n, e := b.Read(bg, fd, buf, 0); e != 0 || string(buf[:n]) != name {
+				return fmt.Errorf("read after unlink: %q %v", buf[:n], e)
+			}
+			b.Release(bg, fd)
+			if b.hasHandle(fd.GFID) {
+				return fmt.Errorf("handle of %s survives", name)
+			}
+			return nil
+		})
+	}
+	run(func(i int) error { // readers
+		if _, e := b.Getattr(bg, sub); e != 0 {
+			return fmt.Errorf("getattr of moving dir: %v", e)
+		}
+		_, e := b.Lookup(bg, files, fmt.Sprintf("w0-%d", i))
+		if e != 0 && e != syscall.ENOENT {
+			return fmt.Errorf("lookup: %v", e)
+		}
+		return nil
+	})
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

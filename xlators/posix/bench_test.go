@@ -1,0 +1,67 @@
+package posix
+
+import (
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+func BenchmarkCreate(b *testing.B) {
+	br := newBrick(b)
+	d := br.mkdir(xl.RootGFID, "d")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		fd, _, e := br.Create(bg, d, "f"+strconv.Itoa(i), xl.NewGFID(), uint32(os.O_RDWR|os.O_EXCL), 0o644)
+		if e != 0 {
+			b.Fatal(e)
+		}
+		br.Release(bg, fd)
+		i++
+	}
+}
+
+func benchmarkWrite(b *testing.B, size int) {
+	br := newBrick(b)
+	fd, _ := br.create(xl.RootGFID, "f")
+	defer br.Release(bg, fd)
+	buf := make([]byte, size)
+	const span = 64 << 20 // rewrite the same region: measure the store, not the allocator
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		if _, e := br.Write(bg, fd, buf, off); e != 0 {
+			b.Fatal(e)
+		}
+		if off += int64(size); off >= span {
+			off = 0
+		}
+	}
+}
+
+func BenchmarkWrite4k(b *testing.B) { benchmarkWrite(b, 4<<10) }
+func BenchmarkWrite1M(b *testing.B) { benchmarkWrite(b, 1<<20) }
+
+func BenchmarkLookup(b *testing.B) {
+	br := newBrick(b)
+	d := br.mkdir(xl.RootGFID, "d")
+	const n = 100
+	for i := range n {
+		br.file(d, "f"+strconv.Itoa(i), "")
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, e := br.Lookup(bg, d, names[i%n]); e != 0 {
+			b.Fatal(e)
+		}
+		i++
+	}
+}

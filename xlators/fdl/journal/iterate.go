@@ -14,7 +14,7 @@ import (
 // at least fromTerm and whose index is at least fromIndex. It sees at
 // least the records that were durable when it was called. fn may keep the
 // record; an error from fn stops the walk and is returned. fn must not
-// call Prune.
+// call Iterate, Unapplied or Prune: a waiting Prune would deadlock them.
 func (j *Journal) Iterate(fromTerm, fromIndex uint64, fn func(*Record) error) error {
 	j.pruneMu.RLock()
 	defer j.pruneMu.RUnlock()
@@ -119,9 +119,9 @@ func (j *Journal) Prune(upToTerm uint64) error {
 		j.mu.Unlock()
 		return ErrClosed
 	}
-	limit := min(upToTerm, j.term-1)
-	if j.term == 0 {
-		limit = 0
+	var limit uint64 // highest term to delete: never the current one
+	if j.term > 0 {
+		limit = min(upToTerm, j.term-1)
 	}
 	var victims []*segment
 	for _, s := range j.segs {

@@ -37,15 +37,26 @@ type Options struct {
 }
 
 var (
-	ErrClosed     = errors.New("journal: closed")
-	ErrLocked     = errors.New("journal: directory is in use by another process")
-	ErrNoTerm     = errors.New("journal: no term started")
-	ErrStaleTerm  = errors.New("journal: term already used")
-	ErrTerm       = errors.New("journal: record term is not the current term")
-	ErrIndex      = errors.New("journal: record index is not the next index")
-	ErrTooLarge   = errors.New("journal: record too large")
-	ErrCorrupt    = errors.New("journal: corrupt")
-	ErrNotSynced  = errors.New("journal: entries not yet applied and synced")
+	// ErrClosed: the journal was closed.
+	ErrClosed = errors.New("journal: closed")
+	// ErrLocked: another Journal (in this or another process) has the directory open.
+	ErrLocked = errors.New("journal: directory is in use by another process")
+	// ErrNoTerm: Append before any term was started.
+	ErrNoTerm = errors.New("journal: no term started")
+	// ErrStaleTerm: StartTerm with a term not above every term used.
+	ErrStaleTerm = errors.New("journal: term already used")
+	// ErrTerm: a record's explicit term is not the current term.
+	ErrTerm = errors.New("journal: record term is not the current term")
+	// ErrIndex: a record's explicit index is not the next index.
+	ErrIndex = errors.New("journal: record index is not the next index")
+	// ErrTooLarge: a record would exceed MaxRecordSize.
+	ErrTooLarge = errors.New("journal: record too large")
+	// ErrCorrupt: damage Open will not repair by itself, or that
+	// Iterate found after Open.
+	ErrCorrupt = errors.New("journal: corrupt")
+	// ErrNotSynced: Prune of a term with entries not yet synced.
+	ErrNotSynced = errors.New("journal: entries not yet applied and synced")
+	// ErrNotApplied: MarkSynced beyond the applied watermark.
 	ErrNotApplied = errors.New("journal: index not applied")
 )
 
@@ -114,6 +125,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil { // the journal's own name
+		return nil, err
+	}
 	j := &Journal{
 		dir:          dir,
 		log:          opts.Logger,
@@ -172,7 +186,7 @@ func (j *Journal) recover() error {
 	}
 	term, termStart, haveTerm, err := readState(j.dir, termFile, termMagic)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return err
 	}
 	if n := len(scans); n > 0 {
 		if !haveTerm {
@@ -216,7 +230,7 @@ func (j *Journal) recover() error {
 
 	synced, _, haveSynced, err := readState(j.dir, syncedFile, syncedMagic)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return err
 	}
 	switch {
 	case !haveSynced && len(j.segs) > 0:
@@ -327,6 +341,18 @@ func (j *Journal) scanSegments() (scans []scanResult, stray string, err error) {
 		scans = append(scans, res)
 	}
 	return scans, stray, nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func truncateSync(path string, size int64) error {

@@ -76,7 +76,7 @@ func readState(dir, name string, magic uint32) (a, b uint64, ok bool, err error)
 	}
 	a, b, err = decodeState(buf, magic)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+		return 0, 0, false, fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(dir, name), err)
 	}
 	return a, b, true, nil
 }

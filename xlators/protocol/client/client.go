@@ -15,7 +15,9 @@
 // connection.
 //
 // Write data goes from the caller's slice to the socket and Read replies
-// land straight in the caller's buffer.
+// land straight in the caller's buffer. Either way a call returns only
+// once the connection is done with the caller's buffer, even when
+// cancelled, so the caller may reuse it at once.
 package client
 
 import (
@@ -136,6 +138,17 @@ func (c *Client) setState(cur *conn, rejected bool) {
 	c.mu.Unlock()
 }
 
+// detach forgets cn if it is the current connection.
+func (c *Client) detach(cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == cn {
+		c.cur = nil
+		close(c.wake)
+		c.wake = make(chan struct{})
+	}
+}
+
 // run owns the connection: it dials, serves the connection until it
 // dies, and starts over after a backoff, until Close.
 func (c *Client) run() {
@@ -159,7 +172,6 @@ func (c *Client) run() {
 			c.setState(cn, false)
 			up := time.Now()
 			err = cn.serve(c.ctx)
-			c.setState(nil, false)
 			if c.ctx.Err() != nil {
 				return
 			}

@@ -100,11 +100,14 @@ func (cn *conn) serve(ctx context.Context) error {
 	return cn.err
 }
 
+// kill ends the connection. New calls stop coming to it at once, so they
+// wait for the next connection instead of retrying on a dying one.
 func (cn *conn) kill(err error) {
 	cn.once.Do(func() {
 		cn.err = err
 		close(cn.dying)
 		cn.nc.Close()
+		cn.c.detach(cn)
 	})
 }
 

@@ -31,7 +31,7 @@ func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errn
 		return xl.Attr{}, errno(err)
 	}
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-	g, err := entryGFID(p, name)
+	g, err := s.entryGFID(p, name)
 	e := errno(err)
 	switch {
 	case err == unix.ENODATA:
@@ -120,32 +120,38 @@ func (n *newObj) label(g xl.GFID, xflags int) error {
 }
 
 // made labels the object just made as name in p with g, links its handle
-// and returns its attributes. On failure it removes the object again,
-// unless a concurrent adoption labelled it first.
+// and returns its attributes. A directory's handle comes first: after a
+// crash in between, the directory is unlabelled and a lookup adopts it,
+// whereas a labelled directory without a handle would be lost to its
+// gfid. On failure the object is removed again, unless a concurrent
+// adoption labelled it first.
 func (s *Store) made(n *newObj, p *dirRef, pg xl.GFID, name string, g xl.GFID) (xl.Attr, syscall.Errno) {
-	err := n.label(g, unix.XATTR_CREATE)
-	if err == unix.EEXIST {
-		return xl.Attr{}, syscall.EEXIST
+	rmflags := 0
+	if n.dir {
+		rmflags = unix.AT_REMOVEDIR
+		if e := s.writeDirHandle(g, pg, name, false); e != 0 {
+			unix.Unlinkat(p.fd, name, rmflags)
+			return xl.Attr{}, e
+		}
 	}
-	e := errno(err)
-	if e == 0 && n.dir {
-		e = s.writeDirHandle(g, pg, name, false)
-	} else if e == 0 {
+	e := errno(n.label(g, unix.XATTR_CREATE))
+	if e == 0 && !n.dir {
 		e = s.linkHandle(n.fd, g)
 	}
 	var st unix.Stat_t
 	if e == 0 {
 		e = errno(unix.Fstat(n.fd, &st))
 	}
-	if e != 0 {
-		flags := 0
-		if n.dir {
-			flags = unix.AT_REMOVEDIR
-		}
-		unix.Unlinkat(p.fd, name, flags)
-		return xl.Attr{}, e
+	if e == 0 {
+		return attrOf(g, &st), 0
 	}
-	return attrOf(g, &st), 0
+	if n.dir {
+		unix.Unlinkat(s.hfd, hpath(g), 0)
+	}
+	if e != syscall.EEXIST { // EEXIST: adopted meanwhile, and so in use
+		unix.Unlinkat(p.fd, name, rmflags)
+	}
+	return xl.Attr{}, e
 }
 
 // madeNode labels a just-made non-directory through an O_PATH fd.

@@ -306,13 +306,6 @@ func fgetGFID(fd int) (xl.GFID, error) {
 	return gfidOf(g, n, err)
 }
 
-// entryGFID reads the gfid of name in p without following it.
-func entryGFID(p *dirRef, name string) (xl.GFID, error) {
-	var g xl.GFID
-	n, err := unix.Lgetxattr(p.proc+name, gfidXattr, g[:])
-	return gfidOf(g, n, err)
-}
-
 // pinnedGFID reads the gfid of the object an O_PATH fd refers to.
 func pinnedGFID(fd int) (xl.GFID, error) {
 	var g xl.GFID
@@ -438,7 +431,7 @@ func (s *Store) removeHandle(g xl.GFID, st *unix.Stat_t) {
 func (s *Store) adopt(p *dirRef, pg xl.GFID, name string, st *unix.Stat_t, g xl.GFID) (xl.GFID, syscall.Errno) {
 	err := unix.Lsetxattr(p.proc+name, gfidXattr, g[:], unix.XATTR_CREATE)
 	if err == unix.EEXIST {
-		got, err := entryGFID(p, name)
+		got, err := s.entryGFID(p, name)
 		return got, errno(err)
 	}
 	if err != nil {

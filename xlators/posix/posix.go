@@ -55,6 +55,8 @@ type Store struct {
 	hproc string  // "/proc/self/fd/<hfd>/", to reach handles with l*xattr
 	uid   uint32  // the brick's own credentials, which the kernel gives new objects
 	gid   uint32
+	// xattrAt: the kernel has getxattrat(2).
+	xattrAt bool
 
 	// nsMu is held exclusively by Rename and Rmdir, which move or drop
 	// directory handles, and shared by Mkdir and by a directory
@@ -126,6 +128,7 @@ func (s *Store) init(dir string) error {
 	if err := s.initRootGFID(dir); err != nil {
 		return err
 	}
+	s.xattrAt = probeXattrAt(rfd)
 	mfd, err := mkdirOpen(rfd, metaName)
 	if err != nil {
 		return fmt.Errorf("posix: brick %s: %s: %w", dir, metaName, err)

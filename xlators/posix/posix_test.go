@@ -849,3 +849,27 @@ func TestDirCacheBounded(t *testing.T) {
 		t.Errorf("dir cache holds %d, max 8", n)
 	}
 }
+
+// Kernels before 6.13 lack getxattrat(2): entries' gfids are then read
+// through /proc.
+func TestWithoutGetxattrat(t *testing.T) {
+	b := newBrick(t)
+	b.xattrAt = false
+	d := b.mkdir(xl.RootGFID, "d")
+	g := b.file(d, "f", "x")
+	ln, e := b.Symlink(bg, d, "ln", xl.NewGFID(), "f")
+	ok(t, e)
+	for name, w := range map[string]xl.GFID{"f": g, "ln": ln.GFID} {
+		a, e := b.Lookup(bg, d, name)
+		ok(t, e)
+		if a.GFID != w {
+			t.Errorf("lookup %s: gfid %v, want %v", name, a.GFID, w)
+		}
+	}
+	fd, e := b.Opendir(bg, d)
+	ok(t, e)
+	defer b.Releasedir(bg, fd)
+	if ents := b.readdirAll(fd, 10); len(ents) != 2 {
+		t.Errorf("readdir %+v", ents)
+	}
+}

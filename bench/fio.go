@@ -177,16 +177,21 @@ type fioRun struct {
 	output  string // where fio writes its JSON
 }
 
-// run executes fio and parses its output. A non-zero exit status is an
-// error carrying the tail of fio's messages.
-func (f fioRun) run(ctx context.Context) (*FioResult, error) {
-	cmd := exec.CommandContext(ctx, f.fio, "--output-format=json", "--output="+f.output, f.jobFile)
-	cmd.Env = append(os.Environ(),
+// env is the environment the job files take their parameters from.
+func (f fioRun) env() []string {
+	return append(os.Environ(),
 		"BENCH_DIR="+f.dir,
 		"BENCH_SIZE="+strconv.FormatInt(f.size, 10),
 		fmt.Sprintf("BENCH_RUNTIME=%dms", f.runtime.Milliseconds()),
 		"BENCH_JOBS="+strconv.Itoa(f.jobs),
 	)
+}
+
+// run executes fio and parses its output. A non-zero exit status is an
+// error carrying the tail of fio's messages.
+func (f fioRun) run(ctx context.Context) (*FioResult, error) {
+	cmd := exec.CommandContext(ctx, f.fio, "--output-format=json", "--output="+f.output, f.jobFile)
+	cmd.Env = f.env()
 	// fio stops cleanly on SIGINT; SIGKILL only if it does not.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second

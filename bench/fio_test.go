@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -192,6 +193,22 @@ func TestJobFiles(t *testing.T) {
 			if !found {
 				t.Errorf("%s.fio lacks %q", w, opt)
 			}
+		}
+	}
+}
+
+// TestJobFilesParse has fio check every job file with the parameters
+// substituted, without running any I/O.
+func TestJobFilesParse(t *testing.T) {
+	paths, err := writeJobFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w, p := range paths {
+		cmd := exec.Command("fio", "--parse-only", p)
+		cmd.Env = fioRun{dir: t.TempDir(), size: 4 << 20, runtime: time.Second, jobs: 4}.env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: fio --parse-only: %v: %s", w, err, out)
 		}
 	}
 }

@@ -25,7 +25,8 @@ const childEnv = "GLUON_CONFORMANCE_CHILD"
 // change identity for one goroutine. A file that view opens is opened by
 // the child, so permission and ownership are the child's, and then
 // reopened by the test process without O_CREAT, O_EXCL or O_TRUNC: Linux
-// checks permissions only at open.
+// checks permissions only at open. Creation goes through the kernel, so
+// the process umask applies; the cases expect 022.
 func OSFS(dir string) FS { return &osFS{dir: dir} }
 
 type osFS struct {
@@ -96,7 +97,9 @@ func (f *osFS) do(req *request) (reply, error) {
 	}
 	// /proc/self/exe, unlike os.Args[0], stays reachable after the child
 	// drops root: the test binary usually lives in a 0700 directory.
-	cmd := exec.Command("/proc/self/exe")
+	// If TestMain forgot MaybeRunChild, -test.run=^$ keeps the child from
+	// running the tests (and spawning children) again.
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Dir = "/"
 	// The race detector's runtime sleeps a second before exiting unless
 	// told otherwise, which would make each call take that long.

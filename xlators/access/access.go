@@ -141,21 +141,26 @@ func (x *Access) searchDir(ctx context.Context, op string, dir xl.GFID) (xl.Attr
 	return a, 0
 }
 
-// mayCreate is may_create plus the lookup that precedes it: an existing
-// name is EEXIST even where the caller could not have created it. It
-// returns the parent's attributes.
+// mayCreate is may_create: search and write permission on the parent.
+// It returns the parent's attributes.
 func (x *Access) mayCreate(ctx context.Context, op string, parent xl.GFID, name string) (xl.Attr, syscall.Errno) {
 	dir, errno := x.searchDir(ctx, op, parent)
 	if errno != 0 {
 		return dir, errno
 	}
-	if _, errno := x.Xlator.Lookup(ctx, parent, name); errno == 0 {
-		return dir, syscall.EEXIST
-	}
 	if !permitted(xl.CallFrom(ctx), &dir, mayWrite) {
-		return dir, x.deny(ctx, op, parent, syscall.EACCES)
+		return dir, x.refuseCreate(ctx, op, parent, name, syscall.EACCES)
 	}
 	return dir, 0
+}
+
+// refuseCreate returns errno, or EEXIST if name exists: Linux looks the
+// name up before it checks whether the caller may create it.
+func (x *Access) refuseCreate(ctx context.Context, op string, parent xl.GFID, name string, errno syscall.Errno) syscall.Errno {
+	if _, e := x.Xlator.Lookup(ctx, parent, name); e == 0 {
+		return syscall.EEXIST
+	}
+	return x.deny(ctx, op, parent, errno)
 }
 
 // mayDelete is may_delete for the entry name in parent: the entry must
@@ -231,7 +236,7 @@ func (x *Access) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl
 			return xl.Attr{}, errno
 		}
 		if t := mode & syscall.S_IFMT; t == syscall.S_IFCHR || t == syscall.S_IFBLK {
-			return xl.Attr{}, x.deny(ctx, "Mknod", parent, syscall.EPERM)
+			return xl.Attr{}, x.refuseCreate(ctx, "Mknod", parent, name, syscall.EPERM)
 		}
 		mode = stripSetgid(c, &dir, mode)
 	}
@@ -267,25 +272,22 @@ func (x *Access) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newNa
 	if isRoot(c) {
 		return x.Xlator.Link(ctx, ino, newParent, newName)
 	}
-	// Linux's order: the target name exists (EEXIST), the source may not
-	// be linked (EPERM), the directory is not writable (EACCES).
 	dir, errno := x.searchDir(ctx, "Link", newParent)
 	if errno != 0 {
 		return xl.Attr{}, errno
-	}
-	if _, errno := x.Xlator.Lookup(ctx, newParent, newName); errno == 0 {
-		return xl.Attr{}, syscall.EEXIST
 	}
 	a, errno := x.Xlator.Getattr(ctx, ino)
 	if errno != 0 {
 		return xl.Attr{}, errno
 	}
+	// Linux's order: the name exists (EEXIST), the source may not be
+	// linked (EPERM), the directory is not writable (EACCES).
 	safe := isReg(&a) && !needsKillPriv(c, &a) && permitted(c, &a, mayRead|mayWrite)
 	if c.Uid != a.Uid && !safe {
-		return xl.Attr{}, x.deny(ctx, "Link", ino, syscall.EPERM)
+		return xl.Attr{}, x.refuseCreate(ctx, "Link", newParent, newName, syscall.EPERM)
 	}
 	if !permitted(c, &dir, mayWrite) {
-		return xl.Attr{}, x.deny(ctx, "Link", newParent, syscall.EACCES)
+		return xl.Attr{}, x.refuseCreate(ctx, "Link", newParent, newName, syscall.EACCES)
 	}
 	return x.Xlator.Link(ctx, ino, newParent, newName)
 }

@@ -37,6 +37,7 @@ type obj struct {
 
 var tree = []obj{
 	{"pub", syscall.S_IFDIR | 0o777, 0, 0},
+	{"pub/exists", syscall.S_IFREG | 0o644, 0, 0},
 	{"priv", syscall.S_IFDIR | 0o700, 0, 0},
 	{"priv/f", syscall.S_IFREG | 0o644, 0, 0},
 	{"sticky", syscall.S_IFDIR | syscall.S_ISVTX | 0o777, 0, 0},
@@ -244,6 +245,7 @@ func TestPermissions(t *testing.T) {
 		{"MknodFifoInWorldWritableDir", alice, mknod("pub", "p", syscall.S_IFIFO|0o644), 0},
 		{"MknodCharDeviceNeedsRoot", alice, mknod("pub", "c", syscall.S_IFCHR|0o644), syscall.EPERM},
 		{"MknodCharDeviceEACCESFirst", alice, mknod("d", "c", syscall.S_IFCHR|0o644), syscall.EACCES},
+		{"MknodCharDeviceExistingEEXIST", alice, mknod("pub", "exists", syscall.S_IFCHR|0o644), syscall.EEXIST},
 		{"MknodCharDeviceRoot", root, mknod("d", "c", syscall.S_IFCHR|0o644), 0},
 
 		{"SymlinkInUnwritableDir", alice, symlink("d", "l"), syscall.EACCES},

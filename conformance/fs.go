@@ -37,7 +37,8 @@ import (
 // Only Stat and OpenFile follow a symbolic link in the last component;
 // the other ops act on the link itself, except Chmod, which Linux cannot
 // apply to a link (do not pass one). Links in other components are not
-// followed, and targets are resolved relative to the link's directory.
+// followed. The cases use relative targets only, which resolve against the
+// link's directory.
 type FS interface {
 	Mkdir(path string, mode uint32) error
 	// Mknod creates a fifo, socket or device; mode carries the type bits.

@@ -311,23 +311,24 @@ type runner struct {
 }
 
 // runWorkload runs one workload on one target in a scratch directory it
-// removes afterwards. Only cancellation and scratch directory trouble are
-// errors; a failing workload is reported in its Result.
-func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int) (_ []Result, err error) {
-	scratch, err := os.MkdirTemp(t.dir, fmt.Sprintf(".gluon-bench-r%d-%s-", round, w))
-	if err != nil {
-		return nil, fmt.Errorf("%s: scratch directory: %w", t.info.Name, err)
-	}
-	defer func() {
-		if rerr := os.RemoveAll(scratch); rerr != nil && err == nil {
-			err = fmt.Errorf("%s: remove scratch directory: %w", t.info.Name, rerr)
-		}
-	}()
+// removes afterwards. Only cancellation is an error: a workload that
+// fails, even for want of a scratch directory on a target that died, is
+// reported in its Result so that the other targets still get measured.
+func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int) ([]Result, error) {
 	var res []Result
-	if w == WorkloadMeta {
+	scratch, err := os.MkdirTemp(t.dir, fmt.Sprintf(".gluon-bench-r%d-%s-", round, w))
+	switch {
+	case err != nil:
+		res = failed(w, fmt.Errorf("scratch directory: %w", err))
+	case w == WorkloadMeta:
 		res = r.runMeta(ctx, t, scratch)
-	} else {
+	default:
 		res = []Result{r.runFio(ctx, t, w, round, scratch)}
+	}
+	if err == nil {
+		if err := os.RemoveAll(scratch); err != nil {
+			r.s.log.Warn("cannot remove scratch directory", "target", t.info.Name, "err", err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -337,6 +338,20 @@ func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int
 		r.progress(res[i])
 	}
 	return res, nil
+}
+
+// failed is the outcome of a workload that could not run: one Result per
+// metadata phase for "meta", so that the table keeps its shape.
+func failed(w string, err error) []Result {
+	names := []string{w}
+	if w == WorkloadMeta {
+		names = MetaPhases
+	}
+	res := make([]Result, len(names))
+	for i, n := range names {
+		res[i] = Result{Workload: n, Unit: unitOf(n), Error: err.Error()}
+	}
+	return res
 }
 
 func (r *runner) progress(res Result) {
@@ -409,12 +424,7 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 	}
 	phases, err := RunMeta(ctx, cfg)
 	if err != nil {
-		// One failed result per phase keeps the table's shape.
-		res := make([]Result, len(MetaPhases))
-		for i, p := range MetaPhases {
-			res[i] = Result{Workload: p, Unit: unitOf(p), Error: err.Error()}
-		}
-		return res
+		return failed(WorkloadMeta, err)
 	}
 	res := make([]Result, len(phases))
 	for i, p := range phases {

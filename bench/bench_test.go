@@ -453,3 +453,26 @@ func TestReadProcStat(t *testing.T) {
 		t.Error("no error for pid -1")
 	}
 }
+
+// A target whose directory is gone (say its server died) fails its
+// workloads without ending the run.
+func TestRunWorkloadDeadTarget(t *testing.T) {
+	s, err := Config{Targets: []string{"local"}}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{s: s}
+	dead := &target{info: TargetInfo{Name: "dead"}, dir: filepath.Join(t.TempDir(), "gone")}
+	res, err := r.runWorkload(context.Background(), dead, WorkloadMeta, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(MetaPhases) {
+		t.Fatalf("%d results", len(res))
+	}
+	for i, x := range res {
+		if x.Workload != MetaPhases[i] || x.Target != "dead" || !strings.Contains(x.Error, "scratch directory") {
+			t.Errorf("result %+v", x)
+		}
+	}
+}

@@ -35,7 +35,8 @@
 // mount of one (fs.NewLoopbackRoot, mounted inside the benchmark process),
 // gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
 // gluster:replica=N[,distribute=M] a GlusterFS volume on this host (Debian's
-// glusterfs-server, set up like /work/shared/bench/gluster-setup.sh), and
+// glusterfs-server: glusterd on 127.0.0.1, bricks in a temporary directory,
+// default volume options, mount -t glusterfs), and
 // any other argument an existing directory such as a mount point. Every
 // target is set up once, the rounds run interleaved (Config.Rounds), and
 // everything is torn down at the end.
@@ -56,17 +57,20 @@
 //
 // # Profiling a brick or a mount under load
 //
-// gluon's daemons serve net/http/pprof when started with
-// --pprof 127.0.0.1:PORT (off by default; keep it on loopback). Start the
-// volume with profiling on, run a long benchmark against its mount
-// directory, and take a 30 second CPU profile while it runs:
+// gluon's daemons serve net/http/pprof when given --pprof 127.0.0.1:PORT
+// (off by default; keep it on loopback): gluon brick, gluon mount
+// --foreground, and gluon up, whose own process holds the FUSE client.
+// Bring the volume up with profiling on, point a long benchmark at its
+// mount directory, and take a 30 second CPU profile while it runs:
 //
-//	gluon up --dir /tmp/v --mount /tmp/v/mnt --replica 3 --pprof 127.0.0.1:6060 &
-//	go run . bench --rounds 1 --runtime 60s --workloads randwrite /tmp/v/mnt &
-//	go tool pprof -http=127.0.0.1:8080 'http://127.0.0.1:6060/debug/pprof/profile?seconds=30'
+//	gluon up --dir /tmp/v --mount /tmp/v/mnt --pprof 127.0.0.1:6060 &
+//	gluon bench --rounds 1 --runtime 120s --workloads randwrite /tmp/v/mnt &
+//	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=30
 //
-// Give each brick and the mount (FUSE client) their own port to profile
-// them separately; /debug/pprof/heap, /goroutine and /mutex (after
-// runtime.SetMutexProfileFraction) are available the same way. CPU time
-// in the report shows which process to profile first.
+// That profiles the mount side. To profile a brick, run it by hand as
+// gluon brick ... --pprof 127.0.0.1:6061 (gluon up starts its bricks
+// without a debug server), mount its volume, and profile port 6061 the
+// same way while the benchmark runs. /debug/pprof/heap, /goroutine and
+// /mutex work alike. The CPU column of the report shows which process
+// is worth profiling first.
 package bench

@@ -111,6 +111,9 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 	// the mount line and may be closed early if a grandchild holds it.
 	pr, pw, err := os.Pipe()
 	if err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
 		return "", nil, nil, errors.Join(err, cleanupDir())
 	}
 	argsOf := s.Args

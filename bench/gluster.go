@@ -18,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The gluster target follows /work/shared/bench/gluster-setup.sh: a
-// single-host GlusterFS volume with all bricks on this machine, glusterd
-// bound to 127.0.0.1, Debian's default volume options, and a FUSE mount
-// by mount.glusterfs.
+// The gluster target is the single-host GlusterFS setup of gluon's
+// baseline measurements: all bricks on this machine, glusterd bound to
+// 127.0.0.1, Debian's default volume options, and a FUSE mount by
+// mount.glusterfs.
 
 const (
 	glusterInstallHint = "apt-get install -y glusterfs-server"

@@ -44,7 +44,7 @@ type Settings struct {
 
 func (s *settings) report() Settings {
 	return Settings{
-		Workloads:    s.workloads,
+		Workloads:    slices.Clone(s.workloads),
 		Rounds:       s.rounds,
 		Runtime:      s.runtime,
 		Size:         s.size,
@@ -232,8 +232,10 @@ func fmtLatency(d time.Duration) string {
 		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
 	case d < 10*time.Millisecond:
 		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d < time.Second:
+	case d < 100*time.Millisecond:
 		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
 	}
 	return fmt.Sprintf("%.2fs", d.Seconds())
 }

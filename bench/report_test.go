@@ -246,7 +246,7 @@ func TestFormatters(t *testing.T) {
 	for _, c := range []struct {
 		d    time.Duration
 		want string
-	}{{0, "-"}, {1500, "1.5µs"}, {95744, "96µs"}, {4014080, "4.01ms"}, {40 * time.Millisecond, "40.0ms"}, {1500 * time.Millisecond, "1.50s"}} {
+	}{{0, "-"}, {1500, "1.5µs"}, {95744, "96µs"}, {4014080, "4.01ms"}, {40 * time.Millisecond, "40.0ms"}, {260300 * time.Microsecond, "260ms"}, {1500 * time.Millisecond, "1.50s"}} {
 		if got := fmtLatency(c.d); got != c.want {
 			t.Errorf("fmtLatency(%v) = %q, want %q", c.d, got, c.want)
 		}

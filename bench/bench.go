@@ -446,7 +446,11 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 			notes = append(notes, "latency per directory")
 		}
 		if p.EINTR > 0 {
-			notes = append(notes, fmt.Sprintf("%d EINTR retried", p.EINTR))
+			calls := "calls"
+			if p.EINTR == 1 {
+				calls = "call"
+			}
+			notes = append(notes, fmt.Sprintf("%d %s failed with EINTR", p.EINTR, calls))
 		}
 		res[i].Note = strings.Join(notes, "; ")
 	}

@@ -115,17 +115,20 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// eintrNode is a loopback node that fails with EINTR once, the way a FUSE
-// server may answer the kernel's INTERRUPT: after creating a file (the
-// call took effect) or before a getattr (it did not).
+// eintrNode is a loopback node that fails one call with EINTR, the way a
+// FUSE server may answer the kernel's INTERRUPT: a create or a flush
+// (close) after it took effect, or a getattr before.
 type eintrNode struct {
 	fs.LoopbackNode
-	create, getattr *atomic.Bool // armed: fail the next call
+	fail  string       // "create", "getattr" or "flush"
+	armed *atomic.Bool // fail the next such call
 }
+
+func (n *eintrNode) trip(op string) bool { return n.fail == op && n.armed.CompareAndSwap(true, false) }
 
 func (n *eintrNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	in, fh, fl, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
-	if errno == 0 && n.create.CompareAndSwap(true, false) {
+	if errno == 0 && n.trip("create") {
 		fh.(fs.FileReleaser).Release(ctx)
 		return nil, nil, 0, syscall.EINTR
 	}
@@ -133,24 +136,32 @@ func (n *eintrNode) Create(ctx context.Context, name string, flags uint32, mode 
 }
 
 func (n *eintrNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if n.getattr.CompareAndSwap(true, false) {
+	if n.trip("getattr") {
 		return syscall.EINTR
 	}
 	return n.LoopbackNode.Getattr(ctx, fh, out)
 }
 
-func mountEINTR(t *testing.T, create, getattr bool) string {
+func (n *eintrNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
+	errno := fh.(fs.FileFlusher).Flush(ctx)
+	if errno == 0 && n.trip("flush") {
+		return syscall.EINTR
+	}
+	return errno
+}
+
+func mountEINTR(t *testing.T, fail string) string {
 	t.Helper()
 	back, mnt := t.TempDir(), t.TempDir()
 	var st syscall.Stat_t
 	if err := syscall.Stat(back, &st); err != nil {
 		t.Fatal(err)
 	}
-	armed := func(v bool) *atomic.Bool { b := new(atomic.Bool); b.Store(v); return b }
-	c, g := armed(create), armed(getattr)
+	armed := new(atomic.Bool)
+	armed.Store(true)
 	root := &fs.LoopbackRoot{Path: back, Dev: uint64(st.Dev)}
 	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &eintrNode{LoopbackNode: fs.LoopbackNode{RootData: r}, create: c, getattr: g}
+		return &eintrNode{LoopbackNode: fs.LoopbackNode{RootData: r}, fail: fail, armed: armed}
 	}
 	root.RootNode = root.NewNode(root, nil, "", &st)
 	zero := time.Duration(0)
@@ -168,35 +179,30 @@ func mountEINTR(t *testing.T, create, getattr bool) string {
 }
 
 func TestRunMetaEINTR(t *testing.T) {
-	// No interruptions, none counted.
-	mnt := mountEINTR(t, false, false)
-	phases, err := RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 2, Files: 20, Dirs: 2, FileSize: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range phases {
-		if p.EINTR != 0 {
-			t.Errorf("%s: %d EINTR without any", p.Name, p.EINTR)
+	cfg := MetaConfig{Workers: 2, Files: 20, Dirs: 2, FileSize: 10}
+	for fail, want := range map[string]int{
+		"":        0, // no interruptions, none counted
+		"getattr": 1, // interrupted before it happened: repeated
+		"flush":   1, // close interrupted: done, not repeated
+	} {
+		cfg.Dir = mountEINTR(t, fail)
+		phases, err := RunMeta(context.Background(), cfg)
+		if err != nil {
+			t.Errorf("%q: %v", fail, err)
+			continue
+		}
+		n := 0
+		for _, p := range phases {
+			n += p.EINTR
+		}
+		if n != want {
+			t.Errorf("%q: %d EINTR counted, want %d", fail, n, want)
 		}
 	}
 
-	// Interrupted but not done: repeated, counted, no harm.
-	mnt = mountEINTR(t, false, true)
-	phases, err = RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 2, Files: 20, Dirs: 2, FileSize: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, p := range phases {
-		n += p.EINTR
-	}
-	if n != 1 {
-		t.Errorf("%d EINTR counted, want 1", n)
-	}
-
 	// Interrupted yet done: the retry's EEXIST is the file system's bug.
-	mnt = mountEINTR(t, true, false)
-	_, err = RunMeta(context.Background(), MetaConfig{Dir: mnt, Workers: 1, Files: 5, Dirs: 1, FileSize: 10})
+	cfg.Dir = mountEINTR(t, "create")
+	_, err := RunMeta(context.Background(), cfg)
 	if !errors.Is(err, errDoneDespiteEINTR) {
 		t.Errorf("error %v, want errDoneDespiteEINTR", err)
 	}

@@ -190,6 +190,10 @@ func (f fioRun) env() []string {
 // run executes fio and parses its output. A non-zero exit status is an
 // error carrying the tail of fio's messages.
 func (f fioRun) run(ctx context.Context) (*FioResult, error) {
+	// Never mistake an earlier run's output for this one's.
+	if err := os.Remove(f.output); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	cmd := exec.CommandContext(ctx, f.fio, "--output-format=json", "--output="+f.output, f.jobFile)
 	cmd.Env = f.env()
 	// fio stops cleanly on SIGINT; SIGKILL only if it does not.

@@ -3,6 +3,7 @@ package posix
 import (
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -63,5 +64,44 @@ func BenchmarkLookup(b *testing.B) {
 			b.Fatal(e)
 		}
 		i++
+	}
+}
+
+// BenchmarkGetxattr: a small value, a missing one (which costs one
+// more syscall once the brick has spilled anything) and a spilled one.
+func BenchmarkGetxattr(b *testing.B) {
+	br := newBrick(b)
+	g := br.file(xl.RootGFID, "f", "")
+	if e := br.Setxattr(bg, g, "user.small", []byte("v"), 0); e != 0 {
+		b.Fatal(e)
+	}
+	run := func(name string, want syscall.Errno) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, e := br.Getxattr(bg, g, name); e != want {
+					b.Fatal(e)
+				}
+			}
+		})
+	}
+	run("user.small", 0)
+	run("user.missing", syscall.ENODATA)
+	if e := br.Setxattr(bg, g, "user.big", make([]byte, 64<<10), 0); e != 0 {
+		b.Fatal(e)
+	}
+	run("user.missing", syscall.ENODATA)
+	run("user.big", 0)
+}
+
+func BenchmarkSetxattr64KiB(b *testing.B) {
+	br := newBrick(b)
+	g := br.file(xl.RootGFID, "f", "")
+	v := make([]byte, 64<<10)
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if e := br.Setxattr(bg, g, "user.big", v, 0); e != 0 {
+			b.Fatal(e)
+		}
 	}
 }

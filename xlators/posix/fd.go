@@ -253,8 +253,9 @@ func (s *Store) Release(ctx context.Context, fd xl.Fd) syscall.Errno {
 }
 
 // release drops the table's reference to f. On the last release of a
-// file unlinked while open, its handle goes.
+// file unlinked while open, its handle and spilled xattrs go.
 func (s *Store) release(f *file) {
+	gone := false
 	if f.dir == nil {
 		s.mu.Lock()
 		if oc := s.opens[f.gfid]; oc != nil {
@@ -262,11 +263,14 @@ func (s *Store) release(f *file) {
 				delete(s.opens, f.gfid)
 				var st unix.Stat_t
 				if oc.unlinked && unix.Fstat(f.fd, &st) == nil && st.Nlink == 1 {
-					s.removeHandle(f.gfid, &st)
+					gone = s.removeHandle(f.gfid, &st)
 				}
 			}
 		}
 		s.mu.Unlock()
+	}
+	if gone {
+		s.dropSpills(f.gfid)
 	}
 	f.put()
 }

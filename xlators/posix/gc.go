@@ -13,7 +13,7 @@ import (
 // rename. Directory handles are left alone: resolution verifies them.
 func (s *Store) gc() error {
 	removed := 0
-	err := s.walkHandles(func(dfd int, name string) error {
+	err := walk3(s.hfd, func(dfd int, name string) error {
 		if s.orphan(dfd, name) {
 			if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
 				return err
@@ -49,9 +49,10 @@ func (s *Store) orphan(dfd int, name string) bool {
 	return !ok
 }
 
-// walkHandles calls fn for every entry of every ab/cd handle directory.
-func (s *Store) walkHandles(fn func(dfd int, name string) error) error {
-	return eachEntry(s.hfd, ".", func(hfd int, ab string) error {
+// walk3 calls fn for every entry of every ab/cd directory in dfd: the
+// handles, or the objects with spilled xattrs.
+func walk3(dfd int, fn func(dfd int, name string) error) error {
+	return eachEntry(dfd, ".", func(hfd int, ab string) error {
 		return eachEntry(hfd, ab, func(abfd int, cd string) error {
 			return eachEntry(abfd, cd, fn)
 		})

@@ -324,19 +324,7 @@ func gfidOf(g xl.GFID, n int, err error) (xl.GFID, error) {
 }
 
 // mkHandleDirs makes the ab/cd directories of g's handle.
-func (s *Store) mkHandleDirs(g xl.GFID) error {
-	h := hpath(g)
-	err := unix.Mkdirat(s.hfd, h[:5], 0o700)
-	if err == unix.ENOENT { // ab too
-		if err = unix.Mkdirat(s.hfd, h[:2], 0o700); err == nil || err == unix.EEXIST {
-			err = unix.Mkdirat(s.hfd, h[:5], 0o700)
-		}
-	}
-	if err == unix.EEXIST {
-		return nil
-	}
-	return err
-}
+func (s *Store) mkHandleDirs(g xl.GFID) error { return mkdirAll(s.hfd, hpath(g)[:5]) }
 
 // linkHandle hard-links the object fd refers to (opened for real or
 // O_PATH) as g's handle. An existing handle of the same object is fine:
@@ -388,41 +376,54 @@ func (s *Store) symlinkHandle(text string, g xl.GFID, path string) syscall.Errno
 	return errno(err)
 }
 
-// dropDir forgets the handle of a removed directory.
+// dropDir forgets the handle and the spilled xattrs of a removed
+// directory.
 func (s *Store) dropDir(g xl.GFID) {
 	if err := unix.Unlinkat(s.hfd, hpath(g), 0); err != nil && err != unix.ENOENT {
 		s.log.Error("posix: removing directory handle", "gfid", g, "err", err)
 	}
 	s.dirs.evict(g)
+	s.dropSpills(g)
 }
 
 // dropName is called after a name of the non-directory pinned by fd was
-// removed. If only the handle is left, the handle goes too, or on the last
-// Release when the file is open.
+// removed. If only the handle is left, the handle and the spilled xattrs
+// go too, or on the last Release when the file is open.
 func (s *Store) dropName(fd int, g xl.GFID) {
+	if s.lastName(fd, g) {
+		s.dropSpills(g)
+	}
+}
+
+// lastName removes g's handle if no name is left and the file is not
+// open, and reports whether it did.
+func (s *Store) lastName(fd int, g xl.GFID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Nlink != 1 {
-		return
+		return false
 	}
 	if oc := s.opens[g]; oc != nil {
 		oc.unlinked = true
-		return
+		return false
 	}
-	s.removeHandle(g, &st)
+	return s.removeHandle(g, &st)
 }
 
-// removeHandle unlinks g's handle if it is still the object st describes.
-func (s *Store) removeHandle(g xl.GFID, st *unix.Stat_t) {
+// removeHandle unlinks g's handle if it is still the object st
+// describes, and reports whether it did.
+func (s *Store) removeHandle(g xl.GFID, st *unix.Stat_t) bool {
 	h := hpath(g)
 	var hs unix.Stat_t
 	if unix.Fstatat(s.hfd, h, &hs, unix.AT_SYMLINK_NOFOLLOW) != nil || hs.Dev != st.Dev || hs.Ino != st.Ino {
-		return
+		return false
 	}
 	if err := unix.Unlinkat(s.hfd, h, 0); err != nil && err != unix.ENOENT {
 		s.log.Error("posix: removing handle", "gfid", g, "err", err)
+		return false
 	}
+	return true
 }
 
 // adopt gives g to the unlabelled object name in p (made behind the

@@ -1,10 +1,8 @@
 package posix
 
 import (
-	"bytes"
 	"context"
 	"math"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -148,105 +146,4 @@ func (s *Store) Readlink(ctx context.Context, ino xl.GFID) (string, syscall.Errn
 		return "", staleIfMissing(err)
 	}
 	return string(buf[:n]), 0
-}
-
-// internalXattr reports whether name is the store's own: clients can
-// neither see nor change it.
-func internalXattr(name string) bool { return strings.HasPrefix(name, xattrPrefix) }
-
-// Getxattr reads a client xattr.
-func (s *Store) Getxattr(ctx context.Context, ino xl.GFID, name string) ([]byte, syscall.Errno) {
-	if internalXattr(name) {
-		return nil, syscall.ENODATA
-	}
-	o, e := s.obj(ino)
-	if e != 0 {
-		return nil, e
-	}
-	defer o.put()
-	return sized(func(dst []byte) (int, error) {
-		if o.d != nil {
-			return unix.Fgetxattr(o.d.fd, name, dst)
-		}
-		return unix.Lgetxattr(s.hproc+o.h, name, dst)
-	})
-}
-
-// Setxattr writes a client xattr; flags are XATTR_CREATE or XATTR_REPLACE.
-func (s *Store) Setxattr(ctx context.Context, ino xl.GFID, name string, value []byte, flags uint32) syscall.Errno {
-	if internalXattr(name) {
-		s.log.Warn("posix: refused to set an internal xattr", "gfid", ino, "name", name)
-		return syscall.EPERM
-	}
-	o, e := s.obj(ino)
-	if e != 0 {
-		return e
-	}
-	defer o.put()
-	if o.d != nil {
-		return errno(unix.Fsetxattr(o.d.fd, name, value, int(flags)))
-	}
-	return errno(unix.Lsetxattr(s.hproc+o.h, name, value, int(flags)))
-}
-
-// Listxattr lists client xattrs.
-func (s *Store) Listxattr(ctx context.Context, ino xl.GFID) ([]string, syscall.Errno) {
-	o, e := s.obj(ino)
-	if e != 0 {
-		return nil, e
-	}
-	defer o.put()
-	buf, e := sized(func(dst []byte) (int, error) {
-		if o.d != nil {
-			return unix.Flistxattr(o.d.fd, dst)
-		}
-		return unix.Llistxattr(s.hproc+o.h, dst)
-	})
-	if e != 0 {
-		return nil, e
-	}
-	var names []string
-	for _, b := range bytes.Split(buf, []byte{0}) {
-		if name := string(b); name != "" && !internalXattr(name) {
-			names = append(names, name)
-		}
-	}
-	return names, 0
-}
-
-// Removexattr removes a client xattr.
-func (s *Store) Removexattr(ctx context.Context, ino xl.GFID, name string) syscall.Errno {
-	if internalXattr(name) {
-		s.log.Warn("posix: refused to remove an internal xattr", "gfid", ino, "name", name)
-		return syscall.EPERM
-	}
-	o, e := s.obj(ino)
-	if e != 0 {
-		return e
-	}
-	defer o.put()
-	if o.d != nil {
-		return errno(unix.Fremovexattr(o.d.fd, name))
-	}
-	return errno(unix.Lremovexattr(s.hproc+o.h, name))
-}
-
-// sized calls an xattr read that fails with ERANGE when dst is too
-// small, growing dst until the value fits.
-func sized(read func(dst []byte) (int, error)) ([]byte, syscall.Errno) {
-	var small [256]byte
-	n, err := read(small[:])
-	if err == nil {
-		return bytes.Clone(small[:n]), 0
-	}
-	for err == unix.ERANGE {
-		if n, err = read(nil); err != nil {
-			break
-		}
-		buf := make([]byte, n)
-		if n, err = read(buf); err == nil {
-			return buf[:n], 0
-		}
-	}
-	return nil, errno(err)
 }

@@ -9,6 +9,10 @@
 // xattr of what it finds. So a symlink planted in the brick is never
 // followed.
 //
+// Client xattr values the filesystem refuses for lack of room, as ext4
+// without ea_inode does beyond about one block, are spilled to files
+// under <root>/.gluon/xattrs; see xattr.go.
+//
 // Every path operation is an *at syscall relative to a verified directory
 // fd, and every name is validated first. Objects that have no gfid, made
 // behind the store's back or left half-made by a crash, are given one the
@@ -53,6 +57,7 @@ type Store struct {
 	root  *dirRef // never evicted
 	hfd   int     // .gluon/handles
 	hproc string  // "/proc/self/fd/<hfd>/", to reach handles with l*xattr
+	xfd   int     // .gluon/xattrs: spilled xattr values (xattr.go)
 	uid   uint32  // the brick's own credentials, which the kernel gives new objects
 	gid   uint32
 	// xattrAt: the kernel has getxattrat(2).
@@ -68,6 +73,11 @@ type Store struct {
 	// Link, which could add a name back.
 	mu    sync.Mutex
 	opens map[xl.GFID]*openCount
+
+	// xmu guards spilled xattrs, striped by gfid; spilled is set once
+	// any value was spilled, and until then spills cost no syscalls.
+	xmu     [64]sync.RWMutex
+	spilled atomic.Bool
 
 	fdMu  sync.RWMutex
 	fds   map[uint64]*file
@@ -102,6 +112,7 @@ func New(dir string, opts Options) (*Store, error) {
 		log:   log,
 		root:  newDirRef(rfd),
 		hfd:   -1,
+		xfd:   -1,
 		uid:   uint32(unix.Geteuid()),
 		gid:   uint32(unix.Getegid()),
 		dirs:  dirCache{m: map[xl.GFID]*dirRef{}, max: dirCacheMax},
@@ -145,8 +156,14 @@ func (s *Store) init(dir string) error {
 		return fmt.Errorf("posix: brick %s: handles: %w", dir, err)
 	}
 	s.hproc = procPath(s.hfd) + "/"
+	if s.xfd, err = mkdirOpen(mfd, "xattrs"); err != nil {
+		return fmt.Errorf("posix: brick %s: xattrs: %w", dir, err)
+	}
 	if err := s.gc(); err != nil {
 		return fmt.Errorf("posix: brick %s: collecting orphaned handles: %w", dir, err)
+	}
+	if err := s.gcSpills(); err != nil {
+		return fmt.Errorf("posix: brick %s: collecting orphaned xattrs: %w", dir, err)
 	}
 	return nil
 }
@@ -191,8 +208,10 @@ func (s *Store) Close() error {
 	}
 	s.dirs.clear()
 	s.root.put()
-	if s.hfd >= 0 {
-		unix.Close(s.hfd)
+	for _, fd := range []int{s.hfd, s.xfd} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,340 @@
+package posix
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+// refuses reports whether the filesystem of dir refuses an n-byte
+// xattr value, so that the store must spill it. The tests expect
+// spills exactly then.
+func refuses(t *testing.T, dir string, n int) bool {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	switch err := unix.Setxattr(f.Name(), "user.probe", make([]byte, n), 0); err {
+	case nil:
+		t.Logf("the brick filesystem stores %d-byte values itself: nothing spills", n)
+		return false
+	case unix.ENOSPC, unix.E2BIG:
+		return true
+	default:
+		t.Fatalf("probing xattr support: %v", err)
+		return false
+	}
+}
+
+func (b *brick) spillDir(g xl.GFID) string {
+	return filepath.Join(b.dir, ".gluon", "xattrs", hpath(g))
+}
+
+func (b *brick) hasSpillDir(g xl.GFID) bool {
+	_, err := os.Lstat(b.spillDir(g))
+	return err == nil
+}
+
+// onDisk reports where name of the object at path is: on the object
+// itself, and as a spill file with its marker.
+func (b *brick) onDisk(path string, g xl.GFID, name string) (native, spilled bool) {
+	b.t.Helper()
+	_, err := unix.Lgetxattr(path, name, nil)
+	native = err == nil
+	_, ferr := os.Lstat(filepath.Join(b.spillDir(g), spillKey(name)))
+	_, merr := unix.Lgetxattr(path, spillPrefix+spillKey(name), nil)
+	if (ferr == nil) != (merr == nil) {
+		b.t.Fatalf("%s: spill file %v but marker %v", name, ferr, merr)
+	}
+	return native, merr == nil
+}
+
+func (b *brick) wantXattr(g xl.GFID, name string, w []byte) {
+	b.t.Helper()
+	got, e := b.Getxattr(bg, g, name)
+	ok(b.t, e)
+	if !bytes.Equal(got, w) {
+		b.t.Fatalf("%s: got %d bytes, want %d", name, len(got), len(w))
+	}
+}
+
+func (b *brick) wantList(g xl.GFID, w ...string) {
+	b.t.Helper()
+	names, e := b.Listxattr(bg, g)
+	ok(b.t, e)
+	slices.Sort(names)
+	if !slices.Equal(names, w) {
+		b.t.Fatalf("listxattr %q, want %q", names, w)
+	}
+}
+
+func TestXattrSpill(t *testing.T) {
+	b := newBrick(t)
+	spills := refuses(t, b.dir, 64<<10)
+	g := b.file(xl.RootGFID, "f", "")
+	h := b.handlePath(g)
+	// placed checks where name is: spilled when large and the filesystem
+	// refuses large values, else on the object.
+	placed := func(name string, large bool) {
+		t.Helper()
+		native, spilled := b.onDisk(h, g, name)
+		if wantSpilled := large && spills; native == wantSpilled || spilled != wantSpilled {
+			t.Fatalf("%s: on the object %v, spilled %v; want spilled %v", name, native, spilled, wantSpilled)
+		}
+	}
+	big, big2 := pattern(64<<10, 1), pattern(60<<10, 2)
+
+	ok(t, b.Setxattr(bg, g, "user.big", big, 0))
+	b.wantXattr(g, "user.big", big)
+	placed("user.big", true)
+	b.wantList(g, "user.big")
+
+	want(t, b.Setxattr(bg, g, "user.big", big2, unix.XATTR_CREATE), syscall.EEXIST)
+	want(t, b.Setxattr(bg, g, "user.big", []byte("s"), unix.XATTR_CREATE), syscall.EEXIST)
+	want(t, b.Setxattr(bg, g, "user.none", big, unix.XATTR_REPLACE), syscall.ENODATA)
+	_, e := b.Getxattr(bg, g, "user.none")
+	want(t, e, syscall.ENODATA)
+	if b.hasSpillDir(g) {
+		if ents, _ := os.ReadDir(b.spillDir(g)); len(ents) != 1 {
+			t.Errorf("refused sets left spill files: %v", ents)
+		}
+	}
+
+	// Large to small to large, with and without flags.
+	ok(t, b.Setxattr(bg, g, "user.big", []byte("s"), unix.XATTR_REPLACE))
+	b.wantXattr(g, "user.big", []byte("s"))
+	placed("user.big", false)
+	ok(t, b.Setxattr(bg, g, "user.big", big2, unix.XATTR_REPLACE))
+	b.wantXattr(g, "user.big", big2)
+	placed("user.big", true)
+	ok(t, b.Setxattr(bg, g, "user.big", big, 0))
+	b.wantXattr(g, "user.big", big)
+	placed("user.big", true)
+	ok(t, b.Setxattr(bg, g, "user.new", big2, unix.XATTR_CREATE))
+	want(t, b.Setxattr(bg, g, "user.new", big2, unix.XATTR_CREATE), syscall.EEXIST)
+	b.wantXattr(g, "user.new", big2)
+
+	// The markers are the store's: hidden and untouchable.
+	marker := spillPrefix + spillKey("user.big")
+	_, e = b.Getxattr(bg, g, marker)
+	want(t, e, syscall.ENODATA)
+	want(t, b.Setxattr(bg, g, marker, []byte("user.x"), 0), syscall.EPERM)
+	want(t, b.Removexattr(bg, g, marker), syscall.EPERM)
+	b.wantList(g, "user.big", "user.new")
+
+	b = b.reopen()
+	b.wantXattr(g, "user.big", big)
+	b.wantXattr(g, "user.new", big2)
+	b.wantList(g, "user.big", "user.new")
+
+	ok(t, b.Removexattr(bg, g, "user.big"))
+	_, e = b.Getxattr(bg, g, "user.big")
+	want(t, e, syscall.ENODATA)
+	if native, spilled := b.onDisk(h, g, "user.big"); native || spilled {
+		t.Errorf("removed value left: on the object %v, spilled %v", native, spilled)
+	}
+	want(t, b.Removexattr(bg, g, "user.big"), syscall.ENODATA)
+	b.wantList(g, "user.new")
+
+	// Hard links share the spills, which go with the last name.
+	_, e = b.Link(bg, g, xl.RootGFID, "l")
+	ok(t, e)
+	ok(t, b.Unlink(bg, xl.RootGFID, "f"))
+	b.wantXattr(g, "user.new", big2)
+	if spills && !b.hasSpillDir(g) {
+		t.Fatal("spills dropped with a name that was not the last")
+	}
+	ok(t, b.Unlink(bg, xl.RootGFID, "l"))
+	if b.hasSpillDir(g) {
+		t.Error("spills survive the last unlink")
+	}
+}
+
+// Spills go with their object however it goes.
+func TestXattrSpillRemovedWithObject(t *testing.T) {
+	b := newBrick(t)
+	spills := refuses(t, b.dir, 64<<10)
+	big := pattern(64<<10, 3)
+	spilled := func(g xl.GFID) {
+		t.Helper()
+		ok(t, b.Setxattr(bg, g, "user.big", big, 0))
+		if spills && !b.hasSpillDir(g) {
+			t.Fatalf("%v: no spills", g)
+		}
+	}
+	gone := func(what string, g xl.GFID) {
+		t.Helper()
+		if b.hasSpillDir(g) {
+			t.Errorf("%s: spills survive", what)
+		}
+	}
+
+	d := b.mkdir(xl.RootGFID, "d")
+	spilled(d)
+	b.wantXattr(d, "user.big", big)
+	ok(t, b.Rmdir(bg, xl.RootGFID, "d"))
+	gone("rmdir", d)
+
+	fd, _ := b.create(xl.RootGFID, "open")
+	spilled(fd.GFID)
+	ok(t, b.Unlink(bg, xl.RootGFID, "open"))
+	b.wantXattr(fd.GFID, "user.big", big) // still open
+	ok(t, b.Release(bg, fd))
+	gone("release after unlink", fd.GFID)
+
+	victim := b.file(xl.RootGFID, "victim", "")
+	spilled(victim)
+	b.file(xl.RootGFID, "other", "")
+	ok(t, b.Rename(bg, xl.RootGFID, "other", xl.RootGFID, "victim", 0))
+	gone("rename over", victim)
+
+	vd := b.mkdir(xl.RootGFID, "vd")
+	spilled(vd)
+	b.mkdir(xl.RootGFID, "od")
+	ok(t, b.Rename(bg, xl.RootGFID, "od", xl.RootGFID, "vd", 0))
+	gone("rename over a directory", vd)
+
+	fd, _ = b.create(xl.RootGFID, "closed")
+	spilled(fd.GFID)
+	ok(t, b.Unlink(bg, xl.RootGFID, "closed"))
+	lost := b.file(xl.RootGFID, "lost", "")
+	spilled(lost)
+	keep := b.file(xl.RootGFID, "keep", "")
+	spilled(keep)
+	spilled(xl.RootGFID)
+	os.Remove(filepath.Join(b.dir, "lost")) // behind the store's back
+	b = b.reopen()
+	gone("close while open and unlinked", fd.GFID)
+	gone("gc of an orphaned handle", lost)
+	b.wantXattr(keep, "user.big", big)
+	b.wantXattr(xl.RootGFID, "user.big", big)
+	if spills {
+		b.wantLogged("removed spilled xattrs of vanished objects")
+	}
+}
+
+// Several values that each fit may together overflow ext4's block: the
+// ones refused spill as well.
+func TestXattrSpillFullBlock(t *testing.T) {
+	b := newBrick(t)
+	g := b.file(xl.RootGFID, "f", "")
+	var names []string
+	for i := range 8 {
+		name := "user.v" + string(rune('0'+i))
+		ok(t, b.Setxattr(bg, g, name, pattern(3000, byte(i)), 0))
+		names = append(names, name)
+	}
+	for i, name := range names {
+		b.wantXattr(g, name, pattern(3000, byte(i)))
+	}
+	b.wantList(g, names...)
+	if refuses(t, b.dir, 8*3000) && !b.hasSpillDir(g) {
+		t.Error("nothing spilled")
+	}
+	// A symlink takes trusted.* values, spilled or not.
+	ln, e := b.Symlink(bg, xl.RootGFID, "ln", xl.NewGFID(), "f")
+	ok(t, e)
+	big := pattern(64<<10, 9)
+	ok(t, b.Setxattr(bg, ln.GFID, "trusted.big", big, 0))
+	b.wantXattr(ln.GFID, "trusted.big", big)
+	want(t, b.Setxattr(bg, ln.GFID, "user.big", big, 0), syscall.EPERM)
+	b.wantList(ln.GFID, "trusted.big")
+}
+
+// After a crash a name can be both on the object and spilled; the
+// object's value wins and removal clears both. A spill file lost
+// behind the store's back is an I/O error, not silence.
+func TestXattrSpillCrashStates(t *testing.T) {
+	b := newBrick(t)
+	if !refuses(t, b.dir, 64<<10) {
+		return // these states arise only where values spill
+	}
+	g := b.file(xl.RootGFID, "f", "")
+	ok(t, b.Setxattr(bg, g, "user.big", pattern(64<<10, 1), 0))
+	if err := unix.Lsetxattr(b.handlePath(g), "user.big", []byte("native"), 0); err != nil {
+		t.Fatal(err)
+	}
+	b.wantXattr(g, "user.big", []byte("native"))
+	b.wantList(g, "user.big")
+	ok(t, b.Removexattr(bg, g, "user.big"))
+	_, e := b.Getxattr(bg, g, "user.big")
+	want(t, e, syscall.ENODATA)
+
+	ok(t, b.Setxattr(bg, g, "user.lost", pattern(64<<10, 2), 0))
+	if err := os.Remove(filepath.Join(b.spillDir(g), spillKey("user.lost"))); err != nil {
+		t.Fatal(err)
+	}
+	_, e = b.Getxattr(bg, g, "user.lost")
+	want(t, e, syscall.EIO)
+	b.wantLogged("spilled xattr value is missing")
+	ok(t, b.Removexattr(bg, g, "user.lost"))
+	b.wantList(g)
+}
+
+// Readers racing with values moving between the object and a spill
+// file see the old or the new value, never none.
+func TestXattrSpillConcurrent(t *testing.T) {
+	b := newBrick(t)
+	g := b.file(xl.RootGFID, "f", "")
+	small, big := []byte("small"), pattern(64<<10, 5)
+	ok(t, b.Setxattr(bg, g, "user.x", small, 0))
+	const rounds = 100
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	fail := func(msg string) {
+		select {
+		case errs <- msg:
+		default:
+		}
+	}
+	wg.Go(func() {
+		for i := range rounds {
+			v := small
+			if i%2 == 0 {
+				v = big
+			}
+			if e := b.Setxattr(bg, g, "user.x", v, unix.XATTR_REPLACE); e != 0 {
+				fail(fmt.Sprintf("setxattr: %v", e))
+			}
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for range rounds {
+				v, e := b.Getxattr(bg, g, "user.x")
+				if e != 0 || !bytes.Equal(v, small) && !bytes.Equal(v, big) {
+					fail(fmt.Sprintf("getxattr: %d bytes, %v", len(v), e))
+				}
+				names, e := b.Listxattr(bg, g)
+				if e != 0 || !slices.Equal(names, []string{"user.x"}) {
+					fail(fmt.Sprintf("listxattr: %q, %v", names, e))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+}

@@ -6,12 +6,19 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/xlators/posix"
 )
 
-// mountBench mounts the in-memory leaf for a benchmark.
-func mountBench(b *testing.B) string {
+// mountBench mounts a posix store on a fresh directory for a benchmark.
+func mountBench(b *testing.B, opts Options) string {
+	s, err := posix.New(b.TempDir(), posix.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
 	dir := b.TempDir()
-	m, err := Mount(dir, newMemFS(), Options{})
+	m, err := Mount(dir, s, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -26,7 +33,7 @@ func mountBench(b *testing.B) string {
 
 // BenchmarkWrite measures 1 MiB write(2)s through the bridge.
 func BenchmarkWrite(b *testing.B) {
-	f, err := os.Create(filepath.Join(mountBench(b), "f"))
+	f, err := os.Create(filepath.Join(mountBench(b, Options{}), "f"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,7 +50,7 @@ func BenchmarkWrite(b *testing.B) {
 // BenchmarkReadDirect measures 1 MiB O_DIRECT read(2)s, which bypass the
 // page cache and so reach the translator every time.
 func BenchmarkReadDirect(b *testing.B) {
-	fn := filepath.Join(mountBench(b), "f")
+	fn := filepath.Join(mountBench(b, Options{}), "f")
 	buf := make([]byte, 1<<20)
 	if err := os.WriteFile(fn, make([]byte, 64<<20), 0o644); err != nil {
 		b.Fatal(err)
@@ -64,12 +71,7 @@ func BenchmarkReadDirect(b *testing.B) {
 // BenchmarkStatUncached measures a getattr round trip: fstat with the
 // attribute cache off.
 func BenchmarkStatUncached(b *testing.B) {
-	dir := b.TempDir()
-	m, err := Mount(dir, newMemFS(), Options{AttrTimeout: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { m.Unmount(); m.Wait() }()
+	dir := mountBench(b, Options{AttrTimeout: -1})
 	f, err := os.Create(filepath.Join(dir, "f"))
 	if err != nil {
 		b.Fatal(err)

@@ -40,11 +40,14 @@ func (v *volume) call(ctx context.Context) context.Context {
 	return xl.WithCall(ctx, c)
 }
 
-// errno reports a translator's error as is, except that a request the
-// kernel interrupted fails with EINTR, whatever the translator made of the
-// cancellation.
+// errno reports a translator's error as is. A translator that abandons an
+// interrupted request should answer EINTR; ECANCELED, what a cancelled Go
+// context suggests, is reported as EINTR too. Other errors of interrupted
+// requests stand: signals interrupt requests often (Go programs receive
+// SIGURG for preemption), and a lookup's ENOENT must not turn into EINTR
+// just because one arrived.
 func errno(ctx context.Context, e syscall.Errno) syscall.Errno {
-	if e != 0 && ctx.Err() != nil {
+	if e == syscall.ECANCELED && ctx.Err() != nil {
 		return syscall.EINTR
 	}
 	return e

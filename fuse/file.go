@@ -136,6 +136,13 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 			d.eof, d.batch, d.next = true, nil, 0
 			return nil, 0
 		}
+		for i := range batch {
+			// Zero is "the start": continuing from it would list forever.
+			if batch[i].Off == 0 {
+				d.node.vol.log.Error("readdir returned a zero cookie", "dir", d.fd.GFID, "name", batch[i].Name)
+				return nil, syscall.EIO
+			}
+		}
 		d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
 	}
 	de := &d.batch[d.next]

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -59,10 +60,15 @@ const (
 	fsType         = "gluon"
 )
 
-// Mount mounts top at dir and returns once the mount is usable.
+// Mount mounts top at dir and returns once the mount is usable. The caller
+// keeps top: it may close it once Wait has returned.
 func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	if top == nil {
 		return nil, errors.New("fuse: mount: nil translator")
+	}
+	dir, err := filepath.Abs(dir) // Unmount must not depend on the cwd
+	if err != nil {
+		return nil, fmt.Errorf("fuse: mount: %w", err)
 	}
 	st, err := os.Stat(dir)
 	if err != nil {

@@ -1,0 +1,263 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gluon-fs/gluon/volume"
+)
+
+// devBrickHost is the host gluon up's bricks are defined on.
+const devBrickHost = "127.0.0.1"
+
+func (a *app) upCmd() *cobra.Command {
+	var (
+		dir        string
+		mnt        string
+		volName    string
+		nbricks    int
+		etcdListen string
+		timeout    time.Duration
+		ff         fuseFlags
+		dbg        debugFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "up [--dir DIR] [--mount MOUNTPOINT]",
+		Short: "Run a complete single-machine cluster and mount it",
+		Long: `Run everything a volume needs on this machine and mount it: an etcd
+member (in this process), brick daemons (child processes), the volume
+definition, and the FUSE client. Prints "mounted VOLUME at MOUNTPOINT"
+once the mount is usable; on SIGINT or SIGTERM it unmounts, stops the
+bricks and etcd, and exits 0.
+
+State lives under --dir: etcd data in DIR/etcd, brick N's files in
+DIR/bricks/bN. Without --dir a temporary directory is used and removed on
+exit; with --dir, running gluon up again brings the same volume back.
+
+etcd serves clients on --etcd-listen (127.0.0.1:2379, or a free port if
+that is taken; the URL is printed as "etcd at URL" on stderr), so 'gluon
+volume' commands work against the running cluster.`,
+		Example: `  gluon up --mount /mnt/gluon
+  gluon up --dir /var/lib/gluon-dev --volume scratch --attr-timeout 0
+  gluon volume status gv0     # from another terminal`,
+		Args: exactArgs(),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := volume.ValidName(volName); err != nil {
+				return usagef("--volume: %v", err)
+			}
+			if nbricks < 1 {
+				return usagef("--bricks %d: need at least 1", nbricks)
+			}
+			if nbricks > 1 {
+				return usagef("--bricks %d: a volume of several bricks needs JBR replication or DHT2 distribution, which are not built yet; use --bricks 1", nbricks)
+			}
+			if timeout <= 0 {
+				return usagef("--timeout %v: must be positive", timeout)
+			}
+			if err := ff.check(); err != nil {
+				return err
+			}
+			return dbg.check()
+		},
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			u := &upRun{
+				app: a, dir: dir, mnt: mnt, vol: volName, nbricks: nbricks,
+				etcdListen: etcdListen, fallback: !cmd.Flags().Changed("etcd-listen"),
+				timeout: timeout, ff: &ff, dbg: &dbg,
+			}
+			return u.run(cmd.Context())
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "keep state in `DIR` (default: a temporary directory, removed on exit)")
+	f.StringVar(&mnt, "mount", "", "mount the volume at `MOUNTPOINT`, created if missing (default DIR/mnt)")
+	f.StringVar(&volName, "volume", "gv0", "volume `NAME`")
+	f.IntVar(&nbricks, "bricks", 1, "number of bricks (only 1 until JBR/DHT2 exist)")
+	f.StringVar(&etcdListen, "etcd-listen", defaultEtcd, "`HOST:PORT` for etcd's clients")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the bricks to come online")
+	ff.add(cmd)
+	dbg.add(cmd)
+	return cmd
+}
+
+// upRun is one run of gluon up.
+type upRun struct {
+	*app
+	dir, mnt, vol string
+	nbricks       int
+	etcdListen    string
+	fallback      bool
+	timeout       time.Duration
+	ff            *fuseFlags
+	dbg           *debugFlags
+}
+
+func (u *upRun) run(ctx context.Context) (err error) {
+	log := u.log
+	dir := u.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "gluon-up-"); err != nil {
+			return err
+		}
+		defer func() {
+			// Never recurse into a mount that failed to go away.
+			if busy, _ := mountedUnder(dir); busy != "" {
+				log.Error("not removing state directory: something is still mounted in it", "dir", dir, "mount", busy)
+				return
+			}
+			os.RemoveAll(dir)
+		}()
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	mnt := u.mnt
+	if mnt == "" {
+		mnt = filepath.Join(dir, "mnt")
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if mnt, err = mountDir(mnt); err != nil {
+		return err
+	}
+	if ok, err := isMounted(mnt); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%s: a gluon volume is already mounted there", mnt)
+	}
+
+	stopDebug, err := u.dbg.serve(log, "up")
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
+
+	etcd, err := startDevEtcd(filepath.Join(dir, "etcd"), u.etcdListen, u.fallback, log)
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	fmt.Fprintf(u.stderr, "etcd at %s\n", etcd.URL())
+
+	cli, err := dialEtcd(ctx, []string{etcd.URL()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	store := volume.NewStore(cli)
+	store.Logger = log
+	if err := u.ensureVolume(ctx, store, dir); err != nil {
+		return err
+	}
+
+	// A brick dying while we wait for the volume cuts the wait short.
+	octx, cancel := context.WithTimeoutCause(ctx, u.timeout,
+		fmt.Errorf("bricks not online after %v", u.timeout))
+	defer cancel()
+	octx, cancelDied := context.WithCancelCause(octx)
+	defer cancelDied(nil)
+	bricks := &brickProcs{log: log, died: func(i int, err error) {
+		cancelDied(fmt.Errorf("brick %d exited: %s", i, exitStatus(err)))
+	}}
+	defer bricks.stop()
+	for i := range u.nbricks {
+		if err := bricks.start(i, etcd.URL(), u.vol, u.logLevel, u.logFormat, u.stderr); err != nil {
+			return err
+		}
+	}
+
+	m, err := mountVolume(octx, cli, u.vol, mnt, u.ff.options(log, "gluon:"+u.vol), log)
+	if err != nil {
+		if cause := context.Cause(octx); cause != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: %v", cause, err)
+		}
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: not a failure
+		}
+		return err
+	}
+	if _, err := fmt.Fprintf(u.stdout, "mounted %s at %s\n", u.vol, mnt); err != nil {
+		m.close(log)
+		return err
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-m.gone:
+		log.Info("unmounted from outside; shutting down", "dir", mnt)
+	case err := <-etcd.Err():
+		log.Error("etcd failed; shutting down", "err", err)
+	}
+	if err := m.close(log); err != nil {
+		return err
+	}
+	log.Info("unmounted", "dir", mnt)
+	return nil
+}
+
+// ensureVolume creates the dev volume, or reuses the one a previous run
+// with the same --dir left, and starts it.
+func (u *upRun) ensureVolume(ctx context.Context, store *volume.Store, dir string) error {
+	v, err := store.Get(ctx, u.vol)
+	switch {
+	case errors.Is(err, volume.ErrNotFound):
+		v = &volume.Volume{Name: u.vol, Replica: u.nbricks}
+		for i := range u.nbricks {
+			v.Bricks = append(v.Bricks, volume.Brick{
+				Host: devBrickHost,
+				Path: filepath.Join(dir, "bricks", fmt.Sprintf("b%d", i)),
+			})
+		}
+		for _, b := range v.Bricks {
+			if err := os.MkdirAll(b.Path, 0o755); err != nil {
+				return fmt.Errorf("brick directory: %w", err)
+			}
+		}
+		if err := store.Create(ctx, v); err != nil {
+			return err
+		}
+		u.log.Info("created volume", "volume", v.Name, "id", v.ID)
+	case err != nil:
+		return err
+	default:
+		if len(v.Bricks) != u.nbricks {
+			return fmt.Errorf("volume %s in %s has %d bricks, not %d", v.Name, dir, len(v.Bricks), u.nbricks)
+		}
+		u.log.Info("reusing volume", "volume", v.Name, "id", v.ID)
+	}
+	if v.State != volume.StateStarted {
+		return store.SetState(ctx, v.Name, volume.StateStarted)
+	}
+	return nil
+}
+
+// mountedUnder returns a mount point at or below dir, if there is one.
+func mountedUnder(dir string) (string, error) {
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if p := unescapeMount(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
+			return p, nil
+		}
+	}
+	return "", nil
+}

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gluon-fs/gluon/volfile"
+	"github.com/gluon-fs/gluon/volume"
+)
+
+func (a *app) volfileCmd() *cobra.Command {
+	var (
+		endpoints []string
+		brickIdx  int
+		clientVol bool
+	)
+	cmd := &cobra.Command{
+		Use:   "volfile VOLUME [--brick I | --client]",
+		Short: "Print a volume's translator graph as a GlusterFS volfile",
+		Long: `Print the translator graph that brick I of VOLUME serves (--brick), or
+that clients mount (--client, the default), in GlusterFS volfile syntax.
+The client graph names the bricks' current addresses, so it needs them
+online.`,
+		Example: `  gluon volfile vol0
+  gluon volfile vol0 --brick 0`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := exactArgs("VOLUME")(cmd, args); err != nil {
+				return err
+			}
+			if err := volume.ValidName(args[0]); err != nil {
+				return usageError{err}
+			}
+			if cmd.Flags().Changed("brick") && brickIdx < 0 {
+				return usagef("--brick %d: must be >= 0", brickIdx)
+			}
+			return nil
+		},
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), volumeTimeout)
+			defer cancel()
+			cli, err := dialEtcd(ctx, endpoints)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			s := volume.NewStore(cli)
+			s.Logger = a.log
+			v, err := s.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			var g *volfile.Graph
+			if cmd.Flags().Changed("brick") {
+				if brickIdx >= len(v.Bricks) {
+					return usagef("--brick %d: volume %s has bricks 0 to %d", brickIdx, v.Name, len(v.Bricks)-1)
+				}
+				g = volfile.BrickVolfile(v, brickIdx)
+			} else {
+				st, err := s.Status(ctx, v.Name)
+				if err != nil {
+					return err
+				}
+				addrs := make([]string, len(v.Bricks))
+				for i := range st {
+					addrs[i] = st[i].Addr
+				}
+				if g, err = volfile.ClientVolfile(v, addrs); err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprint(a.stdout, g.String())
+			return err
+		}),
+	}
+	etcdFlag(cmd, &endpoints)
+	cmd.Flags().IntVar(&brickIdx, "brick", 0, "print brick `I`'s graph")
+	cmd.Flags().BoolVar(&clientVol, "client", false, "print the client graph (the default)")
+	cmd.MarkFlagsMutuallyExclusive("brick", "client")
+	return cmd
+}

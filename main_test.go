@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -433,13 +435,37 @@ func TestUp(t *testing.T) {
 	}
 }
 
-// TestUpTempDir: without --dir, gluon up cleans up after itself.
+// TestUpTempDir: without --dir, gluon up cleans up after itself. It also
+// serves metrics and pprof when asked.
 func TestUpTempDir(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "m")
-	u := startUp(t, "--mount", mnt)
+	u := startUp(t, "--mount", mnt, "--metrics", "127.0.0.1:0", "--pprof", "127.0.0.1:0")
 	if u.mnt != mnt {
 		t.Errorf("mounted at %q, want %q", u.mnt, mnt)
 	}
+	for _, c := range []struct{ server, path, want string }{
+		{"metrics", "/metrics", `gluon_build_info{goversion="go`},
+		{"metrics", "/metrics", "process_resident_memory_bytes"},
+		{"metrics", "/metrics", "go_goroutines"},
+		{"pprof", "/debug/pprof/", "goroutine"},
+	} {
+		m := regexp.MustCompile(`msg="serving ` + c.server + `" addr=(\S+)`).FindStringSubmatch(u.stderr.String())
+		if m == nil {
+			t.Errorf("no %s address logged", c.server)
+			continue
+		}
+		resp, err := http.Get("http://" + m[1] + c.path)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), c.want) {
+			t.Errorf("GET %s%s: %s, body lacks %q", m[1], c.path, resp.Status, c.want)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 	r := gluon(t, "volume", "info", "gv0", "--etcd", u.etcd)
 	m := regexp.MustCompile(`(?m)^Brick0: 127\.0\.0\.1:(/.*)/bricks/b0$`).FindStringSubmatch(r.stdout)
 	if m == nil {

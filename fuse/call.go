@@ -40,6 +40,15 @@ func (v *volume) call(ctx context.Context) context.Context {
 	return xl.WithCall(ctx, c)
 }
 
+// mutation is call for an op that changes state or takes a resource on
+// the bricks. Such an op is never abandoned on FUSE_INTERRUPT: Go programs
+// are signalled constantly (SIGURG preemption), and a create that already
+// happened but answered EINTR makes its retry fail with EEXIST. Reads,
+// lookups and other idempotent ops stay interruptible.
+func (v *volume) mutation(ctx context.Context) context.Context {
+	return v.call(context.WithoutCancel(ctx))
+}
+
 // errno reports a translator's error as is. A translator that abandons an
 // interrupted request should answer EINTR; ECANCELED, what a cancelled Go
 // context suggests, is reported as EINTR too. Other errors of interrupted

@@ -46,7 +46,7 @@ func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadRes
 // Write hands the kernel's request buffer down as is: one FUSE write, one
 // translator write, no copy.
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	ctx = f.vol.call(ctx)
+	ctx = f.vol.mutation(ctx)
 	n, e := f.vol.top.Write(ctx, f.fd, data, off)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -59,7 +59,7 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 }
 
 func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	ctx = f.vol.call(ctx)
+	ctx = f.vol.mutation(ctx)
 	return errno(ctx, f.vol.top.Fallocate(ctx, f.fd, mode, int64(off), int64(size)))
 }
 
@@ -75,19 +75,19 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 
 // Flush runs on every close(2) of a descriptor of this handle.
 func (f *file) Flush(ctx context.Context) syscall.Errno {
-	ctx = f.vol.call(ctx)
+	ctx = f.vol.mutation(ctx)
 	return errno(ctx, f.vol.top.Flush(ctx, f.fd))
 }
 
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	ctx = f.vol.call(ctx)
+	ctx = f.vol.mutation(ctx)
 	return errno(ctx, f.vol.top.Fsync(ctx, f.fd, flags&fsyncDatasync != 0))
 }
 
 // Release runs once the kernel has dropped its last reference. The kernel
 // ignores the result, so a failure, which leaks an fd below, is logged.
 func (f *file) Release(ctx context.Context) syscall.Errno {
-	ctx = f.vol.call(ctx)
+	ctx = f.vol.mutation(ctx)
 	if e := f.vol.top.Release(ctx, f.fd); e != 0 {
 		f.vol.log.Warn("release failed", "gfid", f.fd.GFID, "err", e)
 		return e
@@ -205,7 +205,7 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
-	ctx = d.node.vol.call(ctx)
+	ctx = d.node.vol.mutation(ctx)
 	if e := d.node.vol.top.Releasedir(ctx, d.fd); e != 0 {
 		d.node.vol.log.Warn("releasedir failed", "gfid", d.fd.GFID, "err", e)
 	}

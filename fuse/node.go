@@ -83,7 +83,7 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut
 }
 
 func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	s := setattrIn(in)
 	var a xl.Attr
 	var e syscall.Errno
@@ -115,7 +115,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	a, e := n.vol.top.Mknod(ctx, n.gfid, name, xl.NewGFID(), mode, userDev(dev))
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -128,7 +128,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *go
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	a, e := n.vol.top.Mkdir(ctx, n.gfid, name, xl.NewGFID(), mode)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -137,7 +137,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	a, e := n.vol.top.Symlink(ctx, n.gfid, name, xl.NewGFID(), target)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -150,7 +150,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	a, e := n.vol.top.Link(ctx, t.gfid, n.gfid, name)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -163,12 +163,12 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	return errno(ctx, n.vol.top.Unlink(ctx, n.gfid, name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	return errno(ctx, n.vol.top.Rmdir(ctx, n.gfid, name))
 }
 
@@ -181,12 +181,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&^(xl.RenameNoreplace|xl.RenameExchange) != 0 {
 		return syscall.EINVAL
 	}
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	return errno(ctx, n.vol.top.Rename(ctx, n.gfid, name, np.gfid, newName, flags))
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	fd, a, e := n.vol.top.Create(ctx, n.gfid, name, xl.NewGFID(), openFlags(flags), mode)
 	if e != 0 {
 		return nil, nil, 0, errno(ctx, e)
@@ -200,7 +200,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	fd, e := n.vol.top.Open(ctx, n.gfid, openFlags(flags))
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
@@ -217,7 +217,7 @@ func openFlags(flags uint32) uint32 {
 }
 
 func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	fd, e := n.vol.top.Opendir(ctx, n.gfid)
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
@@ -250,7 +250,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	return errno(ctx, n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags))
 }
 
@@ -278,6 +278,6 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx = n.vol.mutation(ctx)
 	return errno(ctx, n.vol.top.Removexattr(ctx, n.gfid, attr))
 }

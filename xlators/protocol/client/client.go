@@ -10,9 +10,14 @@
 // deadline) before failing with ENOTCONN; if the server rejected the
 // handshake (wrong volume or version) calls fail at once. A call whose ctx
 // is cancelled returns EINTR at once, ETIMEDOUT if its deadline passed,
-// and its late reply is dropped; the op itself may still happen on the
-// brick. A request the connection died before sending moves to the next
-// connection.
+// and its late reply is dropped. If the request went out, the server is
+// told to cancel its context; the op itself may still happen on the
+// brick, and an open that does so has its fd released. A request the
+// connection died before sending moves to the next connection.
+//
+// Fds stay valid across reconnections: the server releases those of a
+// dead connection, and the brick serves a handle it no longer knows
+// through an anonymous fd by GFID.
 //
 // Write data goes from the caller's slice to the socket and Read replies
 // land straight in the caller's buffer. Either way a call returns only

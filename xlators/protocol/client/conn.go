@@ -38,8 +38,13 @@ type conn struct {
 	mu      sync.Mutex
 	dead    bool
 	pending map[uint64]*call
+	// orphans are the opens abandoned after they were sent: if one
+	// succeeds anyway, nobody will release its fd but us.
+	orphans map[uint64]orphan
+	ctl     [][]byte // cancel and release frames for the writer, unbounded
 
 	sendq chan *call
+	ctlq  chan struct{} // a token when ctl grows
 	pingq chan struct{}
 	dying chan struct{}
 	once  sync.Once
@@ -53,7 +58,14 @@ const (
 	abandoned       // the writer must skip it
 )
 
+// orphan is an open abandoned after it was sent.
+type orphan struct {
+	op  xl.Op
+	who *xl.Call
+}
+
 type call struct {
+	op    xl.Op
 	frame []byte // header and metadata
 	data  []byte // the caller's write data, sent in place
 	dst   []byte // the caller's read buffer, filled in place
@@ -72,7 +84,9 @@ func newConn(nc net.Conn, c *Client, maxReq int) *conn {
 		maxReq:  maxReq,
 		epoch:   time.Now(),
 		pending: map[uint64]*call{},
+		orphans: map[uint64]orphan{},
 		sendq:   make(chan *call, maxBatch),
+		ctlq:    make(chan struct{}, 1),
 		pingq:   make(chan struct{}, 1),
 		dying:   make(chan struct{}),
 	}
@@ -136,7 +150,7 @@ func (cl *call) finish(r *xl.Result) {
 // do sends f and waits for its reply. It returns nil if the connection
 // died before f was sent.
 func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
-	cl := &call{done: make(chan struct{})}
+	cl := &call{op: f.Op, done: make(chan struct{})}
 	if f.Op == xl.OpRead {
 		// Data is the destination, not a payload.
 		cl.dst = f.Data
@@ -178,24 +192,65 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 }
 
 // abandon gives up on a call whose ctx ended. Its reply, if any, will be
-// dropped. The caller gets its buffers back only once nobody touches them.
+// dropped; if it went out, the server is told to cancel it. The caller
+// gets its buffers back only once nobody touches them.
 func (cn *conn) abandon(ctx context.Context, id uint64, cl *call) *xl.Result {
 	cn.mu.Lock()
 	_, mine := cn.pending[id]
 	delete(cn.pending, id)
+	// Decided under mu, so that the reader cannot drop the reply to an
+	// open before it is known to be an orphan.
+	sent := mine && !cl.state.CompareAndSwap(queued, abandoned)
+	if sent {
+		cn.ctl = append(cn.ctl, wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: id}))
+		switch cl.op {
+		case xl.OpOpen, xl.OpCreate, xl.OpOpendir:
+			cn.orphans[id] = orphan{op: cl.op, who: xl.CallFrom(ctx)}
+		}
+	}
 	cn.mu.Unlock()
-	if !mine {
+	switch {
+	case !mine:
 		// The reader is filling dst with the reply, or failAll got here
 		// first: wait for it, it cannot take long.
 		<-cl.done
 		if cl.res != nil {
 			return cl.res
 		}
-	} else if !cl.state.CompareAndSwap(queued, abandoned) && cl.data != nil {
-		// The writer may be copying data into the socket right now.
-		<-cl.sent
+	case sent:
+		cn.wakeWriter()
+		if cl.data != nil {
+			// The writer may be copying data into the socket right now.
+			<-cl.sent
+		}
 	}
 	return &xl.Result{Errno: ctxErrno(ctx)}
+}
+
+func (cn *conn) wakeWriter() {
+	select {
+	case cn.ctlq <- struct{}{}:
+	default: // a wake-up is already due
+	}
+}
+
+// releaseOrphan releases the fd that an abandoned open got after all; r
+// is the reply nobody waited for.
+func (cn *conn) releaseOrphan(o orphan, r *xl.Result) {
+	f := &xl.Fop{Op: xl.OpRelease, Fd: r.Fd}
+	if o.op == xl.OpOpendir {
+		f.Op = xl.OpReleasedir
+	}
+	// Only who is asking: the release is no retry of the open.
+	w := o.who
+	who := &xl.Call{Uid: w.Uid, Gid: w.Gid, Groups: w.Groups, Pid: w.Pid, Client: w.Client}
+	// Not pending: the reply is dropped. Should the connection die first,
+	// the server releases the fd itself.
+	frame := wire.AppendRequest(nil, cn.nextID.Add(1), who, f)
+	cn.mu.Lock()
+	cn.ctl = append(cn.ctl, frame)
+	cn.mu.Unlock()
+	cn.wakeWriter()
 }
 
 // ctxErrno is what a call cut short by its ctx returns: EINTR when it was
@@ -213,12 +268,14 @@ func (cn *conn) writeLoop() {
 		iov   net.Buffers
 	)
 	for {
-		ping := false
+		ping, ctl := false, false
 		select {
 		case cl := <-cn.sendq:
 			batch = append(batch, cl)
 		case <-cn.pingq:
 			ping = true
+		case <-cn.ctlq:
+			ctl = true
 		case <-cn.dying:
 			return
 		}
@@ -229,6 +286,8 @@ func (cn *conn) writeLoop() {
 				batch = append(batch, cl)
 			case <-cn.pingq:
 				ping = true
+			case <-cn.ctlq:
+				ctl = true
 			default:
 				break gather
 			}
@@ -253,6 +312,14 @@ func (cn *conn) writeLoop() {
 			if len(cl.data) > 0 {
 				iov = append(iov, cl.data)
 			}
+		}
+		if ctl {
+			// After the batch: a cancel may be for a request in it.
+			cn.mu.Lock()
+			frames := cn.ctl
+			cn.ctl = nil
+			cn.mu.Unlock()
+			iov = append(iov, frames...)
 		}
 		wv := iov
 		_, err := wv.WriteTo(cn.nc)
@@ -333,6 +400,11 @@ func (cn *conn) readLoop() error {
 		cn.mu.Lock()
 		cl := cn.pending[h.ID]
 		delete(cn.pending, h.ID)
+		var o orphan
+		if cl == nil {
+			o = cn.orphans[h.ID]
+			delete(cn.orphans, h.ID)
+		}
 		cn.mu.Unlock()
 
 		var data []byte
@@ -355,6 +427,11 @@ func (cn *conn) readLoop() error {
 			}
 		}
 		if cl == nil {
+			// An open's reply carries no data section.
+			var r xl.Result
+			if o.who != nil && wire.DecodeResult(meta, nil, &r) == nil && r.Errno == 0 {
+				cn.releaseOrphan(o, &r)
+			}
 			continue
 		}
 		r := new(xl.Result)

@@ -3,9 +3,21 @@
 // of the brick graph with xl.Dispatch and sends back the xl.Result.
 //
 // Requests on one connection run concurrently and are answered as they
-// finish, in any order. Write and Setxattr data handed to the graph lives in
-// pooled buffers that are reused once the op returns: as with io.Writer,
+// finish, in any order. Each runs under its own context, cancelled when
+// the client sends a cancel frame for it, when the connection dies, or on
+// Close. A translator that panics fails only the request it was serving,
+// with EIO. Write and Setxattr data handed to the graph lives in pooled
+// buffers that are reused once the op returns: as with io.Writer,
 // translators must copy what they keep.
+//
+// The server remembers which connection opened each fd (Open, Create,
+// Opendir) until it is released. When a connection ends, for whatever
+// reason, the fds it left open are released on the graph, as GlusterFS
+// does on disconnect, so that a client that vanishes leaks nothing, not
+// even an unlinked file it held open. A client that reconnects may go on
+// using its old fds: the store serves a handle it no longer knows through
+// an anonymous fd by GFID. Only a file unlinked while open is gone once
+// its last fd is released, and answers ESTALE.
 package server
 
 import (
@@ -17,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +88,27 @@ type Server struct {
 	lns    map[net.Listener]struct{}
 	conns  map[*conn]struct{}
 	wg     sync.WaitGroup // Serve calls and connections
+
+	// fds holds the fds clients opened and have not released, each with
+	// the connection that opened it. A client may release an fd through a
+	// later connection than the one that opened it.
+	fdMu sync.Mutex
+	fds  map[fdKey]*openFd
+}
+
+// fdKey identifies an fd as the store's Release does: by handle and GFID.
+type fdKey struct {
+	gfid xl.GFID
+	h    uint64
+}
+
+// openFd is an fd that a client holds.
+type openFd struct {
+	fd    xl.Fd
+	dir   bool     // from Opendir: Releasedir closes it
+	call  *xl.Call // the opener, on whose behalf a disconnect releases it
+	n     int      // opens not yet released; over 1 only if the graph reuses handles
+	owner *conn
 }
 
 // New returns a server for the graph whose top is top. It panics if top
@@ -90,6 +124,7 @@ func New(top xl.Xlator, opts Options) *Server {
 		maxFrame: opts.MaxFrame,
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[*conn]struct{}{},
+		fds:      map[fdKey]*openFd{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -199,8 +234,10 @@ func (s *Server) start(nc net.Conn) {
 		dying:  make(chan struct{}),
 		pong:   make(chan struct{}, 1),
 		// Handlers block on a full queue; the budget bounds how many there are.
-		replies: make(chan reply, maxBatch),
-		budget:  semaphore.NewWeighted(connBudget),
+		replies:  make(chan reply, maxBatch),
+		budget:   semaphore.NewWeighted(connBudget),
+		inflight: map[uint64]context.CancelFunc{},
+		fds:      map[fdKey]*openFd{},
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -232,6 +269,12 @@ type conn struct {
 	replies chan reply
 	budget  *semaphore.Weighted
 	wg      sync.WaitGroup // writer and handlers
+
+	// inflight cancels the running requests by id, for cancel frames.
+	mu       sync.Mutex
+	inflight map[uint64]context.CancelFunc
+
+	fds map[fdKey]*openFd // the fds this connection opened; under s.fdMu
 
 	// Set by the handshake, before the writer starts.
 	maxReply int
@@ -279,6 +322,7 @@ func (c *conn) serve() {
 	err := c.readLoop(br)
 	c.kill()
 	c.wg.Wait()
+	c.releaseAll()
 	if c.werr != nil && errors.Is(err, net.ErrClosed) {
 		err = c.werr // the writer hung up first, and knows why
 	}
@@ -383,6 +427,13 @@ func (c *conn) readLoop(br *bufio.Reader) error {
 			default: // a pong is already due
 			}
 			continue
+		case wire.TypeCancel:
+			c.mu.Lock()
+			if cancel := c.inflight[h.ID]; cancel != nil {
+				cancel()
+			}
+			c.mu.Unlock()
+			continue
 		default:
 			return fmt.Errorf("%w: unexpected %v frame from a client", wire.ErrMalformed, h.Type)
 		}
@@ -429,9 +480,33 @@ func (c *conn) readLoop(br *bufio.Reader) error {
 			}
 			return err
 		}
-		c.wg.Add(1)
-		go c.handle(h.ID, call, f, in, weight)
+		if err := c.run(h.ID, call, f, in, weight); err != nil {
+			c.budget.Release(weight)
+			if in != nil {
+				bufpool.Put(in)
+			}
+			return err
+		}
 	}
+}
+
+// run starts a handler for request id under a context of its own.
+func (c *conn) run(id uint64, call *xl.Call, f *xl.Fop, in *[]byte, weight int64) error {
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	_, dup := c.inflight[id]
+	if !dup {
+		c.inflight[id] = cancel
+	}
+	c.mu.Unlock()
+	if dup {
+		// A cancel frame could not tell the two apart.
+		cancel()
+		return fmt.Errorf("%w: request id %d is already in flight", wire.ErrMalformed, id)
+	}
+	c.wg.Add(1)
+	go c.handle(xl.WithCall(ctx, call), cancel, id, f, in, weight)
+	return nil
 }
 
 // truncated turns an EOF inside a frame into a malformed-frame error.
@@ -442,14 +517,31 @@ func truncated(err error) error {
 	return err
 }
 
-func (c *conn) handle(id uint64, call *xl.Call, f *xl.Fop, in *[]byte, weight int64) {
+func (c *conn) handle(ctx context.Context, cancel context.CancelFunc, id uint64, f *xl.Fop, in *[]byte, weight int64) {
 	defer c.wg.Done()
 	var out *[]byte
 	if f.Op == xl.OpRead && f.Len > 0 && f.Len <= xl.MaxIO {
 		out = bufpool.Get(int(f.Len))
 		f.Data = *out
 	}
-	res := xl.Dispatch(xl.WithCall(c.ctx, call), c.s.top, f)
+	switch f.Op {
+	case xl.OpRelease, xl.OpReleasedir:
+		// Forgotten first, so that a disconnect cannot release it again.
+		c.s.forget(f.Fd)
+	}
+	res := c.dispatch(ctx, f)
+	if res.Errno == 0 {
+		switch f.Op {
+		case xl.OpOpen, xl.OpCreate, xl.OpOpendir:
+			// Before the reply goes out: the client may release it on
+			// another connection as soon as it knows it.
+			c.opened(xl.CallFrom(ctx), res.Fd, f.Op == xl.OpOpendir)
+		}
+	}
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
+	cancel()
 	if in != nil {
 		bufpool.Put(in)
 	}
@@ -459,6 +551,89 @@ func (c *conn) handle(id uint64, call *xl.Call, f *xl.Fop, in *[]byte, weight in
 	case <-c.dying:
 		c.recycle(&r)
 	}
+}
+
+// dispatch performs f on the graph. A panic in a translator fails only
+// this request, with EIO; the connection and the brick carry on.
+func (c *conn) dispatch(ctx context.Context, f *xl.Fop) (res *xl.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("translator panicked; answering EIO", "op", f.Op, "panic", p, "stack", string(debug.Stack()))
+			res = &xl.Result{Errno: syscall.EIO}
+		}
+	}()
+	return xl.Dispatch(ctx, c.s.top, f)
+}
+
+// opened records that c's client holds fd.
+func (c *conn) opened(call *xl.Call, fd xl.Fd, dir bool) {
+	k := fdKey{fd.GFID, fd.H}
+	s := c.s
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	o := s.fds[k]
+	if o == nil {
+		// Only who is asking: a release must not look like a retry of
+		// the open (Seq) or carry its request data (Xdata).
+		who := &xl.Call{Uid: call.Uid, Gid: call.Gid, Groups: call.Groups, Pid: call.Pid, Client: call.Client}
+		o = &openFd{fd: fd, dir: dir, call: who}
+		s.fds[k] = o
+	}
+	if o.owner != c {
+		if o.owner != nil {
+			delete(o.owner.fds, k)
+		}
+		o.owner = c
+		c.fds[k] = o
+	}
+	o.n++
+}
+
+// forget notes that a client released fd, on whichever connection.
+func (s *Server) forget(fd xl.Fd) {
+	k := fdKey{fd.GFID, fd.H}
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	o := s.fds[k]
+	if o == nil {
+		return
+	}
+	if o.n--; o.n == 0 {
+		delete(s.fds, k)
+		delete(o.owner.fds, k)
+	}
+}
+
+// releaseAll releases on the graph every fd that c's client left open.
+// It runs once the connection's handlers are done, so no more opens come.
+func (c *conn) releaseAll() {
+	s := c.s
+	s.fdMu.Lock()
+	left := c.fds
+	c.fds = nil
+	for k := range left {
+		delete(s.fds, k)
+	}
+	s.fdMu.Unlock()
+	if len(left) == 0 {
+		return
+	}
+	failed := 0
+	for _, o := range left {
+		// The connection's context is gone, and Close cancels the
+		// server's: the releases must run anyway.
+		ctx := xl.WithCall(context.Background(), o.call)
+		f := &xl.Fop{Op: xl.OpRelease, Fd: o.fd}
+		if o.dir {
+			f.Op = xl.OpReleasedir
+		}
+		for range o.n {
+			if c.dispatch(ctx, f).Errno != 0 {
+				failed++
+			}
+		}
+	}
+	c.log.Debug("released the fds the client left open", "fds", len(left), "failed", failed)
 }
 
 func (c *conn) recycle(r *reply) {

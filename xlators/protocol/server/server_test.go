@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -210,7 +211,7 @@ func TestHandshakeRejections(t *testing.T) {
 		reason string
 	}{
 		"volume":    {wrongVolume, syscall.ENOENT, "is not served here"},
-		"version":   {newer, syscall.EPROTONOSUPPORT, "version 2 not supported"},
+		"version":   {newer, syscall.EPROTONOSUPPORT, fmt.Sprintf("version %d not supported", wire.Version+1)},
 		"max frame": {tiny, syscall.EINVAL, "below the minimum"},
 	} {
 		t.Run(name, func(t *testing.T) {

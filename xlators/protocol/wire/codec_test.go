@@ -134,6 +134,9 @@ func TestParseHeaderRejects(t *testing.T) {
 	if _, err := ParseHeader(good, 1000); err != nil {
 		t.Fatal(err)
 	}
+	if h, err := ParseHeader(AppendHeader(nil, Header{Type: TypeCancel, ID: 5}), 1000); err != nil || h.ID != 5 {
+		t.Fatalf("cancel frame: %+v, %v", h, err)
+	}
 	mod := func(f func(b []byte)) []byte {
 		b := bytes.Clone(good)
 		f(b)
@@ -148,6 +151,7 @@ func TestParseHeaderRejects(t *testing.T) {
 		"over max frame": mod(func(b []byte) { binary.LittleEndian.PutUint32(b[16:], 1001) }),
 		"data over len":  mod(func(b []byte) { binary.LittleEndian.PutUint32(b[20:], 101) }),
 		"ping payload":   mod(func(b []byte) { b[5] = byte(TypePing) }),
+		"cancel payload": mod(func(b []byte) { b[5] = byte(TypeCancel) }),
 		"handshake data": mod(func(b []byte) { b[5] = byte(TypeHandshake) }),
 	} {
 		if _, err := ParseHeader(b, 1000); !errors.Is(err, ErrMalformed) {

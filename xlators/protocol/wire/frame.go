@@ -6,7 +6,7 @@
 //
 //	0  magic    u32  "glun"
 //	4  version  u8   Version
-//	5  type     u8   request, reply, ping, pong, handshake
+//	5  type     u8   request, reply, ping, pong, handshake, cancel
 //	6  flags    u16  zero
 //	8  id       u64  request id; a reply carries its request's id
 //	16 len      u32  payload bytes
@@ -19,6 +19,8 @@
 // varints; strings and byte slices are length-prefixed with hard limits.
 // Decoders never panic, and never allocate more than the bytes they were
 // handed can justify.
+//
+// Version 2 added the cancel frame.
 package wire
 
 import (
@@ -30,8 +32,9 @@ import (
 const (
 	// Magic opens every frame: "glun" in little-endian order.
 	Magic uint32 = 'g' | 'l'<<8 | 'u'<<16 | 'n'<<24
-	// Version is the protocol version. Bump it on any incompatible change.
-	Version = 1
+	// Version is the protocol version. Bump it on any incompatible change,
+	// a new frame type included.
+	Version = 2
 	// HeaderSize is the fixed frame header length.
 	HeaderSize = 24
 	// DefaultMaxFrame bounds a frame's payload unless configured otherwise.
@@ -51,6 +54,11 @@ const (
 	// TypeHandshake opens a connection: the client sends a Hello, the
 	// server answers with a Welcome under the same id.
 	TypeHandshake
+	// TypeCancel tells the server that the client gave up on the request
+	// with the frame's id: the server cancels the request's context. The
+	// request is still answered, and the client drops the answer. A cancel
+	// for a request that is no longer running is ignored.
+	TypeCancel
 	typeEnd
 )
 
@@ -66,6 +74,8 @@ func (t Type) String() string {
 		return "pong"
 	case TypeHandshake:
 		return "handshake"
+	case TypeCancel:
+		return "cancel"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -143,7 +153,7 @@ func ParseHeader(b []byte, maxFrame int) (Header, error) {
 		return h, malformed("data section %d longer than payload %d", h.DataLen, h.Len)
 	}
 	switch h.Type {
-	case TypePing, TypePong:
+	case TypePing, TypePong, TypeCancel:
 		if h.Len != 0 {
 			return h, malformed("%v with %d-byte payload", h.Type, h.Len)
 		}

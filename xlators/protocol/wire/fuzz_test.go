@@ -90,6 +90,7 @@ func seeds() map[string]map[string][][]byte {
 	frames["welcome"] = [][]byte{AppendWelcome(nil, 1, &Welcome{MaxFrame: DefaultMaxFrame})}
 	frames["welcome-rejected"] = [][]byte{AppendWelcome(nil, 1, &Welcome{Errno: syscall.ENOENT, Reason: `volume "x" is not served here`})}
 	frames["ping"] = [][]byte{AppendHeader(nil, Header{Type: TypePing})}
+	frames["cancel"] = [][]byte{AppendHeader(nil, Header{Type: TypeCancel, ID: 11})}
 	return map[string]map[string][][]byte{"FuzzDecodeFrame": frames, "FuzzDecodeFop": fops}
 }
 

@@ -45,15 +45,15 @@ type FS struct {
 	arrived chan struct{} // closed and replaced whenever a barrier fills
 
 	// Blocked gets a token for each request that parks in IpcBlock, so a
-	// test knows when it is in flight.
-	Blocked chan struct{}
+	// test knows when it is in flight; Unblocked gets one as each leaves.
+	Blocked, Unblocked chan struct{}
 }
 
 var _ xl.Xlator = (*FS)(nil)
 
 // New returns an empty filesystem with a root directory.
 func New() *FS {
-	fs := &FS{nodes: map[xl.GFID]*node{}, arrived: make(chan struct{}), Blocked: make(chan struct{}, 1024)}
+	fs := &FS{nodes: map[xl.GFID]*node{}, arrived: make(chan struct{}), Blocked: make(chan struct{}, 1024), Unblocked: make(chan struct{}, 1024)}
 	fs.nodes[xl.RootGFID] = &node{
 		attr: xl.Attr{GFID: xl.RootGFID, Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Blksize: 4096},
 		kids: map[string]xl.GFID{},
@@ -590,6 +590,7 @@ func (fs *FS) Ipc(ctx context.Context, op xl.IpcOp, in xl.Xdata) (xl.Xdata, sysc
 	case IpcBlock:
 		fs.Blocked <- struct{}{}
 		<-ctx.Done()
+		fs.Unblocked <- struct{}{}
 		return nil, syscall.EINTR
 	}
 	return nil, syscall.ENOTSUP

@@ -530,7 +530,7 @@ func (c *conn) handle(ctx context.Context, cancel context.CancelFunc, id uint64,
 		c.s.forget(f.Fd)
 	}
 	res := c.dispatch(ctx, f)
-	if res.Errno == 0 {
+	if res.Errno == 0 && res.Fd != (xl.Fd{}) {
 		switch f.Op {
 		case xl.OpOpen, xl.OpCreate, xl.OpOpendir:
 			// Before the reply goes out: the client may release it on
@@ -633,7 +633,11 @@ func (c *conn) releaseAll() {
 			}
 		}
 	}
-	c.log.Debug("released the fds the client left open", "fds", len(left), "failed", failed)
+	level := slog.LevelDebug
+	if failed > 0 {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "released the fds the client left open", "fds", len(left), "failed", failed)
 }
 
 func (c *conn) recycle(r *reply) {

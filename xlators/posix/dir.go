@@ -27,18 +27,33 @@ type dirStream struct {
 	pos    uint64
 }
 
-// Opendir opens a directory for Readdir.
+// Opendir opens a directory for Readdir. Until its Releasedir, Getattr
+// and the xattr ops reach the directory even if it is removed.
 func (s *Store) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
+	s.opening(ino)
 	f, e := s.openDir(ino)
 	if e != 0 {
+		s.closing(ino)
 		return xl.Fd{}, e
 	}
+	s.mu.Lock()
+	if oc := s.opens[ino]; oc.dir == nil {
+		oc.dir = f.dir.d.get()
+	}
+	s.mu.Unlock()
 	return xl.Fd{GFID: ino, H: s.addFile(f)}, 0
 }
 
-// openDir opens a new stream on g, with a reference for the caller.
+// openDir opens a new stream on g, with a reference for the caller. A
+// directory removed while open gets one too: a stream on it reads as
+// one on a removed directory does (ENOENT).
 func (s *Store) openDir(g xl.GFID) (*file, syscall.Errno) {
 	d, e := s.dir(g)
+	if e == syscall.ESTALE {
+		if d = s.openedDir(g); d != nil {
+			e = 0
+		}
+	}
 	if e != 0 {
 		return nil, e
 	}

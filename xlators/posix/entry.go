@@ -273,17 +273,33 @@ func (s *Store) Create(ctx context.Context, parent xl.GFID, name string, gfid xl
 		return xl.Fd{}, xl.Attr{}, e
 	}
 	defer p.put()
-	fd, e := s.createFile(ctx, p, name, gfid, flags, mode)
-	g := gfid
-	if e == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
-		fd, g, e = s.openExisting(p, parent, name, flags, gfid)
+	for {
+		s.opening(gfid)
+		fd, e := s.createFile(ctx, p, name, gfid, flags, mode)
+		if e == 0 {
+			return s.created(fd, gfid, flags)
+		}
+		s.closing(gfid)
+		if e != syscall.EEXIST || flags&syscall.O_EXCL != 0 {
+			return xl.Fd{}, xl.Attr{}, e
+		}
+		fd, g, e := s.openExisting(p, parent, name, flags, gfid)
+		if e == 0 {
+			return s.created(fd, g, flags)
+		}
+		if e != syscall.ENOENT {
+			return xl.Fd{}, xl.Attr{}, e
+		}
+		// The file lost its name meanwhile: the name is free again.
 	}
-	if e != 0 {
-		return xl.Fd{}, xl.Attr{}, e
-	}
+}
+
+// created answers a Create that opened fd, counted open, as g.
+func (s *Store) created(fd int, g xl.GFID, flags uint32) (xl.Fd, xl.Attr, syscall.Errno) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
+		s.closing(g)
 		return xl.Fd{}, xl.Attr{}, errno(err)
 	}
 	h := s.addFile(&file{gfid: g, fd: fd})
@@ -322,8 +338,9 @@ func (s *Store) createFile(ctx context.Context, p *dirRef, name string, g xl.GFI
 	return fd, 0
 }
 
-// openExisting opens name for a Create without O_EXCL that found it. g
-// labels it only if it has no gfid.
+// openExisting opens name for a Create without O_EXCL that found it, and
+// counts it open. g labels it only if it has no gfid. ENOENT means that
+// the file lost its name meanwhile.
 func (s *Store) openExisting(p *dirRef, pg xl.GFID, name string, flags uint32, g xl.GFID) (int, xl.GFID, syscall.Errno) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -344,6 +361,9 @@ func (s *Store) openExisting(p *dirRef, pg xl.GFID, name string, flags uint32, g
 	if e == 0 {
 		g, e = s.fileGFID(fd, p, pg, name, &st, g)
 	}
+	if e == 0 {
+		e = s.registerOpen(g, fd)
+	}
 	if e != 0 {
 		unix.Close(fd)
 		return -1, g, e
@@ -352,18 +372,13 @@ func (s *Store) openExisting(p *dirRef, pg xl.GFID, name string, flags uint32, g
 }
 
 // fileGFID reads the gfid of the regular file fd, found as name in p,
-// adopting it with g if it has none and relinking a lost handle.
+// adopting it with g if it has none.
 func (s *Store) fileGFID(fd int, p *dirRef, pg xl.GFID, name string, st *unix.Stat_t, g xl.GFID) (xl.GFID, syscall.Errno) {
 	got, err := fgetGFID(fd)
-	switch {
-	case err == unix.ENODATA:
+	if err == unix.ENODATA {
 		return s.adopt(p, pg, name, st, g)
-	case err != nil:
-		return got, errno(err)
-	case st.Nlink == 1:
-		return got, s.linkHandle(fd, got)
 	}
-	return got, 0
+	return got, errno(err)
 }
 
 // regularOnly refuses what the store does not open: directories,
@@ -399,7 +414,7 @@ func (s *Store) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newNam
 	}
 	defer p.put()
 	s.mu.Lock()
-	if oc := s.opens[ino]; oc != nil && oc.unlinked {
+	if oc := s.opens[ino]; oc != nil && oc.removed {
 		e = syscall.ENOENT // as linkat(2) of an unlinked open file
 	} else {
 		e = staleIfMissing(unix.Linkat(s.hfd, o.h, p.fd, newName, 0))

@@ -43,26 +43,97 @@ func (f *file) put() {
 	}
 }
 
-// openCount tracks the open handles of one regular file, so that the
-// handle of a file unlinked while open outlives its last name.
+// openCount tracks the opens of one object, so that an object whose
+// last name goes while it is open stays reachable by gfid until its last
+// release, as an open file outlives its unlink: a regular file through
+// its handle, a directory through dir. An open is counted before the
+// open syscall (opening), so that no removal can slip in between.
 type openCount struct {
-	n        int
-	unlinked bool // no name is left: remove the handle on the last release
+	n       int
+	removed bool    // the last name went: clean up on the last close
+	dir     *dirRef // a directory: one of its streams' fds
 }
 
-// addFile enters f in the fd table and returns its H.
+// opening counts an open of g about to be made. Every opening is
+// matched by a closing, on failure or on release.
+func (s *Store) opening(g xl.GFID) {
+	s.mu.Lock()
+	s.countOpen(g)
+	s.mu.Unlock()
+}
+
+// countOpen counts an open of g; s.mu is held.
+func (s *Store) countOpen(g xl.GFID) *openCount {
+	oc := s.opens[g]
+	if oc == nil {
+		oc = &openCount{}
+		s.opens[g] = oc
+	}
+	oc.n++
+	return oc
+}
+
+// registerOpen counts an open of g, the regular file fd, that could not
+// be counted first because it was opened by name. If the file lost its
+// last name meanwhile, its handle is gone, and ENOENT says so. A handle
+// lost to a crash is restored.
+func (s *Store) registerOpen(g xl.GFID, fd int) syscall.Errno {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.isHandleOf(g, fd) {
+		if e := s.linkHandle(fd, g); e != 0 {
+			return e
+		}
+	}
+	s.countOpen(g)
+	return 0
+}
+
+// closing undoes an opening. On the last close of a removed object its
+// handle, if still there, and its spilled xattrs go.
+func (s *Store) closing(g xl.GFID) {
+	s.mu.Lock()
+	oc := s.opens[g]
+	if oc.n--; oc.n > 0 {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.opens, g)
+	gone := false
+	if oc.removed {
+		// A directory's handle went with its name; a file's is its last
+		// link, and Link refuses to add one back.
+		var st unix.Stat_t
+		switch err := unix.Fstatat(s.hfd, hpath(g), &st, unix.AT_SYMLINK_NOFOLLOW); {
+		case err == unix.ENOENT:
+			gone = true
+		case err == nil && st.Nlink == 1:
+			gone = s.removeHandle(g, &st)
+		}
+	}
+	s.mu.Unlock()
+	if oc.dir != nil {
+		oc.dir.put()
+	}
+	if gone {
+		s.dropSpills(g)
+	}
+}
+
+// openedDir returns a referenced fd of the open directory g, or nil. It
+// reaches a directory removed while open, which has no handle.
+func (s *Store) openedDir(g xl.GFID) *dirRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if oc := s.opens[g]; oc != nil && oc.dir != nil {
+		return oc.dir.get()
+	}
+	return nil
+}
+
+// addFile enters f, counted open, in the fd table and returns its H.
 func (s *Store) addFile(f *file) uint64 {
 	f.refs.Store(1)
-	if f.dir == nil {
-		s.mu.Lock()
-		oc := s.opens[f.gfid]
-		if oc == nil {
-			oc = &openCount{}
-			s.opens[f.gfid] = oc
-		}
-		oc.n++
-		s.mu.Unlock()
-	}
 	h := s.nextH.Add(1)
 	if h == 0 { // zero is never a valid H
 		h = s.nextH.Add(1)
@@ -86,7 +157,9 @@ func (s *Store) lookupFd(fd xl.Fd, dir bool) *file {
 
 // file returns the open regular file for fd. A handle the store does not
 // know, e.g. one from before a restart, is served by an anonymous fd
-// opened by GFID with the same flags, as GlusterFS does.
+// opened by GFID with the same flags, as GlusterFS does. It is not
+// counted open: it lives for one op, which needs the file but not its
+// handle.
 func (s *Store) file(fd xl.Fd) (*file, syscall.Errno) {
 	if f := s.lookupFd(fd, false); f != nil {
 		return f, 0
@@ -136,8 +209,10 @@ func (s *Store) openGFID(g xl.GFID, fl int) (int, syscall.Errno) {
 
 // Open opens a regular file; O_TRUNC and O_APPEND are honoured.
 func (s *Store) Open(ctx context.Context, ino xl.GFID, flags uint32) (xl.Fd, syscall.Errno) {
+	s.opening(ino)
 	fd, e := s.openGFID(ino, openFlags(flags))
 	if e != 0 {
+		s.closing(ino)
 		return xl.Fd{}, e
 	}
 	return xl.Fd{GFID: ino, H: s.addFile(&file{gfid: ino, fd: fd}), Flags: flags}, 0
@@ -252,25 +327,8 @@ func (s *Store) Release(ctx context.Context, fd xl.Fd) syscall.Errno {
 	return 0
 }
 
-// release drops the table's reference to f. On the last release of a
-// file unlinked while open, its handle and spilled xattrs go.
+// release drops the table's reference to f and closes its open.
 func (s *Store) release(f *file) {
-	gone := false
-	if f.dir == nil {
-		s.mu.Lock()
-		if oc := s.opens[f.gfid]; oc != nil {
-			if oc.n--; oc.n == 0 {
-				delete(s.opens, f.gfid)
-				var st unix.Stat_t
-				if oc.unlinked && unix.Fstat(f.fd, &st) == nil && st.Nlink == 1 {
-					gone = s.removeHandle(f.gfid, &st)
-				}
-			}
-		}
-		s.mu.Unlock()
-	}
-	if gone {
-		s.dropSpills(f.gfid)
-	}
+	s.closing(f.gfid)
 	f.put()
 }

@@ -254,20 +254,23 @@ func (s *Store) obj(g xl.GFID) (obj, syscall.Errno) {
 	}
 	if o.d = s.cached(g); o.d == nil {
 		o.h = hpath(g)
-		if err := unix.Fstatat(s.hfd, o.h, &o.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return o, staleIfMissing(err)
-		}
-		if !isDirHandle(&o.st) {
+		err := unix.Fstatat(s.hfd, o.h, &o.st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && !isDirHandle(&o.st) {
 			return o, 0
 		}
-		d, e := s.dir(g)
-		if e != 0 {
-			if e == syscall.ENOTDIR {
+		e := staleIfMissing(err)
+		if e == 0 {
+			if o.d, e = s.dir(g); e == syscall.ENOTDIR {
 				e = syscall.ESTALE
 			}
-			return o, e
 		}
-		o.d, o.h = d, ""
+		if e == syscall.ESTALE { // perhaps a directory removed while open
+			o.d = s.openedDir(g)
+		}
+		if o.d == nil {
+			return obj{}, e
+		}
+		o.h = ""
 	}
 	if err := unix.Fstat(o.d.fd, &o.st); err != nil {
 		o.put()
@@ -376,14 +379,25 @@ func (s *Store) symlinkHandle(text string, g xl.GFID, path string) syscall.Errno
 	return errno(err)
 }
 
-// dropDir forgets the handle and the spilled xattrs of a removed
-// directory.
+// dropDir forgets the handle of a removed directory, and its spilled
+// xattrs unless it is open: then they go on its last Releasedir, and
+// until then the directory is reached through its open streams. So no
+// handle is left behind should the brick die meanwhile, only spills,
+// which New collects.
 func (s *Store) dropDir(g xl.GFID) {
+	s.mu.Lock()
 	if err := unix.Unlinkat(s.hfd, hpath(g), 0); err != nil && err != unix.ENOENT {
 		s.log.Error("posix: removing directory handle", "gfid", g, "err", err)
 	}
+	oc := s.opens[g]
+	if oc != nil {
+		oc.removed = true
+	}
+	s.mu.Unlock()
 	s.dirs.evict(g)
-	s.dropSpills(g)
+	if oc == nil {
+		s.dropSpills(g)
+	}
 }
 
 // dropName is called after a name of the non-directory pinned by fd was
@@ -405,7 +419,7 @@ func (s *Store) lastName(fd int, g xl.GFID) bool {
 		return false
 	}
 	if oc := s.opens[g]; oc != nil {
-		oc.unlinked = true
+		oc.removed = true
 		return false
 	}
 	return s.removeHandle(g, &st)

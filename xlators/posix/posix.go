@@ -193,8 +193,8 @@ func mkdirOpen(dfd int, name string) (int, error) {
 	return unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 }
 
-// Close closes cached fds and open handles. Handles of files unlinked
-// while open are removed, as on their last Release.
+// Close closes cached fds and open handles. Objects removed while open
+// are cleaned up, as on their last release.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil

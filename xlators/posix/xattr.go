@@ -220,11 +220,17 @@ func (s *Store) spill(o *obj, g xl.GFID, name, key string, value []byte, flags u
 		}
 	}
 	// The object may have gone since it was resolved; its spills were
-	// then dropped already, and new ones would be left behind.
+	// then dropped already, and new ones would be left behind. A
+	// directory removed while open has no handle, but keeps its spills
+	// until its last close, which drops them under g's stripe of xmu.
 	if g != xl.RootGFID {
 		var st unix.Stat_t
 		if err := unix.Fstatat(s.hfd, hpath(g), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return staleIfMissing(err)
+			d := s.openedDir(g)
+			if d == nil {
+				return staleIfMissing(err)
+			}
+			d.put()
 		}
 	}
 	s.spilled.Store(true)

@@ -2,6 +2,8 @@ package posix
 
 import (
 	"context"
+	"hash/maphash"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -173,6 +175,45 @@ func (s *Store) newEntry(parent xl.GFID, name string, g xl.GFID) syscall.Errno {
 	return checkGFID(g)
 }
 
+// nameLocks are the stripes of entMu an op holds.
+type nameLocks struct{ a, b *sync.Mutex }
+
+// lockName locks name in parent against the store's other changes to it.
+func (s *Store) lockName(parent xl.GFID, name string) nameLocks {
+	return s.lockNames(parent, name, parent, name)
+}
+
+// lockNames locks two names, in stripe order.
+func (s *Store) lockNames(p1 xl.GFID, n1 string, p2 xl.GFID, n2 string) nameLocks {
+	i, j := s.nameStripe(p1, n1), s.nameStripe(p2, n2)
+	if i > j {
+		i, j = j, i
+	}
+	l := nameLocks{a: &s.entMu[i]}
+	l.a.Lock()
+	if j != i {
+		l.b = &s.entMu[j]
+		l.b.Lock()
+	}
+	return l
+}
+
+func (l nameLocks) unlock() {
+	if l.b != nil {
+		l.b.Unlock()
+	}
+	l.a.Unlock()
+}
+
+type entryKey struct {
+	parent xl.GFID
+	name   string
+}
+
+func (s *Store) nameStripe(parent xl.GFID, name string) int {
+	return int(maphash.Comparable(s.entSeed, entryKey{parent, name}) % uint64(len(s.entMu)))
+}
+
 // Mknod makes a fifo, socket, device or regular file.
 func (s *Store) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (xl.Attr, syscall.Errno) {
 	if e := s.newEntry(parent, name, gfid); e != 0 {
@@ -194,6 +235,7 @@ func (s *Store) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.
 	if e != 0 {
 		return xl.Attr{}, e
 	}
+	defer s.lockName(parent, name).unlock()
 	if err := unix.Mknodat(p.fd, name, mode, int(rdev)); err != nil {
 		return xl.Attr{}, errno(err)
 	}
@@ -221,6 +263,7 @@ func (s *Store) Symlink(ctx context.Context, parent xl.GFID, name string, gfid x
 	if e != 0 {
 		return xl.Attr{}, e
 	}
+	defer s.lockName(parent, name).unlock()
 	if err := unix.Symlinkat(target, p.fd, name); err != nil {
 		return xl.Attr{}, errno(err)
 	}
@@ -245,6 +288,7 @@ func (s *Store) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.
 	if e != 0 {
 		return xl.Attr{}, e
 	}
+	defer s.lockName(parent, name).unlock()
 	if err := unix.Mkdirat(p.fd, name, mode&0o7777); err != nil {
 		return xl.Attr{}, errno(err)
 	}
@@ -274,24 +318,40 @@ func (s *Store) Create(ctx context.Context, parent xl.GFID, name string, gfid xl
 	}
 	defer p.put()
 	for {
-		s.opening(gfid)
-		fd, e := s.createFile(ctx, p, name, gfid, flags, mode)
-		if e == 0 {
-			return s.created(fd, gfid, flags)
-		}
-		s.closing(gfid)
-		if e != syscall.EEXIST || flags&syscall.O_EXCL != 0 {
-			return xl.Fd{}, xl.Attr{}, e
-		}
-		fd, g, e := s.openExisting(p, parent, name, flags, gfid)
+		fd, g, retry, e := s.createOrOpen(ctx, p, parent, name, gfid, flags, mode)
 		if e == 0 {
 			return s.created(fd, g, flags)
 		}
-		if e != syscall.ENOENT {
+		if !retry {
 			return xl.Fd{}, xl.Attr{}, e
 		}
-		// The file lost its name meanwhile: the name is free again.
 	}
+}
+
+// createOrOpen makes name, or opens it without O_EXCL if it exists, and
+// counts the file open. retry says that the existing file lost its name
+// meanwhile, behind the store's back: the name is free again.
+func (s *Store) createOrOpen(ctx context.Context, p *dirRef, parent xl.GFID, name string, gfid xl.GFID, flags, mode uint32) (fd int, g xl.GFID, retry bool, e syscall.Errno) {
+	defer s.lockName(parent, name).unlock()
+	s.opening(gfid)
+	if fd, e = s.createFile(ctx, p, name, gfid, flags, mode); e == 0 {
+		return fd, gfid, false, 0
+	}
+	s.closing(gfid)
+	if e != syscall.EEXIST || flags&syscall.O_EXCL != 0 {
+		return -1, gfid, false, e
+	}
+	// EEXIST: the name is taken, or the gfid, which is fine if it is
+	// the name's (a retried Create).
+	fd, g, e = s.openExisting(p, parent, name, flags, gfid)
+	if e != syscall.ENOENT {
+		return fd, g, false, e
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(s.hfd, hpath(gfid), &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		return -1, gfid, false, syscall.EEXIST // the gfid is another object's
+	}
+	return -1, gfid, true, e
 }
 
 // created answers a Create that opened fd, counted open, as g.
@@ -413,6 +473,7 @@ func (s *Store) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newNam
 		return xl.Attr{}, e
 	}
 	defer p.put()
+	defer s.lockName(newParent, newName).unlock()
 	s.mu.Lock()
 	if oc := s.opens[ino]; oc != nil && oc.removed {
 		e = syscall.ENOENT // as linkat(2) of an unlinked open file
@@ -466,6 +527,7 @@ func (s *Store) Unlink(ctx context.Context, parent xl.GFID, name string) syscall
 		return e
 	}
 	defer p.put()
+	defer s.lockName(parent, name).unlock()
 	t, e := pin(p, name)
 	if e != 0 {
 		return e
@@ -495,6 +557,7 @@ func (s *Store) Rmdir(ctx context.Context, parent xl.GFID, name string) syscall.
 		return e
 	}
 	defer p.put()
+	defer s.lockName(parent, name).unlock()
 	t, e := pin(p, name)
 	if e != 0 {
 		return e
@@ -536,6 +599,7 @@ func (s *Store) Rename(ctx context.Context, oldParent xl.GFID, oldName string, n
 		return e
 	}
 	defer np.put()
+	defer s.lockNames(oldParent, oldName, newParent, newName).unlock()
 	src, e := pin(op, oldName)
 	if e != 0 {
 		return e

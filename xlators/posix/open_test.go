@@ -278,3 +278,52 @@ func TestOpendirRacesRemoval(t *testing.T) {
 	})
 	b.wantNoLeftovers()
 }
+
+// What Unlink or Rename pins under a name is what it removes, though
+// other ops remove and make that name at the same time: no handle
+// outlives its file.
+func TestRemovalRacesNameReuse(t *testing.T) {
+	b := newBrick(t)
+	race(t, 300, func(i int) []func() error {
+		b.Unlink(bg, xl.RootGFID, "f") // the last round's creation
+		b.Unlink(bg, xl.RootGFID, "src")
+		b.file(xl.RootGFID, "f", "")
+		b.file(xl.RootGFID, "src", "")
+		unlink := func() error {
+			if e := b.Unlink(bg, xl.RootGFID, "f"); e != 0 && e != syscall.ENOENT {
+				return fmt.Errorf("unlink: %v", e)
+			}
+			return nil
+		}
+		create := func() error {
+			fd, _, e := b.Create(bg, xl.RootGFID, "f", xl.NewGFID(), uint32(os.O_RDWR|os.O_EXCL), 0o644)
+			switch e {
+			case 0:
+				return errors.Join(b.opened(fd, ""), errnoErr("release", b.Release(bg, fd)))
+			case syscall.EEXIST:
+				return nil
+			}
+			return fmt.Errorf("create: %v", e)
+		}
+		rename := func() error {
+			if e := b.Rename(bg, xl.RootGFID, "src", xl.RootGFID, "f", 0); e != 0 {
+				return fmt.Errorf("rename over: %v", e)
+			}
+			return nil
+		}
+		if i%2 == 0 {
+			return []func() error{unlink, unlink, create}
+		}
+		return []func() error{rename, unlink, create}
+	})
+	b.Unlink(bg, xl.RootGFID, "f")
+	b.Unlink(bg, xl.RootGFID, "src")
+	b.wantNoLeftovers()
+}
+
+func errnoErr(op string, e syscall.Errno) error {
+	if e != 0 {
+		return fmt.Errorf("%s: %v", op, e)
+	}
+	return nil
+}

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -69,6 +70,12 @@ type Store struct {
 	nsMu sync.RWMutex
 	dirs dirCache
 
+	// entMu serializes the store's changes to one name, striped by
+	// parent and name, so that what an op pins under a name is what its
+	// syscall then removes or replaces. Taken after nsMu, before mu.
+	entMu   [64]sync.Mutex
+	entSeed maphash.Seed
+
 	// mu guards opens, and orders "is this the last name" checks against
 	// Link, which could add a name back.
 	mu    sync.Mutex
@@ -109,15 +116,16 @@ func New(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("posix: open brick %s: %w", dir, err)
 	}
 	s := &Store{
-		log:   log,
-		root:  newDirRef(rfd),
-		hfd:   -1,
-		xfd:   -1,
-		uid:   uint32(unix.Geteuid()),
-		gid:   uint32(unix.Getegid()),
-		dirs:  dirCache{m: map[xl.GFID]*dirRef{}, max: dirCacheMax},
-		opens: map[xl.GFID]*openCount{},
-		fds:   map[uint64]*file{},
+		log:     log,
+		root:    newDirRef(rfd),
+		hfd:     -1,
+		xfd:     -1,
+		uid:     uint32(unix.Geteuid()),
+		gid:     uint32(unix.Getegid()),
+		dirs:    dirCache{m: map[xl.GFID]*dirRef{}, max: dirCacheMax},
+		entSeed: maphash.MakeSeed(),
+		opens:   map[xl.GFID]*openCount{},
+		fds:     map[uint64]*file{},
 	}
 	// Handles from a previous run must not alias new ones.
 	s.nextH.Store(rand.Uint64())

@@ -135,6 +135,11 @@ func TestCreateExisting(t *testing.T) {
 	want(t, e, syscall.EISDIR)
 	_, _, e = b.Create(bg, xl.RootGFID, "g", g, uint32(os.O_RDWR|os.O_EXCL), 0o644)
 	want(t, e, syscall.EEXIST) // the gfid is taken
+	_, _, e = b.Create(bg, xl.RootGFID, "g", g, uint32(os.O_RDWR), 0o644)
+	want(t, e, syscall.EEXIST)
+	fd, _, e = b.Create(bg, xl.RootGFID, "f", g, uint32(os.O_RDWR), 0o644) // a retried Create
+	ok(t, e)
+	ok(t, b.Release(bg, fd))
 	_, _, e = b.Create(bg, xl.RootGFID, "g", xl.GFID{}, uint32(os.O_RDWR), 0o644)
 	want(t, e, syscall.EINVAL)
 }

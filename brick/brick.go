@@ -1,0 +1,192 @@
+// Package brick runs a brick daemon: it reads its volume from etcd, builds
+// the brick's translator graph from the generated volfile, serves it with
+// protocol/server and advertises its address under a lease, so clients
+// find it and a dead brick drops out of the volume's status by itself.
+package brick
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/gluon-fs/gluon/volfile"
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/protocol/server"
+)
+
+// DefaultLeaseTTL is how long a brick stays listed after it stops renewing
+// its registration (crash, partition).
+const DefaultLeaseTTL = 10 * time.Second
+
+// Config configures Run.
+type Config struct {
+	Etcd   []string // etcd endpoints
+	Volume string
+	Index  int // the brick's position in the volume's brick list
+	// Listen is the TCP address to serve on, e.g. "127.0.0.1:0". Empty
+	// means every interface on a free port. When the host part is empty or
+	// unspecified (0.0.0.0, ::), clients are told the brick's own host.
+	Listen   string
+	Logger   *slog.Logger  // default slog.Default()
+	LeaseTTL time.Duration // default DefaultLeaseTTL
+}
+
+// Run serves brick cfg.Index of cfg.Volume until ctx ends or the volume is
+// stopped or deleted; then it deregisters, closes the server and the graph
+// and returns nil. Errors: etcd unreachable (within volume.ConnectTimeout),
+// a missing or stopped volume, a bad brick index, a brick directory that
+// posix cannot use, an address in use, or another daemon serving the brick
+// for longer than two lease TTLs.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("volume", cfg.Volume, "brick", cfg.Index)
+	ttl := cfg.LeaseTTL
+	if ttl == 0 {
+		ttl = DefaultLeaseTTL
+	}
+	if ttl < 0 {
+		return fmt.Errorf("brick: negative lease TTL %v", ttl)
+	}
+
+	cli, err := volume.Connect(ctx, cfg.Etcd)
+	if err != nil {
+		return fmt.Errorf("brick: %w", err)
+	}
+	defer cli.Close()
+	store := volume.NewStore(cli)
+	store.Logger = log
+	v, err := store.Get(ctx, cfg.Volume)
+	if err != nil {
+		return fmt.Errorf("brick: %w", err)
+	}
+	if cfg.Index < 0 || cfg.Index >= len(v.Bricks) {
+		return fmt.Errorf("brick: volume %s has no brick %d (it has %d)", v.Name, cfg.Index, len(v.Bricks))
+	}
+	if v.State == volume.StateStopped {
+		return fmt.Errorf("brick: volume %s is stopped", v.Name)
+	}
+	b := v.Bricks[cfg.Index]
+
+	g := volfile.BrickVolfile(v, cfg.Index)
+	srvNode := g.Top()
+	if srvNode.Type != volfile.TypeServer || len(srvNode.Subvolumes) != 1 {
+		return fmt.Errorf("brick %s: volfile top is %s, want %s over one subvolume", b, srvNode.Type, volfile.TypeServer)
+	}
+	export, err := g.Subgraph(srvNode.Subvolumes[0])
+	if err != nil {
+		return fmt.Errorf("brick %s: %w", b, err)
+	}
+	top, closeGraph, err := volfile.Build(ctx, export, volfile.DefaultRegistry(log))
+	if err != nil {
+		return fmt.Errorf("brick %s: %w", b, err)
+	}
+	defer closeGraph()
+
+	listen := cfg.Listen
+	if listen == "" {
+		listen = ":0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("brick %s: %w", b, err)
+	}
+	addr := advertised(ln.Addr().(*net.TCPAddr), b.Host)
+	srv := server.New(top, server.Options{Volume: export.Top().Name, Logger: log})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var serveErr error
+	serving := true
+	stopServer := func() error {
+		srv.Close()
+		if serving {
+			serveErr, serving = <-served, false
+		}
+		return serveErr
+	}
+
+	reg, err := register(ctx, store, v.Name, cfg.Index, addr, ttl, log)
+	if err != nil {
+		stopServer()
+		return fmt.Errorf("brick %s: %w", b, err)
+	}
+	log.Info("brick online", "addr", addr, "dir", b.Path)
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changes := store.WatchVolume(wctx, v.Name)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("brick stopping")
+			break wait
+		case serveErr = <-served:
+			serving = false
+			log.Error("brick server failed", "err", serveErr)
+			break wait
+		case nv, ok := <-changes:
+			switch {
+			case !ok: // ctx ended
+				log.Info("brick stopping")
+				break wait
+			case nv == nil || nv.ID != v.ID:
+				log.Info("volume deleted; brick stopping")
+				break wait
+			case nv.State == volume.StateStopped:
+				log.Info("volume stopped; brick stopping")
+				break wait
+			}
+		}
+	}
+	// Leave the volume's status first, so clients stop choosing us.
+	if err := reg.Close(); err != nil {
+		log.Warn("brick deregistration failed; the lease expires on its own", "err", err, "ttl", ttl)
+	}
+	err = errors.Join(stopServer(), closeGraph())
+	stopWatch()
+	for range changes {
+	}
+	if err != nil {
+		return fmt.Errorf("brick %s: %w", b, err)
+	}
+	return nil
+}
+
+// advertised is the address clients dial: the listener's IP unless it is a
+// wildcard, then the brick's host.
+func advertised(a *net.TCPAddr, brickHost string) string {
+	host := brickHost
+	if a.IP != nil && !a.IP.IsUnspecified() {
+		host = a.IP.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// register claims the brick's liveness key. A restarted daemon may find
+// its predecessor's registration still held by an unexpired lease, so a
+// busy brick is retried for two TTLs: long enough for a dead holder's
+// lease to expire, short enough to report a live duplicate.
+func register(ctx context.Context, store *volume.Store, vol string, index int, addr string, ttl time.Duration, log *slog.Logger) (*volume.Registration, error) {
+	deadline := time.Now().Add(2 * ttl)
+	for {
+		reg, err := store.Register(ctx, vol, index, addr, ttl)
+		if !errors.Is(err, volume.ErrBrickBusy) || time.Now().After(deadline) {
+			return reg, err
+		}
+		log.Info("waiting for a previous registration to expire", "err", err)
+		t := time.NewTimer(ttl / 4)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

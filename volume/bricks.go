@@ -256,9 +256,14 @@ func (s *Store) snapshot(ctx context.Context, vol string) ([]BrickStatus, int64,
 // WatchBricks sends vol's brick status now and after every change, until
 // ctx ends; then it closes the channel. A reader that falls behind gets
 // the latest status only. While the volume does not exist it sends an
-// empty status once. Errors from etcd are retried.
+// empty status once. Errors from etcd are retried. For an invalid volume
+// name the channel is closed at once.
 func (s *Store) WatchBricks(ctx context.Context, vol string) <-chan []BrickStatus {
 	ch := make(chan []BrickStatus, 1)
+	if ValidName(vol) != nil {
+		close(ch)
+		return ch
+	}
 	read := func(ctx context.Context) ([]BrickStatus, int64, error) {
 		st, rev, err := s.snapshot(ctx, vol)
 		if errors.Is(err, ErrNotFound) {
@@ -273,13 +278,15 @@ func (s *Store) WatchBricks(ctx context.Context, vol string) <-chan []BrickStatu
 // WatchVolume sends vol's definition now and after every change, until ctx
 // ends; then it closes the channel. It sends nil while the volume does not
 // exist. A reader that falls behind gets the latest definition only.
-// Errors from etcd are retried.
+// Errors from etcd are retried. For an invalid volume name the channel is
+// closed at once.
 func (s *Store) WatchVolume(ctx context.Context, vol string) <-chan *Volume {
 	ch := make(chan *Volume, 1)
+	if ValidName(vol) != nil {
+		close(ch)
+		return ch
+	}
 	read := func(ctx context.Context) (*Volume, int64, error) {
-		if err := ValidName(vol); err != nil {
-			return nil, 0, err
-		}
 		r, err := s.cli.Get(ctx, volumeKey(vol))
 		if err != nil {
 			return nil, 0, err

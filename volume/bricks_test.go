@@ -292,3 +292,13 @@ func TestWatchVolume(t *testing.T) {
 	for range ch {
 	}
 }
+
+func TestWatchInvalidName(t *testing.T) {
+	s, _ := newStore(t)
+	if _, ok := <-s.WatchBricks(context.Background(), "bad/name"); ok {
+		t.Fatal("WatchBricks sent for an invalid name")
+	}
+	if _, ok := <-s.WatchVolume(context.Background(), "bad/name"); ok {
+		t.Fatal("WatchVolume sent for an invalid name")
+	}
+}

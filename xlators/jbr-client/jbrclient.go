@@ -1,0 +1,292 @@
+// Package jbrclient is the mount side of JBR replication (GlusterFS's
+// experimental/jbrc): it sends every op of one replica set to the set's
+// leader, whichever brick that is, and hides leader changes from the
+// layers above.
+//
+// # Routing
+//
+// Children are indexed like the bricks of the replica set. The leader
+// comes from a LeaderSource (etcd's election key, see WatchEtcd). A brick
+// that does not lead answers EREMOTE; the client then asks that brick who
+// leads (Ipc "jbr.leader") and, failing an answer, tries the children in
+// turn, preferring connected ones. Reads go to the leader too: jbr-server
+// decides what a read may see.
+//
+// # Retries
+//
+// EREMOTE (not leader), ENOTCONN (brick unreachable, or a leader that
+// stepped down mid-request) and EROFS (quorum lost) are retried with the
+// same ctx, hence the same xl.Call: bricks deduplicate by (Call.Client,
+// Call.Seq), so a request that did reach a deposed leader is not applied
+// twice. Between attempts the client waits for news of a new leader or a
+// backoff (50 ms doubling to 1 s). A request gives up RetryTimeout after
+// its first failure: with ENOTCONN, or EROFS if quorum was the last
+// problem (EROFS is retried at most three times, since a new leader may
+// restore quorum). EREMOTE never reaches the caller. A cancelled ctx ends
+// the retries at once with EINTR (ETIMEDOUT past its deadline).
+//
+// Fds need no care: a brick serves an fd it does not know through an
+// anonymous fd by GFID, so a request is resent with the same xl.Fd.
+//
+// # Ordering
+//
+// GlusterFS's jbrc reorders writes when a first write is resent after a
+// second one already went to the new leader. This client does not. The
+// rule, for the mutating requests (xl.Fop.Mutates) of one client
+// (Call.Client), ordered by Call.Seq: a request is sent only when every
+// such request with a lower Seq that is still outstanding
+//
+//   - has been sent, to the leader of the current epoch (an epoch ends
+//     whenever the client's idea of the leader changes), and
+//   - is not a resend.
+//
+// In steady state nothing waits: a client's writes go out concurrently as
+// they come, just as they would to a single brick. Once the leader
+// changes, later writes wait until the writes still out at the old leader
+// have come back; the ones that failed are resent in Seq order, each
+// answered before the next one goes. So a write is never overtaken by a
+// later one of the same client because of a failover. Non-mutating
+// requests never wait.
+package jbrclient
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// LeaderSource tells the client which child leads. The etcd implementation
+// watches the election key; tests use a fake.
+type LeaderSource interface {
+	// Leader returns the leading child and its term; ok is false when
+	// nobody leads.
+	Leader() (index int, term uint64, ok bool)
+	// Changed receives (coalesced) after every change.
+	Changed() <-chan struct{}
+}
+
+// Options configures a Client.
+type Options struct {
+	// Leaders names the leader. When nil, the client finds it by asking
+	// the bricks and by trying them in turn.
+	Leaders LeaderSource
+	// RetryTimeout is the total time a request may spend retrying
+	// (default 30s).
+	RetryTimeout time.Duration
+	Logger       *slog.Logger // default slog.Default()
+}
+
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
+	// maxROFS bounds the retries of EROFS: quorum loss is for the user to
+	// see, but a new leader may restore quorum within a few backoffs.
+	maxROFS = 3
+	// askTimeout bounds an Ipc jbr.leader question to a brick.
+	askTimeout = time.Second
+)
+
+// ipcLeader asks a brick who leads; it answers Xdata{"leader": index,
+// "term": term}, both decimal.
+const ipcLeader xl.IpcOp = "jbr.leader"
+
+// Client is the JBR client translator. Its xl.Xlator methods are safe for
+// concurrent use.
+type Client struct {
+	xl.Funnel
+	kids  []xl.Xlator
+	src   LeaderSource
+	retry time.Duration
+	log   *slog.Logger
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	active int    // the child believed to lead
+	term   uint64 // the highest term of any leader claim seen
+	epoch  uint64 // bumped whenever active or term changes
+	asking bool   // an Ipc jbr.leader question is out
+	// news is closed and replaced when a leader claim changes active:
+	// retrying requests then go at once instead of finishing a backoff.
+	news    chan struct{}
+	groups  map[[16]byte]*group // outstanding mutating requests, by client
+	arrival uint64              // orders requests that carry no Seq
+}
+
+var (
+	_ xl.Xlator    = (*Client)(nil)
+	_ xl.Lifecycle = (*Client)(nil)
+)
+
+// New returns a client of the replica set whose bricks are children, in
+// brick order. It reads opts.Leaders at once and follows it until Close.
+func New(children []xl.Xlator, opts Options) (*Client, error) {
+	if len(children) == 0 {
+		return nil, errors.New("jbr-client: no children")
+	}
+	for _, k := range children {
+		if k == nil {
+			return nil, errors.New("jbr-client: nil child")
+		}
+	}
+	if opts.RetryTimeout < 0 {
+		return nil, errors.New("jbr-client: negative retry timeout")
+	}
+	if opts.RetryTimeout == 0 {
+		opts.RetryTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Client{
+		kids:   append([]xl.Xlator(nil), children...),
+		src:    opts.Leaders,
+		retry:  opts.RetryTimeout,
+		log:    opts.Logger.With("xlator", "jbr-client"),
+		done:   make(chan struct{}),
+		news:   make(chan struct{}),
+		groups: make(map[[16]byte]*group),
+	}
+	c.Funnel.H = c.handle
+	if c.src != nil {
+		c.observe()
+		c.wg.Add(1)
+		go c.follow()
+	}
+	return c, nil
+}
+
+// Close stops following the leader source and fails retrying requests
+// with ENOTCONN, as it does later calls. It closes neither the children
+// nor opts.Leaders, which belong to the caller.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
+}
+
+// follow applies the leader source's changes until Close.
+func (c *Client) follow() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.src.Changed():
+			c.observe()
+		}
+	}
+}
+
+// handle is the Funnel's handler: every op, present and future, is routed
+// and retried here.
+func (c *Client) handle(ctx context.Context, f *xl.Fop) *xl.Result {
+	var t *ticket
+	if f.Mutates() {
+		call := xl.CallFrom(ctx)
+		t = &ticket{client: call.Client, seq: call.Seq}
+		defer c.finish(t)
+	}
+	var (
+		deadline time.Time // set by the first wait: RetryTimeout bounds retrying
+		backoff  = minBackoff
+		last     syscall.Errno
+		rofs     int
+	)
+	for {
+		i, pk, e := c.acquire(ctx, t, &deadline)
+		if e == errExpired {
+			return c.giveUp(ctx, f, last)
+		}
+		if e != 0 {
+			return &xl.Result{Errno: e}
+		}
+		r := xl.Dispatch(ctx, c.kids[i], f)
+		switch r.Errno {
+		case syscall.EREMOTE, syscall.ENOTCONN:
+		case syscall.EROFS:
+			if rofs++; rofs > maxROFS {
+				return r
+			}
+		default:
+			return r
+		}
+		if ctx.Err() != nil {
+			return &xl.Result{Errno: ctxErrno(ctx)}
+		}
+		last = r.Errno
+		if deadline.IsZero() {
+			deadline = time.Now().Add(c.retry)
+		}
+		now, news := c.failed(ctx, t, i, pk, r.Errno)
+		if now {
+			continue
+		}
+		if e := c.pause(ctx, news, backoff, deadline); e == errExpired {
+			return c.giveUp(ctx, f, last)
+		} else if e != 0 {
+			return &xl.Result{Errno: e}
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// errExpired is internal: the request's RetryTimeout ran out.
+const errExpired = syscall.Errno(^uint32(0) >> 1)
+
+// giveUp ends a request whose retries ran out.
+func (c *Client) giveUp(ctx context.Context, f *xl.Fop, last syscall.Errno) *xl.Result {
+	e := syscall.ENOTCONN
+	if last == syscall.EROFS {
+		e = syscall.EROFS
+	}
+	c.log.Warn("no leader answered; giving up", "op", f.Op, "seq", xl.CallFrom(ctx).Seq,
+		"retry_timeout", c.retry, "last_err", last, "err", e)
+	return &xl.Result{Errno: e}
+}
+
+// pause waits before a retry: for news of a leader, the backoff, ctx or
+// Close. It returns errExpired once deadline has passed.
+func (c *Client) pause(ctx context.Context, news <-chan struct{}, backoff time.Duration, deadline time.Time) syscall.Errno {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return errExpired
+	}
+	tm := time.NewTimer(min(backoff, left))
+	defer tm.Stop()
+	select {
+	case <-news:
+		return 0
+	case <-tm.C:
+		if !time.Now().Before(deadline) {
+			return errExpired
+		}
+		return 0
+	case <-ctx.Done():
+		return ctxErrno(ctx)
+	case <-c.done:
+		return syscall.ENOTCONN
+	}
+}
+
+// ctxErrno is what a request cut short by its ctx returns: EINTR when it
+// was cancelled, as an interrupted syscall, and ETIMEDOUT past its
+// deadline (as protocol/client does).
+func ctxErrno(ctx context.Context) syscall.Errno {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return syscall.ETIMEDOUT
+	}
+	return syscall.EINTR
+}

@@ -61,5 +61,5 @@ func TestPosix(t *testing.T) {
 			t.Fatal(err)
 		}
 		return conformance.XlFS(x)
-	})
+	}, conformance.LargeXattrs)
 }

@@ -33,10 +33,24 @@ func concat(lists ...[]testCase) []testCase {
 	return all
 }
 
+// Option states a promise of the filesystem under test beyond what every
+// Linux filesystem keeps.
+type Option func(*options)
+
+type options struct{ largeXattrs bool }
+
+// LargeXattrs requires 64 KiB xattr values to round-trip. gluon promises
+// it on any brick filesystem; ext4 itself refuses them without ea_inode.
+func LargeXattrs(o *options) { o.largeXattrs = true }
+
 // Run runs every case as a subtest named by the behaviour it checks. It
 // calls newFS once, makes its root mode 0755, and gives each case a fresh
 // subdirectory named after it, so the FS must start empty.
-func Run(t *testing.T, newFS func(t *testing.T) FS) {
+func Run(t *testing.T, newFS func(t *testing.T) FS, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	fsys := newFS(t)
 	if err := fsys.Chmod(".", 0o755); err != nil {
 		t.Fatalf("making the root searchable: %v", err)
@@ -46,18 +60,24 @@ func Run(t *testing.T, newFS func(t *testing.T) FS) {
 			if err := fsys.Mkdir(c.name, 0o755); err != nil {
 				t.Fatalf("case directory: %v", err)
 			}
-			c.fn(t, sub(fsys, c.name))
+			c.fn(t, subFS{fs: fsys, dir: c.name, opts: o})
 		})
 	}
 }
 
 // subFS is the part of an FS under dir.
 type subFS struct {
-	fs  FS
-	dir string
+	fs   FS
+	dir  string
+	opts options
 }
 
-func sub(fsys FS, dir string) FS { return subFS{fs: fsys, dir: dir} }
+func promised(fsys FS) options {
+	if s, ok := fsys.(subFS); ok {
+		return s.opts
+	}
+	return options{}
+}
 
 func (s subFS) p(name string) string { return path.Join(s.dir, name) }
 

@@ -1,19 +1,30 @@
 // Package core is JBR's leader, follower and term logic as a deterministic
 // state machine, in the etcd-io/raft style: no I/O, no clocks, no
 // goroutines. The brick feeds it events (an election won, a request, a
-// follower's ack) and carries out what it asks for in Ready: persist the
-// term, append to the journal, send to peers, reply to clients.
+// follower's ack, a tick) and carries out what it asks for in Ready:
+// persist the term, append to the journal, send to peers, apply what
+// committed, reply to clients.
 //
 // Terms come from etcd election revisions and only grow. Followers persist
 // the highest term they have seen and refuse anything older, because an
 // etcd election alone cannot guarantee mutual exclusion (Jepsen, etcd
 // 3.4.3): a deposed leader that still believes it leads is fenced here.
+//
+// A newly elected leader recovers before it takes requests: it probes its
+// peers, and once a quorum has answered it fetches the most advanced
+// journal tail among them. Any quorum intersects every write quorum, so
+// that tail holds every entry a client was told is done. If its journal
+// then holds entries it does not know to be committed, it appends a no-op
+// of its own term: as in Raft, only an entry of the current term commits
+// by counting replicas, and it carries every entry before it with it (an
+// older term's entry held by a quorum can still be replaced by a leader
+// that never saw it).
 package core
 
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // ID identifies a replica within its set (its brick index).
@@ -47,7 +58,8 @@ type ReqID struct {
 }
 
 // Entry is one journaled request. Data is opaque to the core (an encoded
-// xl.Fop); Key is the object it conflicts on (the target GFID).
+// xl.Fop); Key is the object it conflicts on (the target GFID). An entry
+// with no Data is a leader's no-op (see the package doc): nothing to apply.
 type Entry struct {
 	Term  uint64
 	Index uint64
@@ -60,27 +72,38 @@ type Entry struct {
 type MsgType int
 
 const (
-	MsgAppend     MsgType = iota // leader -> follower: Entries
+	MsgAppend     MsgType = iota // leader -> follower: Entries (none: a heartbeat)
 	MsgAppendResp                // follower -> leader: Index durable, or Reject
 	MsgProbe                     // new leader -> peer: where is your journal?
 	MsgProbeResp                 // peer -> new leader: LastTerm, LastIndex
 	MsgFetch                     // new leader -> peer: send entries after Index
-	MsgFetchResp                 // peer -> new leader: Entries
+	MsgFetchResp                 // peer -> new leader: Entries after Index
+	msgTypes
 )
 
 var msgNames = [...]string{"Append", "AppendResp", "Probe", "ProbeResp", "Fetch", "FetchResp"}
 
-func (t MsgType) String() string { return msgNames[t] }
+func (t MsgType) String() string {
+	if t < 0 || t >= msgTypes {
+		return fmt.Sprintf("MsgType(%d)", int(t))
+	}
+	return msgNames[t]
+}
+
+// Valid reports whether t is a known message type.
+func (t MsgType) Valid() bool { return t >= 0 && t < msgTypes }
 
 // Message is exchanged between replicas of one set.
 type Message struct {
 	Type      MsgType
 	From, To  ID
 	Term      uint64
-	Index     uint64 // Append: index before Entries; AppendResp: highest durable index; Fetch: send after this
+	Index     uint64 // Append: index before Entries; AppendResp: highest index durable and matching the leader; Fetch, FetchResp: entries after this
 	LogTerm   uint64 // Append: term of the entry at Index, so a follower can detect a divergent tail
 	LastTerm  uint64 // ProbeResp
 	LastIndex uint64 // ProbeResp, and AppendResp on Reject as a hint
+	Commit    uint64 // Append: the leader's commit index
+	Round     uint64 // Append: the leader's latest read round; AppendResp: the latest round the follower saw
 	Reject    bool
 	Entries   []Entry
 }
@@ -105,18 +128,29 @@ var (
 
 // Ready is what the brick must do after a step, in order: persist Term
 // (if non-zero) before sending anything, append Appends to the local
-// journal, send Messages, then deliver Committed and Replies.
+// journal (an entry at an index the journal already holds replaces it
+// and everything after it), send Messages, then apply and acknowledge.
 type Ready struct {
-	Term      uint64
-	Appends   []Entry
-	Messages  []Message
-	Committed []Entry // quorum-durable, in index order: apply and acknowledge
+	Term     uint64
+	Appends  []Entry
+	Messages []Message
+	// Commit, when non-zero, is the new commit index: every entry up to
+	// it is committed and may be applied, on any role, once the local
+	// journal holds it durably.
+	Commit uint64
+	// Committed lists this leader's own proposals among them, in index
+	// order, each also answered in Replies.
+	Committed []Entry
 	Replies   []Reply
+	// ReadRound, when non-zero, is the highest read round (ReadIndex) in
+	// which a quorum confirmed this replica still leads.
+	ReadRound uint64
 }
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
-	return r.Term == 0 && len(r.Appends) == 0 && len(r.Messages) == 0 && len(r.Committed) == 0 && len(r.Replies) == 0
+	return r.Term == 0 && len(r.Appends) == 0 && len(r.Messages) == 0 && r.Commit == 0 &&
+		len(r.Committed) == 0 && len(r.Replies) == 0 && r.ReadRound == 0
 }
 
 // Config configures a replica's core.
@@ -129,7 +163,8 @@ type Config struct {
 	Quorum int
 }
 
-// Log is the read-only view of the local journal the core needs.
+// Log is the read-only view of the local journal the core needs. It
+// reflects every Ready.Appends the brick has carried out.
 type Log interface {
 	// Term returns the term of the entry at index, if the journal has it.
 	Term(index uint64) (uint64, bool)
@@ -140,12 +175,16 @@ type State struct {
 	Term      uint64 // highest term ever seen
 	LastTerm  uint64 // term of the last journal entry
 	LastIndex uint64
-	Commit    uint64
+	Commit    uint64 // highest index known committed
 }
 
-type pending struct {
-	entry Entry
-	acks  map[ID]bool
+// resendAge is how many ticks a resend to a lagging follower may stay
+// unanswered before another may be sent.
+const resendAge = 2
+
+type resend struct {
+	after uint64
+	ticks int
 }
 
 // Core is one replica's JBR state machine. It is not safe for concurrent
@@ -158,11 +197,24 @@ type Core struct {
 	leader  ID
 	durable uint64 // highest index the local journal holds durably
 
-	// Leader only.
-	pending map[uint64]*pending
-	matched map[ID]uint64
-	probes  map[ID]Message
-	byReq   map[ReqID]uint64 // in-flight requests, for dedup of retries
+	// Follower, per leader and term.
+	match     uint64 // our journal agrees with the leader's up to here
+	acked     uint64 // highest index acknowledged to the leader
+	seenRound uint64 // the leader's latest read round
+
+	// Leader and recovering leader.
+	pending    map[uint64]Entry // own proposals not yet committed
+	matched    map[ID]uint64
+	byReq      map[ReqID]uint64 // in-flight requests, for dedup of retries
+	termStart  uint64           // first index of this term: commits count from here
+	sentCommit map[ID]uint64
+	resending  map[ID]resend
+	round      uint64 // latest read round started
+	rounds     map[ID]uint64
+	confirmed  uint64
+	probes     map[ID]Message
+	fetching   ID     // the peer a fetch is outstanding to
+	recovered  uint64 // our journal agrees with the best tail up to here
 
 	rd Ready
 }
@@ -180,14 +232,13 @@ func New(cfg Config, st State) (*Core, error) {
 	if n == 0 || q < 1 || q > n {
 		return nil, fmt.Errorf("jbr: quorum %d impossible with %d replicas", cfg.Quorum, n)
 	}
-	found := false
-	for _, p := range cfg.Peers {
-		found = found || p == cfg.ID
-	}
-	if !found {
+	if !slices.Contains(cfg.Peers, cfg.ID) {
 		return nil, fmt.Errorf("jbr: replica %d not among peers %v", cfg.ID, cfg.Peers)
 	}
-	return &Core{cfg: cfg, quorum: q, st: st, leader: None}, nil
+	if st.Commit > st.LastIndex {
+		return nil, fmt.Errorf("jbr: commit %d beyond the last index %d", st.Commit, st.LastIndex)
+	}
+	return &Core{cfg: cfg, quorum: q, st: st, leader: None, fetching: None}, nil
 }
 
 // Role returns this replica's role and the leader it knows of.
@@ -196,8 +247,27 @@ func (c *Core) Role() (Role, ID) { return c.role, c.leader }
 // State returns the durable state.
 func (c *Core) State() State { return c.st }
 
-// Ready returns and clears the accumulated work.
+// Ready returns and clears the accumulated work. A leader's appends carry
+// its latest commit index; followers that got none since the commit
+// advanced get a heartbeat carrying it.
 func (c *Core) Ready() Ready {
+	if c.role == Leader {
+		sent := map[ID]bool{}
+		for i := range c.rd.Messages {
+			m := &c.rd.Messages[i]
+			if m.Type == MsgAppend && m.From == c.cfg.ID {
+				m.Commit = c.st.Commit
+				sent[m.To] = true
+			}
+		}
+		for _, p := range c.cfg.Peers {
+			if sent[p] {
+				c.sentCommit[p] = c.st.Commit
+			} else if p != c.cfg.ID && c.sentCommit[p] < c.st.Commit {
+				c.heartbeat(p)
+			}
+		}
+	}
 	rd := c.rd
 	c.rd = Ready{}
 	return rd
@@ -209,11 +279,26 @@ func (c *Core) send(m Message) {
 	c.rd.Messages = append(c.rd.Messages, m)
 }
 
+// heartbeat tells a follower the leader's last entry, commit index and
+// read round: it acknowledges, or rejects and gets the entries it lacks.
+func (c *Core) heartbeat(to ID) {
+	c.sentCommit[to] = c.st.Commit
+	c.send(Message{Type: MsgAppend, To: to, Index: c.st.LastIndex, LogTerm: c.st.LastTerm,
+		Commit: c.st.Commit, Round: c.round})
+}
+
 // adopt moves to a newer term; the caller decides the role.
 func (c *Core) adopt(term uint64, leader ID) {
 	if term > c.st.Term {
 		c.st.Term = term
 		c.rd.Term = term
+	}
+	c.setLeader(leader)
+}
+
+func (c *Core) setLeader(leader ID) {
+	if leader != c.leader {
+		c.match, c.acked, c.seenRound = 0, 0, 0
 	}
 	c.leader = leader
 }
@@ -227,27 +312,46 @@ func (c *Core) Elected(term uint64) {
 	c.stepDown()
 	c.adopt(term, c.cfg.ID)
 	c.role = Recovering
-	c.pending = map[uint64]*pending{}
+	c.pending = map[uint64]Entry{}
 	c.matched = map[ID]uint64{}
 	c.byReq = map[ReqID]uint64{}
-	c.probes = map[ID]Message{c.cfg.ID: {From: c.cfg.ID, LastTerm: c.st.LastTerm, LastIndex: c.st.LastIndex}}
-	for _, p := range c.cfg.Peers {
-		if p != c.cfg.ID {
-			c.send(Message{Type: MsgProbe, To: p})
-		}
-	}
+	c.sentCommit = map[ID]uint64{}
+	c.resending = map[ID]resend{}
+	c.rounds = map[ID]uint64{}
+	c.confirmed = c.round
+	c.recovered = c.st.Commit
+	c.fetching = None
+	c.probes = map[ID]Message{c.cfg.ID: c.selfProbe()}
+	c.probe()
 	c.maybeRecovered()
 }
 
-// Observed is called when etcd shows leader holding term.
+func (c *Core) selfProbe() Message {
+	return Message{From: c.cfg.ID, LastTerm: c.st.LastTerm, LastIndex: c.st.LastIndex}
+}
+
+// probe asks every peer that has not answered yet where its journal is.
+func (c *Core) probe() {
+	for _, p := range c.cfg.Peers {
+		if _, ok := c.probes[p]; !ok {
+			c.send(Message{Type: MsgProbe, To: p})
+		}
+	}
+}
+
+// Observed is called when etcd shows leader holding term. This replica's
+// own leadership comes from Elected only: the observation of its own
+// campaign may arrive first, and must not make it a follower of itself.
 func (c *Core) Observed(leader ID, term uint64) {
-	if term < c.st.Term || (term == c.st.Term && c.leader == leader) {
+	if leader == c.cfg.ID || term < c.st.Term || (term == c.st.Term && c.leader == leader) {
 		return
 	}
-	if leader == c.cfg.ID && term == c.st.Term {
-		return // our own election, already handled by Elected
+	if term > c.st.Term {
+		c.stepDown()
 	}
-	c.stepDown()
+	if c.role != Follower {
+		return // our own term: two leaders in one term cannot happen
+	}
 	c.adopt(term, leader)
 }
 
@@ -255,7 +359,7 @@ func (c *Core) Observed(leader ID, term uint64) {
 // steps down at once.
 func (c *Core) SessionLost() {
 	c.stepDown()
-	c.leader = None
+	c.setLeader(None)
 }
 
 func (c *Core) stepDown() {
@@ -266,11 +370,13 @@ func (c *Core) stepDown() {
 	for i := range c.pending {
 		idx = append(idx, i)
 	}
-	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	slices.Sort(idx)
 	for _, i := range idx {
-		c.rd.Replies = append(c.rd.Replies, Reply{Req: c.pending[i].entry.Req, Index: i, Err: ErrStepDown, Leader: None})
+		c.rd.Replies = append(c.rd.Replies, Reply{Req: c.pending[i].Req, Index: i, Err: ErrStepDown, Leader: None})
 	}
 	c.role, c.pending, c.matched, c.probes, c.byReq = Follower, nil, nil, nil, nil
+	c.sentCommit, c.resending, c.rounds, c.fetching = nil, nil, nil, None
+	c.setLeader(None)
 }
 
 // Propose submits a client request. On a leader it is stamped with
@@ -284,18 +390,24 @@ func (c *Core) Propose(req ReqID, key [16]byte, data []byte) {
 	if _, dup := c.byReq[req]; dup {
 		return
 	}
+	e := c.appendLocal(req, key, data)
+	c.pending[e.Index] = e
+	c.byReq[req] = e.Index
+}
+
+// appendLocal stamps an entry of this term, journals it and sends it.
+func (c *Core) appendLocal(req ReqID, key [16]byte, data []byte) Entry {
 	prev, prevTerm := c.st.LastIndex, c.st.LastTerm
 	c.st.LastIndex++
 	c.st.LastTerm = c.st.Term
 	e := Entry{Term: c.st.Term, Index: c.st.LastIndex, Req: req, Key: key, Data: data}
-	c.pending[e.Index] = &pending{entry: e, acks: map[ID]bool{}}
-	c.byReq[req] = e.Index
 	c.rd.Appends = append(c.rd.Appends, e)
 	for _, p := range c.cfg.Peers {
 		if p != c.cfg.ID {
-			c.send(Message{Type: MsgAppend, To: p, Index: prev, LogTerm: prevTerm, Entries: []Entry{e}})
+			c.send(Message{Type: MsgAppend, To: p, Index: prev, LogTerm: prevTerm, Round: c.round, Entries: []Entry{e}})
 		}
 	}
+	return e
 }
 
 func (c *Core) otherLeader() ID {
@@ -305,48 +417,126 @@ func (c *Core) otherLeader() ID {
 	return c.leader
 }
 
-// Durable is called once the local journal holds every entry up to index.
+// Durable is called once the local journal holds every entry up to index
+// durably (after a replaced tail: every entry of the journal as it now is).
 func (c *Core) Durable(index uint64) {
-	c.durable = max(c.durable, index)
+	c.durable = max(c.durable, min(index, c.st.LastIndex))
 	switch c.role {
 	case Leader:
-		c.ack(c.cfg.ID, index)
+		c.ack(c.cfg.ID, c.durable)
 	case Follower:
-		if c.leader != None && c.leader != c.cfg.ID {
-			c.send(Message{Type: MsgAppendResp, To: c.leader, Index: index})
-		}
+		c.ackLeader()
 	}
+}
+
+// ackLeader tells the leader how far our journal durably matches its own.
+func (c *Core) ackLeader() {
+	idx := min(c.durable, c.match)
+	if c.leader == None || c.leader == c.cfg.ID || idx <= c.acked {
+		return
+	}
+	c.acked = idx
+	c.send(Message{Type: MsgAppendResp, To: c.leader, Index: idx, Round: c.seenRound})
 }
 
 func (c *Core) ack(from ID, index uint64) {
 	if index > c.matched[from] {
 		c.matched[from] = index
 	}
+	if r, ok := c.resending[from]; ok && index > r.after {
+		delete(c.resending, from)
+	}
 	c.advanceCommit()
 }
 
-// advanceCommit commits, in order, every entry held by a quorum.
+// advanceCommit commits up to the highest index a quorum holds, if that
+// entry is of this term.
 func (c *Core) advanceCommit() {
-	for {
-		next := c.st.Commit + 1
-		p, ok := c.pending[next]
-		if !ok {
-			return
+	held := make([]uint64, 0, len(c.cfg.Peers))
+	for _, id := range c.cfg.Peers {
+		held = append(held, c.matched[id])
+	}
+	slices.Sort(held)
+	q := held[len(held)-c.quorum]
+	if q <= c.st.Commit || q < c.termStart {
+		return
+	}
+	for i := c.st.Commit + 1; i <= q; i++ {
+		if e, ok := c.pending[i]; ok {
+			delete(c.pending, i)
+			delete(c.byReq, e.Req)
+			c.rd.Committed = append(c.rd.Committed, e)
+			c.rd.Replies = append(c.rd.Replies, Reply{Req: e.Req, Index: i})
 		}
-		n := 0
-		for _, id := range c.cfg.Peers {
-			if c.matched[id] >= next {
-				n++
+	}
+	c.commitTo(q)
+}
+
+func (c *Core) commitTo(index uint64) {
+	if index > c.st.Commit {
+		c.st.Commit = index
+		c.rd.Commit = index
+	}
+}
+
+// ReadIndex starts a read round: it asks every follower to confirm this
+// replica still leads, and returns the round's number, or 0 when it does
+// not lead. A read that arrived before the call may be served once
+// Ready.ReadRound reaches the round, from a store that has applied every
+// entry up to the commit index at the time of the call.
+func (c *Core) ReadIndex() uint64 {
+	if c.role != Leader {
+		return 0
+	}
+	c.round++
+	for _, p := range c.cfg.Peers {
+		if p != c.cfg.ID {
+			c.heartbeat(p)
+		}
+	}
+	c.confirmRounds()
+	return c.round
+}
+
+func (c *Core) confirmRounds() {
+	seen := make([]uint64, 0, len(c.cfg.Peers))
+	for _, id := range c.cfg.Peers {
+		if id == c.cfg.ID {
+			seen = append(seen, c.round)
+		} else {
+			seen = append(seen, c.rounds[id])
+		}
+	}
+	slices.Sort(seen)
+	if r := seen[len(seen)-c.quorum]; r > c.confirmed {
+		c.confirmed = r
+		c.rd.ReadRound = r
+	}
+}
+
+// Tick is called periodically. A leader sends heartbeats, which carry its
+// commit index and let a follower that lost messages ask for what it
+// lacks; a recovering leader repeats the probes and fetch that went
+// unanswered.
+func (c *Core) Tick() {
+	switch c.role {
+	case Leader:
+		for p, r := range c.resending {
+			if r.ticks++; r.ticks >= resendAge {
+				delete(c.resending, p)
+			} else {
+				c.resending[p] = r
 			}
 		}
-		if n < c.quorum {
-			return
+		for _, p := range c.cfg.Peers {
+			if p != c.cfg.ID {
+				c.heartbeat(p)
+			}
 		}
-		c.st.Commit = next
-		delete(c.pending, next)
-		delete(c.byReq, p.entry.Req)
-		c.rd.Committed = append(c.rd.Committed, p.entry)
-		c.rd.Replies = append(c.rd.Replies, Reply{Req: p.entry.Req, Index: next})
+	case Recovering:
+		c.probe()
+		c.fetching = None
+		c.maybeRecovered()
 	}
 }
 
@@ -362,21 +552,27 @@ func (c *Core) Step(m Message) {
 	if m.Term > c.st.Term {
 		c.stepDown()
 		c.adopt(m.Term, None)
-		if m.Type == MsgAppend || m.Type == MsgProbe || m.Type == MsgFetch {
-			c.leader = m.From
-		}
 	}
 	switch m.Type {
 	case MsgAppend:
 		c.onAppend(m)
 	case MsgAppendResp:
-		if c.role == Leader && !m.Reject {
+		if c.role != Leader {
+			return
+		}
+		if m.Round > c.rounds[m.From] {
+			c.rounds[m.From] = m.Round
+			c.confirmRounds()
+		}
+		if !m.Reject {
 			c.ack(m.From, m.Index)
-		} else if c.role == Leader && m.Reject && m.LastIndex < c.st.LastIndex {
+		} else if m.LastIndex < c.st.LastIndex {
 			c.resend(m.From, m.LastIndex)
 		}
 	case MsgProbe:
-		c.leader = m.From
+		if c.role == Follower {
+			c.setLeader(m.From)
+		}
 		c.send(Message{Type: MsgProbeResp, To: m.From, LastTerm: c.st.LastTerm, LastIndex: c.st.LastIndex})
 	case MsgProbeResp:
 		if c.role == Recovering && !m.Reject {
@@ -386,11 +582,11 @@ func (c *Core) Step(m Message) {
 	case MsgFetch:
 		// The brick answers from its journal: it sees this in Messages
 		// addressed to itself, reads entries after m.Index and replies
-		// with a FetchResp through Fetched.
+		// with a FetchResp.
 		c.rd.Messages = append(c.rd.Messages, m)
 	case MsgFetchResp:
-		if c.role == Recovering && !m.Reject {
-			c.catchUp(m.Entries)
+		if c.role == Recovering && !m.Reject && m.From == c.fetching && m.Index == c.recovered {
+			c.catchUp(m)
 		}
 	}
 }
@@ -401,42 +597,79 @@ func (c *Core) onAppend(m Message) {
 	if c.role != Follower {
 		return // two leaders in one term cannot happen: terms are election revisions
 	}
-	c.leader = m.From
+	c.setLeader(m.From)
+	c.seenRound = max(c.seenRound, m.Round)
 	if m.Index > c.st.LastIndex {
-		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: c.st.LastIndex})
+		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: c.st.LastIndex, Round: c.seenRound})
 		return
 	}
-	if t, ok := c.cfg.Log.Term(m.Index); m.Index > 0 && (!ok || t != m.LogTerm) {
-		// Our entry at Index came from a term the leader does not
-		// have there: step back until the journals agree.
-		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: m.Index - 1})
+	if !c.holds(m.Index, m.LogTerm) {
+		// Our entry at Index came from a term the leader does not have
+		// there: step back over that term's entries until the journals
+		// agree (they do up to our commit index).
+		t, _ := c.cfg.Log.Term(m.Index)
+		hint := m.Index - 1
+		for hint > c.st.Commit {
+			if ht, ok := c.cfg.Log.Term(hint); !ok || ht != t {
+				break
+			}
+			hint--
+		}
+		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: hint, Round: c.seenRound})
 		return
 	}
-	var last uint64
-	for _, e := range m.Entries {
-		last = e.Index
+	appended := len(c.rd.Appends)
+	c.appendEntries(m.Entries)
+	c.match = max(c.match, m.Index+uint64(len(m.Entries)))
+	c.commitTo(min(m.Commit, c.match))
+	if len(c.rd.Appends) == appended {
+		// Nothing new to make durable: answer now, with the read round.
+		c.acked = min(c.durable, c.match)
+		c.send(Message{Type: MsgAppendResp, To: m.From, Index: c.acked, Round: c.seenRound})
+	}
+}
+
+// holds reports whether the local journal has an entry of term at index.
+// Committed entries are the same on every replica, even where the
+// journal no longer holds them.
+func (c *Core) holds(index, term uint64) bool {
+	if index == 0 || index <= c.st.Commit {
+		return true
+	}
+	t, ok := c.cfg.Log.Term(index)
+	return ok && t == term
+}
+
+// appendEntries appends consecutive entries that follow a point where the
+// journals agree. An entry the journal holds is skipped; one that differs
+// replaces the local tail from its index on.
+func (c *Core) appendEntries(entries []Entry) {
+	for _, e := range entries {
 		if e.Index > c.st.LastIndex+1 {
-			c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: c.st.LastIndex})
 			return
 		}
 		if e.Index <= c.st.LastIndex {
-			if t, ok := c.cfg.Log.Term(e.Index); ok && t == e.Term {
-				continue // a resend of what we hold
+			if c.holds(e.Index, e.Term) {
+				continue
 			}
 			// An unacknowledged tail from an older term: the newer
 			// leader's entry replaces it and everything after it.
+			c.durable = min(c.durable, e.Index-1)
 		}
 		c.st.LastIndex, c.st.LastTerm = e.Index, e.Term
 		c.rd.Appends = append(c.rd.Appends, e)
-	}
-	if len(c.rd.Appends) == 0 && last != 0 && c.durable >= last {
-		c.send(Message{Type: MsgAppendResp, To: m.From, Index: last})
 	}
 }
 
 // resend asks the brick to ship entries after index to a lagging follower:
 // it appears as a Fetch addressed to this replica on the follower's behalf.
+// One resend per follower is outstanding at a time, unless it asks for
+// entries further back.
 func (c *Core) resend(to ID, after uint64) {
+	if r, ok := c.resending[to]; ok && after >= r.after {
+		return
+	}
+	c.resending[to] = resend{after: after}
 	c.rd.Messages = append(c.rd.Messages, Message{Type: MsgFetch, From: to, To: c.cfg.ID, Term: c.st.Term, Index: after})
 }
 
@@ -444,7 +677,7 @@ func (c *Core) resend(to ID, after uint64) {
 // journal is ahead, fetch its tail first. Any quorum intersects every
 // write quorum, so the most advanced answer holds every acknowledged write.
 func (c *Core) maybeRecovered() {
-	if c.role != Recovering || len(c.probes) < c.quorum {
+	if c.role != Recovering || len(c.probes) < c.quorum || c.fetching != None {
 		return
 	}
 	best := c.probes[c.cfg.ID]
@@ -454,32 +687,46 @@ func (c *Core) maybeRecovered() {
 		}
 	}
 	if best.From != c.cfg.ID {
-		c.send(Message{Type: MsgFetch, To: best.From, Index: c.st.LastIndex})
+		c.fetching = best.From
+		c.send(Message{Type: MsgFetch, To: best.From, Index: c.recovered})
 		return
 	}
 	c.becomeLeader()
 }
 
-func (c *Core) catchUp(entries []Entry) {
-	for _, e := range entries {
-		if e.Index <= c.st.LastIndex && e.Term <= c.st.LastTerm {
-			continue
-		}
-		c.st.LastIndex, c.st.LastTerm = e.Index, e.Term
-		c.rd.Appends = append(c.rd.Appends, e)
+// catchUp takes entries of the best journal tail. Our journal agrees with
+// it up to c.recovered (initially our commit index: committed entries are
+// in every most advanced tail), so they follow on from there.
+func (c *Core) catchUp(m Message) {
+	c.fetching = None
+	if len(m.Entries) == 0 {
+		return // nothing durable to send yet; Tick asks again
 	}
-	c.probes[c.cfg.ID] = Message{From: c.cfg.ID, LastTerm: c.st.LastTerm, LastIndex: c.st.LastIndex}
+	before := len(c.rd.Appends)
+	c.appendEntries(m.Entries)
+	last := m.Entries[len(m.Entries)-1].Index
+	if len(c.rd.Appends) == before && last > c.st.LastIndex {
+		return // a gap: ignore, Tick asks again
+	}
+	c.recovered = min(last, c.st.LastIndex)
+	c.probes[c.cfg.ID] = c.selfProbe()
 	c.maybeRecovered()
 }
 
 func (c *Core) becomeLeader() {
 	c.role = Leader
-	// Entries recovered from the old term are durable here; those a
-	// quorum already held were committed; the rest are handed to
-	// reconciliation, which rolls them forward on the followers.
-	c.st.Commit = max(c.st.Commit, c.st.LastIndex)
-	for id, p := range c.probes {
-		c.matched[id] = p.LastIndex
-	}
 	c.probes = nil
+	c.termStart = c.st.LastIndex + 1
+	c.matched[c.cfg.ID] = min(c.durable, c.st.LastIndex)
+	if c.st.LastIndex > c.st.Commit {
+		// Entries recovered from older terms commit with the first entry
+		// of this one.
+		c.appendLocal(ReqID{}, [16]byte{}, nil)
+		return
+	}
+	for _, p := range c.cfg.Peers {
+		if p != c.cfg.ID {
+			c.heartbeat(p)
+		}
+	}
 }

@@ -23,6 +23,8 @@ type replica struct {
 	entries   map[uint64]Entry
 	persisted uint64 // term on "disk"
 	applied   []string
+	appliedTo uint64
+	readRound uint64
 }
 
 // cluster drives several cores with a deterministic network. A script
@@ -56,7 +58,7 @@ func newCluster(t *testing.T, n, quorum int) *cluster {
 // restart does.
 func (c *cluster) restart(id ID) {
 	r := c.r[id]
-	st := State{Term: r.persisted}
+	st := State{Term: r.persisted, Commit: r.appliedTo}
 	for i, e := range r.entries {
 		if i > st.LastIndex {
 			st.LastIndex, st.LastTerm = i, e.Term
@@ -66,6 +68,7 @@ func (c *cluster) restart(id ID) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	core.Durable(st.LastIndex) // the whole journal is on disk
 	r.core = core
 }
 
@@ -114,7 +117,7 @@ func (c *cluster) process(id ID) bool {
 				typ = MsgAppend
 			}
 			c.inbox = append(c.inbox, Message{Type: typ, From: id, To: m.From, Term: r.core.State().Term,
-				Index: m.Index, LogTerm: r.entries[m.Index].Term, Entries: es})
+				Index: m.Index, LogTerm: r.entries[m.Index].Term, Commit: r.core.State().Commit, Entries: es})
 			continue
 		}
 		c.inbox = append(c.inbox, m)
@@ -122,8 +125,14 @@ func (c *cluster) process(id ID) bool {
 	if top != 0 {
 		r.core.Durable(top)
 	}
-	for _, e := range rd.Committed {
-		r.applied = append(r.applied, string(e.Data))
+	// Every role applies what committed; no-ops have nothing to apply.
+	for ; r.appliedTo < rd.Commit; r.appliedTo++ {
+		if e := r.entries[r.appliedTo+1]; len(e.Data) > 0 {
+			r.applied = append(r.applied, string(e.Data))
+		}
+	}
+	if rd.ReadRound != 0 {
+		r.readRound = rd.ReadRound
 	}
 	for _, rep := range rd.Replies {
 		s := fmt.Sprintf("%d:%d ok", id, rep.Req.Seq)
@@ -144,23 +153,29 @@ func (c *cluster) ids() []ID {
 	return ids
 }
 
-// stabilize processes and delivers until nothing moves.
+// round processes every replica's Ready, then delivers what was sent.
+// Messages from or to a cut replica are lost.
+func (c *cluster) round() bool {
+	moved := false
+	for _, id := range c.ids() {
+		moved = c.process(id) || moved
+	}
+	msgs := c.inbox
+	c.inbox = nil
+	for _, m := range msgs {
+		if c.cut[m.From] || c.cut[m.To] {
+			continue
+		}
+		c.r[m.To].core.Step(m)
+		moved = true
+	}
+	return moved
+}
+
+// stabilize runs rounds until nothing moves.
 func (c *cluster) stabilize() {
-	for round := 0; round < 1000; round++ {
-		moved := false
-		for _, id := range c.ids() {
-			moved = c.process(id) || moved
-		}
-		msgs := c.inbox
-		c.inbox = nil
-		for _, m := range msgs {
-			if c.cut[m.From] || c.cut[m.To] {
-				continue
-			}
-			c.r[m.To].core.Step(m)
-			moved = true
-		}
-		if !moved {
+	for range 1000 {
+		if !c.round() {
 			return
 		}
 	}
@@ -195,6 +210,18 @@ func (c *cluster) run(line string) {
 		c.r[id(1)].core.Observed(id(2), num(t, f[3]))
 	case "session-lost":
 		c.r[id(1)].core.SessionLost()
+	case "tick": // tick ID
+		c.r[id(1)].core.Tick()
+	case "read": // read ID: start a read round
+		c.r[id(1)].core.ReadIndex()
+	case "expect-read-round": // expect-read-round ID ROUND (highest confirmed)
+		if got := c.r[id(1)].readRound; got != num(t, f[2]) {
+			t.Errorf("%q: read round %d", line, got)
+		}
+	case "expect-commit": // expect-commit ID INDEX
+		if got := c.r[id(1)].core.State().Commit; got != num(t, f[2]) {
+			t.Errorf("%q: commit %d", line, got)
+		}
 	case "propose": // propose ID SEQ DATA
 		c.r[id(1)].core.Propose(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
 	case "cut":
@@ -205,6 +232,8 @@ func (c *cluster) run(line string) {
 		c.restart(id(1))
 	case "stabilize":
 		c.stabilize()
+	case "round": // one round of processing and delivery
+		c.round()
 	case "expect-role": // expect-role ID ROLE
 		if got, _ := c.r[id(1)].core.Role(); got.String() != f[2] {
 			t.Errorf("%q: replica role %v", line, got)
@@ -218,12 +247,16 @@ func (c *cluster) run(line string) {
 		if got != want {
 			t.Errorf("%q: applied %q", line, got)
 		}
-	case "expect-journal": // expect-journal ID TERM:INDEX:DATA...
+	case "expect-journal": // expect-journal ID TERM:INDEX:DATA... (DATA - for a no-op)
 		r := c.r[id(1)]
 		var got []string
 		for i := uint64(1); i <= uint64(len(r.entries)); i++ {
 			e := r.entries[i]
-			got = append(got, fmt.Sprintf("%d:%d:%s", e.Term, e.Index, e.Data))
+			data := string(e.Data)
+			if data == "" {
+				data = "-"
+			}
+			got = append(got, fmt.Sprintf("%d:%d:%s", e.Term, e.Index, data))
 		}
 		if g, w := strings.Join(got, " "), strings.Join(f[2:], " "); g != w {
 			t.Errorf("%q: journal %q", line, g)

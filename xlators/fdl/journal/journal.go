@@ -417,17 +417,33 @@ func (j *Journal) Append(ctx context.Context, rec *Record) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	index, wait, err := j.Queue(rec)
+	if err != nil {
+		return 0, err
+	}
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// Queue is Append in two steps, for a caller that must fix the order of
+// its records without waiting for each one's fdatasync (replication): it
+// gives rec its index and queues it before returning, so records queued
+// one after another are written in that order, and returns wait, which
+// blocks until the record is durable. Records queued together share
+// fdatasyncs. A queued record is written whether or not wait is called.
+func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error) {
 	if !rec.Fop.Op.Valid() {
-		return 0, fmt.Errorf("journal: append of invalid op %d", rec.Fop.Op)
+		return 0, nil, fmt.Errorf("journal: append of invalid op %d", rec.Fop.Op)
 	}
 	size := encodedSize(rec)
 	if size > MaxRecordSize {
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
+		return 0, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
 	}
 	p := &pending{buf: encode(rec, size), done: make(chan error, 1)}
 
 	j.mu.Lock()
-	var err error
 	switch {
 	case j.closed:
 		err = ErrClosed
@@ -442,7 +458,7 @@ func (j *Journal) Append(ctx context.Context, rec *Record) (uint64, error) {
 	}
 	if err != nil {
 		j.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	p.term, p.salt, p.index = j.term, j.salt, j.next
 	j.next++
@@ -453,10 +469,12 @@ func (j *Journal) Append(ctx context.Context, rec *Record) (uint64, error) {
 	seal(p.buf, p.term, p.index, durable, p.salt) // outside the lock: appenders hash in parallel
 	p.ready.Store(true)
 	j.wake()
-	if err := <-p.done; err != nil {
-		return 0, err
+	var once sync.Once
+	wait = func() error {
+		once.Do(func() { err = <-p.done })
+		return err
 	}
-	return p.index, nil
+	return p.index, wait, nil
 }
 
 func (j *Journal) wake() {

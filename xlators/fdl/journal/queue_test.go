@@ -1,9 +1,10 @@
 package journal
 
 import (
-	"github.com/gluon-fs/gluon/xlators/xl"
 	"sync"
 	"testing"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
 // Records queued one after another keep that order however their waits

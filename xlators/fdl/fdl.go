@@ -183,7 +183,15 @@ func (f *FDL) replay(ctx context.Context) error {
 
 // reapply performs a journaled request again, as its original caller.
 func (f *FDL) reapply(ctx context.Context, rec *journal.Record) syscall.Errno {
-	fop := rec.Fop
+	return Reapply(ctx, f.Xlator, rec.Call, rec.Fop).Errno
+}
+
+// Reapply performs a journaled request (fop, made by call) again on x, for
+// a translator that replays journal entries after a crash, when they may
+// or may not have been applied before. It is idempotent where it can be:
+// see "Replay and checkpoints" in the package doc. An fd the request
+// opens is released at once.
+func Reapply(ctx context.Context, x xl.Xlator, call xl.Call, fop xl.Fop) *xl.Result {
 	if xl.Ops[fop.Op].FdBased {
 		// The handle died with the process that opened it: the store
 		// serves an unknown handle with an anonymous fd by GFID. Without
@@ -192,27 +200,26 @@ func (f *FDL) reapply(ctx context.Context, rec *journal.Record) syscall.Errno {
 		fop.Fd.H = 0
 		fop.Fd.Flags &^= syscall.O_APPEND
 	}
-	call := rec.Call
 	ctx = xl.WithCall(ctx, &call)
-	r := xl.Dispatch(ctx, f.Xlator, &fop)
+	r := xl.Dispatch(ctx, x, &fop)
 	if r.Errno == 0 && (fop.Op == xl.OpCreate || fop.Op == xl.OpOpen) {
-		f.Xlator.Release(ctx, r.Fd)
+		x.Release(ctx, r.Fd)
 	}
-	if r.Errno != 0 && f.alreadyDone(ctx, &fop, r.Errno) {
-		return 0
+	if r.Errno != 0 && alreadyDone(ctx, x, &fop, r.Errno) {
+		r.Errno = 0
 	}
-	return r.Errno
+	return r
 }
 
 // alreadyDone reports whether a replayed request failed only because its
 // effect is already in the store.
-func (f *FDL) alreadyDone(ctx context.Context, fop *xl.Fop, e syscall.Errno) bool {
+func alreadyDone(ctx context.Context, x xl.Xlator, fop *xl.Fop, e syscall.Errno) bool {
 	switch {
 	case e == syscall.EEXIST && (fop.Op == xl.OpCreate || fop.Op == xl.OpMkdir || fop.Op == xl.OpMknod || fop.Op == xl.OpSymlink):
-		a, le := f.Xlator.Lookup(ctx, fop.GFID, fop.Name)
+		a, le := x.Lookup(ctx, fop.GFID, fop.Name)
 		return le == 0 && a.GFID == fop.GFID2
 	case e == syscall.EEXIST && fop.Op == xl.OpLink:
-		a, le := f.Xlator.Lookup(ctx, fop.GFID2, fop.Name2)
+		a, le := x.Lookup(ctx, fop.GFID2, fop.Name2)
 		return le == 0 && a.GFID == fop.GFID
 	case e == syscall.ENOENT && (fop.Op == xl.OpUnlink || fop.Op == xl.OpRmdir || fop.Op == xl.OpRename):
 		return true

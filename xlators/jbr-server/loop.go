@@ -1,0 +1,471 @@
+package jbrserver
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
+	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
+)
+
+// inbound is a peer message with its entries decoded.
+type inbound struct {
+	m       core.Message
+	entries []*entry
+}
+
+// syncJob is a queued journal record whose durability the syncer awaits.
+type syncJob struct {
+	jidx uint64
+	wait func() error
+}
+
+// pendingRound is a read round waiting for a quorum's confirmation.
+type pendingRound struct {
+	round, index uint64
+	reqs         []*request
+}
+
+type barrierWait struct {
+	index uint64
+	r     *request
+}
+
+// loop is the one goroutine that owns the core and carries out its
+// Ready: persist the term, queue appends to the journal (their fsyncs
+// proceed together, reported back by the syncer), send messages, hand
+// committed entries to the applier, answer callers.
+type loop struct {
+	s   *Server
+	c   *core.Core
+	log *jlog
+
+	reqs      map[core.ReqID][]*request // proposals waiting to commit
+	proposing map[core.ReqID]*entry     // proposed in this step
+	stage     map[uint64]*entry         // entries of the message being stepped
+	reads     []*request                // reads waiting for the next round
+	rounds    []pendingRound
+	barriers  []barrierWait
+	committed uint64 // outcomes registered up to here
+	submitted uint64 // handed to the applier up to here
+	role      core.Role
+	broken    bool // the journal failed: refuse everything
+}
+
+func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {
+	l := &loop{
+		s: s, c: c, log: cs.log,
+		reqs:      map[core.ReqID][]*request{},
+		proposing: map[core.ReqID]*entry{},
+		stage:     map[uint64]*entry{},
+		committed: cs.applied,
+		submitted: cs.applied,
+	}
+	s.dj.Store(s.j.Stat().LastIndex)
+	l.commit(cs.commit)
+	return l
+}
+
+func (l *loop) run() {
+	defer close(l.s.done)
+	defer close(l.s.syncq)
+	defer l.failAll(errStopped)
+	tick := time.NewTicker(l.s.opts.Heartbeat)
+	defer tick.Stop()
+	events := l.s.opts.Elector.Events()
+	for {
+		select {
+		case <-l.s.stop:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				l.c.SessionLost()
+				break
+			}
+			l.elector(ev)
+		case in := <-l.s.inbox:
+			if !l.broken {
+				for _, e := range in.entries {
+					l.stage[e.Index] = e
+				}
+				l.c.Step(in.m)
+			}
+		case r := <-l.s.reqs:
+			l.request(r)
+			// Take what else is waiting, so that reads share a round.
+		drain:
+			for range 256 {
+				select {
+				case r := <-l.s.reqs:
+					l.request(r)
+				default:
+					break drain
+				}
+			}
+		case <-l.s.kick:
+			l.onDurable()
+		case now := <-tick.C:
+			l.c.Tick()
+			l.expire(now)
+		}
+		l.process()
+		if len(l.reads) > 0 {
+			l.startRound()
+			l.process()
+		}
+	}
+}
+
+func (l *loop) elector(ev election.Event) {
+	switch ev.Kind {
+	case election.Elected:
+		if ev.Leader == int(l.s.id) && !l.broken {
+			l.s.log.Info("jbr: elected; recovering before taking requests", "term", ev.Term)
+			l.c.Elected(ev.Term)
+		}
+	case election.Observed:
+		l.c.Observed(core.ID(ev.Leader), ev.Term)
+	case election.Lost:
+		l.c.SessionLost()
+	}
+}
+
+func (l *loop) request(r *request) {
+	role, _ := l.c.Role()
+	switch {
+	case l.broken:
+		r.reply <- answer{errno: syscall.EIO}
+	case role != core.Leader:
+		r.reply <- answer{errno: syscall.EREMOTE}
+	case r.kind == propose:
+		if out := l.s.results.get(r.e.Req); out != nil {
+			r.reply <- answer{out: out} // a retry of a committed request
+			return
+		}
+		first := len(l.reqs[r.e.Req]) == 0
+		l.reqs[r.e.Req] = append(l.reqs[r.e.Req], r)
+		if first {
+			l.proposing[r.e.Req] = r.e
+			l.c.Propose(r.e.Req, r.e.Key, r.e.Data)
+			l.s.metrics.proposals.Inc()
+		}
+	case r.kind == readRound:
+		l.reads = append(l.reads, r)
+	case r.kind == barrier:
+		if st := l.c.State(); st.Commit >= st.LastIndex {
+			r.reply <- answer{}
+		} else {
+			l.barriers = append(l.barriers, barrierWait{st.LastIndex, r})
+		}
+	}
+}
+
+func (l *loop) startRound() {
+	round := l.c.ReadIndex()
+	if round == 0 {
+		for _, r := range l.reads {
+			r.reply <- answer{errno: syscall.EREMOTE}
+		}
+	} else {
+		l.rounds = append(l.rounds, pendingRound{round: round, index: l.c.State().Commit, reqs: l.reads})
+	}
+	l.reads = nil
+}
+
+// process carries out the core's Ready.
+func (l *loop) process() {
+	rd := l.c.Ready()
+	if !rd.Empty() && !l.broken {
+		if rd.Term != 0 {
+			if err := l.s.j.StartTerm(rd.Term); err != nil {
+				l.fail(err)
+				return
+			}
+			l.s.metrics.term.Set(float64(rd.Term))
+		}
+		for _, ce := range rd.Appends {
+			if !l.append(ce) {
+				return
+			}
+		}
+		for _, m := range rd.Messages {
+			l.route(m)
+		}
+		if rd.Commit != 0 {
+			l.commit(rd.Commit)
+		}
+		for _, rep := range rd.Replies {
+			l.reply(rep)
+		}
+		if rd.ReadRound != 0 {
+			l.confirm(rd.ReadRound)
+		}
+		l.submitApplies()
+	}
+	clear(l.proposing)
+	clear(l.stage)
+	if role, _ := l.c.Role(); role != core.Leader && l.role == core.Leader {
+		// Reads and fsyncs waiting on this leadership cannot be served.
+		l.failReads(syscall.ENOTCONN)
+	}
+	l.s.publish()
+}
+
+// append queues an entry to the journal. Its fsync proceeds with the
+// others queued; the syncer reports when it is durable.
+func (l *loop) append(ce core.Entry) bool {
+	var e *entry
+	switch {
+	case len(ce.Data) == 0:
+		e = &entry{Entry: ce, noop: true}
+	case l.stage[ce.Index] != nil && l.stage[ce.Index].Term == ce.Term:
+		e = l.stage[ce.Index]
+	case l.proposing[ce.Req] != nil:
+		e = l.proposing[ce.Req]
+		e.Term, e.Index = ce.Term, ce.Index
+	default:
+		var err error
+		if e, err = newEntry(ce); err != nil {
+			l.fail(err)
+			return false
+		}
+	}
+	jidx, wait, err := l.s.j.Queue(e.record(l.c.State().Commit))
+	if err != nil {
+		l.fail(err)
+		return false
+	}
+	l.log.add(e, jidx)
+	l.s.syncq <- syncJob{jidx, wait}
+	return true
+}
+
+func (l *loop) route(m core.Message) {
+	if m.Type == core.MsgFetch && m.To == l.s.id {
+		st := l.c.State()
+		resp := core.Message{Type: core.MsgFetchResp, From: l.s.id, To: m.From, Term: st.Term, Index: m.Index}
+		if role, _ := l.c.Role(); role == core.Leader {
+			// A lagging follower's share, on its behalf.
+			resp.Type = core.MsgAppend
+			resp.LogTerm, _ = l.log.Term(m.Index)
+			resp.Commit = st.Commit
+		}
+		select {
+		case l.s.fetches <- fetch{msg: resp, spans: l.log.spans(m.Index)}:
+		default: // the fetcher is busy: the peer asks again
+		}
+		return
+	}
+	if p := l.s.peers[m.To]; p != nil {
+		p.send(m)
+	}
+}
+
+// commit registers the outcomes of newly committed requests, so that a
+// retry finds them from now on, and releases fsyncs.
+func (l *loop) commit(index uint64) {
+	role, _ := l.c.Role()
+	for i := l.committed + 1; i <= index; i++ {
+		e := l.log.entries[i]
+		if e == nil || e.noop {
+			continue
+		}
+		e.out = newOutcome(i)
+		e.local = role == core.Leader && len(l.reqs[e.Req]) > 0
+		l.s.results.add(e.Req, e.out)
+		l.s.metrics.commits.Inc()
+	}
+	l.committed = max(l.committed, index)
+	keep := l.barriers[:0]
+	for _, b := range l.barriers {
+		if b.index <= l.committed {
+			b.r.reply <- answer{}
+		} else {
+			keep = append(keep, b)
+		}
+	}
+	l.barriers = keep
+}
+
+func (l *loop) reply(rep core.Reply) {
+	rs := l.reqs[rep.Req]
+	delete(l.reqs, rep.Req)
+	var a answer
+	switch {
+	case rep.Err == core.ErrNotLeader:
+		a.errno = syscall.EREMOTE
+	case rep.Err != nil:
+		a.errno = syscall.ENOTCONN
+	default:
+		if a.out = l.s.results.get(rep.Req); a.out == nil {
+			a.errno = syscall.ENOTCONN
+		}
+	}
+	now := time.Now()
+	for _, r := range rs {
+		if a.errno == 0 {
+			l.s.metrics.latency.Observe(now.Sub(r.start).Seconds())
+		}
+		r.reply <- a
+	}
+}
+
+func (l *loop) confirm(round uint64) {
+	k := 0
+	for ; k < len(l.rounds) && l.rounds[k].round <= round; k++ {
+		for _, r := range l.rounds[k].reqs {
+			r.reply <- answer{index: l.rounds[k].index}
+		}
+	}
+	l.rounds = l.rounds[k:]
+}
+
+// onDurable takes the syncer's news: the journal is durable further.
+func (l *loop) onDurable() {
+	if err := l.s.jerr.Load(); err != nil && !l.broken {
+		l.fail(*err)
+		return
+	}
+	dj := l.s.dj.Load()
+	l.c.Durable(l.log.durable(dj))
+	for _, j := range l.log.takeReplaced(dj) {
+		l.s.j.MarkApplied(j)
+	}
+}
+
+// submitApplies hands the applier every entry both committed and durable
+// here, in order, and returns how many.
+func (l *loop) submitApplies() int {
+	limit := min(l.committed, l.log.durable(l.s.dj.Load()))
+	n := 0
+	for ; l.submitted < limit; n++ {
+		i := l.submitted + 1
+		e := l.log.entries[i]
+		if e == nil {
+			l.s.log.Error("jbr: committed entry missing from the log", "index", i)
+			break
+		}
+		delete(l.log.entries, i)
+		l.s.apply.submit(e)
+		l.submitted = i
+	}
+	return n
+}
+
+// expire fails requests still waiting for a quorum at their deadline:
+// ENOTCONN, which jbr-client retries with the same request id.
+func (l *loop) expire(now time.Time) {
+	for id, rs := range l.reqs {
+		keep := rs[:0]
+		for _, r := range rs {
+			if now.After(r.deadline) {
+				r.reply <- answer{errno: syscall.ENOTCONN}
+			} else {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) == 0 {
+			delete(l.reqs, id)
+		} else {
+			l.reqs[id] = keep
+		}
+	}
+	for len(l.rounds) > 0 && now.After(l.rounds[0].reqs[0].deadline) {
+		for _, r := range l.rounds[0].reqs {
+			r.reply <- answer{errno: syscall.ENOTCONN}
+		}
+		l.rounds = l.rounds[1:]
+	}
+	keep := l.barriers[:0]
+	for _, b := range l.barriers {
+		if now.After(b.r.deadline) {
+			b.r.reply <- answer{errno: syscall.ENOTCONN}
+		} else {
+			keep = append(keep, b)
+		}
+	}
+	l.barriers = keep
+}
+
+func (l *loop) failReads(e syscall.Errno) {
+	for _, r := range l.reads {
+		r.reply <- answer{errno: e}
+	}
+	for _, pr := range l.rounds {
+		for _, r := range pr.reqs {
+			r.reply <- answer{errno: e}
+		}
+	}
+	for _, b := range l.barriers {
+		b.r.reply <- answer{errno: e}
+	}
+	l.reads, l.rounds, l.barriers = nil, nil, nil
+}
+
+func (l *loop) failAll(e syscall.Errno) {
+	for id, rs := range l.reqs {
+		for _, r := range rs {
+			r.reply <- answer{errno: e}
+		}
+		delete(l.reqs, id)
+	}
+	l.failReads(e)
+	// Callers that got here after the loop stopped.
+	for {
+		select {
+		case r := <-l.s.reqs:
+			r.reply <- answer{errno: e}
+		default:
+			return
+		}
+	}
+}
+
+// fail stops the brick from taking part: the journal refused a write, so
+// nothing it says can be trusted to be durable.
+func (l *loop) fail(err error) {
+	if l.broken {
+		return
+	}
+	l.broken = true
+	l.s.log.Error("jbr: journal failed; this brick leaves its replica set until restarted", "err", err)
+	l.c.SessionLost()
+	l.c.Ready() // nothing of it can be carried out
+	for id, rs := range l.reqs {
+		for _, r := range rs {
+			r.reply <- answer{errno: syscall.EIO}
+		}
+		delete(l.reqs, id)
+	}
+	l.failReads(syscall.EIO)
+}
+
+// syncer waits for queued records to become durable, in order, and tells
+// the loop. Waiting in order costs nothing: the journal makes a prefix
+// durable.
+func (s *Server) syncer() {
+	for job := range s.syncq {
+		if err := job.wait(); err != nil {
+			s.jerr.CompareAndSwap(nil, &err)
+		} else {
+			s.dj.Store(job.jidx)
+		}
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// publish makes the loop's view visible to callers. Loop (and New) only.
+func (s *Server) publish() {
+	role, leader := s.loop.c.Role()
+	st := s.loop.c.State()
+	if old := s.snap.Load(); old != nil && (old.role != role || old.leader != leader || old.term != st.Term) {
+		s.log.Info("jbr: leadership changed", "role", role, "leader", leader, "term", st.Term)
+	}
+	s.loop.role = role
+	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm, commit: st.Commit})
+	s.metrics.role.Set(float64(role))
+}

@@ -1,0 +1,60 @@
+package jbrserver
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+	proposals  prometheus.Counter
+	commits    prometheus.Counter
+	applied    prometheus.Counter
+	latency    prometheus.Histogram
+	term       prometheus.Gauge
+	role       prometheus.Gauge
+}
+
+// newMetrics creates the server's metrics, labelled with its volume, set
+// and brick, and registers them if opts.Metrics is set. A registration
+// failure (a duplicate brick) is logged; the metrics then go nowhere.
+func newMetrics(opts Options) *metrics {
+	labels := prometheus.Labels{"volume": opts.Volume, "set": strconv.Itoa(opts.Set), "brick": strconv.Itoa(opts.Self)}
+	m := &metrics{
+		reg: opts.Metrics,
+		proposals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "proposals_total",
+			Help: "Mutating requests this brick proposed as leader.", ConstLabels: labels}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "commits_total",
+			Help: "Requests this brick saw committed.", ConstLabels: labels}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "applied_total",
+			Help: "Committed requests applied to the local store.", ConstLabels: labels}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "gluon", Subsystem: "jbr", Name: "commit_latency_seconds",
+			Help: "Time from a request's arrival at the leader to its commit.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18)}),
+		term: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "term",
+			Help: "Highest term this brick has seen.", ConstLabels: labels}),
+		role: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "role",
+			Help: "This brick's role: 0 follower, 1 recovering leader, 2 leader.", ConstLabels: labels}),
+	}
+	if m.reg == nil {
+		return m
+	}
+	for _, c := range []prometheus.Collector{m.proposals, m.commits, m.applied, m.latency, m.term, m.role} {
+		if err := m.reg.Register(c); err != nil {
+			opts.Logger.Warn("jbr: metrics not registered", "err", err)
+			continue
+		}
+		m.collectors = append(m.collectors, c)
+	}
+	return m
+}
+
+// unregister removes the metrics, so that a brick restarted in the same
+// process can register again.
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}

@@ -1,0 +1,205 @@
+package jbrserver
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/gluon-fs/gluon/xlators/fdl/journal"
+	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// requestKind says what a request asks of the loop.
+type requestKind int
+
+const (
+	propose   requestKind = iota // replicate and apply a mutating request
+	readRound                    // confirm leadership for a read
+	barrier                      // wait until everything proposed so far commits
+)
+
+// request is a caller waiting on the loop.
+type request struct {
+	kind     requestKind
+	e        *entry // propose
+	start    time.Time
+	deadline time.Time
+	reply    chan answer // buffered: the loop never blocks on it
+}
+
+// answer is the loop's reply: an errno, or the outcome to wait for, or
+// the index a read must see applied.
+type answer struct {
+	errno syscall.Errno
+	out   *outcome
+	index uint64
+}
+
+// ask sends r to the loop and waits for its answer.
+func (s *Server) ask(r *request) answer {
+	r.start = time.Now()
+	r.deadline = r.start.Add(s.opts.RequestTimeout)
+	r.reply = make(chan answer, 1)
+	select {
+	case s.reqs <- r:
+	case <-s.stop:
+		return answer{errno: errStopped}
+	}
+	select {
+	case a := <-r.reply:
+		return a
+	case <-s.done:
+		// The loop answered everything it held before ending.
+		select {
+		case a := <-r.reply:
+			return a
+		default:
+			return answer{errno: errStopped}
+		}
+	}
+}
+
+// leading answers EREMOTE unless this brick leads.
+func (s *Server) leading() syscall.Errno {
+	if s.snap.Load().role != core.Leader {
+		return syscall.EREMOTE
+	}
+	return 0
+}
+
+// quorumVisible reports whether enough peers are connected for a write
+// to commit.
+func (s *Server) quorumVisible() bool {
+	n := 1
+	for _, p := range s.peers {
+		if p.connected() {
+			n++
+		}
+	}
+	if n >= s.quorum {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if last := s.lastWarn.Load(); now-last > int64(5*time.Second) && s.lastWarn.CompareAndSwap(last, now) {
+		s.log.Warn("jbr: refusing writes with EROFS: too few peers connected for a quorum", "connected", n, "quorum", s.quorum)
+	}
+	return false
+}
+
+// write replicates a mutating request and answers with the local
+// store's result once it is committed and applied.
+func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
+	if e := s.leading(); e != 0 {
+		return &xl.Result{Errno: e}
+	}
+	if !s.quorumVisible() {
+		return &xl.Result{Errno: syscall.EROFS}
+	}
+	if f.Op == xl.OpWrite && len(f.Data) > xl.MaxIO {
+		return &xl.Result{Errno: syscall.EINVAL}
+	}
+	if ctx.Err() != nil {
+		return &xl.Result{Errno: syscall.EINTR}
+	}
+	call := *xl.CallFrom(ctx)
+	var x xl.Xdata
+	for k, v := range call.Xdata {
+		if k != keysKey && k != posKey { // ours alone
+			if x == nil {
+				x = xl.Xdata{}
+			}
+			x[k] = v
+		}
+	}
+	if extra := namedObjects(ctx, s.child, f); len(extra) > 0 {
+		if x == nil {
+			x = xl.Xdata{}
+		}
+		x[keysKey] = extra
+	}
+	call.Xdata = x
+	if call.Client == ([16]byte{}) && call.Seq == 0 {
+		// No request id: a retry of this request cannot be recognised.
+		call.Client, call.Seq = s.client, s.seq.Add(1)
+	}
+	e := &entry{call: call, fop: *f}
+	var off int
+	e.Data, off = encodeRequest(&e.call, &e.fop)
+	if len(e.Data) > journal.MaxRecordSize-4096 {
+		return &xl.Result{Errno: syscall.E2BIG}
+	}
+	if e.fop.Data != nil {
+		e.fop.Data = e.Data[off:] // ours: the caller's buffer is not
+	}
+	e.keys = conflictKeys(&e.fop, x[keysKey])
+	e.Req = core.ReqID{Client: call.Client, Seq: call.Seq}
+	e.Key = e.keys[0]
+	a := s.ask(&request{kind: propose, e: e})
+	if a.errno != 0 {
+		return &xl.Result{Errno: a.errno}
+	}
+	select {
+	case <-a.out.done:
+	case <-s.done:
+		return &xl.Result{Errno: errStopped}
+	}
+	r := a.out.res
+	return &r
+}
+
+// openTrunc is Open with O_TRUNC: a replicated truncate to zero, then a
+// local open without O_TRUNC.
+func (s *Server) openTrunc(ctx context.Context, f *xl.Fop) *xl.Result {
+	r := s.write(ctx, &xl.Fop{Op: xl.OpTruncate, GFID: f.GFID})
+	if r.Errno != 0 {
+		return r
+	}
+	fd, e := s.child.Open(ctx, f.GFID, f.Flags&^syscall.O_TRUNC)
+	return &xl.Result{Fd: fd, Errno: e}
+}
+
+// fsync returns once every entry proposed before it has committed: each
+// is then durable in a quorum of journals.
+func (s *Server) fsync(ctx context.Context, f *xl.Fop) *xl.Result {
+	if e := s.leading(); e != 0 {
+		return &xl.Result{Errno: e}
+	}
+	if a := s.ask(&request{kind: barrier}); a.errno != 0 {
+		return &xl.Result{Errno: a.errno}
+	}
+	if s.opts.FsyncChild {
+		return xl.Dispatch(ctx, s.child, f)
+	}
+	return &xl.Result{}
+}
+
+// read serves a request that does not change the store, as the
+// consistency level says.
+func (s *Server) read(ctx context.Context, f *xl.Fop) *xl.Result {
+	var index uint64
+	switch s.opts.Consistency {
+	case Linearizable:
+		if e := s.leading(); e != 0 {
+			return &xl.Result{Errno: e}
+		}
+		a := s.ask(&request{kind: readRound})
+		if a.errno != 0 {
+			return &xl.Result{Errno: a.errno}
+		}
+		index = a.index
+	case Lease:
+		sn := s.snap.Load()
+		if sn.role != core.Leader {
+			return &xl.Result{Errno: syscall.EREMOTE}
+		}
+		index = sn.commit
+	}
+	if index > 0 && !s.apply.wait(ctx, readKey(f), index) {
+		if ctx.Err() != nil {
+			return &xl.Result{Errno: syscall.EINTR}
+		}
+		return &xl.Result{Errno: errStopped}
+	}
+	return xl.Dispatch(ctx, s.child, f)
+}

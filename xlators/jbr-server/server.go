@@ -1,0 +1,396 @@
+package jbrserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gluon-fs/gluon/xlators/fdl/journal"
+	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
+	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Ipc ops answered by the server; every other op goes to the child.
+const (
+	// IpcStep carries peer messages (replica to replica).
+	IpcStep xl.IpcOp = "jbr.step"
+	// IpcLeader returns who leads: Xdata{"leader": index, "term": term},
+	// both decimal; the leader is -1 when unknown. See ParseLeader.
+	IpcLeader xl.IpcOp = "jbr.leader"
+	// IpcStatus returns Xdata{"status": Status as JSON}.
+	IpcStatus xl.IpcOp = "jbr.status"
+)
+
+// Consistency levels for reads (see the package doc).
+const (
+	Linearizable = "linearizable"
+	Lease        = "lease"
+	FollowerRead = "follower"
+)
+
+// Defaults.
+const (
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultHeartbeat      = 100 * time.Millisecond
+	// ResultsWindow is how many committed requests' results each brick
+	// keeps to answer retries.
+	ResultsWindow = 1 << 16
+)
+
+// Elector reports leadership events; *election.Campaign is one, and
+// FakeElector another.
+type Elector interface {
+	Events() <-chan election.Event
+}
+
+// Options configure a Server.
+type Options struct {
+	Volume string
+	Set    int // replica set index
+	Self   int // this brick's index within the set, 0..Replicas-1
+	// Replicas is the number of bricks in the set.
+	Replicas int
+	// Quorum is how many replicas, the leader included, must hold an
+	// entry durably before it commits; 0 means a majority.
+	Quorum int
+	// Peers reaches the other bricks of the set (protocol clients),
+	// keyed by index.
+	Peers map[int]xl.Xlator
+	// Journal is this brick's journal, opened by the brick, which closes
+	// it after Close.
+	Journal *journal.Journal
+	// Elector delivers leadership changes.
+	Elector Elector
+	// Consistency is Linearizable (default), Lease or FollowerRead.
+	Consistency string
+	// RequestTimeout bounds how long a request may wait for a quorum
+	// (default DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// Heartbeat is how often a leader heartbeats its followers, and the
+	// granularity of request timeouts (default DefaultHeartbeat).
+	Heartbeat time.Duration
+	// FsyncChild makes Fsync on the leader also fsync the local store;
+	// without it Fsync only waits for the file's entries to commit, which
+	// makes them durable on a quorum of journals.
+	FsyncChild bool
+	Logger     *slog.Logger
+	// Metrics, if set, receives the server's metrics.
+	Metrics prometheus.Registerer
+}
+
+// Server is the JBR server translator. It sits on a brick above the local
+// store (its child) and replicates every mutating request to the other
+// bricks of its replica set.
+type Server struct {
+	xl.Funnel
+	child   xl.Xlator
+	opts    Options
+	log     *slog.Logger
+	j       *journal.Journal
+	id      core.ID
+	peers   map[core.ID]*peer
+	quorum  int
+	results *results
+	apply   *applier
+	metrics *metrics
+
+	// client and seq name requests that come without a request id.
+	client [16]byte
+	seq    atomic.Uint64
+
+	ctx     context.Context // cancelled by Close: applies, sends, fetches
+	cancel  context.CancelFunc
+	stop    chan struct{} // closed by Close: the loop ends
+	done    chan struct{} // closed once the loop has ended
+	wg      sync.WaitGroup
+	closing sync.Once
+
+	reqs    chan *request
+	inbox   chan inbound
+	fetches chan fetch
+	syncq   chan syncJob
+	kick    chan struct{} // durability moved
+	dj      atomic.Uint64 // journal durable up to here
+	jerr    atomic.Pointer[error]
+
+	snap     atomic.Pointer[snapshot]
+	lastWarn atomic.Int64 // unix nanos of the last quorum warning
+
+	loop *loop
+}
+
+// snapshot is what the loop publishes for callers.
+type snapshot struct {
+	role              core.Role
+	leader            core.ID
+	term              uint64
+	lastIndex, commit uint64
+	lastTerm          uint64
+}
+
+// Status describes a server, for operators (gluon recon status).
+type Status struct {
+	Volume      string `json:"volume"`
+	Set         int    `json:"set"`
+	Self        int    `json:"self"`
+	Role        string `json:"role"`
+	Leader      int    `json:"leader"` // -1 when unknown
+	Term        uint64 `json:"term"`
+	LastIndex   uint64 `json:"last_index"`
+	LastTerm    uint64 `json:"last_term"`
+	Commit      uint64 `json:"commit"`
+	Applied     uint64 `json:"applied"`
+	Consistency string `json:"consistency"`
+}
+
+var (
+	_ xl.Xlator    = (*Server)(nil)
+	_ xl.Lifecycle = (*Server)(nil)
+)
+
+// New starts a JBR server over child. It rebuilds the replicated log from
+// the journal and, before returning, applies the entries known committed
+// but not applied (a crash between the two); entries it cannot tell are
+// committed wait for the leader to say so. It starts as a follower with
+// no known leader.
+func New(child xl.Xlator, opts Options) (*Server, error) {
+	if err := check(child, &opts); err != nil {
+		return nil, err
+	}
+	log := opts.Logger.With("xlator", "jbr-server", "volume", opts.Volume, "set", opts.Set, "brick", opts.Self)
+	cs, err := scanJournal(opts.Journal)
+	if err != nil {
+		return nil, fmt.Errorf("jbr: reading the journal: %w", err)
+	}
+	lastIndex, lastTerm := cs.log.last()
+	st := core.State{Term: opts.Journal.Term(), LastTerm: lastTerm, LastIndex: lastIndex, Commit: cs.commit}
+	peers := []core.ID{}
+	for i := range opts.Replicas {
+		peers = append(peers, core.ID(i))
+	}
+	c, err := core.New(core.Config{ID: core.ID(opts.Self), Peers: peers, Log: cs.log, Quorum: opts.Quorum}, st)
+	if err != nil {
+		return nil, err
+	}
+	c.Durable(lastIndex) // the journal is durable once open
+
+	s := &Server{
+		child:   child,
+		opts:    opts,
+		log:     log,
+		j:       opts.Journal,
+		id:      core.ID(opts.Self),
+		peers:   map[core.ID]*peer{},
+		quorum:  opts.Quorum,
+		results: newResults(ResultsWindow),
+		metrics: newMetrics(opts),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		reqs:    make(chan *request, 256),
+		inbox:   make(chan inbound, 256),
+		fetches: make(chan fetch, 64),
+		syncq:   make(chan syncJob, 4096),
+		kick:    make(chan struct{}, 1),
+	}
+	if s.quorum == 0 {
+		s.quorum = opts.Replicas/2 + 1
+	}
+	s.Funnel.H = s.handle
+	if _, err := rand.Read(s.client[:]); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.apply = newApplier(s, cs.applied)
+	for i, x := range opts.Peers {
+		s.peers[core.ID(i)] = newPeer(s, core.ID(i), x)
+	}
+	s.loop = newLoop(s, c, cs)
+	s.publish()
+
+	// Cold start: apply what is known committed, as FDL replays.
+	replay := s.loop.submitApplies()
+	if replay > 0 {
+		log.Info("jbr: replaying committed entries not applied before a restart", "entries", replay, "commit", cs.commit)
+		s.apply.wait(context.Background(), xl.GFID{}, s.apply.submitted)
+	}
+	log.Info("jbr: started", "term", st.Term, "last_index", lastIndex, "commit", cs.commit,
+		"applied", s.apply.appliedIndex(), "journal_records", cs.records)
+	// recon: reconciliation hooks in here, before the brick joins its
+	// set: it sees Status and the journal, and may repair the store.
+
+	s.wg.Add(3 + len(s.peers))
+	go func() { defer s.wg.Done(); s.loop.run() }()
+	go func() { defer s.wg.Done(); s.syncer() }()
+	go func() { defer s.wg.Done(); s.fetcher(s.ctx) }()
+	for _, p := range s.peers {
+		go func() { defer s.wg.Done(); p.run(s.ctx) }()
+	}
+	return s, nil
+}
+
+func check(child xl.Xlator, o *Options) error {
+	switch {
+	case child == nil:
+		return errors.New("jbr: no child")
+	case o.Journal == nil:
+		return errors.New("jbr: no journal")
+	case o.Elector == nil:
+		return errors.New("jbr: no elector")
+	case o.Replicas < 1:
+		return fmt.Errorf("jbr: %d replicas", o.Replicas)
+	case o.Self < 0 || o.Self >= o.Replicas:
+		return fmt.Errorf("jbr: brick index %d outside a set of %d", o.Self, o.Replicas)
+	case o.Quorum < 0 || o.Quorum > o.Replicas:
+		return fmt.Errorf("jbr: quorum %d impossible with %d replicas", o.Quorum, o.Replicas)
+	case len(o.Peers) != o.Replicas-1:
+		return fmt.Errorf("jbr: %d peers for a set of %d", len(o.Peers), o.Replicas)
+	case o.RequestTimeout < 0 || o.Heartbeat < 0:
+		return errors.New("jbr: negative timeout")
+	}
+	for i, x := range o.Peers {
+		if i < 0 || i >= o.Replicas || i == o.Self || x == nil {
+			return fmt.Errorf("jbr: bad peer %d", i)
+		}
+	}
+	switch o.Consistency {
+	case "":
+		o.Consistency = Linearizable
+	case Linearizable, Lease, FollowerRead:
+	default:
+		return fmt.Errorf("jbr: unknown consistency %q (want %s, %s or %s)", o.Consistency, Linearizable, Lease, FollowerRead)
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Close stops the server: requests in flight fail with ENOTCONN, entries
+// being applied finish, the rest stay in the journal for the next start.
+// It closes neither the journal nor the child.
+func (s *Server) Close() error {
+	s.closing.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.cancel()
+		s.apply.close()
+		s.wg.Wait()
+		s.metrics.unregister()
+	})
+	return nil
+}
+
+// Status returns the server's state.
+func (s *Server) Status() Status {
+	sn := s.snap.Load()
+	return Status{
+		Volume: s.opts.Volume, Set: s.opts.Set, Self: s.opts.Self,
+		Role: sn.role.String(), Leader: int(sn.leader), Term: sn.term,
+		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit,
+		Applied: s.apply.appliedIndex(), Consistency: s.opts.Consistency,
+	}
+}
+
+// ParseLeader reads an IpcLeader reply.
+func ParseLeader(x xl.Xdata) (leader int, term uint64, err error) {
+	leader, err = strconv.Atoi(string(x["leader"]))
+	if err == nil {
+		term, err = strconv.ParseUint(string(x["term"]), 10, 64)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("jbr: bad leader reply: %w", err)
+	}
+	return leader, term, nil
+}
+
+// handle routes every op: Ipc, local-only fd ops, writes, reads.
+func (s *Server) handle(ctx context.Context, f *xl.Fop) *xl.Result {
+	switch {
+	case f.Op == xl.OpIpc:
+		return s.ipc(ctx, f)
+	case f.Op == xl.OpFlush || f.Op == xl.OpRelease || f.Op == xl.OpReleasedir:
+		// Fds are the local store's: they never replicate.
+		return xl.Dispatch(ctx, s.child, f)
+	case f.Op == xl.OpFsync:
+		return s.fsync(ctx, f)
+	case f.Op == xl.OpOpen && f.Mutates():
+		return s.openTrunc(ctx, f)
+	case f.Mutates():
+		return s.write(ctx, f)
+	}
+	return s.read(ctx, f)
+}
+
+func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
+	switch xl.IpcOp(f.Name) {
+	case IpcStep:
+		return &xl.Result{Errno: s.step(ctx, f.Xdata[stepKey])}
+	case IpcLeader:
+		sn := s.snap.Load()
+		leader := sn.leader
+		if sn.role != core.Leader && leader == s.id {
+			leader = core.None // recovering: not serving yet
+		}
+		return &xl.Result{Xdata: xl.Xdata{
+			"leader": []byte(strconv.Itoa(int(leader))),
+			"term":   []byte(strconv.FormatUint(sn.term, 10)),
+		}}
+	case IpcStatus:
+		b, err := json.Marshal(s.Status())
+		if err != nil {
+			return &xl.Result{Errno: syscall.EIO}
+		}
+		return &xl.Result{Xdata: xl.Xdata{"status": b}}
+	}
+	return xl.Dispatch(ctx, s.child, f)
+}
+
+// step hands peer messages to the loop, in order, and returns before
+// they are processed: answers travel as messages of their own.
+func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
+	ms, err := decodeMessages(b)
+	if err != nil {
+		s.log.Warn("jbr: refusing peer messages", "err", err)
+		return syscall.EINVAL
+	}
+	for _, m := range ms {
+		if m.To != s.id || m.From == s.id || s.peers[m.From] == nil {
+			s.log.Warn("jbr: refusing a peer message not meant for this brick", "from", m.From, "to", m.To)
+			return syscall.EINVAL
+		}
+		in := inbound{m: m}
+		for _, e := range m.Entries {
+			en, err := newEntry(e)
+			if err != nil {
+				s.log.Warn("jbr: refusing peer messages", "from", m.From, "err", err)
+				return syscall.EINVAL
+			}
+			in.entries = append(in.entries, en)
+		}
+		select {
+		case s.inbox <- in:
+		case <-s.stop:
+			return syscall.ENOTCONN
+		case <-ctx.Done():
+			return syscall.EINTR
+		}
+	}
+	return 0
+}

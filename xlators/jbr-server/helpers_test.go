@@ -52,14 +52,15 @@ func testLogger(t *testing.T) *slog.Logger {
 type link struct {
 	xl.Funnel
 	to   atomic.Pointer[Server]
-	down atomic.Bool
+	down atomic.Bool // disconnected
+	lose atomic.Bool // looks connected, but loses every message
 }
 
 func newLink() *link {
 	l := &link{}
 	l.H = func(ctx context.Context, f *xl.Fop) *xl.Result {
 		s := l.to.Load()
-		if l.down.Load() || s == nil {
+		if l.down.Load() || l.lose.Load() || s == nil {
 			return &xl.Result{Errno: syscall.ENOTCONN}
 		}
 		return xl.Dispatch(ctx, s, f)
@@ -329,4 +330,10 @@ func (c *cluster) sameEverywhere(name, want string) {
 			c.t.Errorf("brick %d: %s holds %q (%v), want %q", nd.i, name, b, err, want)
 		}
 	}
+}
+
+// readAll reads name from brick i's directory.
+func readAll(c *cluster, i int, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(c.n[i].dir, name))
+	return string(b), err
 }

@@ -242,11 +242,12 @@ func (l *loop) append(ce core.Entry) bool {
 }
 
 func (l *loop) route(m core.Message) {
-	if m.Type == core.MsgFetch && m.To == l.s.id {
+	if (m.Type == core.MsgFetch || m.Type == core.MsgResend) && m.To == l.s.id {
+		// Answer from the journal, off the loop: a recovering leader's
+		// fetch, or our share of a lagging follower's entries.
 		st := l.c.State()
 		resp := core.Message{Type: core.MsgFetchResp, From: l.s.id, To: m.From, Term: st.Term, Index: m.Index}
-		if role, _ := l.c.Role(); role == core.Leader {
-			// A lagging follower's share, on its behalf.
+		if m.Type == core.MsgResend {
 			resp.Type = core.MsgAppend
 			resp.LogTerm, _ = l.log.Term(m.Index)
 			resp.Commit = st.Commit

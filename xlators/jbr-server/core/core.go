@@ -40,7 +40,9 @@ const (
 	// Follower accepts appends from the current term's leader only.
 	Follower Role = iota
 	// Recovering is a newly elected leader bringing its journal up to
-	// date with a quorum; it refuses client requests until done.
+	// date with a quorum and committing what it recovered; it refuses
+	// client requests until done, so that every request in its journal
+	// is known committed before a retry of one can arrive.
 	Recovering
 	// Leader orders and replicates client requests.
 	Leader
@@ -78,10 +80,14 @@ const (
 	MsgProbeResp                 // peer -> new leader: LastTerm, LastIndex
 	MsgFetch                     // new leader -> peer: send entries after Index
 	MsgFetchResp                 // peer -> new leader: Entries after Index
+	// MsgResend never leaves a replica: the core asks its brick to send
+	// the journal's entries after Index to the lagging follower From, as
+	// an Append.
+	MsgResend
 	msgTypes
 )
 
-var msgNames = [...]string{"Append", "AppendResp", "Probe", "ProbeResp", "Fetch", "FetchResp"}
+var msgNames = [...]string{"Append", "AppendResp", "Probe", "ProbeResp", "Fetch", "FetchResp", "Resend"}
 
 func (t MsgType) String() string {
 	if t < 0 || t >= msgTypes {
@@ -207,6 +213,7 @@ type Core struct {
 	matched    map[ID]uint64
 	byReq      map[ReqID]uint64 // in-flight requests, for dedup of retries
 	termStart  uint64           // first index of this term: commits count from here
+	serving    bool             // what was recovered has committed: take requests
 	sentCommit map[ID]uint64
 	resending  map[ID]resend
 	round      uint64 // latest read round started
@@ -241,8 +248,14 @@ func New(cfg Config, st State) (*Core, error) {
 	return &Core{cfg: cfg, quorum: q, st: st, leader: None, fetching: None}, nil
 }
 
-// Role returns this replica's role and the leader it knows of.
-func (c *Core) Role() (Role, ID) { return c.role, c.leader }
+// Role returns this replica's role and the leader it knows of. A leader
+// whose recovered entries have not committed yet is still Recovering.
+func (c *Core) Role() (Role, ID) {
+	if c.role == Leader && !c.serving {
+		return Recovering, c.leader
+	}
+	return c.role, c.leader
+}
 
 // State returns the durable state.
 func (c *Core) State() State { return c.st }
@@ -374,7 +387,7 @@ func (c *Core) stepDown() {
 	for _, i := range idx {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: c.pending[i].Req, Index: i, Err: ErrStepDown, Leader: None})
 	}
-	c.role, c.pending, c.matched, c.probes, c.byReq = Follower, nil, nil, nil, nil
+	c.role, c.serving, c.pending, c.matched, c.probes, c.byReq = Follower, false, nil, nil, nil, nil
 	c.sentCommit, c.resending, c.rounds, c.fetching = nil, nil, nil, None
 	c.setLeader(None)
 }
@@ -383,7 +396,7 @@ func (c *Core) stepDown() {
 // (term, index), appended locally and sent to every follower. A retry of a
 // request still in flight joins the original instead of being applied twice.
 func (c *Core) Propose(req ReqID, key [16]byte, data []byte) {
-	if c.role != Leader {
+	if c.role != Leader || !c.serving {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: req, Err: ErrNotLeader, Leader: c.otherLeader()})
 		return
 	}
@@ -477,6 +490,9 @@ func (c *Core) commitTo(index uint64) {
 		c.st.Commit = index
 		c.rd.Commit = index
 	}
+	if c.role == Leader && c.st.Commit >= c.termStart {
+		c.serving = true
+	}
 }
 
 // ReadIndex starts a read round: it asks every follower to confirm this
@@ -485,7 +501,7 @@ func (c *Core) commitTo(index uint64) {
 // Ready.ReadRound reaches the round, from a store that has applied every
 // entry up to the commit index at the time of the call.
 func (c *Core) ReadIndex() uint64 {
-	if c.role != Leader {
+	if c.role != Leader || !c.serving {
 		return 0
 	}
 	c.round++
@@ -661,16 +677,15 @@ func (c *Core) appendEntries(entries []Entry) {
 	}
 }
 
-// resend asks the brick to ship entries after index to a lagging follower:
-// it appears as a Fetch addressed to this replica on the follower's behalf.
-// One resend per follower is outstanding at a time, unless it asks for
-// entries further back.
+// resend asks the brick to ship entries after index to a lagging
+// follower. One resend per follower is outstanding at a time, unless it
+// asks for entries further back.
 func (c *Core) resend(to ID, after uint64) {
 	if r, ok := c.resending[to]; ok && after >= r.after {
 		return
 	}
 	c.resending[to] = resend{after: after}
-	c.rd.Messages = append(c.rd.Messages, Message{Type: MsgFetch, From: to, To: c.cfg.ID, Term: c.st.Term, Index: after})
+	c.rd.Messages = append(c.rd.Messages, Message{Type: MsgResend, From: to, To: c.cfg.ID, Term: c.st.Term, Index: after})
 }
 
 // maybeRecovered finishes recovery once a quorum has answered: if a peer's
@@ -717,6 +732,7 @@ func (c *Core) becomeLeader() {
 	c.role = Leader
 	c.probes = nil
 	c.termStart = c.st.LastIndex + 1
+	c.serving = c.st.LastIndex == c.st.Commit
 	c.matched[c.cfg.ID] = min(c.durable, c.st.LastIndex)
 	if c.st.LastIndex > c.st.Commit {
 		// Entries recovered from older terms commit with the first entry

@@ -98,9 +98,9 @@ func (c *cluster) process(id ID) bool {
 		top = e.Index
 	}
 	for _, m := range rd.Messages {
-		if m.Type == MsgFetch && m.To == id {
-			// Answer from the journal: to the fetcher, or on a
-			// lagging follower's behalf as an Append.
+		if (m.Type == MsgFetch || m.Type == MsgResend) && m.To == id {
+			// Answer from the journal: a fetch, or a resend to a
+			// lagging follower as an Append.
 			var es []Entry
 			for i := m.Index + 1; ; i++ {
 				e, ok := r.entries[i]
@@ -109,11 +109,8 @@ func (c *cluster) process(id ID) bool {
 				}
 				es = append(es, e)
 			}
-			if m.From == id {
-				continue
-			}
 			typ := MsgFetchResp
-			if role, _ := r.core.Role(); role == Leader {
+			if m.Type == MsgResend {
 				typ = MsgAppend
 			}
 			c.inbox = append(c.inbox, Message{Type: typ, From: id, To: m.From, Term: r.core.State().Term,

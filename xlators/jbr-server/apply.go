@@ -291,8 +291,10 @@ func (s *Server) applyEntry(e *entry) bool {
 		r.Fd.H = 0
 	} else {
 		fop := e.fop
-		if xl.Ops[fop.Op].FdBased && !e.local {
-			// The handle is the proposer's: reach the file by GFID.
+		if xl.Ops[fop.Op].FdBased {
+			// Handles are per brick, and the proposer's may even name
+			// another open of the same file here: every replica reaches
+			// the file by GFID, with the fd's flags, and does the same.
 			fop.Fd.H = 0
 		}
 		r = xl.Dispatch(ctx, s.child, &fop)

@@ -38,7 +38,7 @@ type entry struct {
 	keys  []xl.GFID
 	noop  bool
 	redo  bool // in the journal before start-up: it may have been applied
-	local bool // proposed here, by a caller still waiting: use its fd
+	local bool // proposed here, by a caller still waiting: keep a created fd open
 	out   *outcome
 }
 

@@ -102,3 +102,26 @@ func TestNoLeaderYet(t *testing.T) {
 		}
 	}
 }
+
+// Fd handles are per brick: a handle from another brick (the previous
+// leader) may name a different open of the same file here, read-only
+// say. Writes reach the file by GFID with the fd's own flags, so every
+// replica does the same thing.
+func TestForeignHandle(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	if e := c.n[0].srv.Release(cl.next(), fd); e != 0 {
+		t.Fatal(e)
+	}
+	ro, e := c.n[0].store.Open(cl.next(), fd.GFID, syscall.O_RDONLY)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	defer c.n[0].store.Release(cl.next(), ro)
+	foreign := xl.Fd{GFID: fd.GFID, H: ro.H, Flags: syscall.O_RDWR}
+	write(t, c.n[0].srv, cl, foreign, "data", 0)
+	c.converged(0)
+	c.sameEverywhere("f", "data")
+}

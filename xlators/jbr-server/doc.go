@@ -1,0 +1,151 @@
+// Package jbrserver is the JBR (journal based replication) server
+// translator. It sits on every brick of a replica set, above the local
+// store, with the other bricks of the set as peers (protocol clients).
+// One brick, elected through etcd, leads; it orders every mutating
+// request, replicates it into a quorum of journals, and only then
+// applies it and answers. The replication logic is the deterministic
+// state machine in package core; this package carries it out: one loop
+// goroutine owns the core and does its I/O.
+//
+// GlusterFS's JBR had a static leader, a term that was always 0, a
+// journal truncated on restart, fsync that never reached followers,
+// retries that reordered writes and every write to an inode serialised.
+// Here terms are etcd election revisions, durable in the journal and
+// never reused; the journal is append-only; a request is acknowledged
+// only once it is durable in a quorum of journals; retries carry their
+// request id and are deduplicated; and only conflicting requests are
+// ordered.
+//
+// # Write path
+//
+// A mutating request (the op table's Mutating ops; Open with O_TRUNC
+// becomes a replicated Truncate to zero plus a local open) reaches the
+// leader. If fewer peers are connected than a quorum needs, it fails at
+// once with EROFS and nothing is journaled. Otherwise the leader stamps
+// it with (term, index), queues it to its journal and sends it to every
+// follower; the journals fsync concurrently (group commit). Once a quorum
+// (Options.Quorum, a majority by default, the leader included) holds it
+// durably it is committed, applied to the local store, and the store's
+// result is the reply. The leader tells followers how far it has
+// committed on its next append, or in a heartbeat when idle; they apply
+// the same entries. A brick applies an entry only once it is committed
+// and durable in its own journal.
+//
+// # Ordering
+//
+// Committed entries apply in index order per conflict key and in
+// parallel otherwise: an entry waits only for earlier entries sharing a
+// key (its target GFID, the parent directories of entry ops, the object
+// a create makes, and the object an unlink, rmdir or rename detaches,
+// looked up by the leader; see keys.go). Writes to different files
+// proceed together; writes to one file keep their order on every
+// replica. Fd-based ops are applied by GFID with the fd's flags
+// (anonymous fds), never through a handle: handles are per brick.
+//
+// # Errors
+//
+// Callers see, besides the store's own errors:
+//
+//   - EREMOTE: this brick does not lead (a follower, or a new leader
+//     still recovering). Ask IpcLeader who does; jbr-client consumes it.
+//   - EROFS: the leader sees too few peers connected for a quorum. The
+//     request was refused before it was journaled.
+//   - ENOTCONN: the request was journaled but did not commit within
+//     Options.RequestTimeout, or its leader stepped down first, or the
+//     server closed. It may still commit later. The client retries with
+//     the same request id (xl.Call Client and Seq); deduplication makes
+//     that safe. Nothing is acknowledged that is not committed, and
+//     nothing half-applied is acknowledged.
+//   - EIO: the journal failed; the brick leaves its set until restarted.
+//   - EINVAL for a write larger than xl.MaxIO, E2BIG for a request the
+//     journal cannot hold, EINTR for a request cancelled before it was
+//     proposed. A proposed request is never abandoned on cancellation.
+//
+// # Retries
+//
+// A retry of a request still in flight joins the original (the core
+// matches request ids). A retry of a committed request is answered from
+// a per-brick results cache: the outcome of each of the last
+// ResultsWindow (65536) committed requests, keyed by request id, filled
+// by every replica as it commits, so a new leader answers retries of what
+// its predecessor committed. A new leader takes requests only once the
+// entries it recovered have committed, so a retry cannot slip in before
+// its original is known committed. The window is per brick and in
+// memory: a retry arriving after 65536 newer requests, or after the
+// brick restarted, is applied again. Requests without a request id (Seq
+// and Client zero) get one from the leader and cannot be recognised when
+// retried. A retried Create answered from the cache on another brick
+// than the one that applied it returns an anonymous fd (H zero).
+//
+// # Reads
+//
+// Reads are served by the leader only, except under FollowerRead.
+// Options.Consistency chooses what a read promises:
+//
+//   - Linearizable (default): the read sees every write acknowledged
+//     before it arrived, on any brick. Before serving, the leader
+//     confirms with a quorum that it still leads its term (one heartbeat
+//     round shared by all reads that arrive together), then waits until
+//     the entries committed when the read arrived that touch the object
+//     read have been applied. A leader cut off from its quorum serves no
+//     read (ENOTCONN after the request timeout).
+//   - Lease: the leader serves reads from its applied state, after the
+//     entries committed when the read arrived, without a round, for as
+//     long as it holds its etcd session. A leader paused or partitioned
+//     past its lease may serve stale reads until its session is seen to
+//     expire (up to the election TTL); writes are unaffected.
+//   - FollowerRead: every brick serves reads from its own applied state,
+//     which may lag the leader's; no waiting, no leader check.
+//
+// Writes are linearizable under every level. Flush, Release and
+// Releasedir always go to the local store: fds are per brick. Fsync on
+// the leader returns once every entry proposed before it has committed:
+// each is then durable in a quorum of journals, which is what an
+// acknowledged write already was. With Options.FsyncChild it also
+// fsyncs the local store. On a follower Fsync is EREMOTE.
+//
+// # Terms and fencing
+//
+// Terms come from the election (etcd revisions) and only grow. Every
+// brick makes a new term durable in its journal (journal.StartTerm)
+// before it sends anything in it, and refuses messages of older terms,
+// so a deposed leader that still believes it leads gets nothing
+// acknowledged: its followers answer with the newer term and it steps
+// down. A leader that loses its etcd session steps down at once; its
+// waiting requests fail with ENOTCONN.
+//
+// # Recovery
+//
+// A newly elected leader probes its peers, fetches the most advanced
+// journal tail among a quorum of them, appends a no-op of its term if it
+// recovered entries it does not know to be committed, and takes requests
+// once that commits (see package core). Peers answer fetches from their
+// journals, and the leader sends a lagging follower what it lacks the
+// same way. A follower whose journal holds entries the leader does not
+// (a deposed leader's unacknowledged tail) has them replaced.
+//
+// The journal is append-only, so a replacement is recorded, not done in
+// place: every record carries its replicated (term, index) and the
+// commit index known when written in its call's xdata, and a record for
+// an index already in the log replaces that entry and all after it.
+// Replaced records are marked applied in the journal and never applied
+// to the store.
+//
+// On start-up the log is rebuilt from the journal: its last term and
+// index, the highest term started, the applied watermark and the highest
+// commit index any record knew. Entries known committed but not applied
+// (a crash in between) are applied before New returns, idempotently the
+// way FDL replays them (fdl.Reapply: fds by GFID, O_APPEND writes at
+// their recorded offset, a create that finds its object done). Later
+// entries wait until a leader says they committed. Reconciliation of
+// stores that diverged beyond the journals (a pruned journal, a replaced
+// disk) is left to the recon package; the seam is marked "recon:" in New.
+//
+// # Goroutines
+//
+// A server runs its loop, a syncer that waits for journal records to be
+// durable in order, a fetcher that reads entries from the journal for
+// peers, one sender per peer (one IpcStep call at a time, preserving
+// order, batching what queued meanwhile) and a pool of apply workers.
+// Close stops them all.
+package jbrserver

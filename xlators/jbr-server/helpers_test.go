@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gluon-fs/gluon/xlators/fdl"
 	"github.com/gluon-fs/gluon/xlators/fdl/journal"
 	"github.com/gluon-fs/gluon/xlators/posix"
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -181,6 +182,7 @@ func (c *cluster) start(i int, wrap func(xl.Xlator) xl.Xlator) {
 	o := c.opts
 	o.Volume, o.Self, o.Replicas = "v", i, len(c.n)
 	o.Journal, o.Elector, o.Logger = nd.j, nd.el, c.log.With("node", i)
+	o.Sync = fdl.SyncDir(nd.dir)
 	o.Peers = map[int]xl.Xlator{}
 	for j, l := range c.links[i] {
 		if l != nil {

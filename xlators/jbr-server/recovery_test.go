@@ -122,3 +122,22 @@ func TestColdStartReplaysCommitted(t *testing.T) {
 	c.converged(0)
 	c.sameEverywhere("f", "helloworld")
 }
+
+// A clean shutdown checkpoints: everything applied is synced, so a
+// reboot replays nothing.
+func TestCloseCheckpoints(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	write(t, c.n[0].srv, cl, fd, "x", 0)
+	c.converged(0)
+	for _, nd := range c.n {
+		if err := nd.srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if a, s := nd.j.Applied(), nd.j.Synced(); a == 0 || s != a {
+			t.Errorf("brick %d: applied %d synced %d", nd.i, a, s)
+		}
+	}
+}

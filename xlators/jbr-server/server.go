@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gluon-fs/gluon/xlators/fdl"
 	"github.com/gluon-fs/gluon/xlators/fdl/journal"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
@@ -80,6 +81,14 @@ type Options struct {
 	// Heartbeat is how often a leader heartbeats its followers, and the
 	// granularity of request timeouts (default DefaultHeartbeat).
 	Heartbeat time.Duration
+	// Sync makes every change applied to the child so far durable (over
+	// a posix store: fdl.SyncDir(brick directory)). The server calls it
+	// every CheckpointInterval (default fdl.DefaultCheckpointInterval)
+	// and on Close, then marks the journal synced, which bounds what a
+	// reboot replays and lets old terms be pruned. Without it a reboot
+	// replays every entry known committed, from the first.
+	Sync               func(context.Context) error
+	CheckpointInterval time.Duration
 	// FsyncChild makes Fsync on the leader also fsync the local store;
 	// without it Fsync only waits for the file's entries to commit, which
 	// makes them durable on a quorum of journals.
@@ -124,6 +133,7 @@ type Server struct {
 	dj      atomic.Uint64 // journal durable up to here
 	jerr    atomic.Pointer[error]
 
+	ckMu     sync.Mutex // one checkpoint at a time
 	snap     atomic.Pointer[snapshot]
 	lastWarn atomic.Int64 // unix nanos of the last quorum warning
 
@@ -233,6 +243,12 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	go func() { defer s.wg.Done(); s.loop.run() }()
 	go func() { defer s.wg.Done(); s.syncer() }()
 	go func() { defer s.wg.Done(); s.fetcher(s.ctx) }()
+	if opts.Sync != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.checkpointer(s.ctx) }()
+	} else {
+		log.Warn("jbr: no store sync configured; journal entries are never marked synced")
+	}
 	for _, p := range s.peers {
 		go func() { defer s.wg.Done(); p.run(s.ctx) }()
 	}
@@ -255,7 +271,7 @@ func check(child xl.Xlator, o *Options) error {
 		return fmt.Errorf("jbr: quorum %d impossible with %d replicas", o.Quorum, o.Replicas)
 	case len(o.Peers) != o.Replicas-1:
 		return fmt.Errorf("jbr: %d peers for a set of %d", len(o.Peers), o.Replicas)
-	case o.RequestTimeout < 0 || o.Heartbeat < 0:
+	case o.RequestTimeout < 0 || o.Heartbeat < 0 || o.CheckpointInterval < 0:
 		return errors.New("jbr: negative timeout")
 	}
 	for i, x := range o.Peers {
@@ -276,6 +292,9 @@ func check(child xl.Xlator, o *Options) error {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = fdl.DefaultCheckpointInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -284,8 +303,10 @@ func check(child xl.Xlator, o *Options) error {
 
 // Close stops the server: requests in flight fail with ENOTCONN, entries
 // being applied finish, the rest stay in the journal for the next start.
-// It closes neither the journal nor the child.
+// With Options.Sync it takes a last checkpoint, so a clean shutdown
+// leaves nothing to replay. It closes neither the journal nor the child.
 func (s *Server) Close() error {
+	var err error
 	s.closing.Do(func() {
 		close(s.stop)
 		<-s.done
@@ -293,8 +314,11 @@ func (s *Server) Close() error {
 		s.apply.close()
 		s.wg.Wait()
 		s.metrics.unregister()
+		if s.opts.Sync != nil {
+			err = s.checkpoint(context.Background())
+		}
 	})
-	return nil
+	return err
 }
 
 // Status returns the server's state.

@@ -35,7 +35,7 @@ func (l *logBuf) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	lb := &logBuf{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -123,7 +123,7 @@ type node struct {
 }
 
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	n     []*node
 	links [][]*link // links[i][j]: i's connection to j
 	opts  Options
@@ -132,7 +132,7 @@ type cluster struct {
 
 // newCluster starts n bricks whose peers are each other's servers,
 // connected directly. opts gives the common options.
-func newCluster(t *testing.T, n int, opts Options) *cluster {
+func newCluster(t testing.TB, n int, opts Options) *cluster {
 	c := &cluster{t: t, opts: opts, log: testLogger(t)}
 	c.links = make([][]*link, n)
 	for i := range n {

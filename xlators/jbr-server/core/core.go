@@ -184,8 +184,8 @@ type State struct {
 	Commit    uint64 // highest index known committed
 }
 
-// resendAge is how many ticks a resend to a lagging follower may stay
-// unanswered before another may be sent.
+// resendAge is how many ticks a resend to a lagging follower, or a
+// recovering leader's fetch, may stay unanswered before it is repeated.
 const resendAge = 2
 
 type resend struct {
@@ -221,6 +221,7 @@ type Core struct {
 	confirmed  uint64
 	probes     map[ID]Message
 	fetching   ID     // the peer a fetch is outstanding to
+	fetchAge   int    // ticks it has been outstanding
 	recovered  uint64 // our journal agrees with the best tail up to here
 
 	rd Ready
@@ -551,7 +552,12 @@ func (c *Core) Tick() {
 		}
 	case Recovering:
 		c.probe()
-		c.fetching = None
+		if c.fetching != None {
+			if c.fetchAge++; c.fetchAge < resendAge {
+				return
+			}
+			c.fetching = None
+		}
 		c.maybeRecovered()
 	}
 }
@@ -702,7 +708,7 @@ func (c *Core) maybeRecovered() {
 		}
 	}
 	if best.From != c.cfg.ID {
-		c.fetching = best.From
+		c.fetching, c.fetchAge = best.From, 0
 		c.send(Message{Type: MsgFetch, To: best.From, Index: c.recovered})
 		return
 	}

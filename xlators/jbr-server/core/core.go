@@ -306,15 +306,21 @@ func (c *Core) adopt(term uint64, leader ID) {
 	if term > c.st.Term {
 		c.st.Term = term
 		c.rd.Term = term
+		c.forgetLeader() // even if the same replica leads the new term
 	}
 	c.setLeader(leader)
 }
 
 func (c *Core) setLeader(leader ID) {
 	if leader != c.leader {
-		c.match, c.acked, c.seenRound = 0, 0, 0
+		c.forgetLeader()
 	}
 	c.leader = leader
+}
+
+// forgetLeader drops what a follower knew of its leader's journal.
+func (c *Core) forgetLeader() {
+	c.match, c.acked, c.seenRound = 0, 0, 0
 }
 
 // Elected is called when this replica wins an etcd election whose revision

@@ -27,3 +27,27 @@ func TestDurableOldTailNotAcknowledged(t *testing.T) {
 		}
 	}
 }
+
+// What a follower verified against a leader's journal in one term does
+// not carry over to the next, even when the same replica leads again:
+// its journal may have changed in between.
+func TestMatchForgottenOnNewTerm(t *testing.T) {
+	log := &memLog{terms: map[uint64]uint64{}}
+	c, err := New(Config{ID: 3, Peers: []ID{1, 2, 3}, Log: log}, State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := []Entry{{Term: 5, Index: 1, Data: []byte("a")}, {Term: 5, Index: 2, Data: []byte("b")}}
+	c.Step(Message{Type: MsgAppend, From: 1, To: 3, Term: 5, Entries: es})
+	for _, e := range c.Ready().Appends {
+		log.terms[e.Index] = e.Term
+	}
+	c.Observed(1, 9) // replica 1 leads again, in term 9
+	c.Ready()
+	c.Durable(2)
+	for _, m := range c.Ready().Messages {
+		if m.Type == MsgAppendResp && m.Index > 0 {
+			t.Fatalf("acknowledged %d in term %d before the term 9 leader said anything", m.Index, m.Term)
+		}
+	}
+}

@@ -141,3 +141,51 @@ func TestCloseCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// A new leader that missed entries fetches them from the peer with the
+// most advanced journal before it takes requests.
+func TestNewLeaderFetchesWhatItMissed(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	c.converged(0)
+	c.cut(2)
+	big := strings.Repeat("x", 2<<20) // several journal segments' worth, over several batches
+	for i := range 4 {
+		write(t, c.n[0].srv, cl, fd, big, int64(i*len(big)))
+	}
+	c.stop(0)
+	c.heal(2)
+	c.elect(2, 6)
+	write(t, c.n[2].srv, cl, fd, "end", int64(4*len(big)))
+	c.converged(2)
+	c.sameEverywhere("f", strings.Repeat(big, 4)+"end")
+}
+
+// After every brick stopped, the set starts again from its journals:
+// the new leader recovers and commits what was there, and the terms go
+// on from where they were.
+func TestWholeSetRestarts(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", syscall.O_APPEND)
+	for i := range 20 {
+		write(t, c.n[0].srv, cl, fd, fmt.Sprint(i, ";"), 0)
+	}
+	want, _ := readAll(c, 0, "f")
+	for i := range c.n {
+		c.stop(i)
+	}
+	for i := range c.n {
+		c.start(i, nil)
+		if st := c.n[i].srv.Status(); st.Term != 5 {
+			t.Errorf("brick %d restarted in term %d, want 5", i, st.Term)
+		}
+	}
+	c.elect(1, 9)
+	write(t, c.n[1].srv, cl, fd, "after;", 0)
+	c.converged(1)
+	c.sameEverywhere("f", want+"after;")
+}

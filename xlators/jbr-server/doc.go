@@ -73,8 +73,7 @@
 // its original is known committed. The window is per brick and in
 // memory: a retry arriving after 65536 newer requests, or after the
 // brick restarted, is applied again. Requests without a request id (Seq
-// and Client zero) get one from the leader and cannot be recognised when
-// retried. A retried Create answered from the cache on another brick
+// zero) get one from the leader and cannot be recognised when retried. A retried Create answered from the cache on another brick
 // than the one that applied it returns an anonymous fd (H zero).
 //
 // # Reads

@@ -2,6 +2,11 @@ package jbrserver
 
 import "github.com/gluon-fs/gluon/xlators/jbr-server/election"
 
+var (
+	_ Elector = (*election.Campaign)(nil)
+	_ Elector = (*FakeElector)(nil)
+)
+
 // FakeElector is an Elector driven by hand, for tests and for bricks run
 // without etcd (a single-brick set elects itself).
 type FakeElector struct {

@@ -177,3 +177,56 @@ func TestQuorumLossTimesOut(t *testing.T) {
 	c.converged(0)
 	c.sameEverywhere("f", "a;")
 }
+
+// A leader that loses its etcd session steps down at once: the requests
+// waiting for a quorum fail with ENOTCONN then, not at their timeout.
+func TestSessionLossFailsWaitingRequests(t *testing.T) {
+	c := newCluster(t, 3, Options{RequestTimeout: time.Hour})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	c.links[0][1].lose.Store(true)
+	c.links[0][2].lose.Store(true)
+	last := c.n[0].srv.Status().LastIndex
+	done := make(chan syscall.Errno, 1)
+	ctx := cl.next()
+	go func() {
+		_, e := c.n[0].srv.Write(ctx, fd, []byte("x"), 0)
+		done <- e
+	}()
+	c.waitFor("the write to be journaled", func() bool { return c.n[0].srv.Status().LastIndex > last })
+	c.n[0].el.Lose()
+	select {
+	case e := <-done:
+		if e != syscall.ENOTCONN {
+			t.Fatalf("waiting write: %v, want ENOTCONN", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting write did not fail when the session was lost")
+	}
+	if st := c.n[0].srv.Status(); st.Role != "follower" {
+		t.Errorf("after losing its session: %+v", st)
+	}
+}
+
+// A brick whose journal fails leaves its set: it steps down and answers
+// EIO, since nothing it says can be made durable.
+func TestJournalFailure(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	c.n[0].j.Close()
+	if _, e := c.n[0].srv.Write(cl.next(), fd, []byte("x"), 0); e != syscall.EIO {
+		t.Fatalf("write with a failed journal: %v, want EIO", e)
+	}
+	if st := c.n[0].srv.Status(); st.Role != "follower" {
+		t.Errorf("status %+v", st)
+	}
+	if _, e := c.n[0].srv.Write(cl.next(), fd, []byte("x"), 0); e != syscall.EREMOTE && e != syscall.EIO {
+		t.Fatalf("later write: %v", e)
+	}
+	// The others elect a new leader and go on.
+	c.elect(1, 6)
+	write(t, c.n[1].srv, cl, fd, "y", 0)
+}

@@ -3,6 +3,7 @@ package jbrserver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -217,7 +218,7 @@ func (c *cluster) stop(i int) {
 		}
 	}
 	nd.srv.Close()
-	if err := nd.j.Close(); err != nil {
+	if err := nd.j.Close(); err != nil && !errors.Is(err, journal.ErrClosed) {
 		c.t.Errorf("closing journal %d: %v", i, err)
 	}
 	nd.store.Close()

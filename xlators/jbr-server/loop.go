@@ -175,33 +175,8 @@ func (l *loop) startRound() {
 
 // process carries out the core's Ready.
 func (l *loop) process() {
-	rd := l.c.Ready()
-	if !rd.Empty() && !l.broken {
-		if rd.Term != 0 {
-			if err := l.s.j.StartTerm(rd.Term); err != nil {
-				l.fail(err)
-				return
-			}
-			l.s.metrics.term.Set(float64(rd.Term))
-		}
-		for _, ce := range rd.Appends {
-			if !l.append(ce) {
-				return
-			}
-		}
-		for _, m := range rd.Messages {
-			l.route(m)
-		}
-		if rd.Commit != 0 {
-			l.commit(rd.Commit)
-		}
-		for _, rep := range rd.Replies {
-			l.reply(rep)
-		}
-		if rd.ReadRound != 0 {
-			l.confirm(rd.ReadRound)
-		}
-		l.submitApplies()
+	if rd := l.c.Ready(); !rd.Empty() && !l.broken {
+		l.carryOut(rd)
 	}
 	clear(l.proposing)
 	clear(l.stage)
@@ -212,9 +187,37 @@ func (l *loop) process() {
 	l.s.publish()
 }
 
+func (l *loop) carryOut(rd core.Ready) {
+	if rd.Term != 0 {
+		if err := l.s.j.StartTerm(rd.Term); err != nil {
+			l.fail(err)
+			return
+		}
+	}
+	for _, ce := range rd.Appends {
+		if err := l.append(ce); err != nil {
+			l.fail(err)
+			return
+		}
+	}
+	for _, m := range rd.Messages {
+		l.route(m)
+	}
+	if rd.Commit != 0 {
+		l.commit(rd.Commit)
+	}
+	for _, rep := range rd.Replies {
+		l.reply(rep)
+	}
+	if rd.ReadRound != 0 {
+		l.confirm(rd.ReadRound)
+	}
+	l.submitApplies()
+}
+
 // append queues an entry to the journal. Its fsync proceeds with the
 // others queued; the syncer reports when it is durable.
-func (l *loop) append(ce core.Entry) bool {
+func (l *loop) append(ce core.Entry) error {
 	var e *entry
 	switch {
 	case len(ce.Data) == 0:
@@ -227,18 +230,16 @@ func (l *loop) append(ce core.Entry) bool {
 	default:
 		var err error
 		if e, err = newEntry(ce); err != nil {
-			l.fail(err)
-			return false
+			return err
 		}
 	}
 	jidx, wait, err := l.s.j.Queue(e.record(l.c.State().Commit))
 	if err != nil {
-		l.fail(err)
-		return false
+		return err
 	}
 	l.log.add(e, jidx)
 	l.s.syncq <- syncJob{jidx, wait}
-	return true
+	return nil
 }
 
 func (l *loop) route(m core.Message) {
@@ -469,4 +470,5 @@ func (s *Server) publish() {
 	s.loop.role = role
 	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm, commit: st.Commit})
 	s.metrics.role.Set(float64(role))
+	s.metrics.term.Set(float64(st.Term))
 }

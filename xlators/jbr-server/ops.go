@@ -119,8 +119,9 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 		x[keysKey] = extra
 	}
 	call.Xdata = x
-	if call.Client == ([16]byte{}) && call.Seq == 0 {
-		// No request id: a retry of this request cannot be recognised.
+	if call.Seq == 0 {
+		// No request id: give it one of ours, so that it is not taken
+		// for a retry of another; a retry of it cannot be recognised.
 		call.Client, call.Seq = s.client, s.seq.Add(1)
 	}
 	e := &entry{call: call, fop: *f}

@@ -217,9 +217,7 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 		s.quorum = opts.Replicas/2 + 1
 	}
 	s.Funnel.H = s.handle
-	if _, err := rand.Read(s.client[:]); err != nil {
-		return nil, err
-	}
+	rand.Read(s.client[:]) // never fails on Linux
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.apply = newApplier(s, cs.applied)
 	for i, x := range opts.Peers {
@@ -229,10 +227,9 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	s.publish()
 
 	// Cold start: apply what is known committed, as FDL replays.
-	replay := s.loop.submitApplies()
-	if replay > 0 {
-		log.Info("jbr: replaying committed entries not applied before a restart", "entries", replay, "commit", cs.commit)
-		s.apply.wait(context.Background(), xl.GFID{}, s.apply.submitted)
+	if n := s.loop.submitApplies(); n > 0 {
+		log.Info("jbr: replaying committed entries not applied before a restart", "entries", n, "commit", cs.commit)
+		s.apply.wait(context.Background(), xl.GFID{}, s.loop.submitted)
 	}
 	log.Info("jbr: started", "term", st.Term, "last_index", lastIndex, "commit", cs.commit,
 		"applied", s.apply.appliedIndex(), "journal_records", cs.records)

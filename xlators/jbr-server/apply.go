@@ -265,8 +265,8 @@ func (a *applier) close() {
 }
 
 // applyEntry applies a committed entry to the child and publishes its
-// result. It returns false, leaving the entry unapplied, if the server
-// is shutting down.
+// result. It returns false, leaving the entry unapplied, if Close
+// interrupted it.
 func (s *Server) applyEntry(e *entry) bool {
 	if e.noop {
 		s.j.MarkApplied(e.jidx)
@@ -303,8 +303,8 @@ func (s *Server) applyEntry(e *entry) bool {
 			r.Fd.H = 0
 		}
 	}
-	if s.ctx.Err() != nil {
-		return false
+	if r.Errno != 0 && s.ctx.Err() != nil {
+		return false // interrupted by Close: maybe not applied, replay it
 	}
 	if r.Errno != 0 {
 		s.log.Debug("jbr: applied entry failed", "index", e.Index, "op", e.fop.Op, "errno", r.Errno)

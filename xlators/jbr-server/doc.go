@@ -135,8 +135,12 @@
 // commit index any record knew. Entries known committed but not applied
 // (a crash in between) are applied before New returns, idempotently the
 // way FDL replays them (fdl.Reapply: fds by GFID, O_APPEND writes at
-// their recorded offset, a create that finds its object done). Later
-// entries wait until a leader says they committed. Reconciliation of
+// their recorded offset, a create that finds its object done), as is
+// every entry that was in the journal at start-up, since any of them may
+// have been applied just before a crash. An O_APPEND write must
+// therefore carry the offset its client believes is the end of the file,
+// as FUSE does; live, it appends. Later entries wait until a leader says
+// they committed. Reconciliation of
 // stores that diverged beyond the journals (a pruned journal, a replaced
 // disk) is left to the recon package; the seam is marked "recon:" in New.
 //

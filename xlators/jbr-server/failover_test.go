@@ -220,9 +220,7 @@ func TestJournalFailure(t *testing.T) {
 	if _, e := c.n[0].srv.Write(cl.next(), fd, []byte("x"), 0); e != syscall.EIO {
 		t.Fatalf("write with a failed journal: %v, want EIO", e)
 	}
-	if st := c.n[0].srv.Status(); st.Role != "follower" {
-		t.Errorf("status %+v", st)
-	}
+	c.waitFor("brick 0 to step down", func() bool { return c.n[0].srv.Status().Role == "follower" })
 	if _, e := c.n[0].srv.Write(cl.next(), fd, []byte("x"), 0); e != syscall.EREMOTE && e != syscall.EIO {
 		t.Fatalf("later write: %v", e)
 	}

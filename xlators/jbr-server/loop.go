@@ -48,7 +48,7 @@ type loop struct {
 	barriers  []barrierWait
 	committed uint64 // outcomes registered up to here
 	submitted uint64 // handed to the applier up to here
-	role      core.Role
+	led       bool // led when last processed
 	broken    bool // the journal failed: refuse everything
 }
 
@@ -175,16 +175,18 @@ func (l *loop) startRound() {
 
 // process carries out the core's Ready.
 func (l *loop) process() {
-	if rd := l.c.Ready(); !rd.Empty() && !l.broken {
+	rd := l.c.Ready()
+	l.s.publish() // callers answered below see the role they were answered in
+	if !rd.Empty() && !l.broken {
 		l.carryOut(rd)
 	}
 	clear(l.proposing)
 	clear(l.stage)
-	if role, _ := l.c.Role(); role != core.Leader && l.role == core.Leader {
+	if role, _ := l.c.Role(); role != core.Leader && l.led {
 		// Reads and fsyncs waiting on this leadership cannot be served.
 		l.failReads(syscall.ENOTCONN)
 	}
-	l.s.publish()
+	l.led = l.s.publish() == core.Leader
 }
 
 func (l *loop) carryOut(rd core.Ready) {
@@ -460,15 +462,16 @@ func (s *Server) syncer() {
 	}
 }
 
-// publish makes the loop's view visible to callers. Loop (and New) only.
-func (s *Server) publish() {
+// publish makes the loop's view visible to callers, and returns the
+// role. Loop (and New) only.
+func (s *Server) publish() core.Role {
 	role, leader := s.loop.c.Role()
 	st := s.loop.c.State()
 	if old := s.snap.Load(); old != nil && (old.role != role || old.leader != leader || old.term != st.Term) {
 		s.log.Info("jbr: leadership changed", "role", role, "leader", leader, "term", st.Term)
 	}
-	s.loop.role = role
 	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm, commit: st.Commit})
 	s.metrics.role.Set(float64(role))
 	s.metrics.term.Set(float64(st.Term))
+	return role
 }

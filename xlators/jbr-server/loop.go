@@ -48,8 +48,8 @@ type loop struct {
 	barriers  []barrierWait
 	committed uint64 // outcomes registered up to here
 	submitted uint64 // handed to the applier up to here
-	led       bool // led when last processed
-	broken    bool // the journal failed: refuse everything
+	led       bool   // led when last processed
+	broken    bool   // the journal failed: refuse everything
 }
 
 func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {

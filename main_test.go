@@ -621,6 +621,27 @@ func unmount(t *testing.T, dir string) {
 	}
 }
 
+func TestInstallMountHelper(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for range 2 { // the second run replaces the link
+		r := gluon(t, "install-mount-helper", "--dir", dir)
+		if r.code != 0 || !strings.Contains(r.stdout, "mount.gluon -> "+gluonBin) {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "mount.gluon")); err != nil || target != gluonBin {
+		t.Errorf("mount.gluon -> %q, %v", target, err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "mount.gluon"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := gluon(t, "install-mount-helper", "--dir", other); r.code != 1 || !strings.Contains(r.stderr, "not a symlink") {
+		t.Errorf("over a regular file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 // TestVolumeCLI drives the volume commands against an embedded etcd.
 func TestVolumeCLI(t *testing.T) {
 	etcd := startEtcd(t)

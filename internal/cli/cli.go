@@ -47,7 +47,9 @@ type app struct {
 
 // Main runs the gluon command line and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP too: a dev cluster whose terminal goes away should unmount
+	// rather than leave a dead mount behind.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if filepath.Base(args[0]) == mountHelperName {
 		return mountHelper(ctx, args[1:], stderr)

@@ -14,7 +14,8 @@ import (
 // Peer messages travel in the xdata of an IpcStep call, under stepKey, as
 // a batch. Every value is little-endian:
 //
-//	batch:   version u8, count u32, then count messages
+//	batch:   version u8, set u32, volume length u16, volume, count u32,
+//	         then count messages
 //	message: type u8, flags u8 (1 = reject), from i32, to i32,
 //	         term, index, logTerm, lastTerm, lastIndex, commit, round u64,
 //	         entry count u32, then the entries
@@ -59,18 +60,25 @@ func appendMessage(b []byte, m *core.Message) []byte {
 	return b
 }
 
+// setID names the replica set a batch is for: a brick refuses batches
+// meant for another set (a volfile mistake) rather than mix logs.
+type setID struct {
+	volume string
+	set    uint32
+}
+
 // encodeMessages encodes a batch. The result is freshly allocated: the
 // receiver may keep references into it.
-func encodeMessages(ms []core.Message) []byte {
-	n := 5
+func encodeMessages(id setID, ms []core.Message) []byte {
+	n := 1 + 4 + 2 + len(id.volume) + 4
 	for i := range ms {
-		n += msgFixed
-		for _, e := range ms[i].Entries {
-			n += entryFixed + len(e.Data)
-		}
+		n += msgSize(&ms[i])
 	}
 	b := make([]byte, 0, n)
 	b = append(b, codecVersion)
+	b = binary.LittleEndian.AppendUint32(b, id.set)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(id.volume)))
+	b = append(b, id.volume...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ms)))
 	for i := range ms {
 		b = appendMessage(b, &ms[i])
@@ -88,14 +96,17 @@ func msgSize(m *core.Message) int {
 }
 
 // decodeMessages decodes a batch. Entry data refers to b's memory.
-func decodeMessages(b []byte) ([]core.Message, error) {
+func decodeMessages(b []byte) (setID, []core.Message, error) {
+	var id setID
 	d := decoder{b: b}
 	if v := d.u8(); d.bad || v != codecVersion {
 		if d.bad {
-			return nil, errCodec
+			return id, nil, errCodec
 		}
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", errCodec, v, codecVersion)
+		return id, nil, fmt.Errorf("%w: version %d, this build reads %d", errCodec, v, codecVersion)
 	}
+	id.set = d.u32()
+	id.volume = string(d.take(int(d.u16())))
 	n := d.count(msgFixed)
 	ms := make([]core.Message, 0, n)
 	for range n {
@@ -121,17 +132,17 @@ func decodeMessages(b []byte) ([]core.Message, error) {
 			}
 		}
 		if d.bad {
-			return nil, errCodec
+			return id, nil, errCodec
 		}
 		if !m.Type.Valid() || flags > 1 {
-			return nil, fmt.Errorf("%w: type %d flags %d", errCodec, m.Type, flags)
+			return id, nil, fmt.Errorf("%w: type %d flags %d", errCodec, m.Type, flags)
 		}
 		ms = append(ms, m)
 	}
 	if d.bad || len(d.b) != 0 {
-		return nil, errCodec
+		return id, nil, errCodec
 	}
-	return ms, nil
+	return id, ms, nil
 }
 
 // decoder reads b; a short read sets bad and yields zeros.
@@ -153,6 +164,13 @@ func (d *decoder) take(n int) []byte {
 func (d *decoder) u8() byte {
 	if v := d.take(1); v != nil {
 		return v[0]
+	}
+	return 0
+}
+
+func (d *decoder) u16() uint16 {
+	if v := d.take(2); v != nil {
+		return binary.LittleEndian.Uint16(v)
 	}
 	return 0
 }

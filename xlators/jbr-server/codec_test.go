@@ -25,11 +25,16 @@ func sampleMessages() []core.Message {
 	}
 }
 
+var testSet = setID{volume: "vol", set: 3}
+
 func TestMessagesRoundTrip(t *testing.T) {
 	ms := sampleMessages()
-	got, err := decodeMessages(encodeMessages(ms))
+	id, got, err := decodeMessages(encodeMessages(testSet, ms))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if id != testSet {
+		t.Errorf("set %+v, want %+v", id, testSet)
 	}
 	if !reflect.DeepEqual(got, ms) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, ms)
@@ -42,8 +47,8 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if c.Seq != 77 || c.Xdata["k"] == nil || f.Op != xl.OpWrite || string(f.Data) != "payload" || f.Fd.Flags != syscall.O_APPEND {
 		t.Fatalf("request round trip: %+v %+v", c, f)
 	}
-	for _, bad := range [][]byte{nil, {9}, {codecVersion, 1, 0, 0, 0}, append(encodeMessages(ms), 0)} {
-		if _, err := decodeMessages(bad); err == nil {
+	for _, bad := range [][]byte{nil, {9}, {codecVersion, 1, 0, 0, 0}, append(encodeMessages(testSet, ms), 0)} {
+		if _, _, err := decodeMessages(bad); err == nil {
 			t.Errorf("decoded %x", bad)
 		}
 	}
@@ -56,18 +61,18 @@ func TestMessagesRoundTrip(t *testing.T) {
 
 // Decoding never panics, and what decodes re-encodes to the same bytes.
 func FuzzDecodeMessages(f *testing.F) {
-	f.Add(encodeMessages(sampleMessages()))
-	f.Add(encodeMessages(nil))
-	f.Add(encodeMessages(sampleMessages()[1:2]))
-	f.Add([]byte{codecVersion, 0xff, 0xff, 0xff, 0xff})
+	f.Add(encodeMessages(testSet, sampleMessages()))
+	f.Add(encodeMessages(setID{}, nil))
+	f.Add(encodeMessages(testSet, sampleMessages()[1:2]))
+	f.Add([]byte{codecVersion, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ms, err := decodeMessages(b)
+		id, ms, err := decodeMessages(b)
 		if err != nil {
 			return
 		}
-		again := encodeMessages(ms)
-		ms2, err := decodeMessages(again)
-		if err != nil || !reflect.DeepEqual(ms, ms2) {
+		again := encodeMessages(id, ms)
+		id2, ms2, err := decodeMessages(again)
+		if err != nil || id2 != id || !reflect.DeepEqual(ms, ms2) {
 			t.Fatalf("re-decoding failed: %v", err)
 		}
 		for _, m := range ms {

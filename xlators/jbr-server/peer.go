@@ -100,7 +100,7 @@ func (p *peer) run(ctx context.Context) {
 				break
 			}
 			cctx, cancel := context.WithTimeout(ctx, p.s.opts.RequestTimeout)
-			_, e := p.x.Ipc(cctx, IpcStep, xl.Xdata{stepKey: encodeMessages(batch)})
+			_, e := p.x.Ipc(cctx, IpcStep, xl.Xdata{stepKey: encodeMessages(p.s.setID(), batch)})
 			cancel()
 			if ctx.Err() != nil {
 				return

@@ -329,6 +329,8 @@ func (s *Server) Status() Status {
 	}
 }
 
+func (s *Server) setID() setID { return setID{volume: s.opts.Volume, set: uint32(s.opts.Set)} }
+
 // ParseLeader reads an IpcLeader reply.
 func ParseLeader(x xl.Xdata) (leader int, term uint64, err error) {
 	leader, err = strconv.Atoi(string(x["leader"]))
@@ -386,9 +388,14 @@ func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
 // step hands peer messages to the loop, in order, and returns before
 // they are processed: answers travel as messages of their own.
 func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
-	ms, err := decodeMessages(b)
+	id, ms, err := decodeMessages(b)
 	if err != nil {
 		s.log.Warn("jbr: refusing peer messages", "err", err)
+		return syscall.EINVAL
+	}
+	if id != s.setID() {
+		s.log.Error("jbr: refusing messages meant for another replica set; check the volfile",
+			"their_volume", id.volume, "their_set", id.set)
 		return syscall.EINVAL
 	}
 	for _, m := range ms {

@@ -105,7 +105,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--bogus-flag"},
 		{"up", "extra"},
 		{"up", "--bricks", "0"},
-		{"up", "--bricks", "3"},
+		{"up", "--bricks", "-1"},
 		{"up", "--volume", "bad/name"},
 		{"up", "--attr-timeout", "-1s"},
 		{"up", "--pprof", "0.0.0.0:6060"},
@@ -243,9 +243,20 @@ func (s *syncBuffer) String() string {
 
 var etcdLine = regexp.MustCompile(`(?m)^etcd at (\S+)$`)
 
-// startUp runs gluon up with args (plus a private etcd port) and waits
-// for its "mounted" line. Cleanup stops it if the test has not.
+// startUp runs gluon up with args and waits for its "mounted" line.
 func startUp(t *testing.T, args ...string) *upProc {
+	t.Helper()
+	u, ok := launchUp(t, args...)
+	if !ok {
+		t.Fatalf("gluon up exited %d before mounting; stderr:\n%s", u.code, u.stderr.String())
+	}
+	return u
+}
+
+// launchUp runs gluon up with args (plus a private etcd port) and waits
+// until it has mounted (true) or exited (false). Cleanup stops it if the
+// test has not.
+func launchUp(t *testing.T, args ...string) (*upProc, bool) {
 	t.Helper()
 	args = append([]string{"up", "--etcd-listen", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(gluonBin, args...)
@@ -300,10 +311,13 @@ func startUp(t *testing.T, args ...string) *upProc {
 	})
 	select {
 	case line, ok := <-first:
-		m := regexp.MustCompile(`^mounted (\S+) at (.+)$`).FindStringSubmatch(line)
-		if !ok || m == nil {
+		if !ok {
 			<-u.done
-			t.Fatalf("gluon up: first stdout line %q (exit %d); stderr:\n%s", line, u.code, u.stderr.String())
+			return u, false
+		}
+		m := regexp.MustCompile(`^mounted (\S+) at (.+)$`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("gluon up: first stdout line %q, want \"mounted VOLUME at DIR\"", line)
 		}
 		u.mnt = m[2]
 	case <-time.After(2 * time.Minute):
@@ -314,7 +328,7 @@ func startUp(t *testing.T, args ...string) *upProc {
 		t.Fatalf("gluon up: no \"etcd at URL\" on stderr:\n%s", u.stderr.String())
 	}
 	u.etcd = m[1]
-	return u
+	return u, true
 }
 
 // stop sends SIGTERM and returns the exit status.
@@ -486,6 +500,31 @@ func TestUpTempDir(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("temporary state directory %s left behind (%v)", state, err)
+	}
+}
+
+// TestUpReplicated: gluon up --bricks 3 runs a replica-3 volume where the
+// volfile generator can build one (JBR), and otherwise says that it needs
+// JBR before doing anything.
+func TestUpReplicated(t *testing.T) {
+	dir := t.TempDir()
+	u, ok := launchUp(t, "--dir", dir, "--bricks", "3")
+	if !ok {
+		if u.code != 2 || !strings.Contains(u.stderr.String(), "jbr") || strings.Count(u.stderr.String(), "\n") != 1 {
+			t.Fatalf("exit %d, stderr %q; want status 2 and one line naming jbr", u.code, u.stderr.String())
+		}
+		return
+	}
+	if err := os.WriteFile(filepath.Join(u.mnt, "r"), []byte("replicated"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := u.stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for i := range 3 {
+		if b, err := os.ReadFile(filepath.Join(dir, "bricks", fmt.Sprintf("b%d", i), "r")); err != nil || string(b) != "replicated" {
+			t.Errorf("brick %d: %q, %v", i, b, err)
+		}
 	}
 }
 

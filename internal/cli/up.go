@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
 )
 
@@ -55,8 +56,8 @@ volume' commands work against the running cluster.`,
 			if nbricks < 1 {
 				return usagef("--bricks %d: need at least 1", nbricks)
 			}
-			if nbricks > 1 {
-				return usagef("--bricks %d: a volume of several bricks needs JBR replication or DHT2 distribution, which are not built yet; use --bricks 1", nbricks)
+			if err := clientGraphExists(volName, nbricks); err != nil {
+				return usagef("--bricks %d: %v; use --bricks 1", nbricks, err)
 			}
 			if timeout <= 0 {
 				return usagef("--timeout %v: must be positive", timeout)
@@ -79,7 +80,7 @@ volume' commands work against the running cluster.`,
 	f.StringVar(&dir, "dir", "", "keep state in `DIR` (default: a temporary directory, removed on exit)")
 	f.StringVar(&mnt, "mount", "", "mount the volume at `MOUNTPOINT`, created if missing (default DIR/mnt)")
 	f.StringVar(&volName, "volume", "gv0", "volume `NAME`")
-	f.IntVar(&nbricks, "bricks", 1, "number of bricks (only 1 until JBR/DHT2 exist)")
+	f.IntVar(&nbricks, "bricks", 1, "number of bricks; more than 1 makes a replica volume (needs JBR)")
 	f.StringVar(&etcdListen, "etcd-listen", defaultEtcd, "`HOST:PORT` for etcd's clients")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the bricks to come online")
 	ff.add(cmd)
@@ -202,6 +203,20 @@ func (u *upRun) run(ctx context.Context) (err error) {
 	}
 	log.Info("unmounted", "dir", mnt)
 	return nil
+}
+
+// clientGraphExists reports whether a client graph can be built for a dev
+// volume of n bricks (one replica set): replication needs cluster/jbr in
+// the volfile generator.
+func clientGraphExists(name string, n int) error {
+	v := &volume.Volume{Name: name, Replica: n}
+	addrs := make([]string, n)
+	for i := range n {
+		v.Bricks = append(v.Bricks, volume.Brick{Host: devBrickHost, Path: fmt.Sprintf("/b%d", i)})
+		addrs[i] = "127.0.0.1:1"
+	}
+	_, err := volfile.ClientVolfile(v, addrs)
+	return err
 }
 
 // ensureVolume creates the dev volume, or reuses the one a previous run

@@ -28,25 +28,53 @@ type volume struct {
 	log    *slog.Logger
 }
 
-// call returns ctx with the caller's xl.Call attached. ctx is go-fuse's
-// request context, which is cancelled on FUSE_INTERRUPT, so translators
-// see interrupts through it.
-func (v *volume) call(ctx context.Context) context.Context {
+// call returns the context for an op, with the caller's xl.Call attached,
+// and a func to run when the op ends. The op is cancelled interruptGrace
+// after a FUSE_INTERRUPT: a hung request can still be broken off, but the
+// signals every Go program receives (SIGURG preemption, SIGCHLD) do not
+// turn a lookup that was about to succeed into EINTR, which open(2) and
+// most callers would report rather than retry.
+func (v *volume) call(ctx context.Context) (context.Context, func()) {
+	inner, cancel := context.WithCancel(v.attach(context.WithoutCancel(ctx), ctx))
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(interruptGrace, cancel)
+		mu.Unlock()
+	})
+	return inner, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
+// interruptGrace is how long an interrupted op may still finish.
+const interruptGrace = time.Second
+
+// mutation is call for an op that changes state or takes a resource on
+// the bricks. Such an op is never abandoned on FUSE_INTERRUPT: a create
+// that already happened but answered EINTR makes its retry fail with
+// EEXIST.
+func (v *volume) mutation(ctx context.Context) (context.Context, func()) {
+	return v.attach(context.WithoutCancel(ctx), ctx), func() {}
+}
+
+// attach puts the xl.Call of the FUSE request req on ctx.
+func (v *volume) attach(ctx, req context.Context) context.Context {
 	c := &xl.Call{Client: v.client, Seq: v.seq.Add(1)}
-	if caller, ok := gofuse.FromContext(ctx); ok {
+	if caller, ok := gofuse.FromContext(req); ok {
 		c.Uid, c.Gid, c.Pid = caller.Uid, caller.Gid, caller.Pid
 		c.Groups = v.groups.get(c.Uid, c.Pid)
 	}
 	return xl.WithCall(ctx, c)
-}
-
-// mutation is call for an op that changes state or takes a resource on
-// the bricks. Such an op is never abandoned on FUSE_INTERRUPT: Go programs
-// are signalled constantly (SIGURG preemption), and a create that already
-// happened but answered EINTR makes its retry fail with EEXIST. Reads,
-// lookups and other idempotent ops stay interruptible.
-func (v *volume) mutation(ctx context.Context) context.Context {
-	return v.call(context.WithoutCancel(ctx))
 }
 
 // errno reports a translator's error as is. A translator that abandons an

@@ -31,7 +31,8 @@ var (
 
 // Read fills the kernel's reply buffer directly.
 func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadResult, syscall.Errno) {
-	ctx = f.vol.call(ctx)
+	ctx, done := f.vol.call(ctx)
+	defer done()
 	n, e := f.vol.top.Read(ctx, f.fd, dest, off)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -46,7 +47,8 @@ func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadRes
 // Write hands the kernel's request buffer down as is: one FUSE write, one
 // translator write, no copy.
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	ctx = f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx)
+	defer done()
 	n, e := f.vol.top.Write(ctx, f.fd, data, off)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -59,13 +61,15 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 }
 
 func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	ctx = f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, f.vol.top.Fallocate(ctx, f.fd, mode, int64(off), int64(size)))
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE; the kernel handles the others.
 func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
-	ctx = f.vol.call(ctx)
+	ctx, done := f.vol.call(ctx)
+	defer done()
 	n, e := f.vol.top.Lseek(ctx, f.fd, int64(off), whence)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -75,19 +79,22 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 
 // Flush runs on every close(2) of a descriptor of this handle.
 func (f *file) Flush(ctx context.Context) syscall.Errno {
-	ctx = f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, f.vol.top.Flush(ctx, f.fd))
 }
 
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	ctx = f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, f.vol.top.Fsync(ctx, f.fd, flags&fsyncDatasync != 0))
 }
 
 // Release runs once the kernel has dropped its last reference. The kernel
 // ignores the result, so a failure, which leaks an fd below, is logged.
 func (f *file) Release(ctx context.Context) syscall.Errno {
-	ctx = f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx)
+	defer done()
 	if e := f.vol.top.Release(ctx, f.fd); e != 0 {
 		f.vol.log.Warn("release failed", "gfid", f.fd.GFID, "err", e)
 		return e
@@ -127,7 +134,8 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		if d.eof {
 			return nil, 0
 		}
-		cctx := d.node.vol.call(ctx)
+		cctx, done := d.node.vol.call(ctx)
+		defer done()
 		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
 		if e != 0 {
 			return nil, errno(cctx, e)
@@ -174,7 +182,8 @@ func (d *dir) fill(ctx context.Context, de *xl.Dirent) syscall.Errno {
 		}
 		return 0
 	}
-	cctx := d.node.vol.call(ctx)
+	cctx, done := d.node.vol.call(ctx)
+	defer done()
 	a, e := d.node.vol.top.Lookup(cctx, d.node.gfid, de.Name)
 	if e != 0 {
 		return errno(cctx, e)
@@ -200,12 +209,14 @@ func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
 }
 
 func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	ctx = d.node.vol.call(ctx)
+	ctx, done := d.node.vol.call(ctx)
+	defer done()
 	return errno(ctx, d.node.vol.top.Fsync(ctx, d.fd, flags&fsyncDatasync != 0))
 }
 
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
-	ctx = d.node.vol.mutation(ctx)
+	ctx, done := d.node.vol.mutation(ctx)
+	defer done()
 	if e := d.node.vol.top.Releasedir(ctx, d.fd); e != 0 {
 		d.node.vol.log.Warn("releasedir failed", "gfid", d.fd.GFID, "err", e)
 	}

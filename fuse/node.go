@@ -64,7 +64,8 @@ func (n *node) entry(ctx context.Context, a *xl.Attr, want uint32, out *gofuse.E
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	a, e := n.vol.top.Lookup(ctx, n.gfid, name)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -73,7 +74,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*
 }
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	a, e := n.vol.top.Getattr(ctx, n.gfid)
 	if e != 0 {
 		return errno(ctx, e)
@@ -83,7 +85,8 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut
 }
 
 func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	s := setattrIn(in)
 	var a xl.Attr
 	var e syscall.Errno
@@ -101,12 +104,14 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrI
 }
 
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Access(ctx, n.gfid, mask))
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	target, e := n.vol.top.Readlink(ctx, n.gfid)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -115,7 +120,8 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	a, e := n.vol.top.Mknod(ctx, n.gfid, name, xl.NewGFID(), mode, userDev(dev))
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -128,7 +134,8 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *go
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	a, e := n.vol.top.Mkdir(ctx, n.gfid, name, xl.NewGFID(), mode)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -137,7 +144,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	a, e := n.vol.top.Symlink(ctx, n.gfid, name, xl.NewGFID(), target)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -150,7 +158,8 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	a, e := n.vol.top.Link(ctx, t.gfid, n.gfid, name)
 	if e != 0 {
 		return nil, errno(ctx, e)
@@ -163,12 +172,14 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Unlink(ctx, n.gfid, name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Rmdir(ctx, n.gfid, name))
 }
 
@@ -181,12 +192,14 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&^(xl.RenameNoreplace|xl.RenameExchange) != 0 {
 		return syscall.EINVAL
 	}
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Rename(ctx, n.gfid, name, np.gfid, newName, flags))
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	fd, a, e := n.vol.top.Create(ctx, n.gfid, name, xl.NewGFID(), openFlags(flags), mode)
 	if e != 0 {
 		return nil, nil, 0, errno(ctx, e)
@@ -200,7 +213,8 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	fd, e := n.vol.top.Open(ctx, n.gfid, openFlags(flags))
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
@@ -217,7 +231,8 @@ func openFlags(flags uint32) uint32 {
 }
 
 func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	fd, e := n.vol.top.Opendir(ctx, n.gfid)
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
@@ -226,7 +241,8 @@ func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint
 }
 
 func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	s, e := n.vol.top.Statfs(ctx, n.gfid)
 	if e != 0 {
 		return errno(ctx, e)
@@ -238,7 +254,8 @@ func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno 
 // Getxattr copies the value into dest. A too-small dest gets ERANGE with
 // the size; go-fuse answers a size probe (empty dest) with that size.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	v, e := n.vol.top.Getxattr(ctx, n.gfid, attr)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -250,13 +267,15 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags))
 }
 
 // Listxattr writes the names NUL-terminated, with Getxattr's size rules.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	ctx = n.vol.call(ctx)
+	ctx, done := n.vol.call(ctx)
+	defer done()
 	names, e := n.vol.top.Listxattr(ctx, n.gfid)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -278,6 +297,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	ctx = n.vol.mutation(ctx)
+	ctx, done := n.vol.mutation(ctx)
+	defer done()
 	return errno(ctx, n.vol.top.Removexattr(ctx, n.gfid, attr))
 }

@@ -37,13 +37,17 @@ type brickProcs struct {
 }
 
 // start runs "gluon brick" for brick index of vol, its output copied to
-// out with a "brickN: " prefix on every line.
+// out with a "brickN: " prefix on every line; JSON lines are copied as they
+// are, since they name their brick and must stay parseable.
 func (p *brickProcs) start(index int, etcdURL, vol, logLevel, logFormat string, out io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	w := &prefixWriter{w: out, prefix: "brick" + strconv.Itoa(index) + ": "}
+	w := &prefixWriter{w: out}
+	if logFormat != "json" {
+		w.prefix = "brick" + strconv.Itoa(index) + ": "
+	}
 	cmd := exec.Command(exe, "brick",
 		"--etcd="+etcdURL,
 		"--volume="+vol,

@@ -2,7 +2,8 @@ package cli
 
 import (
 	"context"
-	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -70,7 +71,11 @@ online.`,
 					return err
 				}
 			}
-			_, err = fmt.Fprint(a.stdout, g.String())
+			out := g.String()
+			if !strings.HasSuffix(out, "\n") {
+				out += "\n"
+			}
+			_, err = io.WriteString(a.stdout, out)
 			return err
 		}),
 	}

@@ -165,5 +165,5 @@ func cmdName(cmd *cobra.Command) string {
 // etcdFlag adds --etcd to cmd.
 func etcdFlag(cmd *cobra.Command, endpoints *[]string) {
 	cmd.Flags().StringSliceVar(endpoints, "etcd", etcdEndpoints(),
-		"etcd endpoints, comma-separated (default from $GLUON_ETCD)")
+		"etcd endpoints, comma-separated; $GLUON_ETCD sets the default")
 }

@@ -33,7 +33,7 @@ replica sets. Clients mount started volumes.`,
 		RunE: groupRun,
 	}
 	cmd.PersistentFlags().StringSliceVar(&endpoints, "etcd", etcdEndpoints(),
-		"etcd endpoints, comma-separated (default from $GLUON_ETCD)")
+		"etcd endpoints, comma-separated; $GLUON_ETCD sets the default")
 	// withStore runs fn against the volume store with a bounded context.
 	withStore := func(fn func(ctx context.Context, s *volume.Store, args []string) error) func(*cobra.Command, []string) error {
 		return a.run(func(cmd *cobra.Command, args []string) error {

@@ -12,18 +12,39 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// fio workloads, in the order a round runs them. Each has a job file
-// jobs/<name>.fio.
-var fioWorkloads = []string{
-	"seqwrite",        // 1 MiB sequential writes
-	"seqread",         // 1 MiB sequential reads
-	"randread",        // 4 KiB random reads
-	"randwrite",       // 4 KiB random writes
-	"randwrite-fsync", // 4 KiB random writes, fsync after each
-	"randrw",          // 70/30 random read/write, Jobs parallel jobs
-	"randread-aio",    // 4 KiB random reads, libaio, O_DIRECT, queue depth 16
+// fioWorkload is a fio workload: its job file jobs/<name>.fio and how its
+// files are prepared before the measured run. Preparation is not timed.
+type fioWorkload struct {
+	name   string
+	layout bool // lay out the job's files first (fio --create_only=1)
+	drop   bool // then sync and drop the kernel caches (root)
+	warm   bool // then read the files once, so that the measured run finds them cached
+}
+
+// fioWorkloads are the fio jobs of the reference suite the 2026-11-21
+// baseline was measured with, in the order a round runs them.
+var fioWorkloads = []fioWorkload{
+	{name: "seqwrite"}, // one pass of 1 MiB writes
+	{name: "seqread-cold", layout: true, drop: true},             // one pass of 1 MiB reads
+	{name: "seqread-warm", layout: true, drop: true, warm: true}, // the same after a cold pass
+	{name: "randread-cold", layout: true, drop: true},            // one pass of 4 KiB random reads
+	{name: "randread-aio-direct", layout: true, drop: true},      // O_DIRECT, libaio, queue depth 16
+	{name: "randwrite"},                        // 4 KiB random writes
+	{name: "randwrite-fsync"},                  // fsync after each
+	{name: "randrw", layout: true, drop: true}, // 70/30, Jobs parallel jobs
+}
+
+func fioWorkloadNamed(name string) (fioWorkload, bool) {
+	for _, w := range fioWorkloads {
+		if w.name == name {
+			return w, true
+		}
+	}
+	return fioWorkload{}, false
 }
 
 // WorkloadMeta selects the metadata workload (RunMeta); it reports one
@@ -32,12 +53,27 @@ const WorkloadMeta = "meta"
 
 // Workloads lists every workload name Config.Workloads accepts, in the
 // order a round runs them.
-func Workloads() []string { return append(slices.Clone(fioWorkloads), WorkloadMeta) }
+func Workloads() []string {
+	var names []string
+	for _, w := range fioWorkloads {
+		names = append(names, w.name)
+	}
+	return append(names, WorkloadMeta)
+}
 
-// Defaults for the zero fields of Config.
+// dropsCaches reports whether workload w drops the kernel caches unless
+// Config.KeepCaches is set.
+func dropsCaches(w string) bool {
+	fw, ok := fioWorkloadNamed(w)
+	return w == WorkloadMeta || ok && fw.drop
+}
+
+// Defaults for the zero fields of Config. They are those of the
+// reference suite (/work/shared/bench/fio-suite.sh), except that the
+// metadata workload runs DefaultJobs workers rather than one.
 const (
 	DefaultRounds       = 3
-	DefaultRuntime      = 10 * time.Second
+	DefaultRuntime      = 15 * time.Second
 	DefaultSize         = "256M"
 	DefaultJobs         = 4
 	DefaultMetaFiles    = 5000
@@ -57,14 +93,22 @@ type Config struct {
 	Targets   []string
 	Workloads []string      // names from Workloads(); nil means all
 	Rounds    int           // every target runs every workload once per round; 0 means DefaultRounds
-	Runtime   time.Duration // per fio workload; 0 means DefaultRuntime
-	Size      string        // file size per fio job, e.g. "256M", "4M", "1G"; "" means DefaultSize
-	Jobs      int           // parallel fio jobs of randrw and workers of meta; 0 means DefaultJobs
+	Runtime   time.Duration // per fio workload (the cap of the one-pass ones); 0 means DefaultRuntime
+	// Size is the file size per job of randwrite, randwrite-fsync and
+	// randrw, e.g. "256M", "4M", "1G"; "" means DefaultSize.
+	Size string
+	// ReadSize is the size of the file seqwrite writes and the read
+	// workloads read; "" means four times Size (1G by default).
+	ReadSize string
+	Jobs     int // parallel fio jobs of randrw and workers of meta; 0 means DefaultJobs
 
-	MetaFiles    int  // files of the metadata workload; 0 means DefaultMetaFiles
-	MetaDirs     int  // directories they are spread over; 0 means DefaultMetaDirs
-	MetaFileSize int  // bytes per file; 0 means DefaultMetaFileSize
-	DropCaches   bool // drop the kernel caches before meta-stat and meta-read (root)
+	MetaFiles    int // files of the metadata workload; 0 means DefaultMetaFiles
+	MetaDirs     int // directories they are spread over; 0 means DefaultMetaDirs
+	MetaFileSize int // bytes per file; 0 means DefaultMetaFileSize
+	// KeepCaches skips dropping the kernel caches (which needs root)
+	// before the cold workloads and before meta-stat and meta-read; their
+	// results are then not cold.
+	KeepCaches bool
 
 	WorkDir string  // where local, loopback and gluster keep their files; "" means os.TempDir()
 	RawDir  string  // if set, fio's JSON output of every run is kept here
@@ -84,7 +128,9 @@ type settings struct {
 	rounds    int
 	runtime   time.Duration
 	size      int64
+	readSize  int64
 	jobs      int
+	drop      bool // drop the kernel caches before cold runs
 	meta      MetaConfig
 	workDir   string
 	rawDir    string
@@ -153,21 +199,32 @@ func (c Config) settings() (*settings, error) {
 	if s.size < 1<<20 {
 		return nil, fmt.Errorf("size %s: at least 1M (one sequential block)", size)
 	}
+	s.readSize = 4 * s.size
+	if c.ReadSize != "" {
+		if s.readSize, err = ParseSize(c.ReadSize); err != nil {
+			return nil, err
+		}
+		if s.readSize < 1<<20 {
+			return nil, fmt.Errorf("read size %s: at least 1M (one sequential block)", c.ReadSize)
+		}
+	}
 	if s.jobs < 1 || s.jobs > 64 {
 		return nil, fmt.Errorf("jobs %d: want 1..64", s.jobs)
 	}
+	s.drop = !c.KeepCaches && slices.ContainsFunc(s.workloads, dropsCaches)
 	s.meta = MetaConfig{
 		Workers:    s.jobs,
 		Files:      orDefault(c.MetaFiles, DefaultMetaFiles),
 		Dirs:       orDefault(c.MetaDirs, DefaultMetaDirs),
 		FileSize:   orDefault(c.MetaFileSize, DefaultMetaFileSize),
-		DropCaches: c.DropCaches,
+		DropCaches: s.drop,
 	}
 	if err := s.meta.validate(); err != nil {
 		return nil, err
 	}
-	if c.DropCaches && os.Geteuid() != 0 {
-		return nil, errors.New("dropping caches needs root")
+	if s.drop && os.Geteuid() != 0 {
+		return nil, errors.New("the cold workloads drop the kernel caches, which needs root; run as root, keep the caches, or leave out " +
+			strings.Join(slices.DeleteFunc(slices.Clone(s.workloads), func(w string) bool { return !dropsCaches(w) }), ", "))
 	}
 	if s.workDir == "" {
 		s.workDir = os.TempDir()
@@ -185,6 +242,13 @@ func (c Config) settings() (*settings, error) {
 		s.progress = io.Discard
 	}
 	return s, nil
+}
+
+// Validate checks c as Run does before it starts anything: an error means
+// the configuration itself is wrong (or names a directory that is not there).
+func (c Config) Validate() error {
+	_, err := c.settings()
+	return err
 }
 
 func orDefault(v, def int) int {
@@ -370,20 +434,27 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	if r.s.rawDir != "" {
 		out = filepath.Join(r.s.rawDir, fmt.Sprintf("r%d-%s-%s.json", round, fileSafe(t.info.Name), w))
 	}
+	run := fioRun{
+		fio:      r.s.fio,
+		jobFile:  r.jobFiles[w],
+		dir:      scratch,
+		size:     r.s.size,
+		readSize: r.s.readSize,
+		runtime:  r.s.runtime,
+		jobs:     r.s.jobs,
+		output:   filepath.Join(r.runDir, "fio-prepare.json"),
+	}
+	if err := r.prepare(ctx, run, w); err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	run.output = out
 	var pids []int
 	if t.pids != nil {
 		pids = t.pids()
 	}
 	mon := startMonitor(pids)
-	fr, err := fioRun{
-		fio:     r.s.fio,
-		jobFile: r.jobFiles[w],
-		dir:     scratch,
-		size:    r.s.size,
-		runtime: r.s.runtime,
-		jobs:    r.s.jobs,
-		output:  out,
-	}.run(ctx)
+	fr, err := run.run(ctx)
 	if mon != nil {
 		res.CPU, res.PeakRSS = mon.Stop()
 		res.Measured = true
@@ -400,6 +471,37 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	res.P50, res.P99 = sum.p50, sum.p99
 	res.Elapsed, res.ClientCPU, res.Note = sum.elapsed, sum.clientCPU, sum.note
 	return res
+}
+
+// prepare does what workload w needs before its measured run (see
+// fioWorkload), and in any case writes back dirty data, so that the
+// previous workload's writeback does not land in this one's time.
+func (r *runner) prepare(ctx context.Context, run fioRun, w string) error {
+	fw, _ := fioWorkloadNamed(w)
+	if fw.layout {
+		run.createOnly = true
+		if _, err := run.run(ctx); err != nil {
+			return fmt.Errorf("lay out files: %w", err)
+		}
+		run.createOnly = false
+	}
+	if fw.drop && r.s.drop {
+		// drop_caches empties the page, dentry and inode caches of every
+		// file system, FUSE mounts and the disks behind bricks and
+		// loopback included; none of the targets caches file data in
+		// user space.
+		if err := dropCaches(); err != nil {
+			return err
+		}
+	} else {
+		unix.Sync()
+	}
+	if fw.warm {
+		if _, err := run.run(ctx); err != nil {
+			return fmt.Errorf("warm-up read: %w", err)
+		}
+	}
+	return nil
 }
 
 func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Result {

@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // fakeGluonEnv turns the test binary into a stand-in for `gluon up`
@@ -171,12 +173,14 @@ func TestConfigErrors(t *testing.T) {
 		"no targets":         {},
 		"unknown target":     {Targets: []string{"nfs"}},
 		"duplicate target":   {Targets: []string{"local", "local"}},
-		"unknown workload":   {Targets: []string{"local"}, Workloads: []string{"randread", "mdtest"}},
+		"unknown workload":   {Targets: []string{"local"}, Workloads: []string{"randread-cold", "mdtest"}},
 		"duplicate workload": {Targets: []string{"local"}, Workloads: []string{"meta", "meta"}},
 		"rounds":             {Targets: []string{"local"}, Rounds: -1},
 		"runtime":            {Targets: []string{"local"}, Runtime: time.Millisecond},
 		"size":               {Targets: []string{"local"}, Size: "lots"},
 		"small size":         {Targets: []string{"local"}, Size: "4k"},
+		"read size":          {Targets: []string{"local"}, ReadSize: "1G1"},
+		"small read size":    {Targets: []string{"local"}, ReadSize: "512k"},
 		"jobs":               {Targets: []string{"local"}, Jobs: -4},
 		"meta files":         {Targets: []string{"local"}, MetaFiles: -1},
 	} {
@@ -192,23 +196,26 @@ func TestConfigErrors(t *testing.T) {
 
 // TestRunLocalLoopback runs tiny workloads on the bare disk and on a
 // go-fuse loopback mount: bandwidth and IOPS workloads, several fio jobs,
-// O_DIRECT through FUSE, and the metadata workload.
+// files laid out and read warm, O_DIRECT through FUSE, and the metadata
+// workload. The caches are kept: TestColdRead drops them.
 func TestRunLocalLoopback(t *testing.T) {
 	work, raw := t.TempDir(), t.TempDir()
 	var progress bytes.Buffer
-	workloads := []string{"seqwrite", "randrw", "randread-aio", "meta"}
+	workloads := []string{"seqwrite", "seqread-warm", "randrw", "randread-aio-direct", "meta"}
 	rep, err := Run(context.Background(), Config{
-		Targets:   []string{"local", "loopback"},
-		Workloads: workloads,
-		Rounds:    1,
-		Runtime:   time.Second,
-		Size:      "4M",
-		Jobs:      2,
-		MetaFiles: 200,
-		MetaDirs:  4,
-		WorkDir:   work,
-		RawDir:    raw,
-		Progress:  &progress,
+		Targets:    []string{"local", "loopback"},
+		Workloads:  workloads,
+		Rounds:     1,
+		Runtime:    time.Second,
+		Size:       "4M",
+		ReadSize:   "8M",
+		Jobs:       2,
+		MetaFiles:  200,
+		MetaDirs:   4,
+		KeepCaches: true,
+		WorkDir:    work,
+		RawDir:     raw,
+		Progress:   &progress,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -255,10 +262,18 @@ func TestRunLocalLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseFioJSON(f); err != nil {
-			t.Errorf("%s: %v", p, err)
-		}
+		res, err := ParseFioJSON(f)
 		f.Close()
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		// One pass over the read size, not a time-based loop.
+		if strings.Contains(p, "seq") {
+			if n := res.Jobs[0].Read.IOBytes + res.Jobs[0].Write.IOBytes; n != 8<<20 {
+				t.Errorf("%s: %d bytes moved, want one pass of 8 MiB", filepath.Base(p), n)
+			}
+		}
 	}
 	for name, write := range map[string]func(*bytes.Buffer) error{
 		"table": func(b *bytes.Buffer) error { return rep.WriteTable(b) },
@@ -273,6 +288,94 @@ func TestRunLocalLoopback(t *testing.T) {
 	if ents, _ := os.ReadDir(work); len(ents) != 0 {
 		t.Errorf("work dir not cleaned up: %v", ents)
 	}
+}
+
+// TestColdRead checks what randread-cold promises: its file is laid out
+// and the caches dropped before the measured run, which reads every block
+// at most once. It runs on a FUSE loopback mount, where fio's own
+// invalidation (posix_fadvise) reaches only the FUSE inode and the file
+// stays cached on the disk behind the mount unless the caches are dropped.
+func TestColdRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("dropping the kernel caches needs root")
+	}
+	s, err := Config{Targets: []string{"local"}, Workloads: []string{"randread-cold"}, Size: "1M", ReadSize: "4M"}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := t.TempDir()
+	jobs, err := writeJobFiles(runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := openLoopback(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lo.close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	run := fioRun{fio: "fio", jobFile: jobs["randread-cold"], size: s.size, readSize: s.readSize,
+		runtime: time.Minute, jobs: 1, output: filepath.Join(runDir, "out.json")}
+	// cached prepares the workload in a new directory on the mount and
+	// counts the pages of the backing file in the page cache.
+	cached := func(name string, drop bool) int {
+		t.Helper()
+		run.dir = filepath.Join(lo.dir, name)
+		if err := os.Mkdir(run.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s.drop = drop
+		r := &runner{s: s, runDir: runDir, jobFiles: jobs}
+		if err := r.prepare(context.Background(), run, "randread-cold"); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(filepath.Join(filepath.Dir(lo.dir), "data", name, "randread-cold.0.0"))
+		if err != nil {
+			t.Fatalf("laid-out file: %v", err)
+		}
+		defer f.Close()
+		return residentPages(t, f)
+	}
+	if n := cached("kept", false); n == 0 {
+		t.Error("caches kept: the laid-out file is not cached behind the mount")
+	}
+	if n := cached("dropped", true); n != 0 {
+		t.Errorf("caches dropped: %d pages of the laid-out file still cached", n)
+	}
+	res, err := run.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd := res.Jobs[0].Read; rd.IOBytes != 4<<20 || rd.TotalIOs != 1024 {
+		t.Errorf("read %d bytes in %d I/Os, want one pass: 4 MiB in 1024", rd.IOBytes, rd.TotalIOs)
+	}
+}
+
+// residentPages counts the pages of f in the page cache.
+func residentPages(t *testing.T, f *os.File) int {
+	t.Helper()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(data)
+	vec := make([]byte, (len(data)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&data[0])), uintptr(len(data)),
+		uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
 }
 
 func TestExecStarter(t *testing.T) {
@@ -331,6 +434,24 @@ func TestExecStarterFailure(t *testing.T) {
 	_, _, _, err = ExecStarter{Path: "/nonexistent/gluon", Dir: dir}.Start(context.Background(), VolumeSpec{1, 1})
 	if err == nil {
 		t.Error("missing binary: no error")
+	}
+}
+
+// A gluon that does not know a flag the layout needs exits 2; the error
+// says which arguments it rejected.
+func TestExecStarterRejectedArgs(t *testing.T) {
+	t.Setenv(fakeGluonEnv, "ok")
+	dir := t.TempDir()
+	st := ExecStarter{Path: os.Args[0], Dir: dir, Args: func(dir, mnt string, spec VolumeSpec) []string {
+		return append(UpArgs(dir, mnt, spec), "--stripe", "2")
+	}}
+	_, _, _, err := st.Start(context.Background(), VolumeSpec{1, 1})
+	if err == nil || !strings.Contains(err.Error(), "rejected the arguments") || !strings.Contains(err.Error(), "--stripe 2") ||
+		!strings.Contains(err.Error(), "flag provided but not defined: -stripe") {
+		t.Errorf("error %v should name the rejected arguments and quote gluon up", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind %v", ents)
 	}
 }
 

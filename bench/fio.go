@@ -168,13 +168,15 @@ func (res *FioResult) summarize() (fioSummary, error) {
 
 // fioRun describes one fio invocation.
 type fioRun struct {
-	fio     string // binary
-	jobFile string // path of the job file on disk
-	dir     string // scratch directory on the target
-	size    int64  // bytes per job file
-	runtime time.Duration
-	jobs    int
-	output  string // where fio writes its JSON
+	fio        string // binary
+	jobFile    string // path of the job file on disk
+	dir        string // scratch directory on the target
+	size       int64  // bytes per job file of the write workloads
+	readSize   int64  // bytes of the file of seqwrite and the read workloads
+	runtime    time.Duration
+	jobs       int
+	output     string // where fio writes its JSON
+	createOnly bool   // only lay out the job's files
 }
 
 // env is the environment the job files take their parameters from.
@@ -182,6 +184,7 @@ func (f fioRun) env() []string {
 	return append(os.Environ(),
 		"BENCH_DIR="+f.dir,
 		"BENCH_SIZE="+strconv.FormatInt(f.size, 10),
+		"BENCH_READ_SIZE="+strconv.FormatInt(f.readSize, 10),
 		fmt.Sprintf("BENCH_RUNTIME=%dms", f.runtime.Milliseconds()),
 		"BENCH_JOBS="+strconv.Itoa(f.jobs),
 	)
@@ -194,7 +197,11 @@ func (f fioRun) run(ctx context.Context) (*FioResult, error) {
 	if err := os.Remove(f.output); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, f.fio, "--output-format=json", "--output="+f.output, f.jobFile)
+	args := []string{"--output-format=json", "--output=" + f.output}
+	if f.createOnly {
+		args = append(args, "--create_only=1")
+	}
+	cmd := exec.CommandContext(ctx, f.fio, append(args, f.jobFile)...)
 	cmd.Env = f.env()
 	// fio stops cleanly on SIGINT; SIGKILL only if it does not.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -232,15 +239,15 @@ func (f fioRun) run(ctx context.Context) (*FioResult, error) {
 func writeJobFiles(dir string) (map[string]string, error) {
 	paths := make(map[string]string)
 	for _, w := range fioWorkloads {
-		data, err := jobFiles.ReadFile("jobs/" + w + ".fio")
+		data, err := jobFiles.ReadFile("jobs/" + w.name + ".fio")
 		if err != nil {
 			return nil, err
 		}
-		p := filepath.Join(dir, w+".fio")
+		p := filepath.Join(dir, w.name+".fio")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			return nil, err
 		}
-		paths[w] = p
+		paths[w.name] = p
 	}
 	return paths, nil
 }

@@ -120,7 +120,8 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 	if argsOf == nil {
 		argsOf = UpArgs
 	}
-	cmd := exec.Command(path, argsOf(tmp, wantMnt, spec)...)
+	args := argsOf(tmp, wantMnt, spec)
+	cmd := exec.Command(path, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = stderr
 	err = cmd.Start()
@@ -184,6 +185,16 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 		return err
 	}
 
+	exitedEarly := func() error {
+		// gluon exits 2 for arguments it does not accept, e.g. an older
+		// binary that lacks a flag the volume layout needs.
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) && ee.ExitCode() == 2 {
+			return fmt.Errorf("%s rejected the arguments %q (exit status 2); does it support %s volumes?",
+				path, strings.Join(args, " "), spec)
+		}
+		return fmt.Errorf("gluon up exited before mounting: %v", waitErr)
+	}
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
 	select {
@@ -196,9 +207,15 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 		}
 		return mnt, []int{cmd.Process.Pid}, stop, nil
 	case <-drained:
-		err = errors.New("gluon up closed its output without printing \"mounted VOLUME at MNT\"")
+		// Output ends when the process exits; its exit status says more.
+		select {
+		case <-exited:
+			err = exitedEarly()
+		case <-time.After(time.Second):
+			err = errors.New("gluon up closed its output without printing \"mounted VOLUME at MNT\"")
+		}
 	case <-exited:
-		err = fmt.Errorf("gluon up exited before mounting: %v", waitErr)
+		err = exitedEarly()
 	case <-timer.C:
 		err = fmt.Errorf("gluon up did not mount within %v", startTimeout)
 	case <-ctx.Done():

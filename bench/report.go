@@ -35,11 +35,12 @@ type Settings struct {
 	Rounds       int           `json:"rounds"`
 	Runtime      time.Duration `json:"runtime_ns"`
 	Size         int64         `json:"size_bytes"`
+	ReadSize     int64         `json:"read_size_bytes"`
 	Jobs         int           `json:"jobs"`
 	MetaFiles    int           `json:"meta_files"`
 	MetaDirs     int           `json:"meta_dirs"`
 	MetaFileSize int           `json:"meta_file_size"`
-	DropCaches   bool          `json:"drop_caches"`
+	DropCaches   bool          `json:"drop_caches"` // before the cold workloads, meta-stat and meta-read
 }
 
 func (s *settings) report() Settings {
@@ -48,11 +49,12 @@ func (s *settings) report() Settings {
 		Rounds:       s.rounds,
 		Runtime:      s.runtime,
 		Size:         s.size,
+		ReadSize:     s.readSize,
 		Jobs:         s.jobs,
 		MetaFiles:    s.meta.Files,
 		MetaDirs:     s.meta.Dirs,
 		MetaFileSize: s.meta.FileSize,
-		DropCaches:   s.meta.DropCaches,
+		DropCaches:   s.drop,
 	}
 }
 

@@ -18,7 +18,7 @@ func syntheticReport() *Report {
 		Machine: Machine{Hostname: "box", NumCPU: 2, MemTotal: 24 << 30, Kernel: "6.18.44", Arch: "x86_64",
 			GoVersion: "go1.26.8", Fio: "fio-3.33", Source: "v0.1-2-gabcdef-dirty"},
 		Settings: Settings{Workloads: []string{"seqwrite", "randwrite", "meta"}, Rounds: 3, Runtime: 10 * time.Second,
-			Size: 256 << 20, Jobs: 4, MetaFiles: 5000, MetaDirs: 50, MetaFileSize: 1024},
+			Size: 256 << 20, ReadSize: 1 << 30, Jobs: 4, MetaFiles: 5000, MetaDirs: 50, MetaFileSize: 1024},
 		Targets: []TargetInfo{{Name: "a", Dir: "/tmp/a", FSType: "ext4"}, {Name: "b <&>", Dir: "/mnt/b", FSType: "fuse"}},
 		Started: time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC),
 	}
@@ -108,7 +108,7 @@ func TestWriteTable(t *testing.T) {
 	t.Log("\n" + out)
 	for _, want := range []string{
 		"# machine: box, 2 CPUs, 24.0 GiB RAM, kernel 6.18.44 x86_64, go1.26.8, fio-3.33, source v0.1-2-gabcdef-dirty",
-		"# settings: 3 round(s), fio runtime 10s, size 256.0 MiB, jobs 4",
+		"# settings: 3 round(s), fio runtime 10s, size 256.0 MiB, read size 1.0 GiB, jobs 4",
 		"# target b <&>: /mnt/b (fuse)",
 		"\nfailures:\n  round 1 b <&> meta-ls: meta-ls: listed 4999 entries, created 5000 files\n  round 2 b <&> randwrite: fio: exit status 1\n",
 	} {

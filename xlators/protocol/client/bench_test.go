@@ -5,8 +5,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -14,7 +14,7 @@ import (
 // benchFile connects a client to a loopback brick and opens a file of
 // size bytes on it.
 func benchFile(b *testing.B, size int) (*client.Client, xl.Fd) {
-	br := startBrick(b, memfs.New(), "127.0.0.1:0", server.Options{})
+	br := startBrick(b, memfs.New(memfs.Options{}), "127.0.0.1:0", server.Options{})
 	c, _ := newClient(b, br.addr, client.Options{})
 	fd, _, e := c.Create(context.Background(), xl.RootGFID, "f", gFile, syscall.O_RDWR, 0o644)
 	if e != 0 {

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/spy"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -16,22 +17,22 @@ import (
 // A call the caller gives up on stops on the brick too: its handler sees
 // its ctx end, while the connection carries on.
 func TestCancelReachesServer(t *testing.T) {
-	fs := memfs.New()
-	b := startBrick(t, fs, "127.0.0.1:0", server.Options{})
+	pb := probe.New(memfs.New(memfs.Options{}))
+	b := startBrick(t, pb, "127.0.0.1:0", server.Options{})
 	c, log := newClient(t, b.addr, client.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan syscall.Errno)
 	go func() {
-		_, e := c.Ipc(ctx, memfs.IpcBlock, nil)
+		_, e := c.Ipc(ctx, probe.IpcBlock, nil)
 		done <- e
 	}()
-	<-fs.Blocked
+	<-pb.Blocked
 	cancel()
 	if e := <-done; e != syscall.EINTR {
 		t.Fatalf("cancelled call = %v, want EINTR", e)
 	}
 	select {
-	case <-fs.Unblocked:
+	case <-pb.Unblocked:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the brick never saw the cancellation")
 	}
@@ -46,7 +47,7 @@ func TestCancelReachesServer(t *testing.T) {
 // An open abandoned by its caller may still succeed on the brick; the fd
 // it got must not stay open until the connection ends.
 func TestAbandonedOpenIsReleased(t *testing.T) {
-	fs := memfs.New()
+	fs := memfs.New(memfs.Options{})
 	ctx := context.Background()
 	if _, e := fs.Mkdir(ctx, xl.RootGFID, "d", gDir, 0o755); e != 0 {
 		t.Fatal(e)

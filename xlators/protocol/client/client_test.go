@@ -14,8 +14,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/testlog"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
@@ -111,11 +112,13 @@ var (
 
 // Every op goes through client, TCP and server to a leaf, and must come
 // back exactly as the same leaf answers it in process: the twin runs the
-// same steps directly.
+// same steps directly. Both stores keep one fixed time, so that their
+// timestamps agree too.
 func TestEveryOpRoundTrip(t *testing.T) {
-	b := startBrick(t, memfs.New(), "127.0.0.1:0", server.Options{})
+	fixed := memfs.Options{Now: func() time.Time { return time.Unix(1e9, 123) }}
+	b := startBrick(t, probe.New(memfs.New(fixed)), "127.0.0.1:0", server.Options{})
 	remote, _ := newClient(t, b.addr, client.Options{})
-	local := memfs.New()
+	local := probe.New(memfs.New(fixed))
 	ctx := xl.WithCall(context.Background(), &xl.Call{
 		Uid: 1000, Gid: 100, Groups: []uint32{4, 27, 100}, Pid: 4242,
 		Client: [16]byte{0: 0xc1, 15: 0x1d}, Seq: 99, Xdata: xl.Xdata{"gfid-req": gNode[:], "empty": {}},
@@ -196,9 +199,9 @@ func TestEveryOpRoundTrip(t *testing.T) {
 		{xl.OpRemovexattr, func(x xl.Xlator, s *state) []any { return list(x.Removexattr(ctx, gFile, "user.a")) }},
 		{xl.OpListxattr, func(x xl.Xlator, s *state) []any { return list(x.Listxattr(ctx, gFile)) }},
 		{xl.OpRmdir, func(x xl.Xlator, s *state) []any { return list(x.Rmdir(ctx, root, "d")) }},
-		{xl.OpIpc, func(x xl.Xlator, s *state) []any { return list(x.Ipc(ctx, memfs.IpcWhoami, nil)) }},
+		{xl.OpIpc, func(x xl.Xlator, s *state) []any { return list(x.Ipc(ctx, probe.IpcWhoami, nil)) }},
 		{xl.OpIpc, func(x xl.Xlator, s *state) []any {
-			return list(x.Ipc(ctx, memfs.IpcEcho, xl.Xdata{"k": []byte("v"), "e": {}}))
+			return list(x.Ipc(ctx, probe.IpcEcho, xl.Xdata{"k": []byte("v"), "e": {}}))
 		}},
 		{xl.OpIpc, func(x xl.Xlator, s *state) []any { return list(x.Ipc(ctx, "nobody.knows", nil)) }},
 	}
@@ -219,7 +222,7 @@ func TestEveryOpRoundTrip(t *testing.T) {
 		}
 	}
 	// The caller's identity reached the leaf.
-	who, e := remote.Ipc(ctx, memfs.IpcWhoami, nil)
+	who, e := remote.Ipc(ctx, probe.IpcWhoami, nil)
 	if e != 0 || string(who["uid"]) != "1000" || string(who["groups"]) != "4,27,100" ||
 		string(who["seq"]) != "99" || !bytes.Equal(who["x.gfid-req"], gNode[:]) {
 		t.Errorf("whoami = %q, %v", who, e)
@@ -229,7 +232,7 @@ func TestEveryOpRoundTrip(t *testing.T) {
 func list(v ...any) []any { return v }
 
 func TestLargeIO(t *testing.T) {
-	b := startBrick(t, memfs.New(), "127.0.0.1:0", server.Options{MaxFrame: 1 << 20})
+	b := startBrick(t, memfs.New(memfs.Options{}), "127.0.0.1:0", server.Options{MaxFrame: 1 << 20})
 	c, _ := newClient(t, b.addr, client.Options{})
 	ctx := context.Background()
 	fd, _, e := c.Create(ctx, xl.RootGFID, "big", gFile, syscall.O_RDWR, 0o644)
@@ -257,14 +260,14 @@ func TestLargeIO(t *testing.T) {
 // barrier answers none of them until all have arrived.
 func TestConcurrentCalls(t *testing.T) {
 	const n = 64
-	b := startBrick(t, memfs.New(), "127.0.0.1:0", server.Options{})
+	b := startBrick(t, probe.New(memfs.New(memfs.Options{})), "127.0.0.1:0", server.Options{})
 	c, _ := newClient(t, b.addr, client.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if _, e := c.Ipc(ctx, memfs.IpcBarrier, xl.Xdata{"n": []byte(fmt.Sprint(n))}); e != 0 {
+			if _, e := c.Ipc(ctx, probe.IpcBarrier, xl.Xdata{"n": []byte(fmt.Sprint(n))}); e != 0 {
 				t.Errorf("caller %d: barrier: %v", i, e)
 				return
 			}
@@ -292,7 +295,7 @@ func TestConcurrentCalls(t *testing.T) {
 }
 
 func TestWrongVolumeIsRejected(t *testing.T) {
-	b := startBrick(t, memfs.New(), "127.0.0.1:0", server.Options{Volume: "vol0"})
+	b := startBrick(t, memfs.New(memfs.Options{}), "127.0.0.1:0", server.Options{Volume: "vol0"})
 	c, log := newClient(t, b.addr, client.Options{Volume: "other"})
 	if _, e := c.Getattr(context.Background(), xl.RootGFID); e != syscall.ENOTCONN {
 		t.Fatalf("Getattr = %v, want ENOTCONN", e)
@@ -309,8 +312,8 @@ func TestWrongVolumeIsRejected(t *testing.T) {
 }
 
 func TestServerRestart(t *testing.T) {
-	fs := memfs.New()
-	b := startBrick(t, fs, "127.0.0.1:0", server.Options{})
+	pb := probe.New(memfs.New(memfs.Options{}))
+	b := startBrick(t, pb, "127.0.0.1:0", server.Options{})
 	c, _ := newClient(t, b.addr, client.Options{DialTimeout: 300 * time.Millisecond})
 	ctx := context.Background()
 	if _, e := c.Mkdir(ctx, xl.RootGFID, "d", gDir, 0o755); e != 0 {
@@ -319,10 +322,10 @@ func TestServerRestart(t *testing.T) {
 
 	inflight := make(chan syscall.Errno)
 	go func() {
-		_, e := c.Ipc(ctx, memfs.IpcBlock, nil)
+		_, e := c.Ipc(ctx, probe.IpcBlock, nil)
 		inflight <- e
 	}()
-	<-fs.Blocked
+	<-pb.Blocked
 	b.stop()
 	if e := <-inflight; e != syscall.ENOTCONN {
 		t.Fatalf("call in flight when the server died = %v, want ENOTCONN", e)
@@ -331,7 +334,7 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("call while the server is down = %v, want ENOTCONN", e)
 	}
 
-	startBrick(t, fs, b.addr, server.Options{})
+	startBrick(t, pb, b.addr, server.Options{})
 	eventually(t, "client reconnects", func() bool {
 		_, e := c.Lookup(ctx, xl.RootGFID, "d")
 		return e == 0
@@ -353,7 +356,7 @@ func TestConnectsInBackground(t *testing.T) {
 	if _, e := c.Getattr(context.Background(), xl.RootGFID); e != syscall.ENOTCONN {
 		t.Fatalf("Getattr with no server = %v, want ENOTCONN", e)
 	}
-	startBrick(t, memfs.New(), addr, server.Options{})
+	startBrick(t, memfs.New(memfs.Options{}), addr, server.Options{})
 	eventually(t, "client connects", func() bool {
 		_, e := c.Getattr(context.Background(), xl.RootGFID)
 		return e == 0
@@ -454,28 +457,28 @@ func TestGarbageFromServer(t *testing.T) {
 }
 
 func TestCancelReturnsEINTR(t *testing.T) {
-	fs := memfs.New()
-	b := startBrick(t, fs, "127.0.0.1:0", server.Options{})
+	pb := probe.New(memfs.New(memfs.Options{}))
+	b := startBrick(t, pb, "127.0.0.1:0", server.Options{})
 	c, _ := newClient(t, b.addr, client.Options{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan syscall.Errno)
 	go func() {
-		_, e := c.Ipc(ctx, memfs.IpcBlock, nil)
+		_, e := c.Ipc(ctx, probe.IpcBlock, nil)
 		done <- e
 	}()
-	<-fs.Blocked
+	<-pb.Blocked
 	cancel()
 	if e := <-done; e != syscall.EINTR {
 		t.Fatalf("cancelled call = %v, want EINTR", e)
 	}
-	if _, e := c.Ipc(ctx, memfs.IpcEcho, nil); e != syscall.EINTR {
+	if _, e := c.Ipc(ctx, probe.IpcEcho, nil); e != syscall.EINTR {
 		t.Fatalf("call with a cancelled ctx = %v, want EINTR", e)
 	}
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer dcancel()
-	if _, e := c.Ipc(dctx, memfs.IpcBlock, nil); e != syscall.ETIMEDOUT {
+	if _, e := c.Ipc(dctx, probe.IpcBlock, nil); e != syscall.ETIMEDOUT {
 		t.Fatalf("call past its deadline = %v, want ETIMEDOUT", e)
 	}
 	// The late replies are dropped and the connection carries on.
@@ -485,15 +488,15 @@ func TestCancelReturnsEINTR(t *testing.T) {
 }
 
 func TestCloseFailsCalls(t *testing.T) {
-	fs := memfs.New()
-	b := startBrick(t, fs, "127.0.0.1:0", server.Options{})
+	pb := probe.New(memfs.New(memfs.Options{}))
+	b := startBrick(t, pb, "127.0.0.1:0", server.Options{})
 	c, _ := newClient(t, b.addr, client.Options{})
 	done := make(chan syscall.Errno)
 	go func() {
-		_, e := c.Ipc(context.Background(), memfs.IpcBlock, nil)
+		_, e := c.Ipc(context.Background(), probe.IpcBlock, nil)
 		done <- e
 	}()
-	<-fs.Blocked
+	<-pb.Blocked
 	c.Close()
 	if e := <-done; e != syscall.ENOTCONN {
 		t.Fatalf("call in flight at Close = %v, want ENOTCONN", e)

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -18,7 +18,7 @@ func TestReadLandsInCallerBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(memfs.New(), server.Options{Volume: "v"})
+	srv := server.New(memfs.New(memfs.Options{}), server.Options{Volume: "v"})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {

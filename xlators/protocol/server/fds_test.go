@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/posix"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/spy"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/testlog"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
@@ -103,7 +103,7 @@ func TestConnectionEndReleasesFds(t *testing.T) {
 		{"server close", 0, func(_ *raw, srv *server.Server) { srv.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := spy.New(memfs.New())
+			sp := spy.New(memfs.New(memfs.Options{}))
 			srv, addr, _ := serve(t, sp)
 			r := dial(t, addr)
 			h := goodHello()
@@ -141,7 +141,7 @@ func TestConnectionEndReleasesFds(t *testing.T) {
 // connection, possibly before the server noticed that the old one died:
 // the brick must not get a second release when it does.
 func TestReleaseThroughAnotherConnection(t *testing.T) {
-	sp := spy.New(memfs.New())
+	sp := spy.New(memfs.New(memfs.Options{}))
 	srv, addr, _ := serve(t, sp)
 	old, cur := dial(t, addr), dial(t, addr)
 	old.hello(goodHello())

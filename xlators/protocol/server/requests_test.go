@@ -5,7 +5,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -27,7 +28,7 @@ func (panicky) Releasedir(context.Context, xl.Fd) syscall.Errno { panic("boom in
 // the log says where; the connection, its other requests and the brick
 // carry on. The releases that follow a disconnect are guarded alike.
 func TestPanicFailsOnlyItsRequest(t *testing.T) {
-	_, addr, log := serve(t, panicky{xl.Base{Xlator: memfs.New()}})
+	_, addr, log := serve(t, panicky{xl.Base{Xlator: memfs.New(memfs.Options{})}})
 	c, clog := newClient(t, addr)
 	ctx := context.Background()
 	if _, e := c.Ipc(ctx, "panic", nil); e != syscall.EIO {
@@ -60,13 +61,13 @@ func TestPanicFailsOnlyItsRequest(t *testing.T) {
 // is still answered. A cancel for a request that is not running is
 // ignored.
 func TestCancelFrame(t *testing.T) {
-	fs := memfs.New()
-	_, addr, _ := serve(t, fs)
+	pb := probe.New(memfs.New(memfs.Options{}))
+	_, addr, _ := serve(t, pb)
 	r := dial(t, addr)
 	r.hello(goodHello())
 	r.send(wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: 99}))
-	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(memfs.IpcBlock)}))
-	<-fs.Blocked
+	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(probe.IpcBlock)}))
+	<-pb.Blocked
 	r.send(wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: 1}))
 	h, p, err := r.read()
 	if err != nil || h.Type != wire.TypeReply || h.ID != 1 {
@@ -84,12 +85,12 @@ func TestCancelFrame(t *testing.T) {
 // Two requests in flight under one id could not be told apart by a
 // cancel: the second costs the client its connection.
 func TestDuplicateRequestID(t *testing.T) {
-	fs := memfs.New()
-	_, addr, log := serve(t, fs)
+	pb := probe.New(memfs.New(memfs.Options{}))
+	_, addr, log := serve(t, pb)
 	r := dial(t, addr)
 	r.hello(goodHello())
-	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(memfs.IpcBlock)}))
-	<-fs.Blocked
+	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(probe.IpcBlock)}))
+	<-pb.Blocked
 	r.send(request(1, &xl.Fop{Op: xl.OpGetattr, GFID: xl.RootGFID}))
 	r.expectHangup()
 	waitLog(t, log, "WARN", "request id 1 is already in flight", "remote="+r.nc.LocalAddr().String())

@@ -16,8 +16,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/memfs"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/testlog"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
@@ -28,14 +29,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const maxFrame = 1 << 20
 
-func start(t *testing.T, fs *memfs.FS) (*server.Server, string, *testlog.Buffer) {
+func start(t *testing.T, top xl.Xlator) (*server.Server, string, *testlog.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger, log := testlog.New(t)
-	srv := server.New(fs, server.Options{Volume: "vol0", Logger: logger, MaxFrame: maxFrame})
+	srv := server.New(top, server.Options{Volume: "vol0", Logger: logger, MaxFrame: maxFrame})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -132,7 +133,7 @@ func request(id uint64, f *xl.Fop) []byte {
 // A broken or hostile frame costs only the connection that sent it: the
 // server logs why, with the peer's address, and serves everyone else.
 func TestMalformedFrameDropsOnlyItsConnection(t *testing.T) {
-	_, addr, log := start(t, memfs.New())
+	_, addr, log := start(t, memfs.New(memfs.Options{}))
 	clog, cbuf := testlog.New(t)
 	good, err := client.New(client.Options{Addr: addr, Volume: "vol0", Logger: clog})
 	if err != nil {
@@ -198,7 +199,7 @@ func waitLog(t *testing.T, log *testlog.Buffer, parts ...string) {
 }
 
 func TestHandshakeRejections(t *testing.T) {
-	_, addr, log := start(t, memfs.New())
+	_, addr, log := start(t, memfs.New(memfs.Options{}))
 	wrongVolume := goodHello()
 	wrongVolume.Volume = "other"
 	newer := goodHello()
@@ -251,16 +252,16 @@ func TestHandshakeRejections(t *testing.T) {
 // Replies go out as requests finish, not in arrival order: a request
 // parked in the leaf does not hold back the one behind it.
 func TestRepliesOutOfOrder(t *testing.T) {
-	fs := memfs.New()
-	_, addr, _ := start(t, fs)
+	pb := probe.New(memfs.New(memfs.Options{}))
+	_, addr, _ := start(t, pb)
 	r := dial(t, addr)
 	r.hello(goodHello())
 	var batch []byte
-	batch = append(batch, request(1, &xl.Fop{Op: xl.OpIpc, Name: string(memfs.IpcBlock)})...)
+	batch = append(batch, request(1, &xl.Fop{Op: xl.OpIpc, Name: string(probe.IpcBlock)})...)
 	batch = append(batch, request(2, &xl.Fop{Op: xl.OpGetattr, GFID: xl.RootGFID})...)
 	batch = append(batch, wire.AppendHeader(nil, wire.Header{Type: wire.TypePing})...)
 	r.send(batch)
-	<-fs.Blocked
+	<-pb.Blocked
 	gotReply, gotPong := false, false
 	for !gotReply || !gotPong {
 		h, p, err := r.read()
@@ -284,7 +285,7 @@ func TestRepliesOutOfOrder(t *testing.T) {
 }
 
 func TestSilentClientIsDropped(t *testing.T) {
-	_, addr, log := start(t, memfs.New())
+	_, addr, log := start(t, memfs.New(memfs.Options{}))
 	r := dial(t, addr)
 	h := goodHello()
 	h.PingTimeout = 50 * time.Millisecond
@@ -294,19 +295,19 @@ func TestSilentClientIsDropped(t *testing.T) {
 }
 
 func TestCloseCancelsInFlightRequests(t *testing.T) {
-	fs := memfs.New()
+	pb := probe.New(memfs.New(memfs.Options{}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(fs, server.Options{Volume: "vol0"})
+	srv := server.New(pb, server.Options{Volume: "vol0"})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	r := dial(t, ln.Addr().String())
 	r.hello(goodHello())
-	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(memfs.IpcBlock)}))
-	<-fs.Blocked
+	r.send(request(1, &xl.Fop{Op: xl.OpIpc, Name: string(probe.IpcBlock)}))
+	<-pb.Blocked
 	// Close returns only once the parked handler saw its ctx cancelled.
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestCloseCancelsInFlightRequests(t *testing.T) {
 // The limits in the header hold even for lengths that would not fit the
 // server's memory.
 func TestHugeDataLengthIsRefused(t *testing.T) {
-	_, addr, log := start(t, memfs.New())
+	_, addr, log := start(t, memfs.New(memfs.Options{}))
 	r := dial(t, addr)
 	r.hello(goodHello())
 	b := wire.AppendHeader(nil, wire.Header{Type: wire.TypeRequest, ID: 1, Len: 10})
@@ -344,7 +345,7 @@ func TestHugeDataLengthIsRefused(t *testing.T) {
 // A reply bigger than the client said it accepts becomes EIO instead of
 // a frame the client would have to drop its connection over.
 func TestReplyTooLargeForClient(t *testing.T) {
-	fs := memfs.New()
+	fs := memfs.New(memfs.Options{})
 	_, addr, log := start(t, fs)
 	ctx := context.Background()
 	g := xl.NewGFID()

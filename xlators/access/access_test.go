@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/xl"
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,7 @@ var (
 //	d/         0755 root        alicedir/ 0755 alice    sgid/ 02777 root:100
 type fixture struct {
 	t    *testing.T
-	leaf *memLeaf
+	leaf *memfs.FS
 	x    *Access
 	gfid map[string]xl.GFID
 }
@@ -66,7 +67,7 @@ var tree = []obj{
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, leaf: newMemLeaf(), gfid: map[string]xl.GFID{".": xl.RootGFID}}
+	f := &fixture{t: t, leaf: memfs.New(memfs.Options{}), gfid: map[string]xl.GFID{".": xl.RootGFID}}
 	x, err := New(f.leaf, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,10 +77,17 @@ func newFixture(t *testing.T) *fixture {
 	for _, o := range tree {
 		g := xl.NewGFID()
 		parent := f.g(path.Dir(o.path))
-		if _, errno := f.leaf.Mknod(ctx, parent, path.Base(o.path), g, o.mode, 0); errno != 0 {
-			t.Fatalf("mknod %s: %v", o.path, errno)
+		var errno syscall.Errno
+		if o.mode&syscall.S_IFMT == syscall.S_IFDIR {
+			_, errno = f.leaf.Mkdir(ctx, parent, path.Base(o.path), g, o.mode)
+		} else {
+			_, errno = f.leaf.Mknod(ctx, parent, path.Base(o.path), g, o.mode, 0)
 		}
-		in := xl.SetattrIn{Valid: xl.SetUid | xl.SetGid, Uid: o.uid, Gid: o.gid}
+		if errno != 0 {
+			t.Fatalf("making %s: %v", o.path, errno)
+		}
+		// The mode again after the chown, which clears set-id bits.
+		in := xl.SetattrIn{Valid: xl.SetUid | xl.SetGid | xl.SetMode, Uid: o.uid, Gid: o.gid, Mode: o.mode}
 		if _, errno := f.leaf.Setattr(ctx, g, in); errno != 0 {
 			t.Fatalf("chown %s: %v", o.path, errno)
 		}

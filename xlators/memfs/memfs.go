@@ -15,6 +15,7 @@
 package memfs
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -582,8 +583,8 @@ func (fs *FS) moved(n, from, to *node) {
 	}
 }
 
-// regular refuses what only a regular file can do: errs is the answer for
-// a special file.
+// regular refuses what only a regular file can do; special is the answer
+// for a device, fifo or socket.
 func regular(n *node, special syscall.Errno) syscall.Errno {
 	switch n.attr.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
@@ -740,22 +741,12 @@ func (fs *FS) Readdir(_ context.Context, fd xl.Fd, off uint64, max int) ([]xl.Di
 			out = append(out, xl.Dirent{Name: name, Off: ent.cookie})
 		}
 	}
-	slices.SortFunc(out, func(a, b xl.Dirent) int { return cmpUint(a.Off, b.Off) })
+	slices.SortFunc(out, func(a, b xl.Dirent) int { return cmp.Compare(a.Off, b.Off) })
 	out = out[:min(len(out), max)]
 	for i := range out {
 		out[i].Attr = fs.nodes[d.dir.entries[out[i].Name].gfid].attr
 	}
 	return out, 0
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Statfs reports a 1 GiB volume, less the pages allocated.

@@ -64,7 +64,7 @@ func (fs *FS) Setxattr(_ context.Context, ino xl.GFID, name string, value []byte
 	case flags&xattrReplace != 0 && !exists:
 		return syscall.ENODATA
 	}
-	n.xattrs[name] = append([]byte{}, value...) // the caller may reuse value; nil stays distinct from absent
+	n.xattrs[name] = append([]byte{}, value...) // a copy, never nil: the caller may reuse value
 	fs.changed(&n.attr, false)
 	return 0
 }

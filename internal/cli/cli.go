@@ -122,6 +122,7 @@ Start a single-machine cluster and mount it with 'gluon up'.`,
 		a.volumeCmd(),
 		a.volfileCmd(),
 		a.versionCmd(),
+		a.benchCmd(),
 	)
 	return root
 }

@@ -182,6 +182,7 @@ func TestConfigErrors(t *testing.T) {
 		"read size":          {Targets: []string{"local"}, ReadSize: "1G1"},
 		"small read size":    {Targets: []string{"local"}, ReadSize: "512k"},
 		"jobs":               {Targets: []string{"local"}, Jobs: -4},
+		"meta workers":       {Targets: []string{"local"}, MetaWorkers: 65},
 		"meta files":         {Targets: []string{"local"}, MetaFiles: -1},
 	} {
 		if _, err := c.settings(); err == nil {
@@ -203,19 +204,20 @@ func TestRunLocalLoopback(t *testing.T) {
 	var progress bytes.Buffer
 	workloads := []string{"seqwrite", "seqread-warm", "randrw", "randread-aio-direct", "meta"}
 	rep, err := Run(context.Background(), Config{
-		Targets:    []string{"local", "loopback"},
-		Workloads:  workloads,
-		Rounds:     1,
-		Runtime:    time.Second,
-		Size:       "4M",
-		ReadSize:   "8M",
-		Jobs:       2,
-		MetaFiles:  200,
-		MetaDirs:   4,
-		KeepCaches: true,
-		WorkDir:    work,
-		RawDir:     raw,
-		Progress:   &progress,
+		Targets:     []string{"local", "loopback"},
+		Workloads:   workloads,
+		Rounds:      1,
+		Runtime:     time.Second,
+		Size:        "4M",
+		ReadSize:    "8M",
+		Jobs:        2,
+		MetaWorkers: 2,
+		MetaFiles:   200,
+		MetaDirs:    4,
+		KeepCaches:  true,
+		WorkDir:     work,
+		RawDir:      raw,
+		Progress:    &progress,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,28 +6,43 @@
 //
 // # Workloads
 //
-// The fio workloads are job files in jobs/ (embedded in the binary), all
-// time based (Config.Runtime, default 10 s) on files of Config.Size
-// (default 256 MiB) per job, buffered psync I/O unless noted:
+// The fio workloads are those of the reference suite the 2026-11-21
+// baseline was measured with (/work/shared/bench/fio-suite.sh), with the
+// same names, options and defaults, so that results compare with
+// baseline-2026-11-21.md. They are job files in jobs/ (embedded in the
+// binary), buffered psync I/O unless noted. The sequential and read
+// workloads make one pass over a file of Config.ReadSize (default 1 GiB)
+// capped at Config.Runtime (default 15 s); the write and mixed ones run for
+// Config.Runtime on files of Config.Size (default 256 MiB) per job:
 //
-//	seqwrite         1 MiB sequential writes, final fsync included
-//	seqread          1 MiB sequential reads
-//	randread         4 KiB random reads
-//	randwrite        4 KiB random writes, final fsync included
-//	randwrite-fsync  4 KiB random writes, fsync after every write
-//	randrw           4 KiB random 70% reads / 30% writes, Config.Jobs jobs
-//	randread-aio     4 KiB random reads, libaio, O_DIRECT, queue depth 16
+//	seqwrite             1 MiB sequential writes into a new file, final fsync included
+//	seqread-cold         1 MiB sequential reads, caches dropped first
+//	seqread-warm         the same right after an (untimed) cold pass, fio's invalidate off
+//	randread-cold        4 KiB random reads, caches dropped first; every block at most once
+//	randread-aio-direct  4 KiB random reads, libaio, O_DIRECT, queue depth 16, caches dropped first
+//	randwrite            4 KiB random writes, final fsync included
+//	randwrite-fsync      4 KiB random writes, fsync after every write
+//	randrw               4 KiB random 70% reads / 30% writes, Config.Jobs jobs, caches dropped first
+//
+// Each workload runs in a scratch directory of its own. The files a
+// workload reads are laid out beforehand (fio --create_only=1, untimed);
+// "caches dropped" means sync and echo 3 > /proc/sys/vm/drop_caches
+// between layout and measurement. That empties the page, dentry and inode
+// caches of the FUSE mount and of the disk behind it (bricks, loopback's
+// backing directory) alike, which fio's own posix_fadvise does not reach
+// through FUSE. It needs root; Config.KeepCaches skips it.
 //
 // fio runs with --output-format=json and its output is decoded
 // (ParseFioJSON). Latencies are fio's total latency percentiles (lat_ns,
 // requested with lat_percentiles=1; clat_ns for other fio output) of the
 // read side, or of the write side for write-only jobs.
 //
-// The metadata workload "meta" (RunMeta, in Go) has Config.Jobs workers
-// create, stat, list (readdir + lstat, like ls -l), read and unlink small
-// files spread over directories, each phase reported separately
-// (meta-create ... meta-unlink) with operations per second and per-op
-// p50/p99.
+// The metadata workload "meta" (RunMeta, in Go) has Config.MetaWorkers
+// workers (default 1, as in the reference suite) create, stat, list
+// (readdir + lstat, like ls -l), read and unlink 5000 files of 1 KiB
+// spread over 50 directories, each phase reported separately (meta-create
+// ... meta-unlink) with operations per second and per-op p50/p99. The
+// caches are dropped before meta-stat and meta-read.
 //
 // # Targets
 //
@@ -53,7 +68,12 @@
 // # Usage
 //
 //	go run . bench gluon:replica=3 loopback local
-//	go run . bench --rounds 5 --runtime 30s --json out.json --plot out.svg gluon:replica=3 gluster:replica=3 local
+//	go run . bench --rounds 5 --json out.json --plot out.svg gluon:replica=3 gluster:replica=3 local
+//	go run . bench --rounds 1 --runtime 1s --size 4M --workloads randread-cold,meta local   # smoke test
+//
+// gluon bench takes Config's fields as flags (go run . bench --help).
+// gluon: targets are started with ExecStarter, which runs this binary's
+// gluon up (see UpArgs).
 //
 // # Profiling a brick or a mount under load
 //

@@ -37,6 +37,7 @@ type Settings struct {
 	Size         int64         `json:"size_bytes"`
 	ReadSize     int64         `json:"read_size_bytes"`
 	Jobs         int           `json:"jobs"`
+	MetaWorkers  int           `json:"meta_workers"`
 	MetaFiles    int           `json:"meta_files"`
 	MetaDirs     int           `json:"meta_dirs"`
 	MetaFileSize int           `json:"meta_file_size"`
@@ -51,6 +52,7 @@ func (s *settings) report() Settings {
 		Size:         s.size,
 		ReadSize:     s.readSize,
 		Jobs:         s.jobs,
+		MetaWorkers:  s.meta.Workers,
 		MetaFiles:    s.meta.Files,
 		MetaDirs:     s.meta.Dirs,
 		MetaFileSize: s.meta.FileSize,

@@ -19,8 +19,8 @@ func (r *Report) header() []string {
 	if m.Source != "" {
 		machine += ", source " + m.Source
 	}
-	run := fmt.Sprintf("settings: %d round(s), fio runtime %v, size %s, read size %s, jobs %d, meta %d files x %d B in %d dirs",
-		s.Rounds, s.Runtime, fmtBytes(uint64(s.Size)), fmtBytes(uint64(s.ReadSize)), s.Jobs, s.MetaFiles, s.MetaFileSize, s.MetaDirs)
+	run := fmt.Sprintf("settings: %d round(s), fio runtime %v, size %s, read size %s, jobs %d, meta %d files x %d B in %d dirs by %d worker(s)",
+		s.Rounds, s.Runtime, fmtBytes(uint64(s.Size)), fmtBytes(uint64(s.ReadSize)), s.Jobs, s.MetaFiles, s.MetaFileSize, s.MetaDirs, s.MetaWorkers)
 	if s.DropCaches {
 		run += ", caches dropped"
 	}

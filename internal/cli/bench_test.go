@@ -40,6 +40,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--runtime", "500ms", "local"}, "at least 1s"},
 		{[]string{"--rounds", "0", "local"}, "--rounds 0"},
 		{[]string{"--jobs", "0", "local"}, "--jobs 0"},
+		{[]string{"--meta-workers", "0", "local"}, "--meta-workers 0"},
+		{[]string{"--meta-workers", "100", "local"}, "meta workers 100: want 1..64"},
 		{[]string{"--size", "lots", "local"}, `size "lots"`},
 		{[]string{"--size", "4k", "local"}, "at least 1M"},
 		{[]string{"--read-size", "1x", "local"}, `size "1x"`},

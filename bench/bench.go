@@ -228,7 +228,7 @@ func (c Config) settings() (*settings, error) {
 		return nil, err
 	}
 	if s.drop && os.Geteuid() != 0 {
-		return nil, errors.New("the cold workloads drop the kernel caches, which needs root; run as root, keep the caches, or leave out " +
+		return nil, errors.New("the cold workloads drop the kernel caches, which needs root; run as root, keep the caches (KeepCaches, gluon bench --keep-caches) or leave out " +
 			strings.Join(slices.DeleteFunc(slices.Clone(s.workloads), func(w string) bool { return !dropsCaches(w) }), ", "))
 	}
 	if s.workDir == "" {

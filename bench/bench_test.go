@@ -412,7 +412,7 @@ func TestExecStarter(t *testing.T) {
 
 func TestUpArgs(t *testing.T) {
 	for spec, want := range map[VolumeSpec]string{
-		{1, 1}: "up --dir D --mount M",
+		{1, 1}: "up --dir D --mount M --bricks 1",
 		{3, 1}: "up --dir D --mount M --bricks 3",
 		{1, 4}: "up --dir D --mount M --bricks 4 --replica 1",
 		{3, 2}: "up --dir D --mount M --bricks 6 --replica 3",

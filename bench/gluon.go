@@ -30,7 +30,7 @@ type Starter interface {
 
 // ExecStarter is the default Starter. It runs
 //
-//	PATH up --dir TMP --mount TMP/mnt [--bricks N [--replica R]]
+//	PATH up --dir TMP --mount TMP/mnt --bricks N [--replica R]
 //
 // with a fresh temporary directory TMP, waits for the line
 // "mounted VOLUME at MNT" on its standard output, and stops it with
@@ -51,14 +51,12 @@ type ExecStarter struct {
 var mountedLine = regexp.MustCompile(`^mounted (\S+) at (.+)$`)
 
 // UpArgs is the default argument list of ExecStarter: `up --dir DIR
-// --mount MNT`, plus `--bricks N` for more than one brick (gluon up makes
-// its bricks one replica set) and `--replica R` when they are to be
-// distributed over N/R replica sets.
+// --mount MNT --bricks N`, N the volume's brick count, which alone makes
+// gluon up build one replica set of N bricks, plus `--replica R` when the
+// bricks are to be distributed over N/R replica sets. The brick count is
+// always given, so that the layout does not depend on gluon up's defaults.
 func UpArgs(dir, mnt string, spec VolumeSpec) []string {
-	args := []string{"up", "--dir", dir, "--mount", mnt}
-	if spec.Bricks() > 1 {
-		args = append(args, "--bricks", strconv.Itoa(spec.Bricks()))
-	}
+	args := []string{"up", "--dir", dir, "--mount", mnt, "--bricks", strconv.Itoa(spec.Bricks())}
 	if spec.Distribute > 1 {
 		args = append(args, "--replica", strconv.Itoa(spec.Replica))
 	}
@@ -190,7 +188,7 @@ func (s ExecStarter) Start(ctx context.Context, spec VolumeSpec) (mnt string, pi
 		// binary that lacks a flag the volume layout needs.
 		var ee *exec.ExitError
 		if errors.As(waitErr, &ee) && ee.ExitCode() == 2 {
-			return fmt.Errorf("%s rejected the arguments %q (exit status 2); does it support %s volumes?",
+			return fmt.Errorf("%s rejected the arguments %q for a %s volume (exit status 2)",
 				path, strings.Join(args, " "), spec)
 		}
 		return fmt.Errorf("gluon up exited before mounting: %v", waitErr)

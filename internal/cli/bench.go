@@ -34,10 +34,13 @@ A TARGET is one of:
   DIR                               an existing directory, e.g. a mount point
 
 Every target is set up once; the rounds run interleaved, in an order that
-changes every round; everything is torn down at the end. Workloads:
-` + strings.Join(bench.Workloads(), ", ") + `. The cold ones (and meta-stat and
-meta-read) drop the kernel caches first, which needs root (see
---keep-caches). Needs fio; progress goes to stderr when it is a terminal.`,
+changes every round; everything is torn down at the end.
+
+The workloads are those of the reference suite, with its defaults:
+  ` + strings.Join(bench.Workloads(), " ") + `
+The cold ones (and meta-stat and meta-read) drop the kernel caches first,
+which needs root (see --keep-caches). Needs fio. Progress goes to stderr
+when it is a terminal.`,
 		Example: `  gluon bench gluon:replica=3 loopback local
   gluon bench --rounds 5 --json out.json --plot out.svg gluon:replica=3 gluster:replica=3 local
   gluon bench --runtime 5s --size 16M --workloads randwrite,meta /mnt/gluon local`,

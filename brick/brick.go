@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
@@ -33,7 +36,13 @@ type Config struct {
 	Listen   string
 	Logger   *slog.Logger  // default slog.Default()
 	LeaseTTL time.Duration // default DefaultLeaseTTL
+	// Metrics, if set, receives the brick's translators' metrics.
+	Metrics prometheus.Registerer
 }
+
+// etcdTimeout bounds each of Run's etcd round trips, so that an etcd that
+// stops answering is an error rather than a hang.
+const etcdTimeout = 10 * time.Second
 
 // Run serves brick cfg.Index of cfg.Volume until ctx ends or the volume is
 // stopped or deleted; then it deregisters, closes the server and the graph
@@ -62,7 +71,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cli.Close()
 	store := volume.NewStore(cli)
 	store.Logger = log
-	v, err := store.Get(ctx, cfg.Volume)
+	gctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	v, err := store.Get(gctx, cfg.Volume)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("brick: %w", err)
 	}
@@ -83,7 +94,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("brick %s: %w", b, err)
 	}
-	top, closeGraph, err := volfile.Build(ctx, export, volfile.DefaultRegistry(log))
+	env := volfile.Env{Logger: log, Etcd: cli, Metrics: cfg.Metrics}
+	top, closeGraph, err := volfile.Build(ctx, export, volfile.DefaultRegistry(env))
 	if err != nil {
 		return fmt.Errorf("brick %s: %w", b, err)
 	}
@@ -142,6 +154,9 @@ wait:
 			case nv.State == volume.StateStopped:
 				log.Info("volume stopped; brick stopping")
 				break wait
+			case !maps.Equal(nv.Options, v.Options):
+				log.Warn("volume options changed; they take effect when the brick restarts", "options", nv.Options)
+				v = nv
 			}
 		}
 	}
@@ -176,7 +191,9 @@ func advertised(a *net.TCPAddr, brickHost string) string {
 func register(ctx context.Context, store *volume.Store, vol string, index int, addr string, ttl time.Duration, log *slog.Logger) (*volume.Registration, error) {
 	deadline := time.Now().Add(2 * ttl)
 	for {
-		reg, err := store.Register(ctx, vol, index, addr, ttl)
+		rctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		reg, err := store.Register(rctx, vol, index, addr, ttl)
+		cancel()
 		if !errors.Is(err, volume.ErrBrickBusy) || time.Now().After(deadline) {
 			return reg, err
 		}

@@ -8,33 +8,42 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
 	"github.com/gluon-fs/gluon/internal/etcdtest"
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/xl"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
+	cli   *clientv3.Client
 	store *volume.Store
 	etcd  []string
 }
 
 func newEnv(t *testing.T) *env {
 	cli := etcdtest.Start(t)
-	return &env{store: volume.NewStore(cli), etcd: cli.Endpoints()}
+	return &env{cli: cli, store: volume.NewStore(cli), etcd: cli.Endpoints()}
 }
 
 func (e *env) create(t *testing.T, name string, dirs ...string) *volume.Volume {
 	t.Helper()
-	v := &volume.Volume{Name: name, Replica: 1}
+	return e.createReplica(t, name, 1, nil, dirs...)
+}
+
+func (e *env) createReplica(t *testing.T, name string, replica int, opts map[string]string, dirs ...string) *volume.Volume {
+	t.Helper()
+	v := &volume.Volume{Name: name, Replica: replica, Options: opts}
 	for _, d := range dirs {
 		v.Bricks = append(v.Bricks, volume.Brick{Host: "127.0.0.1", Path: d})
 	}
@@ -55,11 +64,22 @@ type runner struct {
 	err    error
 }
 
-// stop cancels Run and returns its result.
-func (r *runner) stop() error {
+// stopTimeout bounds how long Run may take to return once cancelled.
+const stopTimeout = time.Minute
+
+// stop cancels Run and returns its result. A Run that does not return
+// fails the test with every goroutine's stack, rather than hanging it.
+func (r *runner) stop(t *testing.T) error {
+	t.Helper()
 	r.cancel()
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(stopTimeout):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Run did not return %v after cancel; goroutines:\n%s", stopTimeout, buf[:runtime.Stack(buf, true)])
+		return nil
+	}
 }
 
 // wait returns Run's result once it returns by itself.
@@ -82,7 +102,7 @@ func (e *env) run(t *testing.T, vol string, index int) *runner {
 		defer close(r.done)
 		r.err = Run(ctx, Config{Etcd: e.etcd, Volume: vol, Index: index, Listen: "127.0.0.1:0", Logger: quiet(), LeaseTTL: 2 * time.Second})
 	}()
-	t.Cleanup(func() { r.stop() })
+	t.Cleanup(func() { r.stop(t) })
 	return r
 }
 
@@ -131,13 +151,13 @@ func TestRunServes(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 
-	g, err := volfile.ClientVolfile(v, []string{st.Addr})
+	g, err := volfile.ClientVolfile(v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Fail fast once the brick is gone; the client's reconnect warnings are expected.
 	g.Top().Options = append(g.Top().Options, volfile.Option{Key: "dial-timeout", Value: "1"})
-	top, closeClient, err := volfile.Build(context.Background(), g, volfile.DefaultRegistry(slog.New(slog.DiscardHandler)))
+	top, closeClient, err := volfile.Build(context.Background(), g, volfile.DefaultRegistry(volfile.Env{Etcd: e.cli, Logger: slog.New(slog.DiscardHandler)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +189,7 @@ func TestRunServes(t *testing.T) {
 		t.Fatalf("brick file = %q, %v", onDisk, err)
 	}
 
-	if err := r.stop(); err != nil {
+	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
 	}
 	e.offline(t, "gv", 0)

@@ -1,16 +1,20 @@
 // Package client opens a volume the way a mount does: it reads the volume
-// from etcd, waits until its bricks are online, and builds the client
-// translator graph over their addresses. The FUSE bridge, benchmarks and
-// tests put the returned translator on top of whatever they drive.
+// from etcd, builds the client translator graph (whose protocol clients
+// find the bricks through their registrations in etcd), and waits until
+// the volume answers. The FUSE bridge, benchmarks and tests put the
+// returned translator on top of whatever they drive. Status reports a
+// volume's bricks and replication state.
 package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gluon-fs/gluon/volfile"
@@ -21,6 +25,8 @@ import (
 // Options configure Open.
 type Options struct {
 	Logger *slog.Logger // default slog.Default()
+	// Metrics, if set, receives the client translators' metrics.
+	Metrics prometheus.Registerer
 }
 
 // Volume is an open volume: the top of its client graph.
@@ -31,8 +37,14 @@ type Volume struct {
 	close func() error
 }
 
-// Open opens the started volume name. It waits for every brick to be
-// online until ctx is done; give ctx a deadline to bound the wait.
+// probeInterval spaces Open's attempts to reach the volume.
+const probeInterval = 100 * time.Millisecond
+
+// Open opens the started volume name and returns once it answers: a stat
+// of its root succeeds, which for a replicated volume means a leader is
+// elected and reachable with its quorum. It waits until ctx is done; give
+// ctx a deadline to bound the wait. The caller keeps cli, which must stay
+// open until Close.
 func Open(ctx context.Context, cli *clientv3.Client, name string, opts Options) (*Volume, error) {
 	log := opts.Logger
 	if log == nil {
@@ -47,21 +59,17 @@ func Open(ctx context.Context, cli *clientv3.Client, name string, opts Options) 
 	if v.State != volume.StateStarted {
 		return nil, fmt.Errorf("volume %s is %s, not started (gluon volume start %s)", name, v.State, name)
 	}
-	st, err := waitOnline(ctx, store, v, log)
+	g, err := volfile.ClientVolfile(v)
 	if err != nil {
 		return nil, err
 	}
-	addrs := make([]string, len(st))
-	for i, b := range st {
-		addrs[i] = b.Addr
-	}
-	g, err := volfile.ClientVolfile(v, addrs)
-	if err != nil {
-		return nil, err
-	}
-	top, closeGraph, err := volfile.Build(ctx, g, volfile.DefaultRegistry(log))
+	top, closeGraph, err := volfile.Build(ctx, g, volfile.DefaultRegistry(volfile.Env{Logger: log, Etcd: cli, Metrics: opts.Metrics}))
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: client graph: %w", name, err)
+	}
+	if err := waitUsable(ctx, store, v, top, log); err != nil {
+		closeGraph()
+		return nil, err
 	}
 	return &Volume{Info: v, Top: top, Graph: g, close: closeGraph}, nil
 }
@@ -74,39 +82,41 @@ func (v *Volume) Close() error {
 	return v.close()
 }
 
-// waitOnline returns the bricks' status once all are online.
-func waitOnline(ctx context.Context, store *volume.Store, v *volume.Volume, log *slog.Logger) ([]volume.BrickStatus, error) {
-	st, err := store.Status(ctx, v.Name)
-	if err != nil {
-		return nil, err
-	}
-	if offline(st) == nil {
-		return st, nil
-	}
-	log.Info("waiting for bricks", "volume", v.Name, "offline", strings.Join(offline(st), " "))
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	updates := store.WatchBricks(wctx, v.Name)
-	for {
+// waitUsable stats the volume's root until it answers or ctx ends; then
+// it says which bricks are offline.
+func waitUsable(ctx context.Context, store *volume.Store, v *volume.Volume, top xl.Xlator, log *slog.Logger) error {
+	root := xl.WithCall(ctx, &xl.Call{})
+	for attempt := 0; ; attempt++ {
+		_, e := top.Getattr(root, xl.RootGFID)
+		if e == 0 {
+			return nil
+		}
+		if attempt == 0 {
+			log.Info("waiting for the volume to answer", "volume", v.Name, "err", e)
+		}
+		t := time.NewTimer(probeInterval)
 		select {
+		case <-t.C:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("volume %s: bricks not online: %s: %w", v.Name, strings.Join(offline(st), ", "), ctx.Err())
-		case next, ok := <-updates:
-			if !ok {
-				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("volume %s: bricks not online: %s: %w", v.Name, strings.Join(offline(st), ", "), err)
-				}
-				return nil, errors.New("volume " + v.Name + ": brick watch ended")
-			}
-			if len(next) != len(v.Bricks) {
-				return nil, fmt.Errorf("volume %s changed or was deleted while waiting for its bricks", v.Name)
-			}
-			st = next
-			if offline(st) == nil {
-				return st, nil
-			}
+			t.Stop()
+			return unusable(ctx, store, v, e)
 		}
 	}
+}
+
+// unusable explains why the volume did not answer before ctx ended.
+func unusable(ctx context.Context, store *volume.Store, v *volume.Volume, last syscall.Errno) error {
+	why := fmt.Sprintf("last error %v", last)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if st, err := store.Status(sctx, v.Name); err == nil {
+		if off := offline(st); len(off) > 0 {
+			why = "offline: " + strings.Join(off, ", ")
+		} else if v.Replica > 1 {
+			why = "no leader answered (" + why + ")"
+		}
+	}
+	return fmt.Errorf("volume %s: not usable: %s: %w", v.Name, why, ctx.Err())
 }
 
 // offline names the bricks that are not online.

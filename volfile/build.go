@@ -5,15 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/gluon-fs/gluon/xlators/access"
 	"github.com/gluon-fs/gluon/xlators/posix"
-	"github.com/gluon-fs/gluon/xlators/protocol/client"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -111,21 +112,44 @@ func buildNode(n *Node, built map[string]xl.Xlator, reg Registry) (xl.Xlator, er
 	return x, nil
 }
 
+// Env is what a graph's translators need from the process that builds
+// them, beyond their options: things a volfile cannot carry.
+type Env struct {
+	// Logger is every translator's logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Etcd reaches the cluster's etcd: JBR elections and leader watches,
+	// and the brick registrations that give protocol/client a brick's
+	// port. Translators that need it refuse to build without it.
+	Etcd *clientv3.Client
+	// Metrics, if set, receives the translators' metrics.
+	Metrics prometheus.Registerer
+}
+
 // DefaultRegistry returns constructors for the translators gluon has:
 //
-//	storage/posix     no children; option directory PATH (required)
-//	features/access   one child; no options
-//	protocol/client   no children; options remote-host, remote-port and
-//	                  remote-subvolume (required), ping-interval,
-//	                  ping-timeout, dial-timeout (seconds, or Go
-//	                  durations such as 500ms)
+//	storage/posix       no children; option directory PATH (required)
+//	features/access     one child; no options
+//	features/fdl        one child; options journal DIR (required),
+//	                    sync-directory DIR (the store's directory, synced
+//	                    at checkpoints)
+//	cluster/jbr-server  the local store, then the other bricks of the set
+//	                    in brick order; see jbrServerOptions
+//	cluster/jbr-client  the bricks of one replica set in order; options
+//	                    volume, set (required), retry-timeout
+//	protocol/client     no children; options remote-host and
+//	                    remote-subvolume (required), remote-port (else the
+//	                    port comes from the brick's registration in etcd,
+//	                    for bricks of option volume), ping-interval,
+//	                    ping-timeout, dial-timeout
 //
+// Durations are whole seconds or Go durations such as 500ms. The
 // protocol/server is not here: a brick builds the graph below it and
 // serves that (see package brick).
-func DefaultRegistry(logger *slog.Logger) Registry {
-	if logger == nil {
-		logger = slog.Default()
+func DefaultRegistry(env Env) Registry {
+	if env.Logger == nil {
+		env.Logger = slog.Default()
 	}
+	logger := env.Logger
 	return Registry{
 		TypePosix: func(children []xl.Xlator, opts map[string]string) (xl.Xlator, error) {
 			if err := leaf(children); err != nil {
@@ -153,37 +177,10 @@ func DefaultRegistry(logger *slog.Logger) Registry {
 			}
 			return a, nil
 		},
-		TypeClient: func(children []xl.Xlator, opts map[string]string) (xl.Xlator, error) {
-			if err := leaf(children); err != nil {
-				return nil, err
-			}
-			if err := CheckOptions(opts,
-				[]string{"remote-host", "remote-port", "remote-subvolume", "ping-interval", "ping-timeout", "dial-timeout"},
-				[]string{"remote-host", "remote-port", "remote-subvolume"}); err != nil {
-				return nil, err
-			}
-			port, err := strconv.ParseUint(opts["remote-port"], 10, 16)
-			if err != nil || port == 0 {
-				return nil, fmt.Errorf("option remote-port %q: want a port number 1-65535", opts["remote-port"])
-			}
-			o := client.Options{
-				Addr:   net.JoinHostPort(opts["remote-host"], strconv.Itoa(int(port))),
-				Volume: opts["remote-subvolume"],
-				Logger: logger,
-			}
-			for key, d := range map[string]*time.Duration{"ping-interval": &o.PingInterval, "ping-timeout": &o.PingTimeout, "dial-timeout": &o.DialTimeout} {
-				if v, ok := opts[key]; ok {
-					if *d, err = duration(v); err != nil {
-						return nil, fmt.Errorf("option %s: %v", key, err)
-					}
-				}
-			}
-			c, err := client.New(o)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
+		TypeFDL:       env.fdl,
+		TypeJBRServer: env.jbrServer,
+		TypeJBRClient: env.jbrClient,
+		TypeClient:    env.protocolClient,
 	}
 }
 

@@ -149,7 +149,7 @@ func TestDefaultRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	top, closeAll, err := Build(context.Background(), sub, DefaultRegistry(nil))
+	top, closeAll, err := Build(context.Background(), sub, DefaultRegistry(Env{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,17 +183,56 @@ func TestDefaultRegistry(t *testing.T) {
 		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\n option ping-timeout soon\nend-volume\n", "option ping-timeout"},
 		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\n option ping-timeout 0\nend-volume\n", "option ping-timeout"},
 		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\n option ping-interval 5\n option ping-timeout 2\nend-volume\n", "ping timeout"},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-subvolume /b\n option ping-interval 20s\nend-volume\n", "ping timeout 10s must exceed ping interval 20s"},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-subvolume /b\nend-volume\n", "without remote-port, option volume must name the brick's volume"},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-subvolume /b\n option volume a/b\nend-volume\n", "option volume: volume name"},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-subvolume /b\n option volume v\nend-volume\n", "needs etcd"},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume f\n type features/fdl\n subvolumes p\nend-volume\n", `missing option "journal"`},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume f\n type features/fdl\n option journal " + file + "\n subvolumes p\nend-volume\n", file},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set 0\n option self 0\n option replicas 1\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", "needs etcd for its leader election"},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set 0\n option self 0\n option replicas 3\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", "wants 3 subvolumes (the local store, then the other 2 bricks of the set), has 1"},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set 0\n option self 1\n option replicas 1\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", "want 0 <= self < replicas"},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set x\n option self 0\n option replicas 1\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", `option set "x"`},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set 0\n option self 0\n option replicas 1\n option lease-ttl soon\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", "option lease-ttl"},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\nend-volume\nvolume j\n type cluster/jbr-client\n option volume v\n subvolumes c\nend-volume\n", `missing option "set"`},
+		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\nend-volume\nvolume j\n type cluster/jbr-client\n option volume v\n option set 0\n option retry-timeout -1s\n subvolumes c\nend-volume\n", "option retry-timeout"},
 	}
 	for _, c := range cases {
-		_, _, err := Build(context.Background(), parse(t, c.volfile), DefaultRegistry(nil))
+		_, _, err := Build(context.Background(), parse(t, c.volfile), DefaultRegistry(Env{}))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Build(%q) = %v, want %q", c.volfile, err, c.want)
 		}
 	}
 
+	// features/fdl journals what reaches the store, in the journal given.
+	g = parse(t, "volume p\n type storage/posix\n option directory "+dir+"\nend-volume\nvolume f\n type features/fdl\n option journal "+dir+"/.gluon/journal\n option sync-directory "+dir+"\n subvolumes p\nend-volume\n")
+	top, closeAll, err = Build(context.Background(), g, DefaultRegistry(Env{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e := top.Mkdir(context.Background(), xl.RootGFID, "d", xl.NewGFID(), 0o755); e != 0 {
+		t.Fatalf("Mkdir through fdl: %v", e)
+	}
+	if err := closeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, ".gluon/journal/term-*.log")); len(segs) == 0 {
+		t.Error("fdl left no journal segment")
+	}
+
+	// Without etcd, jbr-client finds the leader by asking its children.
+	g = parse(t, "volume c\n type protocol/client\n option remote-host 127.0.0.1\n option remote-port 1\n option remote-subvolume /b\nend-volume\nvolume j\n type cluster/jbr-client\n option volume v\n option set 0\n option retry-timeout 1s\n subvolumes c\nend-volume\n")
+	_, closeAll, err = Build(context.Background(), g, DefaultRegistry(Env{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closeAll(); err != nil {
+		t.Fatal(err)
+	}
+
 	// A client is built without its server: it connects in the background.
 	g = parse(t, "volume c\n type protocol/client\n option remote-host 127.0.0.1\n option remote-port 1\n option remote-subvolume /b\n option ping-interval 500ms\n option ping-timeout 3\n option dial-timeout 1\nend-volume\n")
-	_, closeAll, err = Build(context.Background(), g, DefaultRegistry(nil))
+	_, closeAll, err = Build(context.Background(), g, DefaultRegistry(Env{}))
 	if err != nil {
 		t.Fatal(err)
 	}

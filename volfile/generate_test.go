@@ -23,10 +23,24 @@ func testVolume(t *testing.T, replica int, specs ...string) *volume.Volume {
 	return v
 }
 
+// checkRoundTrip checks that g is valid, prints as want and parses back.
+func checkRoundTrip(t *testing.T, what string, g *Graph, want string) {
+	t.Helper()
+	if g.String() != want {
+		t.Fatalf("%s:\n%s\nwant\n%s", what, g, want)
+	}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(strings.NewReader(g.String()))
+	if err != nil || back.String() != want {
+		t.Fatalf("Parse(%s) = %v, %v", what, back, err)
+	}
+}
+
 func TestBrickVolfile(t *testing.T) {
-	v := testVolume(t, 2, "h1:/bricks/b0", "h2:/bricks/b1")
-	g := BrickVolfile(v, 1)
-	const want = `volume vol-posix
+	v := testVolume(t, 1, "h1:/bricks/b0", "h2:/bricks/b1")
+	checkRoundTrip(t, "BrickVolfile(replica 1)", BrickVolfile(v, 1), `volume vol-posix
     type storage/posix
     option directory /bricks/b1
 end-volume
@@ -40,59 +54,112 @@ volume vol-server
     type protocol/server
     subvolumes /bricks/b1
 end-volume
-`
-	if g.String() != want {
-		t.Fatalf("BrickVolfile:\n%s\nwant\n%s", g, want)
-	}
-	if err := g.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(strings.NewReader(g.String()))
-	if err != nil || back.String() != want {
-		t.Fatalf("Parse(BrickVolfile) = %v, %v", back, err)
-	}
+`)
+
+	// Brick 4 is the second of set 1; its peers are bricks 3 and 5.
+	v = testVolume(t, 3, "h1:/b0", "h2:/b1", "h3:/b2", "h1:/b3", "h2:/b4", "h3:/b5")
+	v.Options = map[string]string{volume.OptQuorum: "3", volume.OptConsistency: "lease", volume.OptLeaseTTL: "5"}
+	checkRoundTrip(t, "BrickVolfile(replica 3)", BrickVolfile(v, 4), `volume vol-posix
+    type storage/posix
+    option directory /b4
+end-volume
+
+volume vol-client-3
+    type protocol/client
+    option remote-host h1
+    option remote-subvolume /b3
+    option volume vol
+end-volume
+
+volume vol-client-5
+    type protocol/client
+    option remote-host h3
+    option remote-subvolume /b5
+    option volume vol
+end-volume
+
+volume vol-jbr-1
+    type cluster/jbr-server
+    option volume vol
+    option set 1
+    option self 1
+    option replicas 3
+    option quorum 3
+    option consistency lease
+    option request-timeout 10s
+    option lease-ttl 5s
+    option journal /b4/.gluon/journal
+    option sync-directory /b4
+    subvolumes vol-posix vol-client-3 vol-client-5
+end-volume
+
+volume /b4
+    type features/access
+    subvolumes vol-jbr-1
+end-volume
+
+volume vol-server
+    type protocol/server
+    subvolumes /b4
+end-volume
+`)
 }
 
 func TestClientVolfile(t *testing.T) {
-	v := testVolume(t, 1, "h1:/bricks/b0")
-	g, err := ClientVolfile(v, []string{"10.0.0.1:49152"})
+	g, err := ClientVolfile(testVolume(t, 1, "h1:/bricks/b0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `volume vol-client-0
+	checkRoundTrip(t, "ClientVolfile(replica 1)", g, `volume vol-client-0
     type protocol/client
-    option remote-host 10.0.0.1
-    option remote-port 49152
+    option remote-host h1
     option remote-subvolume /bricks/b0
+    option volume vol
 end-volume
-`
-	if g.String() != want {
-		t.Fatalf("ClientVolfile:\n%s\nwant\n%s", g, want)
-	}
-	if err := g.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	g, err = ClientVolfile(v, []string{"[::1]:7"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h, _ := g.Top().Option("remote-host"); h != "::1" {
-		t.Fatalf("IPv6 remote-host = %q", h)
-	}
+`)
 
-	for _, c := range []struct {
-		v     *volume.Volume
-		addrs []string
-		want  string
-	}{
-		{testVolume(t, 2, "h1:/b", "h2:/b"), []string{"a:1", "b:1"}, "volume vol: 2 bricks need cluster/jbr (not built yet)"},
-		{testVolume(t, 1, "h1:/b", "h2:/b"), []string{"a:1", "b:1"}, "volume vol: 2 bricks need cluster/dht2 (not built yet)"},
-		{v, nil, "volume vol: 0 addresses for 1 bricks"},
-		{v, []string{""}, "volume vol: brick h1:/bricks/b0 is offline"},
-		{v, []string{"nohost"}, `address "nohost"`},
+	v := testVolume(t, 3, "h1:/b", "[::1]:/b", "h3:/b")
+	v.Options = map[string]string{volume.OptRetryTimeout: "2s"}
+	if g, err = ClientVolfile(v); err != nil {
+		t.Fatal(err)
+	}
+	checkRoundTrip(t, "ClientVolfile(replica 3)", g, `volume vol-client-0
+    type protocol/client
+    option remote-host h1
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-client-1
+    type protocol/client
+    option remote-host ::1
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-client-2
+    type protocol/client
+    option remote-host h3
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-jbr-0
+    type cluster/jbr-client
+    option volume vol
+    option set 0
+    option retry-timeout 2s
+    subvolumes vol-client-0 vol-client-1 vol-client-2
+end-volume
+`)
+
+	for _, v := range []*volume.Volume{
+		testVolume(t, 2, "h1:/b", "h2:/b", "h3:/b", "h4:/b"),
+		testVolume(t, 1, "h1:/b", "h2:/b"),
 	} {
-		if _, err := ClientVolfile(c.v, c.addrs); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ClientVolfile(%v, %q) = %v, want %q", c.v.Bricks, c.addrs, err, c.want)
+		want := "volume vol: 2 replica sets need cluster/dht2"
+		if _, err := ClientVolfile(v); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ClientVolfile(%v, replica %d) = %v, want %q", v.Bricks, v.Replica, err, want)
 		}
 	}
 }

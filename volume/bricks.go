@@ -339,13 +339,33 @@ func follow[T any](ctx context.Context, s *Store, ch chan T, read func(context.C
 	}
 }
 
+// watchDrainTimeout bounds how long awaitChange waits for its watches'
+// channels to close after cancelling them. etcd's client closes them
+// once its watch stream sees the cancellation, which a stream stuck
+// reconnecting to an unreachable etcd may not do for a long time; the
+// draining goroutines then end when the client is closed.
+const watchDrainTimeout = 5 * time.Second
+
 // awaitChange returns after the first change to keys after rev, or when a
 // watch breaks.
 func (s *Store) awaitChange(ctx context.Context, rev int64, keys []string) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
+	defer func() {
+		cancel()
+		drained := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(drained)
+		}()
+		t := time.NewTimer(watchDrainTimeout)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-t.C:
+			s.logger().Warn("etcd watches not closed after cancelling them; leaving them to the etcd client", "keys", keys)
+		}
+	}()
 	changed := make(chan struct{}, len(keys))
 	for _, k := range keys {
 		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}

@@ -12,7 +12,9 @@ package volume
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -119,7 +121,8 @@ func ValidName(name string) error {
 
 // Validate checks the definition: name, replica count, bricks (at least
 // one, a multiple of Replica, no brick listed twice or nested inside
-// another on the same host), state and option syntax.
+// another on the same host), state, and options (known keys, valid
+// values).
 func (v *Volume) Validate() error {
 	if err := ValidName(v.Name); err != nil {
 		return err
@@ -154,8 +157,8 @@ func (v *Volume) Validate() error {
 	default:
 		return fmt.Errorf("volume %s: bad state %q", v.Name, v.State)
 	}
-	for k, val := range v.Options {
-		if err := validOption(k, val); err != nil {
+	for _, k := range slices.Sorted(maps.Keys(v.Options)) {
+		if err := CheckOption(v, k, v.Options[k]); err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 	}
@@ -182,3 +185,6 @@ func validOption(k, v string) error {
 	}
 	return nil
 }
+
+// Sets returns the number of replica sets.
+func (v *Volume) Sets() int { return len(v.Bricks) / v.Replica }

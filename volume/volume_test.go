@@ -92,6 +92,8 @@ func TestValidate(t *testing.T) {
 		{func(v *Volume) { v.State = "running" }, `bad state "running"`},
 		{func(v *Volume) { v.Options = map[string]string{"a b": "1"} }, `option name "a b"`},
 		{func(v *Volume) { v.Options = map[string]string{"k": "x\ny"} }, "control characters"},
+		{func(v *Volume) { v.Options = map[string]string{"jbr.quorum-percent": "50"} }, `unknown option "jbr.quorum-percent"`},
+		{func(v *Volume) { v.Options = map[string]string{OptQuorum: "1"} }, "jbr.quorum 1: volume v has 3 replicas: want a majority, 2 to 3"},
 	}
 	for _, c := range cases {
 		v := ok()
@@ -103,7 +105,7 @@ func TestValidate(t *testing.T) {
 	v := ok()
 	v.Name = strings.Repeat("x", MaxNameLen)
 	v.Bricks = append(v.Bricks, bricks(t, "a:/bb", "b:/c", "c:/c")...)
-	v.Options = map[string]string{"jbr.quorum-percent": "50", "empty": ""}
+	v.Options = map[string]string{OptQuorum: "3", OptLeaseTTL: "5"}
 	if err := v.Validate(); err != nil {
 		t.Errorf("Validate(%+v) = %v", v, err)
 	}
@@ -117,7 +119,7 @@ func newStore(t *testing.T) (*Store, *clientv3.Client) {
 func TestCreateGetList(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
-	v := &Volume{Name: "vol1", Replica: 1, Bricks: bricks(t, "h:/b1"), Options: map[string]string{"k": "v"}}
+	v := &Volume{Name: "vol1", Replica: 1, Bricks: bricks(t, "h:/b1"), Options: map[string]string{OptConsistency: "lease"}}
 	if err := s.Create(ctx, v); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestCreateGetList(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Name != v.Name || got.ID != v.ID || got.Replica != 1 || len(got.Bricks) != 1 || got.Bricks[0] != v.Bricks[0] ||
-		got.State != StateCreated || !got.Created.Equal(v.Created) || got.Options["k"] != "v" {
+		got.State != StateCreated || !got.Created.Equal(v.Created) || got.Options[OptConsistency] != "lease" {
 		t.Fatalf("Get = %+v, want %+v", got, v)
 	}
 

@@ -59,6 +59,7 @@ is unreachable or the brick directory is unusable it exits 1.`,
 				Listen:   listen,
 				Logger:   log,
 				LeaseTTL: leaseTTL,
+				Metrics:  dbg.registerer(),
 			})
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return nil // interrupted while starting

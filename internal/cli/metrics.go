@@ -22,6 +22,16 @@ import (
 type debugFlags struct {
 	metrics string
 	pprof   string
+	reg     *prometheus.Registry // set by serve when metrics are served
+}
+
+// registerer is where the process's translators register their metrics:
+// nil unless serve is serving them.
+func (d *debugFlags) registerer() prometheus.Registerer {
+	if d.reg == nil {
+		return nil
+	}
+	return d.reg
 }
 
 func (d *debugFlags) add(cmd *cobra.Command) {
@@ -101,7 +111,8 @@ func (d *debugFlags) serve(log *slog.Logger, role string) (stop func(), err erro
 	}
 	if d.metrics != "" {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(newRegistry(role), promhttp.HandlerOpts{}))
+		d.reg = newRegistry(role)
+		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 		if err := start("metrics", d.metrics, mux); err != nil {
 			stop()
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -98,9 +99,9 @@ type mounted struct {
 
 // mountVolume opens volume name and mounts it at dir (absolute, resolved),
 // returning once the mount answers through the kernel. ctx bounds the wait
-// for the volume's bricks.
-func mountVolume(ctx context.Context, cli *clientv3.Client, name, dir string, opts fuse.Options, log *slog.Logger) (*mounted, error) {
-	vol, err := client.Open(ctx, cli, name, client.Options{Logger: log})
+// for the volume to answer. metrics may be nil.
+func mountVolume(ctx context.Context, cli *clientv3.Client, name, dir string, opts fuse.Options, metrics prometheus.Registerer, log *slog.Logger) (*mounted, error) {
+	vol, err := client.Open(ctx, cli, name, client.Options{Logger: log, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +329,7 @@ func (a *app) mountForeground(ctx context.Context, req *mountReq, dbg *debugFlag
 	if fsName == "" {
 		fsName = "gluon:" + req.volume
 	}
-	m, err := mountVolume(octx, cli, req.volume, dir, req.fuse.options(log, fsName), log)
+	m, err := mountVolume(octx, cli, req.volume, dir, req.fuse.options(log, fsName), dbg.registerer(), log)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func (a *app) upCmd() *cobra.Command {
 		mnt        string
 		volName    string
 		nbricks    int
+		replica    int
 		etcdListen string
 		timeout    time.Duration
 		ff         fuseFlags
@@ -34,30 +35,45 @@ func (a *app) upCmd() *cobra.Command {
 		Short: "Run a complete single-machine cluster and mount it",
 		Long: `Run everything a volume needs on this machine and mount it: an etcd
 member (in this process), brick daemons (child processes), the volume
-definition, and the FUSE client. Prints "mounted VOLUME at MOUNTPOINT"
-once the mount is usable; on SIGINT or SIGTERM it unmounts, stops the
-bricks and etcd, and exits 0.
+definition, and the FUSE client. The volume is replicated three ways by
+default: three bricks, one elected leader that journals every write and
+replicates it to the other two (JBR). --replica 1 makes a single-brick
+volume. Prints "mounted VOLUME at MOUNTPOINT" once the mount is usable
+(for a replicated volume, a leader is elected and answers); on SIGINT or
+SIGTERM it unmounts, stops the bricks and etcd, and exits 0.
 
 State lives under --dir: etcd data in DIR/etcd, brick N's files in
-DIR/bricks/bN. Without --dir a temporary directory is used and removed on
-exit; with --dir, running gluon up again brings the same volume back.
+DIR/bricks/bN (its journal in DIR/bricks/bN/.gluon/journal). Without --dir
+a temporary directory is used and removed on exit; with --dir, running
+gluon up again brings the same volume back.
 
 etcd serves clients on --etcd-listen (127.0.0.1:2379, or a free port if
 that is taken; the URL is printed as "etcd at URL" on stderr), so 'gluon
 volume' commands work against the running cluster.`,
 		Example: `  gluon up --mount /mnt/gluon
-  gluon up --dir /var/lib/gluon-dev --volume scratch --attr-timeout 0
+  gluon up --replica 1 --dir /var/lib/gluon-dev --volume scratch --attr-timeout 0
   gluon volume status gv0     # from another terminal`,
 		Args: exactArgs(),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := volume.ValidName(volName); err != nil {
 				return usagef("--volume: %v", err)
 			}
+			if replica < 1 {
+				return usagef("--replica %d: need at least 1", replica)
+			}
+			if !cmd.Flags().Changed("bricks") {
+				nbricks = replica
+			} else if !cmd.Flags().Changed("replica") {
+				replica = nbricks // --bricks N alone: one replica set of N
+			}
 			if nbricks < 1 {
 				return usagef("--bricks %d: need at least 1", nbricks)
 			}
-			if err := clientGraphExists(volName, nbricks); err != nil {
-				return usagef("--bricks %d: %v; use --bricks 1", nbricks, err)
+			if nbricks%replica != 0 {
+				return usagef("--bricks %d: not a multiple of --replica %d", nbricks, replica)
+			}
+			if err := clientGraphExists(volName, nbricks, replica); err != nil {
+				return usagef("--bricks %d --replica %d: %v", nbricks, replica, err)
 			}
 			if timeout <= 0 {
 				return usagef("--timeout %v: must be positive", timeout)
@@ -69,7 +85,7 @@ volume' commands work against the running cluster.`,
 		},
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			u := &upRun{
-				app: a, dir: dir, mnt: mnt, vol: volName, nbricks: nbricks,
+				app: a, dir: dir, mnt: mnt, vol: volName, nbricks: nbricks, replica: replica,
 				etcdListen: etcdListen, fallback: !cmd.Flags().Changed("etcd-listen"),
 				timeout: timeout, ff: &ff, dbg: &dbg,
 			}
@@ -80,9 +96,10 @@ volume' commands work against the running cluster.`,
 	f.StringVar(&dir, "dir", "", "keep state in `DIR` (default: a temporary directory, removed on exit)")
 	f.StringVar(&mnt, "mount", "", "mount the volume at `MOUNTPOINT`, created if missing (default DIR/mnt)")
 	f.StringVar(&volName, "volume", "gv0", "volume `NAME`")
-	f.IntVar(&nbricks, "bricks", 1, "number of bricks; more than 1 makes a replica volume (needs JBR)")
+	f.IntVar(&replica, "replica", 3, "replicas of every file: bricks per replica set (1: a single brick, no replication)")
+	f.IntVar(&nbricks, "bricks", 0, "number of bricks (default --replica; alone, --bricks N makes one replica set of N)")
 	f.StringVar(&etcdListen, "etcd-listen", defaultEtcd, "`HOST:PORT` for etcd's clients")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the bricks to come online")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the volume to be usable (bricks online, a leader elected)")
 	ff.add(cmd)
 	dbg.add(cmd)
 	return cmd
@@ -93,6 +110,7 @@ type upRun struct {
 	*app
 	dir, mnt, vol string
 	nbricks       int
+	replica       int
 	etcdListen    string
 	fallback      bool
 	timeout       time.Duration
@@ -161,7 +179,7 @@ func (u *upRun) run(ctx context.Context) (err error) {
 
 	// A brick dying while we wait for the volume cuts the wait short.
 	octx, cancel := context.WithTimeoutCause(ctx, u.timeout,
-		fmt.Errorf("bricks not online after %v", u.timeout))
+		fmt.Errorf("volume not usable after %v", u.timeout))
 	defer cancel()
 	octx, cancelDied := context.WithCancelCause(octx)
 	defer cancelDied(nil)
@@ -175,7 +193,7 @@ func (u *upRun) run(ctx context.Context) (err error) {
 		}
 	}
 
-	m, err := mountVolume(octx, cli, u.vol, mnt, u.ff.options(log, "gluon:"+u.vol), log)
+	m, err := mountVolume(octx, cli, u.vol, mnt, u.ff.options(log, "gluon:"+u.vol), u.dbg.registerer(), log)
 	if err != nil {
 		if cause := context.Cause(octx); cause != nil && ctx.Err() == nil {
 			return fmt.Errorf("%w: %v", cause, err)
@@ -206,16 +224,13 @@ func (u *upRun) run(ctx context.Context) (err error) {
 }
 
 // clientGraphExists reports whether a client graph can be built for a dev
-// volume of n bricks (one replica set): replication needs cluster/jbr in
-// the volfile generator.
-func clientGraphExists(name string, n int) error {
-	v := &volume.Volume{Name: name, Replica: n}
-	addrs := make([]string, n)
+// volume of n bricks in replica sets of r: several sets need DHT2.
+func clientGraphExists(name string, n, r int) error {
+	v := &volume.Volume{Name: name, Replica: r}
 	for i := range n {
 		v.Bricks = append(v.Bricks, volume.Brick{Host: devBrickHost, Path: fmt.Sprintf("/b%d", i)})
-		addrs[i] = "127.0.0.1:1"
 	}
-	_, err := volfile.ClientVolfile(v, addrs)
+	_, err := volfile.ClientVolfile(v)
 	return err
 }
 
@@ -225,7 +240,7 @@ func (u *upRun) ensureVolume(ctx context.Context, store *volume.Store, dir strin
 	v, err := store.Get(ctx, u.vol)
 	switch {
 	case errors.Is(err, volume.ErrNotFound):
-		v = &volume.Volume{Name: u.vol, Replica: u.nbricks}
+		v = &volume.Volume{Name: u.vol, Replica: u.replica}
 		for i := range u.nbricks {
 			v.Bricks = append(v.Bricks, volume.Brick{
 				Host: devBrickHost,
@@ -244,8 +259,9 @@ func (u *upRun) ensureVolume(ctx context.Context, store *volume.Store, dir strin
 	case err != nil:
 		return err
 	default:
-		if len(v.Bricks) != u.nbricks {
-			return fmt.Errorf("volume %s in %s has %d bricks, not %d", v.Name, dir, len(v.Bricks), u.nbricks)
+		if len(v.Bricks) != u.nbricks || v.Replica != u.replica {
+			return fmt.Errorf("volume %s in %s has %d bricks in replica sets of %d, not %d in sets of %d (use the same --replica and --bricks, or another --dir)",
+				v.Name, dir, len(v.Bricks), v.Replica, u.nbricks, u.replica)
 		}
 		u.log.Info("reusing volume", "volume", v.Name, "id", v.ID)
 	}

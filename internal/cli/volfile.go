@@ -22,8 +22,9 @@ func (a *app) volfileCmd() *cobra.Command {
 		Short: "Print a volume's translator graph as a GlusterFS volfile",
 		Long: `Print the translator graph that brick I of VOLUME serves (--brick), or
 that clients mount (--client, the default), in GlusterFS volfile syntax.
-The client graph names the bricks' current addresses, so it needs them
-online.`,
+Protocol clients name their brick by host and path; they find its port in
+the brick's registration in etcd, since a brick listens on a port chosen
+when it starts.`,
 		Example: `  gluon volfile vol0
   gluon volfile vol0 --brick 0`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -58,18 +59,8 @@ online.`,
 					return usagef("--brick %d: volume %s has bricks 0 to %d", brickIdx, v.Name, len(v.Bricks)-1)
 				}
 				g = volfile.BrickVolfile(v, brickIdx)
-			} else {
-				st, err := s.Status(ctx, v.Name)
-				if err != nil {
-					return err
-				}
-				addrs := make([]string, len(v.Bricks))
-				for i := range st {
-					addrs[i] = st[i].Addr
-				}
-				if g, err = volfile.ClientVolfile(v, addrs); err != nil {
-					return err
-				}
+			} else if g, err = volfile.ClientVolfile(v); err != nil {
+				return err
 			}
 			out := g.String()
 			if !strings.HasSuffix(out, "\n") {

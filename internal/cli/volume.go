@@ -2,15 +2,17 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gluon-fs/gluon/volume"
 )
@@ -34,8 +36,8 @@ replica sets. Clients mount started volumes.`,
 	}
 	cmd.PersistentFlags().StringSliceVar(&endpoints, "etcd", etcdEndpoints(),
 		"etcd endpoints, comma-separated; $GLUON_ETCD sets the default")
-	// withStore runs fn against the volume store with a bounded context.
-	withStore := func(fn func(ctx context.Context, s *volume.Store, args []string) error) func(*cobra.Command, []string) error {
+	// withEtcd runs fn with an etcd client and a bounded context.
+	withEtcd := func(fn func(ctx context.Context, cli *clientv3.Client, args []string) error) func(*cobra.Command, []string) error {
 		return a.run(func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), volumeTimeout)
 			defer cancel()
@@ -44,6 +46,12 @@ replica sets. Clients mount started volumes.`,
 				return err
 			}
 			defer cli.Close()
+			return fn(ctx, cli, args)
+		})
+	}
+	// withStore runs fn against the volume store with a bounded context.
+	withStore := func(fn func(ctx context.Context, s *volume.Store, args []string) error) func(*cobra.Command, []string) error {
+		return withEtcd(func(ctx context.Context, cli *clientv3.Client, args []string) error {
 			s := volume.NewStore(cli)
 			s.Logger = a.log
 			return fn(ctx, s, args)
@@ -75,10 +83,12 @@ replica sets. Clients mount started volumes.`,
 			Long: `Define volume NAME over the given bricks. Each brick is a directory
 HOST:PATH (absolute path; [IPV6]:PATH for IPv6 hosts) that 'gluon brick'
 on HOST serves. With "replica N", every N consecutive bricks form a replica
-set, so the brick count must be a multiple of N.
+set, so the brick count must be a multiple of N. A replica set elects a
+leader through etcd, which journals every write and replicates it to the
+others (JBR); a write is acknowledged once a quorum holds it.
 
-Today a volume can be mounted only with a single brick: replication (JBR)
-and distribution (DHT2) are not built yet.`,
+A volume can be mounted with one replica set (one brick, or N bricks with
+replica N): distribution over several sets (DHT2) is not built yet.`,
 			Example: `  gluon volume create vol0 server1:/data/b0
   gluon volume create vol1 replica 3 s1:/data/b1 s2:/data/b1 s3:/data/b1`,
 			Args: createArgs,
@@ -87,8 +97,8 @@ and distribution (DHT2) are not built yet.`,
 				if err := s.Create(ctx, v); err != nil {
 					return err
 				}
-				if v.Replica > 1 || len(v.Bricks) > v.Replica {
-					a.log.Warn("this volume cannot be mounted yet: it needs JBR replication or DHT2 distribution, which are not built yet")
+				if v.Sets() > 1 {
+					a.log.Warn("this volume cannot be mounted yet: distributing files over several replica sets needs DHT2, which is not built yet")
 				}
 				_, err := fmt.Fprintf(a.stdout, "created volume %s (%s)\n", v.Name, v.ID)
 				return err
@@ -180,33 +190,39 @@ them, are left alone.`,
 				return nil
 			}),
 		},
+		a.volumeStatusCmd(withEtcd, nameArg),
 		&cobra.Command{
-			Use:   "status NAME",
-			Short: "Show which bricks of a volume are online",
-			Long: `Show each brick of volume NAME, whether it is online (its daemon holds
-a live lease in etcd), and where it serves.`,
-			Example: "  gluon volume status vol0",
-			Args:    nameArg,
+			Use:   "set NAME KEY VALUE",
+			Short: "Set a volume option",
+			Long: `Set option KEY of volume NAME to VALUE. Bricks and clients read the
+options when they start, so a change takes effect when they restart.
+Options (default in brackets):
+
+` + optionsHelp(),
+			Example: `  gluon volume set vol0 jbr.quorum 3
+  gluon volume set vol0 jbr.lease-ttl 5s`,
+			Args: func(cmd *cobra.Command, args []string) error {
+				if err := exactArgs("NAME", "KEY", "VALUE")(cmd, args); err != nil {
+					return err
+				}
+				if err := volume.ValidName(args[0]); err != nil {
+					return usageError{err}
+				}
+				if _, ok := volume.LookupOption(args[1]); !ok {
+					// The value is checked against the volume once it is read.
+					return usageError{volume.CheckOption(&volume.Volume{Replica: 1}, args[1], args[2])}
+				}
+				return nil
+			},
 			RunE: withStore(func(ctx context.Context, s *volume.Store, args []string) error {
-				v, err := s.Get(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				st, err := s.Status(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "Volume %s is %s\n", v.Name, v.State)
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "BRICK\tONLINE\tADDRESS\tPID")
-				for i, b := range st {
-					online, addr, pid := "N", "-", "-"
-					if b.Online {
-						online, addr, pid = "Y", b.Addr, strconv.Itoa(b.Pid)
+				if _, err := s.SetOption(ctx, args[0], args[1], args[2]); err != nil {
+					if errors.Is(err, volume.ErrBadOption) {
+						return usageError{err}
 					}
-					fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\n", i, b.Brick, online, addr, pid)
+					return err
 				}
-				return tw.Flush()
+				_, err := fmt.Fprintf(a.stdout, "volume %s: set %s to %s\n", args[0], args[1], args[2])
+				return err
 			}),
 		},
 	)
@@ -283,9 +299,18 @@ func writeInfo(w io.Writer, v *volume.Volume) {
 		fmt.Fprintf(w, "Brick%d: %s\n", i, b)
 	}
 	if len(v.Options) > 0 {
-		fmt.Fprintln(w, "Options:")
+		fmt.Fprintln(w, "Options Reconfigured:")
 		for _, k := range slices.Sorted(maps.Keys(v.Options)) {
 			fmt.Fprintf(w, "%s: %s\n", k, v.Options[k])
 		}
 	}
+}
+
+// optionsHelp lists the volume options for help texts.
+func optionsHelp() string {
+	var b strings.Builder
+	for _, o := range volume.KnownOptions {
+		fmt.Fprintf(&b, "  %s [%s]\n      %s\n", o.Key, o.Default, o.Help)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -1,0 +1,223 @@
+package volume
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Volume options: what 'gluon volume set' accepts. Values are stored as
+// the user gave them (after checking); Option returns the value in
+// effect, the default when unset. Bricks and clients read the options
+// when they build their graphs, so a change takes effect when they
+// restart.
+const (
+	// OptQuorum is how many replicas of a set, the leader included, must
+	// hold a write in their journals before it is acknowledged: "majority"
+	// or a count above half the replica count.
+	OptQuorum = "jbr.quorum"
+	// OptLeaseTTL is the leader's etcd lease: a dead leader is replaced
+	// about this long after it stops renewing. Whole seconds.
+	OptLeaseTTL = "jbr.lease-ttl"
+	// OptRequestTimeout bounds how long a leader waits for a quorum
+	// before failing a request with ENOTCONN (the client then retries).
+	OptRequestTimeout = "jbr.request-timeout"
+	// OptConsistency is what reads promise: linearizable, lease or
+	// follower (see package jbrserver).
+	OptConsistency = "jbr.consistency"
+	// OptRetryTimeout bounds how long a client retries a request while no
+	// leader answers; then the request fails with ENOTCONN (or EROFS
+	// when the quorum is lost).
+	OptRetryTimeout = "jbr.retry-timeout"
+)
+
+// ErrBadOption is wrapped by errors about unknown option keys and bad
+// values.
+var ErrBadOption = errors.New("bad volume option")
+
+// OptionInfo describes one volume option.
+type OptionInfo struct {
+	Key     string
+	Default string
+	Help    string
+	// check validates a value for volume v; nil for any value.
+	check func(v *Volume, val string) error
+}
+
+// KnownOptions lists every volume option, sorted by key.
+var KnownOptions = []OptionInfo{
+	{Key: OptConsistency, Default: "linearizable",
+		Help:  "what reads see: linearizable (every acknowledged write), lease (the leader's state while its lease holds) or follower (any replica's state)",
+		check: checkConsistency},
+	{Key: OptLeaseTTL, Default: "3s",
+		Help:  "the leader's etcd lease; a dead leader is replaced after about this long (whole seconds, 1s to 1m)",
+		check: checkLeaseTTL},
+	{Key: OptQuorum, Default: "majority",
+		Help:  "replicas, the leader included, that must journal a write before it is acknowledged: majority, or a count above half the replica count",
+		check: checkQuorum},
+	{Key: OptRequestTimeout, Default: "10s",
+		Help:  "how long a leader waits for a quorum before failing a request (the client retries it)",
+		check: checkDuration(100*time.Millisecond, 10*time.Minute)},
+	{Key: OptRetryTimeout, Default: "30s",
+		Help:  "how long a client retries a request while no leader answers, before failing it with ENOTCONN",
+		check: checkDuration(100*time.Millisecond, time.Hour)},
+}
+
+// LookupOption returns the description of key.
+func LookupOption(key string) (OptionInfo, bool) {
+	i := slices.IndexFunc(KnownOptions, func(o OptionInfo) bool { return o.Key == key })
+	if i < 0 {
+		return OptionInfo{}, false
+	}
+	return KnownOptions[i], true
+}
+
+// Option returns the value of key in effect for v: the value set, or the
+// default.
+func (v *Volume) Option(key string) string {
+	if val, ok := v.Options[key]; ok {
+		return val
+	}
+	o, _ := LookupOption(key)
+	return o.Default
+}
+
+// Quorum returns the jbr.quorum in effect as a count of replicas.
+func (v *Volume) Quorum() int {
+	val := v.Option(OptQuorum)
+	if val == "majority" {
+		return v.Replica/2 + 1
+	}
+	n, err := strconv.Atoi(val)
+	if err != nil {
+		return v.Replica/2 + 1 // Validate refuses this; be safe anyway
+	}
+	return n
+}
+
+// Duration returns the duration option key in effect for v; 0 if the
+// value is not a duration, which Validate refuses.
+func (v *Volume) Duration(key string) time.Duration {
+	d, _ := ParseDuration(v.Option(key))
+	return d
+}
+
+// ParseDuration reads an option's duration: whole seconds ("3") or a Go
+// duration ("500ms", "1m30s").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want seconds or a duration such as 500ms", s)
+	}
+	return d, nil
+}
+
+// CheckOption checks that key is a known option and val a valid value
+// for v. Errors wrap ErrBadOption.
+func CheckOption(v *Volume, key, val string) error {
+	if err := validOption(key, val); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadOption, err)
+	}
+	o, ok := LookupOption(key)
+	if !ok {
+		keys := make([]string, len(KnownOptions))
+		for i, o := range KnownOptions {
+			keys[i] = o.Key
+		}
+		return fmt.Errorf("%w: unknown option %q (known: %s)", ErrBadOption, key, strings.Join(keys, ", "))
+	}
+	if o.check != nil {
+		if err := o.check(v, val); err != nil {
+			return fmt.Errorf("%w: %s %s: %w", ErrBadOption, key, val, err)
+		}
+	}
+	return nil
+}
+
+func checkConsistency(_ *Volume, val string) error {
+	switch val {
+	case "linearizable", "lease", "follower":
+		return nil
+	}
+	return errors.New("want linearizable, lease or follower")
+}
+
+func checkLeaseTTL(_ *Volume, val string) error {
+	d, err := ParseDuration(val)
+	switch {
+	case err != nil:
+		return err
+	case d < time.Second || d > time.Minute:
+		return errors.New("want 1s to 1m")
+	case d%time.Second != 0:
+		return errors.New("want whole seconds: etcd leases have 1s granularity")
+	}
+	return nil
+}
+
+func checkQuorum(v *Volume, val string) error {
+	if val == "majority" {
+		return nil
+	}
+	n, err := strconv.Atoi(val)
+	if err != nil {
+		return errors.New("want majority or a replica count")
+	}
+	// Quorums must intersect: a new leader recovers from a quorum of
+	// journals, which must include one holding every acknowledged write.
+	if lo := v.Replica/2 + 1; n < lo || n > v.Replica {
+		if lo == v.Replica {
+			return fmt.Errorf("volume %s has %d replicas: the quorum must be %d", v.Name, v.Replica, lo)
+		}
+		return fmt.Errorf("volume %s has %d replicas: want a majority, %d to %d", v.Name, v.Replica, lo, v.Replica)
+	}
+	return nil
+}
+
+func checkDuration(lo, hi time.Duration) func(*Volume, string) error {
+	return func(_ *Volume, val string) error {
+		d, err := ParseDuration(val)
+		if err != nil {
+			return err
+		}
+		if d < lo || d > hi {
+			return fmt.Errorf("want %v to %v", lo, hi)
+		}
+		return nil
+	}
+}
+
+// SetOption sets option key of the named volume to val, after checking
+// both (errors wrap ErrBadOption). It returns the volume as stored.
+func (s *Store) SetOption(ctx context.Context, name, key, val string) (*Volume, error) {
+	var out *Volume
+	err := s.update(ctx, name, func(v *Volume) ([]clientv3.Op, error) {
+		if err := CheckOption(v, key, val); err != nil {
+			return nil, err
+		}
+		if v.Options == nil {
+			v.Options = map[string]string{}
+		}
+		v.Options[key] = val
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		out = v
+		return []clientv3.Op{clientv3.OpPut(volumeKey(name), string(b))}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -121,6 +121,7 @@ Start a single-machine cluster and mount it with 'gluon up'.`,
 		a.installMountHelperCmd(),
 		a.volumeCmd(),
 		a.volfileCmd(),
+		a.reconCmd(),
 		a.versionCmd(),
 		a.benchCmd(),
 	)

@@ -52,11 +52,25 @@
 // index that was durable when it was queued, so damage followed by an
 // intact record written after the damaged one was acknowledged is
 // corruption in the middle of the journal, and Open fails with
-// ErrCorrupt instead of dropping acknowledged data.
+// ErrCorrupt instead of dropping acknowledged data. So does damage to a
+// sealed segment, a missing segment, a damaged state file, and a segment
+// that lost its header although the synced watermark says it held
+// records. A journal Open refuses is left as it was, for inspection.
+// Indexes continue right after the last intact record, even when the
+// term file names a later first index that a torn write never reached.
+//
+// Damage inside the last batch cannot be told from a torn write, so an
+// acknowledged record there may be cut as one; the checksums guarantee
+// only that no damaged record is ever returned. FuzzCrash and
+// TestDamagePatterns check these rules against truncation, flipped bytes
+// and zeroed ranges.
 //
 // # Pruning
 //
-// Prune deletes whole terms, never the current one, and only once all of
-// their entries are applied and synced; the caller decides that
-// reconciliation no longer needs them.
+// Prune and PruneUpTo delete whole terms, oldest first, never the current
+// one, and only once all of their entries are applied and synced.
+// Replication or reconciliation installs a guard with Retain to keep the
+// terms replicas may still need to compare; neither deletes a retained
+// term. Prune is all or nothing; PruneUpTo deletes as many as qualify,
+// which is how a size bound is kept (fdl's Options.MaxBytes).
 package journal

@@ -107,21 +107,81 @@ func (j *Journal) Unapplied(fn func(*Record) error) error {
 	})
 }
 
+// Retain installs the reconciliation guard: Prune and PruneUpTo never
+// delete a term for which keep returns true, nor any term after it, since
+// what is left must stay contiguous. Replication or reconciliation sets
+// it to keep the terms that replicas may still need to compare; nil
+// removes it. keep is called with no journal lock held, so it may call
+// the journal.
+func (j *Journal) Retain(keep func(term uint64) bool) {
+	if keep == nil {
+		j.retain.Store(nil)
+		return
+	}
+	j.retain.Store(&keep)
+}
+
 // Prune deletes every term up to and including upToTerm, except the
 // current term. The caller asserts those terms are no longer needed for
-// reconciliation; Prune itself refuses (ErrNotSynced, deleting nothing)
-// unless every entry in them is applied and synced.
+// reconciliation; Prune itself refuses, deleting nothing, unless every
+// entry in them is applied and synced (ErrNotSynced) and none of them is
+// retained (ErrRetained, see Retain).
 func (j *Journal) Prune(upToTerm uint64) error {
+	_, err := j.prune(upToTerm, true)
+	return err
+}
+
+// PruneUpTo deletes the oldest terms, up to and including upToTerm and
+// never the current one, whose entries are all applied and synced and
+// which are not retained (see Retain). It stops at the first term that
+// does not qualify, so it is safe to call with any term, and returns the
+// highest term it deleted, 0 if none. It is how a size bound is kept.
+func (j *Journal) PruneUpTo(upToTerm uint64) (uint64, error) {
+	return j.prune(upToTerm, false)
+}
+
+// prune deletes old terms; all says every term up to upToTerm must go or
+// none.
+func (j *Journal) prune(upToTerm uint64, all bool) (uint64, error) {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return 0, ErrClosed
+	}
+	var limit uint64 // highest term to delete: never the current one
+	if j.term > 0 {
+		limit = min(upToTerm, j.term-1)
+	}
+	var terms []uint64
+	for _, s := range j.segs {
+		if s.term > limit {
+			break
+		}
+		if n := len(terms); n == 0 || terms[n-1] != s.term {
+			terms = append(terms, s.term)
+		}
+	}
+	j.mu.Unlock()
+
+	// Ask the guard before taking any lock.
+	if keep := j.retain.Load(); keep != nil {
+		for _, t := range terms {
+			if (*keep)(t) {
+				if all {
+					return 0, fmt.Errorf("%w: term %d", ErrRetained, t)
+				}
+				limit = t - 1
+				break
+			}
+		}
+	}
+
 	j.pruneMu.Lock()
 	defer j.pruneMu.Unlock()
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
-		return ErrClosed
-	}
-	var limit uint64 // highest term to delete: never the current one
-	if j.term > 0 {
-		limit = min(upToTerm, j.term-1)
+		return 0, ErrClosed
 	}
 	var victims []*segment
 	for _, s := range j.segs {
@@ -129,8 +189,15 @@ func (j *Journal) Prune(upToTerm uint64) error {
 			break
 		}
 		if s.last > j.synced {
-			j.mu.Unlock()
-			return fmt.Errorf("%w: term %d holds entries up to %d, synced up to %d", ErrNotSynced, s.term, s.last, j.synced)
+			if all {
+				j.mu.Unlock()
+				return 0, fmt.Errorf("%w: term %d holds entries up to %d, synced up to %d", ErrNotSynced, s.term, s.last, j.synced)
+			}
+			// Whole terms only: keep every segment of this one.
+			for len(victims) > 0 && victims[len(victims)-1].term == s.term {
+				victims = victims[:len(victims)-1]
+			}
+			break
 		}
 		victims = append(victims, s)
 	}
@@ -145,13 +212,23 @@ func (j *Journal) Prune(upToTerm uint64) error {
 		err = nil
 		removed++
 	}
-	if serr := j.dirf.Sync(); err == nil {
-		err = serr
+	if removed > 0 {
+		if serr := j.dirf.Sync(); err == nil {
+			err = serr
+		}
 	}
+	var through uint64
 	j.mu.Lock()
+	if removed > 0 {
+		through = j.segs[removed-1].term
+		// A term partly deleted by a failed remove is not reported.
+		if removed < len(j.segs) && j.segs[removed].term == through {
+			through--
+		}
+	}
 	j.segs = j.segs[removed:]
 	j.mu.Unlock()
-	return err
+	return through, err
 }
 
 // Stat describes the journal.

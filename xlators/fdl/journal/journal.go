@@ -56,6 +56,8 @@ var (
 	ErrCorrupt = errors.New("journal: corrupt")
 	// ErrNotSynced: Prune of a term with entries not yet synced.
 	ErrNotSynced = errors.New("journal: entries not yet applied and synced")
+	// ErrRetained: Prune of a term the Retain guard keeps.
+	ErrRetained = errors.New("journal: term retained for reconciliation")
 	// ErrNotApplied: MarkSynced beyond the applied watermark.
 	ErrNotApplied = errors.New("journal: index not applied")
 )
@@ -73,6 +75,7 @@ type Journal struct {
 	termMu  sync.Mutex   // serializes StartTerm
 	syncMu  sync.Mutex   // serializes MarkSynced
 	pruneMu sync.RWMutex // Iterate (shared) against Prune (exclusive)
+	retain  atomic.Pointer[func(term uint64) bool]
 
 	kick chan struct{} // wakes the flusher
 	done chan struct{} // closed when the flusher exits
@@ -197,7 +200,17 @@ func (j *Journal) recover() error {
 		}
 	}
 
+	synced, _, haveSynced, err := readState(j.dir, syncedFile, syncedMagic)
+	if err != nil {
+		return err
+	}
 	if stray != "" {
+		// A segment's header is durable before its first record is
+		// written, so a headerless segment held nothing acknowledged,
+		// unless the synced watermark says otherwise.
+		if _, first, _ := parseSegName(filepath.Base(stray)); haveSynced && first <= synced {
+			return fmt.Errorf("%w: %s: segment header lost, but entries up to %d were synced", ErrCorrupt, stray, synced)
+		}
 		j.log.Warn("journal: removing segment whose creation was interrupted", "file", stray)
 		if err := os.Remove(stray); err != nil {
 			return err
@@ -211,10 +224,14 @@ func (j *Journal) recover() error {
 		if res.garbage {
 			j.log.Warn("journal: cutting torn tail", "file", seg.path, "offset", seg.size, "bytes", res.fileLen-seg.size)
 		}
-		if res.garbage || (i < len(scans)-1 && res.fileLen > seg.size) {
+		if res.fileLen < seg.size {
+			j.log.Warn("journal: segment ends inside its last record's padding; restoring it", "file", seg.path, "size", res.fileLen)
+		}
+		if res.garbage || res.fileLen < seg.size || (i < len(scans)-1 && res.fileLen > seg.size) {
 			// Drop torn bytes, or the unused preallocation of a segment
-			// sealed just before a crash. Only bytes after the last
-			// intact record go.
+			// sealed just before a crash, or give back the zeros that pad
+			// an intact last record. Only bytes after the last intact
+			// record change.
 			if err := truncateSync(seg.path, seg.size); err != nil {
 				return err
 			}
@@ -224,14 +241,20 @@ func (j *Journal) recover() error {
 	j.term = term
 	j.next = max(termStart, 1)
 	if n := len(j.segs); n > 0 {
-		j.next = max(j.next, j.segs[n-1].last+1)
+		// Indexes continue after the last intact record. The term file
+		// can name a later first index when records reserved before
+		// StartTerm never became durable (a crash, a torn tail); they
+		// were never acknowledged, and skipping them would leave a gap
+		// that the next Open refuses.
+		last := j.segs[n-1].last
+		if termStart > last+1 {
+			j.log.Warn("journal: term's first index was never written; continuing after the last intact record",
+				"dir", j.dir, "term", term, "first", termStart, "last", last)
+		}
+		j.next = last + 1
 	}
 	j.durable = j.next - 1
 
-	synced, _, haveSynced, err := readState(j.dir, syncedFile, syncedMagic)
-	if err != nil {
-		return err
-	}
 	switch {
 	case !haveSynced && len(j.segs) > 0:
 		j.log.Warn("journal: synced watermark file missing; every entry counts as unapplied", "dir", j.dir)

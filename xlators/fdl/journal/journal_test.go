@@ -816,6 +816,9 @@ func TestClosedJournalRefuses(t *testing.T) {
 	if err := j.Iterate(0, 0, func(*Record) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Iterate after Close = %v", err)
 	}
+	if _, err := j.PruneUpTo(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PruneUpTo after Close = %v", err)
+	}
 	if err := j.Close(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("second Close = %v", err)
 	}

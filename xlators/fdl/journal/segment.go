@@ -155,10 +155,15 @@ func scanSegment(path string, term, first uint64) (scanResult, error) {
 		}
 		seg.last = h.index
 		off += pad8(h.length)
+		if off >= len(data) {
+			// The file may end inside the last record's padding, which
+			// the checksum does not cover: it is zeros, see Open.
+			break
+		}
 	}
 	seg.size = int64(off)
 	res.seg = seg
-	res.garbage = !isZero(data[off:])
+	res.garbage = off < len(data) && !isZero(data[off:])
 	if res.garbage {
 		if err := scanTail(data, off, seg); err != nil {
 			return res, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)

@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,6 +61,10 @@ import (
 
 // DefaultCheckpointInterval is how often applied entries are synced.
 const DefaultCheckpointInterval = 5 * time.Second
+
+// DefaultDestage is the destage mode chosen by the benchmarks in the
+// package doc.
+const DefaultDestage = DestageSync
 
 // Options configure an FDL.
 type Options struct {
@@ -74,6 +79,19 @@ type Options struct {
 	// CheckpointInterval is how often the store is synced; default
 	// DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+	// Destage is DestageSync or DestageDeferred; default DefaultDestage.
+	Destage string
+	// DestageWorkers is how many objects deferred destage applies to at
+	// once; default DefaultDestageWorkers.
+	DestageWorkers int
+	// MaxPendingBytes bounds the memory deferred destage holds for
+	// journaled writes not yet applied; writers wait beyond it. Default
+	// DefaultMaxPendingBytes.
+	MaxPendingBytes int64
+	// MaxBytes bounds the journal's size: past it, the FDL starts a new
+	// term and prunes the older terms that are applied, synced and not
+	// retained (journal.Retain). It needs Sync. 0 means unbounded.
+	MaxBytes int64
 }
 
 // FDL journals mutating requests before passing them to its child.
@@ -83,8 +101,14 @@ type FDL struct {
 	log       *slog.Logger
 	sync      func(context.Context) error
 	journaled xl.Funnel // typed mutating calls, in generic form, to handle
+	d         *destager // nil in sync mode
+
+	maxBytes  int64
+	grown     atomic.Int64 // bytes journaled since the size was last checked
+	overBound bool         // warned that pruning cannot keep MaxBytes; ckMu
 
 	ckMu      sync.Mutex // one checkpoint at a time
+	kick      chan struct{}
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -109,7 +133,25 @@ func New(child xl.Xlator, j *journal.Journal, opts Options) (*FDL, error) {
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = DefaultCheckpointInterval
 	}
-	f := &FDL{Base: xl.Base{Xlator: child}, j: j, log: opts.Logger, sync: opts.Sync}
+	if opts.Destage == "" {
+		opts.Destage = DefaultDestage
+	}
+	if opts.Destage != DestageSync && opts.Destage != DestageDeferred {
+		return nil, fmt.Errorf("fdl: destage %q: want %q or %q", opts.Destage, DestageSync, DestageDeferred)
+	}
+	if opts.DestageWorkers <= 0 {
+		opts.DestageWorkers = DefaultDestageWorkers
+	}
+	if opts.MaxPendingBytes <= 0 {
+		opts.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	switch {
+	case opts.MaxBytes < 0:
+		return nil, fmt.Errorf("fdl: MaxBytes %d is negative", opts.MaxBytes)
+	case opts.MaxBytes > 0 && opts.Sync == nil:
+		return nil, errors.New("fdl: MaxBytes needs Sync: only synced terms can be pruned")
+	}
+	f := &FDL{Base: xl.Base{Xlator: child}, j: j, log: opts.Logger, sync: opts.Sync, maxBytes: opts.MaxBytes}
 	f.journaled = xl.Funnel{H: f.handle}
 	if j.Term() == 0 {
 		if err := j.StartTerm(1); err != nil {
@@ -122,32 +164,58 @@ func New(child xl.Xlator, j *journal.Journal, opts Options) (*FDL, error) {
 	}
 	if f.sync == nil {
 		f.log.Warn("fdl: no store sync configured; journal entries are never marked synced")
-		return f, nil
-	}
-	if err := f.checkpoint(ctx); err != nil {
+	} else if err := f.checkpoint(ctx); err != nil {
 		return nil, fmt.Errorf("fdl: checkpoint after replay: %w", err)
 	}
-	f.stop, f.done = make(chan struct{}), make(chan struct{})
-	go f.checkpointer(opts.CheckpointInterval)
+	if opts.Destage == DestageDeferred {
+		f.d = newDestager(child, j, f.log, opts.DestageWorkers, opts.MaxPendingBytes, f.grew)
+	}
+	if f.sync != nil {
+		f.kick, f.stop, f.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go f.checkpointer(opts.CheckpointInterval)
+	}
 	return f, nil
 }
 
-// handle journals a mutating request and applies it; anything else goes
-// straight to the child.
+// handle journals a mutating request and applies it, or has it applied;
+// anything else goes straight to the child.
 func (f *FDL) handle(ctx context.Context, fop *xl.Fop) *xl.Result {
 	if !fop.Mutates() {
 		return xl.Dispatch(ctx, f.Xlator, fop)
 	}
-	idx, err := f.j.Append(ctx, &journal.Record{Call: *xl.CallFrom(ctx), Fop: *fop})
+	if f.d != nil {
+		return f.d.handle(ctx, fop, f.apply)
+	}
+	return f.apply(ctx, fop)
+}
+
+// apply journals a request, then applies it in line.
+func (f *FDL) apply(ctx context.Context, fop *xl.Fop) *xl.Result {
+	rec := &journal.Record{Call: *xl.CallFrom(ctx), Fop: *fop}
+	idx, err := f.j.Append(ctx, rec)
 	if err != nil {
 		f.log.Debug("fdl: journal refused request", "op", fop.Op, "err", err)
 		return &xl.Result{Errno: errnoOf(err)}
 	}
+	f.grew(int64(len(fop.Data)) + entryOverhead)
 	// The request is durable now. Apply it even if the caller has gone:
 	// the store must not fall behind what the journal says happened.
 	r := xl.Dispatch(context.WithoutCancel(ctx), f.Xlator, fop)
 	f.j.MarkApplied(idx)
 	return r
+}
+
+// grew counts journaled bytes and, every quarter of MaxBytes, has the
+// checkpointer look at the journal's size.
+func (f *FDL) grew(n int64) {
+	if f.maxBytes == 0 || f.grown.Add(n) < f.maxBytes/4 {
+		return
+	}
+	f.grown.Store(0)
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
 
 func errnoOf(err error) syscall.Errno {
@@ -228,17 +296,61 @@ func alreadyDone(ctx context.Context, x xl.Xlator, fop *xl.Fop, e syscall.Errno)
 }
 
 // checkpoint syncs the store and marks what was applied before as synced.
+// Over MaxBytes it also ends the current term and prunes older ones.
 func (f *FDL) checkpoint(ctx context.Context) error {
 	f.ckMu.Lock()
 	defer f.ckMu.Unlock()
-	applied := f.j.Applied()
-	if applied <= f.j.Synced() {
-		return nil
+	over := f.maxBytes > 0 && f.j.Stat().Bytes > f.maxBytes
+	if over {
+		f.endTerm()
 	}
-	if err := f.sync(ctx); err != nil {
-		return fmt.Errorf("syncing the store: %w", err)
+	if applied := f.j.Applied(); applied > f.j.Synced() {
+		if err := f.sync(ctx); err != nil {
+			return fmt.Errorf("syncing the store: %w", err)
+		}
+		if err := f.j.MarkSynced(applied); err != nil {
+			return err
+		}
 	}
-	return f.j.MarkSynced(applied)
+	if over {
+		return f.prune()
+	}
+	return nil
+}
+
+// endTerm starts a new term when the current one holds a good part of the
+// bound, so that its records can be pruned once synced. Terms are whole
+// units of pruning; a small current term is left to grow.
+func (f *FDL) endTerm() {
+	st := f.j.Stat()
+	if n := len(st.Terms); n == 0 || st.Terms[n-1].Term != st.Term || st.Terms[n-1].Bytes < f.maxBytes/4 {
+		return
+	}
+	if err := f.j.StartTerm(st.Term + 1); err != nil {
+		f.log.Warn("fdl: starting a term to bound the journal", "err", err)
+	}
+}
+
+// prune deletes the terms before the current one that the journal lets
+// go: applied, synced and not retained.
+func (f *FDL) prune() error {
+	before := f.j.Stat().Bytes
+	through, err := f.j.PruneUpTo(f.j.Term() - 1)
+	if err != nil {
+		return fmt.Errorf("pruning the journal: %w", err)
+	}
+	after := f.j.Stat().Bytes
+	if through > 0 {
+		f.log.Info("fdl: pruned journal", "through_term", through, "bytes_before", before, "bytes_after", after)
+	}
+	switch over := after > f.maxBytes; {
+	case over && !f.overBound:
+		f.log.Warn("fdl: journal stays over MaxBytes: its older terms are retained or not yet synced", "bytes", after, "max_bytes", f.maxBytes)
+		f.overBound = true
+	case !over:
+		f.overBound = false
+	}
+	return nil
 }
 
 func (f *FDL) checkpointer(every time.Duration) {
@@ -250,19 +362,23 @@ func (f *FDL) checkpointer(every time.Duration) {
 		case <-f.stop:
 			return
 		case <-t.C:
-			if err := f.checkpoint(context.Background()); err != nil {
-				f.log.Warn("fdl: checkpoint failed", "err", err)
-			}
+		case <-f.kick:
+		}
+		if err := f.checkpoint(context.Background()); err != nil {
+			f.log.Warn("fdl: checkpoint failed", "err", err)
 		}
 	}
 }
 
-// Close stops the checkpointer and takes a last checkpoint, so a clean
-// shutdown leaves nothing to replay. It does not close the journal or the
-// child.
+// Close applies what deferred destage holds, stops the checkpointer and
+// takes a last checkpoint, so a clean shutdown leaves nothing to replay.
+// It does not close the journal or the child.
 func (f *FDL) Close() error {
 	var err error
 	f.closeOnce.Do(func() {
+		if f.d != nil {
+			f.d.close()
+		}
 		if f.sync == nil {
 			return
 		}
@@ -271,6 +387,14 @@ func (f *FDL) Close() error {
 		err = f.checkpoint(context.Background())
 	})
 	return err
+}
+
+// DestageStat describes deferred destage; zero in sync mode.
+func (f *FDL) DestageStat() DestageStat {
+	if f.d == nil {
+		return DestageStat{}
+	}
+	return f.d.stat()
 }
 
 // SyncDir returns an Options.Sync that syncs the filesystem holding dir
@@ -350,4 +474,65 @@ func (f *FDL) Setxattr(ctx context.Context, ino xl.GFID, name string, value []by
 
 func (f *FDL) Removexattr(ctx context.Context, ino xl.GFID, name string) syscall.Errno {
 	return f.journaled.Removexattr(ctx, ino, name)
+}
+
+// The ops deferred destage must see. In sync mode they go to the child.
+
+func (f *FDL) Lookup(ctx context.Context, parent xl.GFID, name string) (xl.Attr, syscall.Errno) {
+	if f.d == nil {
+		return f.Xlator.Lookup(ctx, parent, name)
+	}
+	return f.d.lookup(ctx, parent, name)
+}
+
+func (f *FDL) Getattr(ctx context.Context, ino xl.GFID) (xl.Attr, syscall.Errno) {
+	if f.d == nil {
+		return f.Xlator.Getattr(ctx, ino)
+	}
+	return f.d.getattr(ctx, ino)
+}
+
+func (f *FDL) Read(ctx context.Context, fd xl.Fd, dst []byte, off int64) (int, syscall.Errno) {
+	if f.d == nil {
+		return f.Xlator.Read(ctx, fd, dst, off)
+	}
+	return f.d.read(ctx, fd, dst, off)
+}
+
+func (f *FDL) Lseek(ctx context.Context, fd xl.Fd, off int64, whence uint32) (int64, syscall.Errno) {
+	if f.d == nil {
+		return f.Xlator.Lseek(ctx, fd, off, whence)
+	}
+	return f.d.lseek(ctx, fd, off, whence)
+}
+
+func (f *FDL) Flush(ctx context.Context, fd xl.Fd) syscall.Errno {
+	if f.d == nil {
+		return f.Xlator.Flush(ctx, fd)
+	}
+	return f.d.flush(ctx, fd)
+}
+
+// Fsync passes to the child: in sync mode the journal was durable when
+// the write returned; deferred, the file's pending entries are applied
+// first.
+func (f *FDL) Fsync(ctx context.Context, fd xl.Fd, datasync bool) syscall.Errno {
+	if f.d == nil {
+		return f.Xlator.Fsync(ctx, fd, datasync)
+	}
+	return f.d.fsync(ctx, fd, datasync)
+}
+
+func (f *FDL) Release(ctx context.Context, fd xl.Fd) syscall.Errno {
+	if f.d == nil {
+		return f.Xlator.Release(ctx, fd)
+	}
+	return f.d.release(ctx, fd)
+}
+
+func (f *FDL) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	if f.d == nil {
+		return f.Xlator.Readdir(ctx, fd, off, max)
+	}
+	return f.d.readdir(ctx, fd, off, max)
 }

@@ -48,11 +48,11 @@ const (
 
 // DestageStat describes deferred destage at one moment.
 type DestageStat struct {
-	Objects int   // objects with entries not yet applied
-	Entries int   // entries journaled, not yet applied
-	Bytes   int64 // memory those entries hold, and writers have reserved
-	Waiting int   // writers held back by MaxPendingBytes
-	Applied uint64
+	Objects int    // objects with entries not yet applied
+	Entries int    // entries journaled, not yet applied
+	Bytes   int64  // memory those entries hold, and writers have reserved
+	Waiting int    // writers held back by MaxPendingBytes
+	Applied uint64 // entries destaged since New
 }
 
 // entry is a journaled request waiting to be applied: a write or a size

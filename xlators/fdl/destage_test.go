@@ -693,3 +693,24 @@ func TestMaxBytesPrunesOldTerms(t *testing.T) {
 		})
 	}
 }
+
+// Opening with O_TRUNC waits for the pending writes: they are not
+// applied over the truncated file afterwards.
+func TestDeferredOpenTruncAfterPendingWrite(t *testing.T) {
+	b, g := openDeferred(t, t.TempDir(), t.TempDir(), Options{DestageWorkers: 2})
+	defer b.close(t)
+	f := b.f
+	fd := create(t, f, "f")
+	g.block(fd.GFID)
+	write(t, f, fd, "stale data", 0)
+	<-g.entered
+	done := make(chan xl.Fd)
+	go func() { done <- must(f.Open(bg, fd.GFID, syscall.O_RDWR|syscall.O_TRUNC)) }()
+	g.unblock(fd.GFID)
+	tfd := <-done
+	noErr(t, f.Release(bg, tfd))
+	noErr(t, f.Release(bg, fd))
+	if a := must(b.store.Getattr(bg, fd.GFID)); a.Size != 0 {
+		t.Fatalf("store size %d after O_TRUNC: a pending write was applied after it", a.Size)
+	}
+}

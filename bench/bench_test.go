@@ -129,6 +129,7 @@ func TestParseTarget(t *testing.T) {
 	for in, want := range map[string]targetSpec{
 		"local":             {label: "local", kind: kindLocal},
 		"loopback":          {label: "loopback", kind: kindLoopback},
+		"loopback-np":       {label: "loopback-np", kind: kindLoopbackNP},
 		"gluon":             {label: "gluon", kind: kindGluon, vol: VolumeSpec{1, 1}},
 		"gluon:replica=3":   {label: "gluon:replica=3", kind: kindGluon, vol: VolumeSpec{3, 1}},
 		"gluster:replica=3": {label: "gluster:replica=3", kind: kindGluster, vol: VolumeSpec{3, 1}},
@@ -310,7 +311,7 @@ func TestColdRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, err := openLoopback(t.TempDir())
+	lo, err := openLoopback(t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -597,5 +598,30 @@ func TestRunWorkloadDeadTarget(t *testing.T) {
 		if x.Workload != MetaPhases[i] || x.Target != "dead" || !strings.Contains(x.Error, "scratch directory") {
 			t.Errorf("result %+v", x)
 		}
+	}
+}
+
+// The loopback-np target keeps file data in the daemon: its handles never
+// offer the kernel a passthrough fd, and data still round-trips.
+func TestLoopbackWithoutPassthrough(t *testing.T) {
+	lo, err := openLoopback(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lo.close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	p := filepath.Join(lo.dir, "f")
+	want := bytes.Repeat([]byte("gluon"), 1000)
+	if err := os.WriteFile(p, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+	if _, ok := daemonHandle(&fs.LoopbackFile{}).(fs.FilePassthroughFder).PassthroughFd(); ok {
+		t.Error("a loopback-np handle offers a passthrough fd")
 	}
 }

@@ -47,7 +47,9 @@
 // # Targets
 //
 // local is a temporary directory on the disk, loopback a go-fuse loopback
-// mount of one (fs.NewLoopbackRoot, mounted inside the benchmark process),
+// mount of one (fs.NewLoopbackRoot, mounted inside the benchmark process;
+// on kernels with FUSE passthrough its reads and writes bypass the daemon,
+// loopback-np turns that off so the daemon serves the data as gluon does),
 // gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
 // gluster:replica=N[,distribute=M] a GlusterFS volume on this host (Debian's
 // glusterfs-server: glusterd on 127.0.0.1, bricks in a temporary directory,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -78,6 +79,10 @@ const (
 	kindDir      = "dir"
 	kindLocal    = "local"
 	kindLoopback = "loopback"
+	// kindLoopbackNP is the loopback with FUSE passthrough off: every
+	// READ and WRITE is served by the Go daemon, as gluon's are, so it is
+	// the fair ceiling for a FUSE file system that serves data itself.
+	kindLoopbackNP = "loopback-np"
 	kindGluon    = "gluon"
 	kindGluster  = "gluster"
 )
@@ -94,7 +99,7 @@ func parseTarget(s string) (targetSpec, error) {
 	t := targetSpec{label: s}
 	name, _, _ := strings.Cut(s, ":")
 	switch {
-	case s == kindLocal || s == kindLoopback:
+	case s == kindLocal || s == kindLoopback || s == kindLoopbackNP:
 		t.kind = s
 		return t, nil
 	case name == kindGluon || name == kindGluster:
@@ -107,7 +112,7 @@ func parseTarget(s string) (targetSpec, error) {
 	}
 	fi, err := os.Stat(s)
 	if err != nil || !fi.IsDir() {
-		return t, fmt.Errorf("target %q is neither local, loopback, gluon:replica=N[,distribute=M], gluster:replica=N[,distribute=M] nor an existing directory", s)
+		return t, fmt.Errorf("target %q is neither local, loopback, loopback-np, gluon:replica=N[,distribute=M], gluster:replica=N[,distribute=M] nor an existing directory", s)
 	}
 	t.kind = kindDir
 	t.path = s
@@ -140,7 +145,9 @@ func openTarget(ctx context.Context, s targetSpec, c *settings) (*target, error)
 	case kindLocal:
 		t, err = openLocal(c.workDir)
 	case kindLoopback:
-		t, err = openLoopback(c.workDir)
+		t, err = openLoopback(c.workDir, true)
+	case kindLoopbackNP:
+		t, err = openLoopback(c.workDir, false)
 	case kindGluon:
 		t, err = openGluon(ctx, c.starter, s.vol)
 	case kindGluster:
@@ -192,7 +199,7 @@ const loopbackTimeout = time.Second
 // temporary directory inside this process: the fastest a Go FUSE file
 // system can be on this machine. On kernels with FUSE passthrough, go-fuse
 // lets the kernel serve reads and writes of open files directly.
-func openLoopback(workDir string) (_ *target, err error) {
+func openLoopback(workDir string, passthrough bool) (_ *target, err error) {
 	base, err := os.MkdirTemp(workDir, "gluon-bench-loopback-")
 	if err != nil {
 		return nil, err
@@ -211,6 +218,14 @@ func openLoopback(workDir string) (_ *target, err error) {
 	root, err := fs.NewLoopbackRoot(data)
 	if err != nil {
 		return nil, err
+	}
+	if !passthrough {
+		lr := root.(*fs.LoopbackNode).RootData
+		lr.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
+			return &daemonNode{fs.LoopbackNode{RootData: r}}
+		}
+		root = &daemonNode{fs.LoopbackNode{RootData: lr}}
+		lr.RootNode = root
 	}
 	timeout := loopbackTimeout
 	srv, err := fs.Mount(mnt, root, &fs.Options{
@@ -233,6 +248,32 @@ func openLoopback(workDir string) (_ *target, err error) {
 			return os.RemoveAll(base)
 		},
 	}, nil
+}
+
+// daemonNode is a loopback node whose files refuse FUSE passthrough.
+type daemonNode struct{ fs.LoopbackNode }
+
+// daemonFile hides the backing fd from the kernel, so data goes through
+// the daemon.
+type daemonFile struct{ *fs.LoopbackFile }
+
+func (daemonFile) PassthroughFd() (int, bool) { return -1, false }
+
+func daemonHandle(fh fs.FileHandle) fs.FileHandle {
+	if lf, ok := fh.(*fs.LoopbackFile); ok {
+		return daemonFile{lf}
+	}
+	return fh
+}
+
+func (n *daemonNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	fh, fl, e := n.LoopbackNode.Open(ctx, flags)
+	return daemonHandle(fh), fl, e
+}
+
+func (n *daemonNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	in, fh, fl, e := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	return in, daemonHandle(fh), fl, e
 }
 
 // fsType names the file system dir is on.

@@ -28,7 +28,10 @@ serving each target. Put the system under test first.
 
 A TARGET is one of:
   local                             a temporary directory on the disk
-  loopback                          a go-fuse loopback mount of one, in this process
+  loopback                          a go-fuse loopback mount of one, in this process, with
+                                    FUSE passthrough where the kernel has it: the ceiling
+  loopback-np                       the same with passthrough off, so the daemon serves
+                                    every read and write, as gluon's client does
   gluon:replica=N[,distribute=M]    a volume started with 'gluon up'
   gluster:replica=N[,distribute=M]  a GlusterFS volume on this host (glusterfs-server)
   DIR                               an existing directory, e.g. a mount point
@@ -46,7 +49,7 @@ when it is a terminal.`,
   gluon bench --runtime 5s --size 16M --workloads randwrite,meta /mnt/gluon local`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("%s: missing TARGET (local, loopback, gluon:replica=N, gluster:replica=N or a directory)", cmdName(cmd))
+				return usagef("%s: missing TARGET (local, loopback, loopback-np, gluon:replica=N, gluster:replica=N or a directory)", cmdName(cmd))
 			}
 			return nil
 		},

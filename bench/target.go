@@ -83,8 +83,8 @@ const (
 	// READ and WRITE is served by the Go daemon, as gluon's are, so it is
 	// the fair ceiling for a FUSE file system that serves data itself.
 	kindLoopbackNP = "loopback-np"
-	kindGluon    = "gluon"
-	kindGluster  = "gluster"
+	kindGluon      = "gluon"
+	kindGluster    = "gluster"
 )
 
 // targetSpec is a parsed Config.Targets entry.

@@ -1,0 +1,218 @@
+package systest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+const (
+	quorumRetryTimeout   = 3 * time.Second
+	quorumRequestTimeout = 2 * time.Second
+	// hangBound is how long a request may take to fail without quorum
+	// before the test calls it a hang. The client's retry timeout starts
+	// at a request's first failure, and the attempt then in flight may
+	// wait out the leader's request timeout, or the protocol client's 5 s
+	// dial timeout for a brick that is gone; this bound leaves room for
+	// all of that and a loaded machine.
+	hangBound = quorumRetryTimeout + 5*time.Second + quorumRequestTimeout + 15*time.Second
+)
+
+// outcome is how one request ended.
+type outcome struct {
+	op   string
+	e    syscall.Errno
+	took time.Duration
+}
+
+// TestQuorumLoss: two of the three bricks go away, in three ways (both
+// followers killed; both followers stopped, their connections still open;
+// the leader and a follower killed). Each time, a write, a create, a read
+// and a getattr through the client graph fail with EROFS or ENOTCONN (the
+// documented errnos; reads, which a leader serves only after confirming
+// its term with a quorum, with ENOTCONN) within a bound, never hanging.
+// Writes refused with EROFS never appear later. Once the bricks are back,
+// the same client graph writes and reads again, everything acknowledged
+// is there, and the replicas converge.
+func TestQuorumLoss(t *testing.T) {
+	c := newCluster(t, map[string]string{
+		volume.OptLeaseTTL:       "1s",
+		volume.OptRetryTimeout:   quorumRetryTimeout.String(),
+		volume.OptRequestTimeout: quorumRequestTimeout.String(),
+	})
+	v := c.open()
+	w := newCaller(v.Top)
+	fd := w.create(t, "data", syscall.O_RDWR)
+	// Slot 0 is written now; slot 1+p by phase p while without quorum, and
+	// slot 10+p once it is back.
+	acked := map[int]bool{}
+	refused := map[int]bool{}         // slots whose write was refused with EROFS
+	refusedFiles := map[string]bool{} // files whose create was
+	write := func(slot int) (syscall.Errno, time.Duration) {
+		start := time.Now()
+		n, e := v.Top.Write(w.ctx(context.Background()), fd, record(slot), int64(slot*recordSize))
+		if e == 0 && n != recordSize {
+			t.Fatalf("write of slot %d: short write %d", slot, n)
+		}
+		return e, time.Since(start)
+	}
+	if e, _ := write(0); e != 0 {
+		t.Fatalf("write: %v", e)
+	}
+	acked[0] = true
+
+	phases := []struct {
+		name string
+		down func(leader int) []int
+		sig  syscall.Signal
+	}{
+		{"both followers killed", followers, syscall.SIGKILL},
+		{"both followers stopped", followers, syscall.SIGSTOP},
+		{"the leader and a follower killed", func(l int) []int { return []int{l, followers(l)[0]} }, syscall.SIGKILL},
+	}
+	for p, ph := range phases {
+		leader, _ := c.leader(-1, 0)
+		down := ph.down(leader)
+		t.Logf("phase %d: %s: leader %d, bricks %v down", p, ph.name, leader, down)
+		if ph.sig == syscall.SIGKILL {
+			c.kill(down...)
+		} else {
+			for _, i := range down {
+				c.signal(i, ph.sig)
+			}
+		}
+
+		// All at once, so that the phase costs one bound, not four.
+		name := fmt.Sprintf("p%d", p)
+		slot := 1 + p
+		ops := map[string]func() syscall.Errno{
+			"write": func() syscall.Errno { e, _ := write(slot); return e },
+			"create": func() syscall.Errno {
+				fd, _, e := v.Top.Create(w.ctx(context.Background()), xl.RootGFID, name, xl.NewGFID(), syscall.O_RDWR, 0o644)
+				if e == 0 {
+					v.Top.Release(w.ctx(context.Background()), fd)
+				}
+				return e
+			},
+			"read": func() syscall.Errno {
+				_, e := v.Top.Read(w.ctx(context.Background()), fd, make([]byte, recordSize), 0)
+				return e
+			},
+			"getattr": func() syscall.Errno {
+				_, e := v.Top.Getattr(w.ctx(context.Background()), fd.GFID)
+				return e
+			},
+		}
+		results := make(chan outcome, len(ops))
+		var wg sync.WaitGroup
+		for op, f := range ops {
+			wg.Go(func() {
+				start := time.Now()
+				e := f()
+				results <- outcome{op, e, time.Since(start)}
+			})
+		}
+		bound := time.After(hangBound)
+		for range ops {
+			select {
+			case r := <-results:
+				want := []syscall.Errno{syscall.EROFS, syscall.ENOTCONN}
+				if r.op == "read" || r.op == "getattr" {
+					want = []syscall.Errno{syscall.ENOTCONN}
+				}
+				if !errnoIn(r.e, want...) {
+					t.Errorf("phase %d (%s): %s: %v (errno %d) after %v, want one of %v", p, ph.name, r.op, r.e, r.e, r.took, want)
+				} else {
+					t.Logf("phase %d: %s failed cleanly: %v after %v", p, r.op, r.e, r.took.Round(time.Millisecond))
+				}
+				if r.e == syscall.EROFS && r.op == "write" {
+					refused[slot] = true
+				}
+				if r.e == syscall.EROFS && r.op == "create" {
+					refusedFiles[name] = true
+				}
+				if r.e == 0 && r.op == "write" {
+					acked[slot] = true
+				}
+			case <-bound:
+				t.Fatalf("phase %d (%s): requests still running after %v: a hang", p, ph.name, hangBound)
+			}
+		}
+		wg.Wait()
+
+		// Back up: the same client graph resumes.
+		back := time.Now()
+		if ph.sig == syscall.SIGKILL {
+			for _, i := range down {
+				c.start(i)
+			}
+			c.waitOnline(down...)
+		} else {
+			for _, i := range down {
+				c.signal(i, syscall.SIGCONT)
+			}
+		}
+		slot = 10 + p
+		c.poll("writes to resume", func() (bool, string) {
+			e, took := write(slot)
+			switch {
+			case e == 0:
+				return true, ""
+			case !errnoIn(e, syscall.EROFS, syscall.ENOTCONN):
+				t.Fatalf("phase %d: write after the bricks came back: %v", p, e)
+			}
+			return false, fmt.Sprintf("last write: %v after %v", e, took)
+		})
+		acked[slot] = true
+		t.Logf("phase %d: writes resumed %v after the bricks were back", p, time.Since(back).Round(time.Millisecond))
+		if _, e := v.Top.Read(w.ctx(context.Background()), fd, make([]byte, recordSize), 0); e != 0 {
+			t.Errorf("phase %d: read after the bricks came back: %v", p, e)
+		}
+	}
+
+	c.converge()
+	// Acknowledged writes are on every brick; refused ones on none.
+	for i, d := range c.dirs {
+		got, err := os.ReadFile(filepath.Join(d, "data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, slot := range slices.Sorted(maps.Keys(acked)) {
+			if end := (slot + 1) * recordSize; len(got) < end || !bytes.Equal(got[slot*recordSize:end], record(slot)) {
+				t.Errorf("brick %d: acknowledged write of slot %d missing", i, slot)
+			}
+		}
+		for slot := range refused {
+			if end := (slot + 1) * recordSize; len(got) >= end && bytes.Equal(got[slot*recordSize:end], record(slot)) {
+				t.Errorf("brick %d: the write of slot %d was refused with EROFS, yet it is there", i, slot)
+			}
+		}
+		for name := range refusedFiles {
+			if _, err := os.Lstat(filepath.Join(d, name)); err == nil {
+				t.Errorf("brick %d: the create of %s was refused with EROFS, yet it exists", i, name)
+			}
+		}
+	}
+}
+
+// followers returns the bricks other than leader.
+func followers(leader int) []int {
+	var out []int
+	for i := range replicas {
+		if i != leader {
+			out = append(out, i)
+		}
+	}
+	return out
+}

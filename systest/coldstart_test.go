@@ -64,7 +64,7 @@ func TestColdStart(t *testing.T) {
 			start := time.Now()
 			n, e := v.Top.Write(w.ctx(context.Background()), fd, record(i), int64(i*recordSize))
 			if e != 0 || n != recordSize {
-				st.err = fmt.Errorf("write of record %d: wrote %d, %v", i, n, e)
+				st.fail(fmt.Errorf("write of record %d: wrote %d, %v", i, n, e))
 				return
 			}
 			st.took(time.Since(start))
@@ -77,7 +77,7 @@ func TestColdStart(t *testing.T) {
 		t.Helper()
 		base := st.acked.Load()
 		c.poll(what, func() (bool, string) {
-			return st.acked.Load() >= base+n, fmt.Sprintf("%d acknowledged, error %v", st.acked.Load()-base, st.err)
+			return st.acked.Load() >= base+n, fmt.Sprintf("%d acknowledged, error %v", st.acked.Load()-base, st.failure())
 		})
 	}
 	progress("records before the crash", 20)
@@ -92,8 +92,8 @@ func TestColdStart(t *testing.T) {
 	t.Logf("all bricks killed after %d streamed records; brick %d leads %v later", ackedAtCrash, leader, time.Since(crashed).Round(time.Millisecond))
 	progress("records after the restart", 20)
 	stopWriter()
-	if st.err != nil {
-		t.Fatalf("the writer did not resume: %v", st.err)
+	if err := st.failure(); err != nil {
+		t.Fatalf("the writer did not resume: %v", err)
 	}
 	t.Logf("writer: %d records acknowledged, longest pause %v", st.acked.Load(), time.Duration(st.maxPause.Load()).Round(time.Millisecond))
 

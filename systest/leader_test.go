@@ -41,9 +41,19 @@ func block(i int) []byte {
 
 // streamStats is what one writer did.
 type streamStats struct {
-	acked    atomic.Int64 // writes acknowledged
-	maxPause atomic.Int64 // the slowest acknowledged write, in ns
-	err      error        // the first failure; the writer stops there
+	acked    atomic.Int64          // writes acknowledged
+	maxPause atomic.Int64          // the slowest acknowledged write, in ns
+	err      atomic.Pointer[error] // the failure the writer stopped at
+}
+
+func (s *streamStats) fail(err error) { s.err.Store(&err) }
+
+// failure returns the error the writer stopped at, or nil.
+func (s *streamStats) failure() error {
+	if p := s.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *streamStats) took(d time.Duration) {
@@ -68,7 +78,7 @@ func appender(w *caller, fd xl.Fd, stop <-chan struct{}, st *streamStats) {
 		// The offset is where the writer believes the end is, as FUSE sends.
 		n, e := w.top.Write(w.ctx(context.Background()), fd, rec, int64(i*recordSize))
 		if e != 0 || n != len(rec) {
-			st.err = fmt.Errorf("append of record %d: wrote %d, %v", i, n, e)
+			st.fail(fmt.Errorf("append of record %d: wrote %d, %v", i, n, e))
 			return
 		}
 		st.took(time.Since(start))
@@ -89,7 +99,7 @@ func blockWriter(w *caller, fd xl.Fd, k, stride int, stop <-chan struct{}, st *s
 		start := time.Now()
 		n, e := w.top.Write(w.ctx(context.Background()), fd, block(i), int64(i*blockSize))
 		if e != 0 || n != blockSize {
-			st.err = fmt.Errorf("write of block %d: wrote %d, %v", i, n, e)
+			st.fail(fmt.Errorf("write of block %d: wrote %d, %v", i, n, e))
 			return
 		}
 		st.took(time.Since(start))
@@ -135,7 +145,7 @@ func TestLeaderLoss(t *testing.T) {
 		c.poll(what, func() (bool, string) {
 			for i, s := range stats {
 				if s.acked.Load() < base[i]+n {
-					return false, fmt.Sprintf("writer %d: %d acknowledged (of %d), first error %v", i, s.acked.Load()-base[i], n, s.err)
+					return false, fmt.Sprintf("writer %d: %d acknowledged (of %d), first error %v", i, s.acked.Load()-base[i], n, s.failure())
 				}
 			}
 			return true, ""
@@ -150,8 +160,8 @@ func TestLeaderLoss(t *testing.T) {
 	progress("writes after the failover", 30)
 	stopWriters()
 	for i, s := range stats {
-		if s.err != nil {
-			t.Errorf("writer %d failed: %v", i, s.err)
+		if err := s.failure(); err != nil {
+			t.Errorf("writer %d failed: %v", i, err)
 		}
 		t.Logf("writer %d: %d writes acknowledged, longest pause %v", i, s.acked.Load(), time.Duration(s.maxPause.Load()).Round(time.Millisecond))
 	}
@@ -200,13 +210,21 @@ func TestLeaderLoss(t *testing.T) {
 		t.Fatalf("read blocks: %v", e)
 	}
 	check("through the client", "blocks", got, wantBlocks, blockSize)
-	for name, want := range map[string][]byte{"log": wantLog, "blocks": wantBlocks} {
-		got, err := os.ReadFile(filepath.Join(c.dirs[leader], name))
-		if err != nil {
-			t.Fatal(err)
+	onDisk := func(brick int, where string) {
+		t.Helper()
+		for _, f := range []struct {
+			name string
+			want []byte
+			unit int
+		}{{"log", wantLog, recordSize}, {"blocks", wantBlocks, blockSize}} {
+			got, err := os.ReadFile(filepath.Join(c.dirs[brick], f.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(fmt.Sprintf("%s brick %d", where, brick), f.name, got, f.want, f.unit)
 		}
-		check(fmt.Sprintf("new leader brick %d", leader), name, got, want, recordSize)
 	}
+	onDisk(leader, "new leader")
 	for _, fd := range []xl.Fd{logFd, blkFd} {
 		if e := v.Top.Release(w.ctx(context.Background()), fd); e != 0 {
 			t.Errorf("release of an fd opened before the failover: %v", e)
@@ -217,11 +235,5 @@ func TestLeaderLoss(t *testing.T) {
 	c.start(old)
 	c.waitOnline(old)
 	c.converge()
-	for name, want := range map[string][]byte{"log": wantLog, "blocks": wantBlocks} {
-		got, err := os.ReadFile(filepath.Join(c.dirs[old], name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(fmt.Sprintf("restarted brick %d", old), name, got, want, recordSize)
-	}
+	onDisk(old, "restarted")
 }

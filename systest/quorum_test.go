@@ -21,12 +21,13 @@ const (
 	quorumRetryTimeout   = 3 * time.Second
 	quorumRequestTimeout = 2 * time.Second
 	// hangBound is how long a request may take to fail without quorum
-	// before the test calls it a hang. The client's retry timeout starts
-	// at a request's first failure, and the attempt then in flight may
-	// wait out the leader's request timeout, or the protocol client's 5 s
-	// dial timeout for a brick that is gone; this bound leaves room for
-	// all of that and a loaded machine.
-	hangBound = quorumRetryTimeout + 5*time.Second + quorumRequestTimeout + 15*time.Second
+	// before the test calls it a hang. jbr-client's retry timeout starts
+	// at a request's first failure and is checked between attempts only,
+	// so the attempt then in flight runs on: up to the leader's request
+	// timeout, the protocol client's 5 s dial timeout for a brick that is
+	// gone, or its 10 s ping timeout for a stopped brick whose connection
+	// is still up. The bound allows all of that, on a loaded machine.
+	hangBound = quorumRequestTimeout + quorumRetryTimeout + 10*time.Second + 10*time.Second
 )
 
 // outcome is how one request ended.
@@ -215,4 +216,60 @@ func followers(leader int) []int {
 		}
 	}
 	return out
+}
+
+// TestRetryTimeout: the client's retry timeout bounds how long a request
+// goes on after its first failure (package jbrclient: "A request gives up
+// RetryTimeout after its first failure"). Both followers are stopped, so
+// the leader fails each attempt with ENOTCONN at its request timeout; a
+// read and a write must then end within one request timeout, the retry
+// timeout and one more attempt, not linger on a stopped brick until a
+// connection's ping timeout (10 s) declares it dead.
+func TestRetryTimeout(t *testing.T) {
+	const retry, request = time.Second, time.Second
+	c := newCluster(t, map[string]string{
+		volume.OptLeaseTTL:       "1s",
+		volume.OptRetryTimeout:   retry.String(),
+		volume.OptRequestTimeout: request.String(),
+	})
+	v := c.open()
+	w := newCaller(v.Top)
+	fd := w.create(t, "data", syscall.O_RDWR)
+	leader, _ := c.leader(-1, 0)
+	for _, i := range followers(leader) {
+		c.signal(i, syscall.SIGSTOP)
+	}
+
+	const bound = request + retry + request + time.Second // the last a margin for a loaded machine
+	ops := map[string]func() syscall.Errno{
+		"write": func() syscall.Errno {
+			_, e := v.Top.Write(w.ctx(context.Background()), fd, record(0), 0)
+			return e
+		},
+		"read": func() syscall.Errno {
+			_, e := v.Top.Read(w.ctx(context.Background()), fd, make([]byte, recordSize), 0)
+			return e
+		},
+	}
+	var wg sync.WaitGroup
+	for op, f := range ops {
+		wg.Go(func() {
+			start := time.Now()
+			e := f()
+			took := time.Since(start)
+			switch {
+			case e != syscall.ENOTCONN:
+				t.Errorf("%s without quorum: %v after %v, want ENOTCONN", op, e, took)
+			case took > bound:
+				t.Errorf("%s without quorum: ENOTCONN after %v; want it within %v (request timeout %v, retry timeout %v)", op, took.Round(time.Millisecond), bound, request, retry)
+			default:
+				t.Logf("%s without quorum: ENOTCONN after %v", op, took.Round(time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	for _, i := range followers(leader) {
+		c.signal(i, syscall.SIGCONT)
+	}
+	c.converge()
 }

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -37,17 +38,18 @@ type Access struct {
 	xl.Base
 	log *slog.Logger
 
-	// killPriv holds the fds (by GFID and handle) that a non-root caller
-	// opened for writing on a setuid or setgid-executable file. The first
-	// write or fallocate through one clears those bits, as the kernel's
-	// file_remove_privs does for callers without CAP_FSETID; the store runs
-	// as root, so it would keep them.
-	killPriv sync.Map // fdKey -> struct{}
-}
-
-type fdKey struct {
-	gfid xl.GFID
-	h    uint64
+	// privs holds the regular files last seen with set-id bits that a
+	// write must clear (setuid, or setgid with group execute). A write or
+	// fallocate by a caller other than root clears them first, as the
+	// kernel's file_remove_privs does for callers without CAP_FSETID: the
+	// store runs as root, so it would keep them, and the FUSE client
+	// leaves this to the server (FUSE_HANDLE_KILLPRIV_V2). The set is
+	// kept from the attributes every op returns, so that a write by root,
+	// or to a file without such bits, costs no lookup; nprivs lets the
+	// common case, no such file, skip the lock.
+	privMu sync.Mutex
+	privs  map[xl.GFID]struct{}
+	nprivs atomic.Int64
 }
 
 var _ xl.Xlator = (*Access)(nil)
@@ -61,7 +63,7 @@ func New(child xl.Xlator, opts Options) (*Access, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Access{Base: xl.Base{Xlator: child}, log: log.With("xlator", "access")}, nil
+	return &Access{Base: xl.Base{Xlator: child}, log: log.With("xlator", "access"), privs: map[xl.GFID]struct{}{}}, nil
 }
 
 // Permission bits of a check, as in the mode's rwx triplets.
@@ -104,11 +106,14 @@ func stickyDenies(c *xl.Call, dir, victim *xl.Attr) bool {
 
 func isReg(a *xl.Attr) bool { return a.Mode&syscall.S_IFMT == syscall.S_IFREG }
 
-// needsKillPriv reports whether a write by a caller without CAP_FSETID
-// must clear the set-id bits of a file (should_remove_suid).
-func needsKillPriv(c *xl.Call, a *xl.Attr) bool {
-	return !isRoot(c) && isReg(a) && (a.Mode&syscall.S_ISUID != 0 || a.Mode&(syscall.S_ISGID|0o010) == syscall.S_ISGID|0o010)
+// hasPriv reports whether a is a regular file with set-id bits that a
+// write by a caller without CAP_FSETID clears (should_remove_suid).
+func hasPriv(a *xl.Attr) bool {
+	return isReg(a) && (a.Mode&syscall.S_ISUID != 0 || a.Mode&(syscall.S_ISGID|0o010) == syscall.S_ISGID|0o010)
 }
+
+// needsKillPriv reports whether a write by c must clear a's set-id bits.
+func needsKillPriv(c *xl.Call, a *xl.Attr) bool { return !isRoot(c) && hasPriv(a) }
 
 // withoutPriv is a's permission bits with the set-id bits a write clears.
 func withoutPriv(a *xl.Attr) uint32 {
@@ -196,7 +201,25 @@ func (x *Access) Lookup(ctx context.Context, parent xl.GFID, name string) (xl.At
 			return xl.Attr{}, errno
 		}
 	}
-	return x.Xlator.Lookup(ctx, parent, name)
+	a, errno := x.Xlator.Lookup(ctx, parent, name)
+	x.note(&a)
+	return a, errno
+}
+
+// Getattr notes set-id bits.
+func (x *Access) Getattr(ctx context.Context, ino xl.GFID) (xl.Attr, syscall.Errno) {
+	a, errno := x.Xlator.Getattr(ctx, ino)
+	x.note(&a)
+	return a, errno
+}
+
+// Readdir notes set-id bits.
+func (x *Access) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	ents, errno := x.Xlator.Readdir(ctx, fd, off, max)
+	for i := range ents {
+		x.note(&ents[i].Attr)
+	}
+	return ents, errno
 }
 
 // Access answers access(2) from the mode bits.
@@ -229,6 +252,12 @@ func stripSetgid(c *xl.Call, dir *xl.Attr, mode uint32) uint32 {
 
 // Mknod needs write and search on the parent; device nodes need root.
 func (x *Access) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (xl.Attr, syscall.Errno) {
+	a, errno := x.mknod(ctx, parent, name, gfid, mode, rdev)
+	x.note(&a)
+	return a, errno
+}
+
+func (x *Access) mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (xl.Attr, syscall.Errno) {
 	c := xl.CallFrom(ctx)
 	if !isRoot(c) {
 		dir, errno := x.mayCreate(ctx, "Mknod", parent, name)
@@ -268,6 +297,12 @@ func (x *Access) Symlink(ctx context.Context, parent xl.GFID, name string, gfid 
 // caller may only link a file he owns, or a regular file he could open
 // read-write that is not a set-id executable (may_linkat).
 func (x *Access) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName string) (xl.Attr, syscall.Errno) {
+	a, errno := x.link(ctx, ino, newParent, newName)
+	x.note(&a)
+	return a, errno
+}
+
+func (x *Access) link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName string) (xl.Attr, syscall.Errno) {
 	c := xl.CallFrom(ctx)
 	if isRoot(c) {
 		return x.Xlator.Link(ctx, ino, newParent, newName)
@@ -389,7 +424,9 @@ func openMask(flags uint32) uint32 {
 func (x *Access) Create(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, flags, mode uint32) (xl.Fd, xl.Attr, syscall.Errno) {
 	c := xl.CallFrom(ctx)
 	if isRoot(c) {
-		return x.Xlator.Create(ctx, parent, name, gfid, flags, mode)
+		fd, a, errno := x.Xlator.Create(ctx, parent, name, gfid, flags, mode)
+		x.note(&a)
+		return fd, a, errno
 	}
 	dir, errno := x.searchDir(ctx, "Create", parent)
 	if errno != 0 {
@@ -409,9 +446,7 @@ func (x *Access) Create(ctx context.Context, parent xl.GFID, name string, gfid x
 		return xl.Fd{}, xl.Attr{}, x.deny(ctx, "Create", parent, syscall.EACCES)
 	}
 	fd, a, errno := x.Xlator.Create(ctx, parent, name, gfid, flags, stripSetgid(c, &dir, mode))
-	if errno == 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY && needsKillPriv(c, &a) {
-		x.killPriv.Store(fdKey{fd.GFID, fd.H}, struct{}{})
-	}
+	x.note(&a)
 	return fd, a, errno
 }
 
@@ -440,33 +475,56 @@ func (x *Access) Open(ctx context.Context, ino xl.GFID, flags uint32) (xl.Fd, sy
 	if errno != 0 {
 		return xl.Fd{}, errno
 	}
+	x.note(&a)
 	if errno := x.mayOpen(ctx, &a, flags); errno != 0 {
 		return xl.Fd{}, errno
 	}
-	fd, errno := x.Xlator.Open(ctx, ino, flags)
-	if errno == 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY && needsKillPriv(c, &a) {
-		x.killPriv.Store(fdKey{fd.GFID, fd.H}, struct{}{})
-	}
-	return fd, errno
+	return x.Xlator.Open(ctx, ino, flags)
 }
 
-// dropPriv clears the set-id bits of an fd's file before its first
-// modification by a caller without CAP_FSETID.
+// note records whether a, attributes an op returned, carry set-id bits
+// that a write must clear.
+func (x *Access) note(a *xl.Attr) {
+	switch {
+	case hasPriv(a):
+		x.privMu.Lock()
+		x.privs[a.GFID] = struct{}{}
+		x.nprivs.Store(int64(len(x.privs)))
+		x.privMu.Unlock()
+	case x.nprivs.Load() > 0 && isReg(a):
+		x.forget(a.GFID)
+	}
+}
+
+func (x *Access) forget(g xl.GFID) {
+	x.privMu.Lock()
+	delete(x.privs, g)
+	x.nprivs.Store(int64(len(x.privs)))
+	x.privMu.Unlock()
+}
+
+// dropPriv clears the set-id bits of an fd's file before a caller
+// without CAP_FSETID modifies it.
 func (x *Access) dropPriv(ctx context.Context, fd xl.Fd) syscall.Errno {
-	k := fdKey{fd.GFID, fd.H}
-	if _, ok := x.killPriv.Load(k); !ok {
+	if isRoot(xl.CallFrom(ctx)) || x.nprivs.Load() == 0 {
+		return 0
+	}
+	x.privMu.Lock()
+	_, ok := x.privs[fd.GFID]
+	x.privMu.Unlock()
+	if !ok {
 		return 0
 	}
 	a, errno := x.Xlator.Getattr(ctx, fd.GFID)
 	if errno != 0 {
 		return errno
 	}
-	if isReg(&a) && withoutPriv(&a) != a.Mode&^syscall.S_IFMT {
+	if hasPriv(&a) {
 		if _, errno := x.Xlator.Setattr(ctx, fd.GFID, xl.SetattrIn{Valid: xl.SetMode, Mode: withoutPriv(&a)}); errno != 0 {
 			return errno
 		}
 	}
-	x.killPriv.Delete(k)
+	x.forget(fd.GFID)
 	return 0
 }
 
@@ -484,12 +542,6 @@ func (x *Access) Fallocate(ctx context.Context, fd xl.Fd, mode uint32, off, leng
 		return errno
 	}
 	return x.Xlator.Fallocate(ctx, fd, mode, off, length)
-}
-
-// Release forgets the fd.
-func (x *Access) Release(ctx context.Context, fd xl.Fd) syscall.Errno {
-	x.killPriv.Delete(fdKey{fd.GFID, fd.H})
-	return x.Xlator.Release(ctx, fd)
 }
 
 // Opendir needs read permission.
@@ -527,6 +579,12 @@ func (x *Access) mayTruncate(ctx context.Context, a *xl.Attr) syscall.Errno {
 // Setattr applies setattr_prepare's rules. A size change is checked as
 // truncate(2), since the request does not say which fd it came through.
 func (x *Access) Setattr(ctx context.Context, ino xl.GFID, in xl.SetattrIn) (xl.Attr, syscall.Errno) {
+	a, errno := x.setattr(ctx, ino, in)
+	x.note(&a)
+	return a, errno
+}
+
+func (x *Access) setattr(ctx context.Context, ino xl.GFID, in xl.SetattrIn) (xl.Attr, syscall.Errno) {
 	c := xl.CallFrom(ctx)
 	if isRoot(c) {
 		return x.Xlator.Setattr(ctx, ino, in)
@@ -583,6 +641,12 @@ func (x *Access) Setattr(ctx context.Context, ino xl.GFID, in xl.SetattrIn) (xl.
 
 // Truncate is truncate(2): write permission on the file.
 func (x *Access) Truncate(ctx context.Context, ino xl.GFID, size uint64) (xl.Attr, syscall.Errno) {
+	a, errno := x.truncate(ctx, ino, size)
+	x.note(&a)
+	return a, errno
+}
+
+func (x *Access) truncate(ctx context.Context, ino xl.GFID, size uint64) (xl.Attr, syscall.Errno) {
 	c := xl.CallFrom(ctx)
 	if isRoot(c) {
 		return x.Xlator.Truncate(ctx, ino, size)

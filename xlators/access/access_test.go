@@ -490,3 +490,42 @@ func TestTruncateByUserClearsSetuid(t *testing.T) {
 		})
 	}
 }
+
+// Set-id bits set after a user opened the file for writing are still
+// cleared by the user's next write: the check is made at write time.
+func TestWriteClearsSetuidSetAfterOpen(t *testing.T) {
+	f := newFixture(t)
+	fd, errno := f.x.Open(as(alice), f.g("d/f666"), syscall.O_WRONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	defer f.x.Release(as(alice), fd)
+	write := func(who *xl.Call) {
+		t.Helper()
+		if _, errno := f.x.Write(as(who), fd, []byte("x"), 0); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	mode := func() uint32 { return f.attr("d/f666").Mode &^ syscall.S_IFMT }
+	write(alice)
+	if _, errno := f.x.Setattr(as(root), f.g("d/f666"), xl.SetattrIn{Valid: xl.SetMode, Mode: syscall.S_ISUID | syscall.S_ISGID | 0o676}); errno != 0 {
+		t.Fatal(errno)
+	}
+	write(root)
+	if got := mode(); got != syscall.S_ISUID|syscall.S_ISGID|0o676 {
+		t.Fatalf("root's write left mode %#o", got)
+	}
+	write(alice)
+	if got := mode(); got != 0o676 {
+		t.Fatalf("alice's write left mode %#o, want 0676", got)
+	}
+	// Setgid without group execute is a mandatory-locking mark, not a
+	// privilege: a write keeps it.
+	if _, errno := f.x.Setattr(as(root), f.g("d/f666"), xl.SetattrIn{Valid: xl.SetMode, Mode: syscall.S_ISGID | 0o666}); errno != 0 {
+		t.Fatal(errno)
+	}
+	write(alice)
+	if got := mode(); got != syscall.S_ISGID|0o666 {
+		t.Fatalf("alice's write left mode %#o, want %#o", got, syscall.S_ISGID|0o666)
+	}
+}

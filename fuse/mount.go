@@ -113,8 +113,14 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 			// Replies are built in memory; splicing them through a pipe
 			// gains nothing and fails for 1 MiB replies (pipe-max-size).
 			DisableSplice: true,
-			Debug:         opts.Debug,
-			Logger:        slog.NewLogLogger(lg.Handler(), slog.LevelInfo),
+			// The bricks clear set-id bits and file capabilities when a
+			// file is written, truncated or chowned (features/access and
+			// the brick's own kernel), so the kernel need not ask for
+			// security.capability before every write, which would cost a
+			// round trip to the brick each time.
+			ExtraCapabilities: gofuse.CAP_HANDLE_KILLPRIV_V2,
+			Debug:             opts.Debug,
+			Logger:            slog.NewLogLogger(lg.Handler(), slog.LevelInfo),
 			PanicHandler: func(p any) gofuse.Status {
 				lg.Error("panic in FUSE handler", "panic", p)
 				return gofuse.EIO

@@ -180,6 +180,12 @@ func (l *loop) process() {
 	if !rd.Empty() && !l.broken {
 		l.carryOut(rd)
 	}
+	if !l.broken {
+		// Also when the core had nothing to say: an entry committed by
+		// the followers' acks becomes appliable here when the local
+		// journal catches up, which moves no commit index.
+		l.submitApplies()
+	}
 	clear(l.proposing)
 	clear(l.stage)
 	if role, _ := l.c.Role(); role != core.Leader && l.led {
@@ -214,7 +220,6 @@ func (l *loop) carryOut(rd core.Ready) {
 	if rd.ReadRound != 0 {
 		l.confirm(rd.ReadRound)
 	}
-	l.submitApplies()
 }
 
 // append queues an entry to the journal. Its fsync proceeds with the

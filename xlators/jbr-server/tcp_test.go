@@ -2,6 +2,7 @@ package jbrserver
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,92 +30,138 @@ type tcpBrick struct {
 	served chan error
 }
 
-// Three bricks replicate over real protocol connections; the leader is
-// found through the protocol, followers refuse with EREMOTE, and a
-// leader whose peer's connection is down refuses writes when the quorum
-// needs it.
-func TestOverTCP(t *testing.T) {
-	log := testLogger(t)
-	const n = 3
-	lns := make([]net.Listener, n)
-	for i := range lns {
+// tcpCluster is n bricks as deployed, on loopback.
+type tcpCluster struct {
+	t      testing.TB
+	lns    []net.Listener
+	bricks []*tcpBrick
+	log    *slog.Logger
+}
+
+// newTCPCluster starts n bricks with opts as the common options; it
+// stops them when the test ends.
+func newTCPCluster(t testing.TB, n int, opts Options) *tcpCluster {
+	c := &tcpCluster{t: t, log: testLogger(t)}
+	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		lns[i] = ln
-	}
-	newClient := func(i int) *client.Client {
-		c, err := client.New(client.Options{Addr: lns[i].Addr().String(), Volume: "v", Logger: log,
-			PingInterval: 200 * time.Millisecond, PingTimeout: time.Second, DialTimeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		c.lns = append(c.lns, ln)
 	}
 	root := t.TempDir()
-	bricks := make([]*tcpBrick, n)
-	for i := range bricks {
+	t.Cleanup(c.close)
+	for i := range n {
 		b := &tcpBrick{dir: filepath.Join(root, fmt.Sprint("brick", i)), served: make(chan error, 1)}
-		bricks[i] = b
+		c.bricks = append(c.bricks, b)
 		if err := os.Mkdir(b.dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		var err error
-		if b.store, err = posix.New(b.dir, posix.Options{Logger: log}); err != nil {
+		if b.store, err = posix.New(b.dir, posix.Options{Logger: c.log}); err != nil {
 			t.Fatal(err)
 		}
-		if b.j, err = journal.Open(filepath.Join(root, fmt.Sprint("journal", i)), journal.Options{Logger: log, SegmentSize: 1 << 20}); err != nil {
+		if b.j, err = journal.Open(filepath.Join(root, fmt.Sprint("journal", i)), journal.Options{Logger: c.log}); err != nil {
 			t.Fatal(err)
 		}
 		peers := map[int]xl.Xlator{}
 		for p := range n {
 			if p != i {
-				c := newClient(p)
-				b.peers = append(b.peers, c)
-				peers[p] = c
+				pc := c.client(p)
+				b.peers = append(b.peers, pc)
+				peers[p] = pc
 			}
 		}
 		b.el = NewFakeElector()
-		b.srv, err = New(b.store, Options{Volume: "v", Self: i, Replicas: n, Quorum: 3, Peers: peers, Journal: b.j,
-			Elector: b.el, Logger: log.With("node", i), Heartbeat: 20 * time.Millisecond, RequestTimeout: 3 * time.Second})
-		if err != nil {
+		o := opts
+		o.Volume, o.Self, o.Replicas, o.Peers, o.Journal, o.Elector = "v", i, n, peers, b.j, b.el
+		o.Logger = c.log.With("node", i)
+		if b.srv, err = New(b.store, o); err != nil {
 			t.Fatal(err)
 		}
-		b.ps = server.New(b.srv, server.Options{Volume: "v", Logger: log})
-		go func() { b.served <- b.ps.Serve(lns[i]) }()
+		b.ps = server.New(b.srv, server.Options{Volume: "v", Logger: c.log})
+		go func() { b.served <- b.ps.Serve(c.lns[i]) }()
 	}
-	stopServing := func(b *tcpBrick) {
-		if b.ps != nil {
-			b.ps.Close()
-			<-b.served
-			b.ps = nil
-		}
+	return c
+}
+
+// client connects to brick i.
+func (c *tcpCluster) client(i int) *client.Client {
+	pc, err := client.New(client.Options{Addr: c.lns[i].Addr().String(), Volume: "v", Logger: c.log,
+		PingInterval: 200 * time.Millisecond, PingTimeout: time.Second, DialTimeout: time.Second})
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	defer func() {
-		for _, b := range bricks {
+	return pc
+}
+
+func (c *tcpCluster) stopServing(b *tcpBrick) {
+	if b.ps != nil {
+		b.ps.Close()
+		<-b.served
+		b.ps = nil
+	}
+}
+
+func (c *tcpCluster) close() {
+	for _, b := range c.bricks {
+		if b.srv != nil {
 			b.srv.Close()
-			stopServing(b)
-			for _, c := range b.peers {
-				c.Close()
-			}
+		}
+		c.stopServing(b)
+		for _, pc := range b.peers {
+			pc.Close()
+		}
+		if b.j != nil {
 			b.j.Close()
+		}
+		if b.store != nil {
 			b.store.Close()
 		}
-	}()
+	}
+	for _, ln := range c.lns {
+		ln.Close()
+	}
+}
 
-	bricks[0].el.Elect(0, 3)
-	bricks[1].el.Observe(0, 3)
-	bricks[2].el.Observe(0, 3)
-	mount := newClient(0) // a client of the leader
-	defer mount.Close()
-	follower := newClient(1)
-	defer follower.Close()
-	waitFor(t, "brick 0 to lead", func() bool {
+// elect makes brick i lead term and returns a client of it once it
+// answers as leader and takes writes (its peers are connected).
+func (c *tcpCluster) elect(i int, term uint64) *client.Client {
+	for j, b := range c.bricks {
+		if j == i {
+			b.el.Elect(i, term)
+		} else {
+			b.el.Observe(i, term)
+		}
+	}
+	mount := c.client(i)
+	c.t.Cleanup(func() { mount.Close() })
+	waitFor(c.t, fmt.Sprint("brick ", i, " to lead"), func() bool {
 		x, e := mount.Ipc(newCaller().next(), IpcLeader, nil)
 		l, _, err := ParseLeader(x)
-		return e == 0 && err == nil && l == 0
+		if e != 0 || err != nil || l != i {
+			return false
+		}
+		for _, pc := range c.bricks[i].peers {
+			if !pc.Connected() {
+				return false
+			}
+		}
+		return true
 	})
+	return mount
+}
+
+// Three bricks replicate over real protocol connections; the leader is
+// found through the protocol, followers refuse with EREMOTE, and a
+// leader whose peer's connection is down refuses writes when the quorum
+// needs it.
+func TestOverTCP(t *testing.T) {
+	c := newTCPCluster(t, 3, Options{Quorum: 3, Heartbeat: 20 * time.Millisecond, RequestTimeout: 3 * time.Second})
+	bricks := c.bricks
+	mount := c.elect(0, 3)
+	follower := c.client(1)
+	defer follower.Close()
 	cl := newCaller()
 	var fd xl.Fd
 	waitFor(t, "the first write", func() bool {
@@ -145,14 +192,14 @@ func TestOverTCP(t *testing.T) {
 
 	// Brick 2 stops serving: the leader's connection to it goes, and
 	// with a quorum of all three it refuses writes at once.
-	stopServing(bricks[2])
+	c.stopServing(bricks[2])
 	waitFor(t, "the leader to see brick 2 gone", func() bool { return !bricks[0].peers[1].Connected() })
 	if _, e := mount.Write(cl.next(), fd, []byte("x"), 0); e != syscall.EROFS {
 		t.Fatalf("write with a peer gone: %v, want EROFS", e)
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

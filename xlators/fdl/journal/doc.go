@@ -13,7 +13,10 @@
 //	lock      flock held while open
 //
 // Segments are preallocated (Options.SegmentSize, default 64 MiB) and
-// rotated when full; a sealed segment gives back its unused space. Every
+// rotated when full; a sealed segment gives back its unused space. The
+// active segment is also written with zeros a stretch ahead of its
+// records, so that each batch's fdatasync flushes data into blocks
+// already written instead of committing an extent conversion as well. Every
 // value on disk is little-endian and versioned, and every record carries
 // an xxhash64 checksum (record.go and segment.go give the layouts).
 //

@@ -63,7 +63,7 @@ func BenchmarkReplicatedLatency(b *testing.B) {
 					opts := Options{Heartbeat: DefaultHeartbeat}
 					var leader xl.Xlator
 					if transport == "direct" {
-						c := newCluster(b, 3, opts)
+						c := startCluster(b, 3, opts, 0) // segments as deployed
 						c.elect(0, 2)
 						leader = c.n[0].srv
 					} else {

@@ -124,17 +124,23 @@ type node struct {
 }
 
 type cluster struct {
-	t     testing.TB
-	n     []*node
-	links [][]*link // links[i][j]: i's connection to j
-	opts  Options
-	log   *slog.Logger
+	t       testing.TB
+	n       []*node
+	links   [][]*link // links[i][j]: i's connection to j
+	opts    Options
+	log     *slog.Logger
+	segSize int64 // journal segments; 0 is the journal's default
 }
 
 // newCluster starts n bricks whose peers are each other's servers,
-// connected directly. opts gives the common options.
+// connected directly. opts gives the common options. Journal segments
+// are small, so that tests rotate them.
 func newCluster(t testing.TB, n int, opts Options) *cluster {
-	c := &cluster{t: t, opts: opts, log: testLogger(t)}
+	return startCluster(t, n, opts, 1<<20)
+}
+
+func startCluster(t testing.TB, n int, opts Options, segSize int64) *cluster {
+	c := &cluster{t: t, opts: opts, log: testLogger(t), segSize: segSize}
 	c.links = make([][]*link, n)
 	for i := range n {
 		c.links[i] = make([]*link, n)
@@ -176,7 +182,7 @@ func (c *cluster) start(i int, wrap func(xl.Xlator) xl.Xlator) {
 	if wrap != nil {
 		nd.child = wrap(nd.store)
 	}
-	if nd.j, err = journal.Open(nd.jdir, journal.Options{Logger: c.log, SegmentSize: 1 << 20}); err != nil {
+	if nd.j, err = journal.Open(nd.jdir, journal.Options{Logger: c.log, SegmentSize: c.segSize}); err != nil {
 		c.t.Fatal(err)
 	}
 	nd.el = NewFakeElector()

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +108,17 @@ func TestUsageErrors(t *testing.T) {
 		{"up", "extra"},
 		{"up", "--bricks", "0"},
 		{"up", "--bricks", "-1"},
+		{"up", "--replica", "0"},
+		{"up", "--bricks", "4", "--replica", "3"},
+		{"up", "--bricks", "6", "--replica", "3"},
+		{"volume", "set", "v0", "jbr.colour", "red"},
+		{"volume", "set", "v0", "jbr.quorum"},
+		{"volume", "status", "v0", "--yaml"},
+		{"recon", "bogus"},
+		{"recon", "dump"},
+		{"recon", "dump", "/a", "/b"},
+		{"recon", "dump", "/a", "--term", "0"},
+		{"recon", "dump", "/a", "--term", "x"},
 		{"up", "--volume", "bad/name"},
 		{"up", "--attr-timeout", "-1s"},
 		{"up", "--pprof", "0.0.0.0:6060"},
@@ -366,7 +379,7 @@ func brickPids(t *testing.T, etcd, vol string) []int {
 		t.Fatalf("volume status: exit %d: %s", r.code, r.stderr)
 	}
 	var pids []int
-	for _, m := range regexp.MustCompile(`(?m)\sY\s+\S+\s+(\d+)$`).FindAllStringSubmatch(r.stdout, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\d+ \S+\s+Y\s+\S+\s+(\d+)`).FindAllStringSubmatch(r.stdout, -1) {
 		pid, _ := strconv.Atoi(m[1])
 		pids = append(pids, pid)
 	}
@@ -388,10 +401,65 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestUp is the main job: gluon up mounts a volume whose files land in
-// the brick directory, and SIGTERM takes everything down cleanly. A
+// statusJSON is what gluon volume status --json prints, as far as the
+// tests look.
+type statusJSON struct {
+	Sets []struct {
+		Leader int    `json:"leader"`
+		Term   uint64 `json:"term"`
+		Bricks []struct {
+			Online bool `json:"online"`
+			Pid    int  `json:"pid"`
+			Lag    int  `json:"lag"`
+			JBR    *struct {
+				Role      string `json:"role"`
+				Term      uint64 `json:"term"`
+				LastIndex uint64 `json:"last_index"`
+				Commit    uint64 `json:"commit"`
+				Applied   uint64 `json:"applied"`
+			} `json:"jbr"`
+		} `json:"bricks"`
+	} `json:"sets"`
+}
+
+func volumeStatus(t *testing.T, etcd, vol string) statusJSON {
+	t.Helper()
+	r := gluon(t, "volume", "status", vol, "--json", "--etcd", etcd)
+	if r.code != 0 {
+		t.Fatalf("volume status --json: exit %d: %s", r.code, r.stderr)
+	}
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Sets) != 1 {
+		t.Fatalf("volume status --json: %v, %d sets:\n%s", err, len(st.Sets), r.stdout)
+	}
+	return st
+}
+
+// sameInBricks reports whether name holds want in every brick directory.
+func sameInBricks(bricks []string, name, want string) bool {
+	for _, b := range bricks {
+		if got, err := os.ReadFile(filepath.Join(b, name)); err != nil || string(got) != want {
+			return false
+		}
+	}
+	return true
+}
+
+func brickDirs(dir string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, filepath.Join(dir, "bricks", fmt.Sprintf("b%d", i)))
+	}
+	return out
+}
+
+// TestUp is the main job: gluon up mounts a volume replicated three ways
+// whose files land, identical, in all three brick directories; volume
+// status shows the leader and every brick's journal position; recon dump
+// reads a brick's journal; SIGTERM takes everything down cleanly; and a
 // second run on the same --dir brings the data back.
 func TestUp(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	u := startUp(t, "--dir", dir)
 	if want := filepath.Join(dir, "mnt"); u.mnt != want {
@@ -409,22 +477,48 @@ func TestUp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(u.mnt, "a", "b", "c"), []byte("deep"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	brick := filepath.Join(dir, "bricks", "b0")
-	if b, err := os.ReadFile(filepath.Join(brick, "hello.txt")); err != nil || string(b) != "hello, gluon\n" {
-		t.Errorf("brick copy of hello.txt: %q, %v", b, err)
-	}
-	if b, err := os.ReadFile(filepath.Join(brick, "a", "b", "c")); err != nil || string(b) != "deep" {
-		t.Errorf("brick copy of a/b/c: %q, %v", b, err)
-	}
+	bricks := brickDirs(dir, 3)
+	waitFor(t, "the files to reach all three bricks", func() bool {
+		return sameInBricks(bricks, "hello.txt", "hello, gluon\n") && sameInBricks(bricks, "a/b/c", "deep")
+	})
 
 	pids := brickPids(t, u.etcd, "gv0")
-	if len(pids) != 1 {
-		t.Fatalf("volume status shows %d online bricks, want 1", len(pids))
+	if len(pids) != 3 {
+		t.Fatalf("volume status shows %d online bricks, want 3", len(pids))
 	}
-	if r := gluon(t, "volfile", "gv0", "--etcd", u.etcd); r.code != 0 || !strings.Contains(r.stdout, "end-volume") {
+	var st statusJSON
+	waitFor(t, "every brick to apply what the leader committed", func() bool {
+		st = volumeStatus(t, u.etcd, "gv0")
+		for _, b := range st.Sets[0].Bricks {
+			if b.JBR == nil || b.Lag != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	set := st.Sets[0]
+	if set.Leader < 0 || set.Leader > 2 || set.Term == 0 {
+		t.Fatalf("status: leader %d, term %d", set.Leader, set.Term)
+	}
+	for i, b := range set.Bricks {
+		role := "follower"
+		if i == set.Leader {
+			role = "leader"
+		}
+		// Two creates, two mkdirs and two writes at least.
+		if !b.Online || b.JBR.Role != role || b.JBR.Term != set.Term || b.JBR.LastIndex < 6 || b.JBR.Applied != b.JBR.Commit {
+			t.Errorf("brick %d: online %v, %+v; want %s in term %d", i, b.Online, *b.JBR, role, set.Term)
+		}
+	}
+	r := gluon(t, "volume", "status", "gv0", "--etcd", u.etcd)
+	if want := fmt.Sprintf("Replica set 0: leader brick %d, term %d\n", set.Leader, set.Term); !strings.Contains(r.stdout, want) ||
+		!regexp.MustCompile(`(?m)^\d \S+/bricks/b\d\s+Y\s+\S+\s+\d+\s+leader\s+\d+\s+\d+\s+\d+\s+\d+\s+0$`).MatchString(r.stdout) {
+		t.Errorf("volume status lacks %q or a leader row:\n%s", want, r.stdout)
+	}
+	if r := gluon(t, "volfile", "gv0", "--etcd", u.etcd); r.code != 0 || !strings.Contains(r.stdout, "type cluster/jbr-client") {
 		t.Errorf("volfile --client: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
-	if r := gluon(t, "volfile", "gv0", "--brick", "0", "--etcd", u.etcd); r.code != 0 || !strings.Contains(r.stdout, brick) {
+	if r := gluon(t, "volfile", "gv0", "--brick", "0", "--etcd", u.etcd); r.code != 0 || !strings.Contains(r.stdout, "type cluster/jbr-server") || !strings.Contains(r.stdout, bricks[0]) {
 		t.Errorf("volfile --brick 0: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 
@@ -440,6 +534,39 @@ func TestUp(t *testing.T) {
 		}
 	}
 
+	// Every brick's journal holds the writes; a clean stop synced them.
+	for _, b := range bricks {
+		r := gluon(t, "recon", "dump", b)
+		if r.code != 0 || !regexp.MustCompile(`(?m)^\d+\s+\d+\s+\d+/\d+\s+Create\s+\S+\s+name="hello.txt" .* synced$`).MatchString(r.stdout) {
+			t.Errorf("recon dump %s: exit %d, stderr %q, stdout:\n%s", b, r.code, r.stderr, r.stdout)
+		}
+	}
+	r = gluon(t, "recon", "dump", bricks[1], "--json", "--term", strconv.FormatUint(set.Term, 10))
+	var dump struct {
+		Info    struct{ LastIndex uint64 `json:"last_index"` } `json:"info"`
+		Entries []struct {
+			Term  uint64 `json:"term"`
+			Op    string `json:"op"`
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &dump); err != nil || r.code != 0 {
+		t.Fatalf("recon dump --json: exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	var names []string
+	for _, e := range dump.Entries {
+		if e.Term != set.Term || e.State != "synced" {
+			t.Errorf("recon dump --term %d: entry %+v", set.Term, e)
+		}
+		if e.Name != "" {
+			names = append(names, e.Op+" "+e.Name)
+		}
+	}
+	if want := []string{"Create hello.txt", "Mkdir a", "Mkdir b", "Create c"}; !slices.Equal(names, want) {
+		t.Errorf("recon dump --json: named entries %q, want %q", names, want)
+	}
+
 	u2 := startUp(t, "--dir", dir)
 	if b, err := os.ReadFile(filepath.Join(u2.mnt, "a", "b", "c")); err != nil || string(b) != "deep" {
 		t.Errorf("after restart, a/b/c: %q, %v", b, err)
@@ -450,8 +577,9 @@ func TestUp(t *testing.T) {
 }
 
 // TestUpTempDir: without --dir, gluon up cleans up after itself. It also
-// serves metrics and pprof when asked.
+// serves metrics, its translators' among them, and pprof when asked.
 func TestUpTempDir(t *testing.T) {
+	t.Parallel()
 	mnt := filepath.Join(t.TempDir(), "m")
 	u := startUp(t, "--mount", mnt, "--metrics", "127.0.0.1:0", "--pprof", "127.0.0.1:0")
 	if u.mnt != mnt {
@@ -503,43 +631,64 @@ func TestUpTempDir(t *testing.T) {
 	}
 }
 
-// TestUpReplicated: gluon up --bricks 3 runs a replica-3 volume where the
-// volfile generator can build one (JBR), and otherwise says that it needs
-// JBR before doing anything.
-func TestUpReplicated(t *testing.T) {
+// TestUpSingleBrick: gluon up --replica 1 runs one brick, with no
+// replication and no journal.
+func TestUpSingleBrick(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	u, ok := launchUp(t, "--dir", dir, "--bricks", "3")
-	if !ok {
-		if u.code != 2 || !strings.Contains(u.stderr.String(), "jbr") || strings.Count(u.stderr.String(), "\n") != 1 {
-			t.Fatalf("exit %d, stderr %q; want status 2 and one line naming jbr", u.code, u.stderr.String())
-		}
-		return
-	}
-	if err := os.WriteFile(filepath.Join(u.mnt, "r"), []byte("replicated"), 0o644); err != nil {
+	u := startUp(t, "--dir", dir, "--replica", "1")
+	if err := os.WriteFile(filepath.Join(u.mnt, "r"), []byte("single"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bricks", "b0", "r")); err != nil || string(b) != "single" {
+		t.Errorf("brick copy: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bricks", "b1")); !os.IsNotExist(err) {
+		t.Errorf("a second brick directory: %v", err)
+	}
+	r := gluon(t, "volume", "status", "gv0", "--etcd", u.etcd)
+	if r.code != 0 || strings.Contains(r.stdout, "Replica set") || len(brickPids(t, u.etcd, "gv0")) != 1 {
+		t.Errorf("volume status: exit %d:\n%s", r.code, r.stdout)
 	}
 	if code := u.stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for i := range 3 {
-		if b, err := os.ReadFile(filepath.Join(dir, "bricks", fmt.Sprintf("b%d", i), "r")); err != nil || string(b) != "replicated" {
-			t.Errorf("brick %d: %q, %v", i, b, err)
-		}
+	if r := gluon(t, "recon", "dump", filepath.Join(dir, "bricks", "b0")); r.code != 1 || !strings.Contains(r.stderr, "no journal") {
+		t.Errorf("recon dump of a single brick: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// The same --dir with another layout is refused, not reshaped.
+	if u, ok := launchUp(t, "--dir", dir); ok || u.code != 1 || !strings.Contains(u.stderr.String(), "has 1 bricks in replica sets of 1") {
+		t.Errorf("gluon up on a single-brick --dir without --replica 1: mounted %v, exit %d, stderr:\n%s", ok, u.code, u.stderr.String())
 	}
 }
 
-// TestUpBrickDies: a brick dying is logged loudly, and gluon up still
-// shuts down cleanly.
+// TestUpBrickDies: a brick dying is logged loudly; when it is the leader
+// the other two elect a new one and the mount keeps working; gluon up
+// still shuts down cleanly.
 func TestUpBrickDies(t *testing.T) {
-	u := startUp(t, "--dir", t.TempDir())
-	pids := brickPids(t, u.etcd, "gv0")
-	if len(pids) != 1 {
-		t.Fatalf("%d online bricks", len(pids))
+	t.Parallel()
+	dir := t.TempDir()
+	u := startUp(t, "--dir", dir)
+	st := volumeStatus(t, u.etcd, "gv0")
+	leader := st.Sets[0].Leader
+	if leader < 0 || !st.Sets[0].Bricks[leader].Online {
+		t.Fatalf("no online leader: %+v", st)
 	}
-	syscall.Kill(pids[0], syscall.SIGKILL)
+	syscall.Kill(st.Sets[0].Bricks[leader].Pid, syscall.SIGKILL)
 	waitFor(t, "brick death to be logged", func() bool {
 		return strings.Contains(u.stderr.String(), "BRICK PROCESS DIED")
 	})
+	// The write waits out the failover (about the lease TTL).
+	if err := os.WriteFile(filepath.Join(u.mnt, "after"), []byte("failover"), 0o644); err != nil {
+		t.Fatalf("write after the leader died: %v", err)
+	}
+	var live []string
+	for i, b := range brickDirs(dir, 3) {
+		if i != leader {
+			live = append(live, b)
+		}
+	}
+	waitFor(t, "the write to reach the two live bricks", func() bool { return sameInBricks(live, "after", "failover") })
 	if code := u.stop(); code != 0 {
 		t.Errorf("exit %d after a brick died", code)
 	}
@@ -552,6 +701,7 @@ func TestUpBrickDies(t *testing.T) {
 // (gluon mount) and through mount(8)'s helper (mount.gluon); both see the
 // first client's files, and umount ends them.
 func TestMount(t *testing.T) {
+	t.Parallel()
 	u := startUp(t, "--dir", t.TempDir(), "--entry-timeout", "0", "--attr-timeout", "0")
 	if err := os.WriteFile(filepath.Join(u.mnt, "from-up"), []byte("1"), 0o644); err != nil {
 		t.Fatal(err)
@@ -683,6 +833,7 @@ func TestInstallMountHelper(t *testing.T) {
 
 // TestVolumeCLI drives the volume commands against an embedded etcd.
 func TestVolumeCLI(t *testing.T) {
+	t.Parallel()
 	etcd := startEtcd(t)
 	run := func(want int, args ...string) result {
 		t.Helper()
@@ -713,6 +864,27 @@ func TestVolumeCLI(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("info vol1 lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	// Options: checked against the volume, bad ones refused as usage errors.
+	if r := run(0, "volume", "set", "vol1", "jbr.consistency", "lease"); r.stdout != "volume vol1: set jbr.consistency to lease\n" {
+		t.Errorf("set: %q", r.stdout)
+	}
+	for _, c := range []struct{ key, val, want string }{
+		{"jbr.quorum", "1", "volume vol1 has 2 replicas: the quorum must be 2"},
+		{"jbr.lease-ttl", "500ms", "want 1s to 1m"},
+		{"jbr.consistency", "strong", "want linearizable, lease or follower"},
+		{"jbr.retry-timeout", "soon", "want seconds or a duration"},
+	} {
+		r := run(2, "volume", "set", "vol1", c.key, c.val)
+		if !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("set %s %s: stderr %q, want one line saying %q", c.key, c.val, r.stderr, c.want)
+		}
+	}
+	if r := run(1, "volume", "set", "nosuch", "jbr.quorum", "2"); !strings.Contains(r.stderr, "nosuch does not exist") {
+		t.Errorf("set on a missing volume: %q", r.stderr)
+	}
+	if r := run(0, "volume", "info", "vol1"); !strings.Contains(r.stdout, "Options Reconfigured:\njbr.consistency: lease\n") {
+		t.Errorf("info after set:\n%s", r.stdout)
 	}
 	if r := run(0, "volume", "info"); !strings.Contains(r.stdout, "Volume Name: vol0") || !strings.Contains(r.stdout, "Volume Name: vol1") {
 		t.Errorf("info: %q", r.stdout)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -127,19 +128,42 @@ func (env Env) jbrServer(children []xl.Xlator, opts map[string]string) (xl.Xlato
 		j.Close()
 		return nil, err
 	}
-	return &jbrServerXl{Server: srv, camp: camp, j: j}, nil
+	return &jbrServerXl{Server: srv, camp: camp, j: j, log: env.Logger}, nil
 }
 
 type jbrServerXl struct {
 	*jbrserver.Server
 	camp *election.Campaign
 	j    *journal.Journal
+	log  *slog.Logger
 }
 
 // Close leaves the election first, so that another brick can take over
 // while this one finishes, then stops the server and closes the journal.
 func (s *jbrServerXl) Close() error {
-	return errors.Join(s.camp.Close(), s.Server.Close(), s.j.Close())
+	return errors.Join(closeBounded(s.log, "jbr election", s.camp.Close), s.Server.Close(), s.j.Close())
+}
+
+// etcdCloseTimeout bounds the wait for a Close that talks to etcd.
+const etcdCloseTimeout = 10 * time.Second
+
+// closeBounded calls close, but stops waiting for it after
+// etcdCloseTimeout: a campaign resigning, or a watch ending, waits on etcd,
+// which may be unreachable or stuck. Such a close finishes by itself once
+// the graph's owner closes its etcd client; a graph's teardown must not
+// hang on it meanwhile.
+func closeBounded(log *slog.Logger, what string, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	t := time.NewTimer(etcdCloseTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		log.Warn(what+": still closing, waiting on etcd; leaving it to end with the etcd client", "after", etcdCloseTimeout)
+		return nil
+	}
 }
 
 // jbrClient builds cluster/jbr-client over the bricks of one replica
@@ -176,18 +200,19 @@ func (env Env) jbrClient(children []xl.Xlator, opts map[string]string) (xl.Xlato
 		}
 		return nil, err
 	}
-	return &jbrClientXl{Client: c, watch: watch}, nil
+	return &jbrClientXl{Client: c, watch: watch, log: env.Logger}, nil
 }
 
 type jbrClientXl struct {
 	*jbrclient.Client
 	watch *jbrclient.EtcdLeader // nil without etcd
+	log   *slog.Logger
 }
 
 func (c *jbrClientXl) Close() error {
 	err := c.Client.Close()
 	if c.watch != nil {
-		err = errors.Join(err, c.watch.Close())
+		err = errors.Join(err, closeBounded(c.log, "jbr leader watch", c.watch.Close))
 	}
 	return err
 }

@@ -543,7 +543,9 @@ func TestUp(t *testing.T) {
 	}
 	r = gluon(t, "recon", "dump", bricks[1], "--json", "--term", strconv.FormatUint(set.Term, 10))
 	var dump struct {
-		Info    struct{ LastIndex uint64 `json:"last_index"` } `json:"info"`
+		Info struct {
+			LastIndex uint64 `json:"last_index"`
+		} `json:"info"`
 		Entries []struct {
 			Term  uint64 `json:"term"`
 			Op    string `json:"op"`

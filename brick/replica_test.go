@@ -62,7 +62,9 @@ func TestRunReplicated(t *testing.T) {
 	}
 	defer vol.Close()
 	top := vol.Top
-	call := func() context.Context { return xl.WithCall(octx, &xl.Call{Client: [16]byte{1}, Seq: uint64(time.Now().UnixNano())}) }
+	call := func() context.Context {
+		return xl.WithCall(octx, &xl.Call{Client: [16]byte{1}, Seq: uint64(time.Now().UnixNano())})
+	}
 
 	fd, _, errno := top.Create(call(), xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
 	if errno != 0 {

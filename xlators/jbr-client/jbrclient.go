@@ -20,10 +20,24 @@
 // Call.Seq), so a request that did reach a deposed leader is not applied
 // twice. Between attempts the client waits for news of a new leader or a
 // backoff (50 ms doubling to 1 s). A request gives up RetryTimeout after
-// its first failure: with ENOTCONN, or EROFS if quorum was the last
-// problem (EROFS is retried at most three times, since a new leader may
-// restore quorum). EREMOTE never reaches the caller. A cancelled ctx ends
-// the retries at once with EINTR (ETIMEDOUT past its deadline).
+// its first failure (or its first send, when no leader is known and the
+// client is trying children in turn): with ENOTCONN, or EROFS if quorum
+// was the last problem (EROFS is retried at most three times, since a
+// new leader may restore quorum). EREMOTE never reaches the caller. A
+// cancelled ctx ends the retries at once with EINTR (ETIMEDOUT past its
+// deadline).
+//
+// The budget bounds each attempt too, not only the waits between them:
+// an attempt to a stopped brick whose connection still looks up is cut
+// short when the budget runs out, rather than when protocol/client's
+// ping timeout declares the brick dead. An attempt is also cut short when
+// the leader source (or a newer term) names another child: it is resent
+// there at once, with the same Call, so a request the old leader applied
+// after all is not applied twice, and, as a resend, it holds back the
+// client's later writes (see Ordering). A brick that failed with ENOTCONN
+// is not tried again on its followers' word that it still leads the term
+// it failed in, while its connection stays down: a killed leader's
+// followers name it until a new leader is elected.
 //
 // Fds need no care: a brick serves an fd it does not know through an
 // anonymous fd by GFID, so a request is resent with the same xl.Fd.
@@ -110,14 +124,20 @@ type Client struct {
 	mu     sync.Mutex
 	closed bool
 	active int    // the child believed to lead
+	guess  bool   // active is a guess: nobody named it
 	term   uint64 // the highest term of any leader claim seen
 	epoch  uint64 // bumped whenever active or term changes
 	asking bool   // an Ipc jbr.leader question is out
 	// news is closed and replaced when a leader claim changes active:
 	// retrying requests then go at once instead of finishing a backoff.
-	news    chan struct{}
-	groups  map[[16]byte]*group // outstanding mutating requests, by client
-	arrival uint64              // orders requests that carry no Seq
+	news     chan struct{}
+	attempts map[*attempt]struct{} // out at a child now
+	// failedIn holds, for a child that failed a request with ENOTCONN,
+	// the term it failed in: a brick's claim that it still leads that
+	// term is stale while it stays disconnected.
+	failedIn map[int]uint64
+	groups   map[[16]byte]*group // outstanding mutating requests, by client
+	arrival  uint64              // orders requests that carry no Seq
 }
 
 var (
@@ -146,13 +166,16 @@ func New(children []xl.Xlator, opts Options) (*Client, error) {
 		opts.Logger = slog.Default()
 	}
 	c := &Client{
-		kids:   append([]xl.Xlator(nil), children...),
-		src:    opts.Leaders,
-		retry:  opts.RetryTimeout,
-		log:    opts.Logger.With("xlator", "jbr-client"),
-		done:   make(chan struct{}),
-		news:   make(chan struct{}),
-		groups: make(map[[16]byte]*group),
+		kids:     append([]xl.Xlator(nil), children...),
+		src:      opts.Leaders,
+		retry:    opts.RetryTimeout,
+		log:      opts.Logger.With("xlator", "jbr-client"),
+		done:     make(chan struct{}),
+		guess:    true,
+		news:     make(chan struct{}),
+		attempts: make(map[*attempt]struct{}),
+		failedIn: make(map[int]uint64),
+		groups:   make(map[[16]byte]*group),
 	}
 	c.Funnel.H = c.handle
 	if c.src != nil {
@@ -163,14 +186,16 @@ func New(children []xl.Xlator, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// Close stops following the leader source and fails retrying requests
-// with ENOTCONN, as it does later calls. It closes neither the children
-// nor opts.Leaders, which belong to the caller.
+// Close stops following the leader source and fails outstanding
+// requests with ENOTCONN, as it does later calls; their attempts in
+// flight are cancelled. It closes neither the children nor opts.Leaders,
+// which belong to the caller.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if !c.closed {
 		c.closed = true
 		close(c.done)
+		c.abortAll(-1, abortClosed)
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
@@ -206,40 +231,69 @@ func (c *Client) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 		rofs     int
 	)
 	for {
-		i, pk, e := c.acquire(ctx, t, &deadline)
-		if e == errExpired {
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return c.giveUp(ctx, f, last)
 		}
+		a := newAttempt(ctx)
+		i, pk, e := c.acquire(ctx, t, &deadline, a)
 		if e != 0 {
+			a.cancel()
+			if e == errExpired {
+				return c.giveUp(ctx, f, last)
+			}
 			return &xl.Result{Errno: e}
 		}
-		r := xl.Dispatch(ctx, c.kids[i], f)
-		switch r.Errno {
-		case syscall.EREMOTE, syscall.ENOTCONN:
-		case syscall.EROFS:
-			if rofs++; rofs > maxROFS {
+		if deadline.IsZero() && pk.guess {
+			// No leader is known: this is a retry already.
+			deadline = time.Now().Add(c.retry)
+		}
+		r, why := c.try(a, f, deadline)
+		if why == notAborted {
+			switch r.Errno {
+			case syscall.EREMOTE, syscall.ENOTCONN:
+			case syscall.EROFS:
+				if rofs++; rofs > maxROFS {
+					return r
+				}
+			default:
 				return r
 			}
-		default:
-			return r
 		}
 		if ctx.Err() != nil {
 			return &xl.Result{Errno: ctxErrno(ctx)}
 		}
-		last = r.Errno
 		if deadline.IsZero() {
 			deadline = time.Now().Add(c.retry)
 		}
-		now, news := c.failed(ctx, t, i, pk, r.Errno)
+		switch why {
+		case abortClosed:
+			return &xl.Result{Errno: syscall.ENOTCONN}
+		case abortExpired:
+			// The child did not answer within what was left.
+			return c.giveUp(ctx, f, syscall.ENOTCONN)
+		case abortMoved:
+			// Resent at once to the new leader; the same Call, so a
+			// brick that got it before is not applied twice.
+			c.requeue(t)
+			backoff = minBackoff
+			continue
+		}
+		last = r.Errno
+		now, news := c.failed(ctx, t, i, pk, r.Errno, deadline)
 		if now {
 			continue
 		}
-		if e := c.pause(ctx, news, backoff, deadline); e == errExpired {
+		woke, e := c.pause(ctx, news, backoff, deadline)
+		switch {
+		case e == errExpired:
 			return c.giveUp(ctx, f, last)
-		} else if e != 0 {
+		case e != 0:
 			return &xl.Result{Errno: e}
+		case woke:
+			backoff = minBackoff // a new leader: start afresh
+		default:
+			backoff = min(2*backoff, maxBackoff)
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -257,27 +311,27 @@ func (c *Client) giveUp(ctx context.Context, f *xl.Fop, last syscall.Errno) *xl.
 	return &xl.Result{Errno: e}
 }
 
-// pause waits before a retry: for news of a leader, the backoff, ctx or
-// Close. It returns errExpired once deadline has passed.
-func (c *Client) pause(ctx context.Context, news <-chan struct{}, backoff time.Duration, deadline time.Time) syscall.Errno {
+// pause waits before a retry: for news of a leader (woke), the backoff,
+// ctx or Close. It returns errExpired once deadline has passed.
+func (c *Client) pause(ctx context.Context, news <-chan struct{}, backoff time.Duration, deadline time.Time) (woke bool, e syscall.Errno) {
 	left := time.Until(deadline)
 	if left <= 0 {
-		return errExpired
+		return false, errExpired
 	}
 	tm := time.NewTimer(min(backoff, left))
 	defer tm.Stop()
 	select {
 	case <-news:
-		return 0
+		return true, 0
 	case <-tm.C:
 		if !time.Now().Before(deadline) {
-			return errExpired
+			return false, errExpired
 		}
-		return 0
+		return false, 0
 	case <-ctx.Done():
-		return ctxErrno(ctx)
+		return false, ctxErrno(ctx)
 	case <-c.done:
-		return syscall.ENOTCONN
+		return false, syscall.ENOTCONN
 	}
 }
 

@@ -59,6 +59,16 @@ type brick struct {
 	hook func(ctx context.Context, f *xl.Fop) *xl.Result
 	// noIpc makes the brick refuse jbr.leader.
 	noIpc bool
+	// down makes Connected report false, as for a brick whose process
+	// died.
+	down bool
+}
+
+// Connected is what jbr-client asks of a protocol client.
+func (b *brick) Connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.down
 }
 
 func newSet(n, leader int, term uint64) *replicaSet {

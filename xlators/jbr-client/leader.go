@@ -9,8 +9,12 @@ import (
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// pick is what a request knew when it chose its child.
-type pick struct{ epoch, term uint64 }
+// pick is what a request knew when it chose its child. guess says no
+// leader source or brick named that child.
+type pick struct {
+	epoch, term uint64
+	guess       bool
+}
 
 // observe applies the leader source's current answer.
 func (c *Client) observe() {
@@ -29,18 +33,31 @@ func (c *Client) observe() {
 }
 
 // learn applies a claim that child i leads in term. Claims of older terms
-// are stale and dropped. With c.mu held.
+// are stale and dropped, and so is a brick's claim that names a child
+// that failed in that term and is still disconnected: a killed leader's
+// followers name it until a new one is elected. News (a newer term, or
+// the leader source) wakes the retrying requests and cuts short the
+// attempts out to other children. With c.mu held.
 func (c *Client) learn(i int, term uint64, authoritative bool, via string) {
-	if i < 0 || i >= len(c.kids) || term < c.term || (term == c.term && i == c.active) {
+	if i < 0 || i >= len(c.kids) || term < c.term {
+		return
+	}
+	if term == c.term && i == c.active {
+		c.guess = false // confirmed
+		return
+	}
+	if ft, ok := c.failedIn[i]; ok && !authoritative && term <= ft && !connected(c.kids[i]) {
+		c.log.Debug("ignoring a claim for a child that failed in its term", "child", i, "term", term, "via", via)
 		return
 	}
 	newer := term > c.term
 	c.log.Info("leader changed", "from", c.active, "to", i, "term", term, "via", via)
-	c.active, c.term = i, term
+	c.active, c.term, c.guess = i, term, false
 	c.epoch++
 	if newer || authoritative {
 		close(c.news)
 		c.news = make(chan struct{})
+		c.abortAll(i, abortMoved)
 	}
 }
 
@@ -60,7 +77,7 @@ func (c *Client) rotate(i int) {
 		return
 	}
 	c.log.Debug("trying another child as leader", "from", i, "to", next)
-	c.active = next
+	c.active, c.guess = next, true
 	c.epoch++
 }
 
@@ -69,18 +86,23 @@ func (c *Client) rotate(i int) {
 // said EREMOTE who leads, or else tries the next child. Only the first
 // request to fail at an epoch does so. now says a newer term than the
 // request knew is known, so it should be resent at once; otherwise it
-// waits for news or a backoff.
-func (c *Client) failed(ctx context.Context, t *ticket, i int, pk pick, errno syscall.Errno) (now bool, news <-chan struct{}) {
+// waits for news or a backoff. deadline ends the request's retries.
+func (c *Client) failed(ctx context.Context, t *ticket, i int, pk pick, errno syscall.Errno, deadline time.Time) (now bool, news <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t != nil {
 		t.sent, t.resend = false, true
 	}
+	if errno == syscall.ENOTCONN {
+		if ft, ok := c.failedIn[i]; !ok || ft < pk.term {
+			c.failedIn[i] = pk.term
+		}
+	}
 	if errno != syscall.EROFS && c.active == i && c.epoch == pk.epoch && !c.asking {
 		if errno == syscall.EREMOTE {
 			c.asking = true
 			c.mu.Unlock()
-			j, term, ok := c.askLeader(ctx, i)
+			j, term, ok := c.askLeader(ctx, i, deadline)
 			c.mu.Lock()
 			c.asking = false
 			if ok {
@@ -94,11 +116,15 @@ func (c *Client) failed(ctx context.Context, t *ticket, i int, pk pick, errno sy
 	return c.term > pk.term, c.news
 }
 
-// askLeader asks child i who leads. It sends no Call of the request's:
-// the bricks deduplicate by Call.Seq, and the question must not take the
-// request's place.
-func (c *Client) askLeader(ctx context.Context, i int) (leader int, term uint64, ok bool) {
-	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+// askLeader asks child i who leads, by deadline at the latest. It sends
+// no Call of the request's: the bricks deduplicate by Call.Seq, and the
+// question must not take the request's place.
+func (c *Client) askLeader(ctx context.Context, i int, deadline time.Time) (leader int, term uint64, ok bool) {
+	by := time.Now().Add(askTimeout)
+	if deadline.Before(by) {
+		by = deadline
+	}
+	ctx, cancel := context.WithDeadline(ctx, by)
 	defer cancel()
 	out, e := c.kids[i].Ipc(xl.WithCall(ctx, &xl.Call{}), ipcLeader, nil)
 	if e != 0 {
@@ -114,10 +140,11 @@ func (c *Client) askLeader(ctx context.Context, i int) (leader int, term uint64,
 	return l, t, true
 }
 
-// acquire chooses the child for the next attempt. A mutating request (t)
-// first waits until the ordering rule lets it go; the wait counts against
-// its RetryTimeout, which starts here if it has not yet.
-func (c *Client) acquire(ctx context.Context, t *ticket, deadline *time.Time) (int, pick, syscall.Errno) {
+// acquire chooses the child for attempt a and enlists a, so that news of
+// another leader cuts it short. A mutating request (t) first waits until
+// the ordering rule lets it go; the wait counts against its RetryTimeout,
+// which starts here if it has not yet.
+func (c *Client) acquire(ctx context.Context, t *ticket, deadline *time.Time, a *attempt) (int, pick, syscall.Errno) {
 	var tm *time.Timer
 	defer func() {
 		if tm != nil {
@@ -137,7 +164,8 @@ func (c *Client) acquire(ctx context.Context, t *ticket, deadline *time.Time) (i
 			if t != nil {
 				c.send(t)
 			}
-			i, pk := c.active, pick{c.epoch, c.term}
+			i, pk := c.active, pick{c.epoch, c.term, c.guess}
+			c.enlist(a, i)
 			c.mu.Unlock()
 			return i, pk, 0
 		}

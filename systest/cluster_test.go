@@ -149,7 +149,10 @@ func (c *cluster) start(i int) {
 	c.procs[i] = p
 }
 
-// signal sends sig to brick i, which must be running.
+// signal sends sig to brick i, which must be running. After SIGSTOP it
+// waits until every thread of the brick has stopped: the signal is only
+// queued, and a brick still running for a moment would answer requests
+// the test means it to miss.
 func (c *cluster) signal(i int, sig syscall.Signal) {
 	c.t.Helper()
 	p := c.procs[i]
@@ -159,6 +162,48 @@ func (c *cluster) signal(i int, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		c.t.Fatalf("brick %d: %v: %v", i, sig, err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	start := time.Now()
+	for {
+		running, err := runningThreads(p.pid())
+		if err != nil {
+			c.t.Fatalf("brick %d: %v", i, err)
+		}
+		if running == 0 {
+			break
+		}
+		if time.Since(start) > waitBound {
+			c.t.Fatalf("brick %d: %d threads still running %v after SIGSTOP", i, running, waitBound)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.t.Logf("brick %d stopped after %v", i, time.Since(start))
+}
+
+// runningThreads counts the threads of process pid that are not stopped.
+func runningThreads(pid int) (int, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("threads of pid %d: %v", pid, err)
+	}
+	n := 0
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		// pid (comm) state ...; comm may hold anything, ")" included.
+		j := bytes.LastIndexByte(b, ')')
+		if j < 0 || j+2 >= len(b) {
+			return 0, fmt.Errorf("%s: %q", f, b)
+		}
+		if st := b[j+2]; st != 'T' && st != 't' {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // kill SIGKILLs the given bricks together and waits until they are gone.

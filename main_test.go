@@ -565,6 +565,9 @@ func TestUp(t *testing.T) {
 			names = append(names, e.Op+" "+e.Name)
 		}
 	}
+	if n := len(dump.Entries); n == 0 || uint64(n) > dump.Info.LastIndex {
+		t.Errorf("recon dump --json: %d entries of term %d, journal up to %d", n, set.Term, dump.Info.LastIndex)
+	}
 	if want := []string{"Create hello.txt", "Mkdir a", "Mkdir b", "Create c"}; !slices.Equal(names, want) {
 		t.Errorf("recon dump --json: named entries %q, want %q", names, want)
 	}

@@ -62,8 +62,11 @@ func TestRunReplicated(t *testing.T) {
 	}
 	defer vol.Close()
 	top := vol.Top
+	// One client's requests, numbered as a mount numbers them.
+	id, seq := xl.NewGFID(), uint64(0)
 	call := func() context.Context {
-		return xl.WithCall(octx, &xl.Call{Client: [16]byte{1}, Seq: uint64(time.Now().UnixNano())})
+		seq++
+		return xl.WithCall(octx, &xl.Call{Client: id, Seq: seq})
 	}
 
 	fd, _, errno := top.Create(call(), xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)

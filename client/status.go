@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -117,6 +118,16 @@ func Status(ctx context.Context, cli *clientv3.Client, name string) (*VolumeStat
 func askStatus(ctx context.Context, b *BrickStatus, brick volume.Brick) {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
+	// A brick killed moments ago is still registered until its lease
+	// lapses; a refused connection says so at once, where the protocol
+	// client would keep redialling until the timeout.
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", b.Addr)
+	if err != nil {
+		b.Error = fmt.Sprintf("unreachable: %v", err)
+		return
+	}
+	nc.Close()
 	c, err := client.New(client.Options{
 		Addr: b.Addr, Volume: brick.Path, DialTimeout: statusTimeout,
 		Logger: slog.New(slog.DiscardHandler), // failures are reported in b.Error

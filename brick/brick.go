@@ -1,7 +1,11 @@
 // Package brick runs a brick daemon: it reads its volume from etcd, builds
 // the brick's translator graph from the generated volfile, serves it with
 // protocol/server and advertises its address under a lease, so clients
-// find it and a dead brick drops out of the volume's status by itself.
+// and the other bricks of its replica set find it, and a dead brick drops
+// out of the volume's status by itself. A brick of a replicated volume
+// campaigns in its set's election, keeps a journal under its directory
+// (volfile.JournalDir) and replicates through its peers; see package
+// volfile for the graph.
 package brick
 
 import (

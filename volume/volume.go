@@ -5,8 +5,11 @@
 //
 // Keys, all under Prefix:
 //
-//	/gluon/volumes/<name>          JSON Volume
+//	/gluon/volumes/<name>          JSON Volume, options included
 //	/gluon/bricks/<name>/<index>   JSON registration of a running brick (leased)
+//
+// (Replica sets' elections live beside them, under /gluon/jbr/; see
+// package election.)
 package volume
 
 import (

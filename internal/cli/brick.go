@@ -24,8 +24,10 @@ func (a *app) brickCmd() *cobra.Command {
 		Short: "Serve one brick of a volume",
 		Long: `Serve brick number I of volume NAME: its storage directory is the path
 given for that brick in 'gluon volume create'. The brick registers its
-address in etcd under a lease, so clients find it and 'gluon volume status'
-shows it online; the lease lapses if the brick dies.
+address in etcd under a lease, so clients and the other bricks of its
+replica set find it and 'gluon volume status' shows it online; the lease
+lapses if the brick dies. A brick of a replicated volume also campaigns
+to lead its replica set, and keeps a journal in DIR/.gluon/journal.
 
 Runs until SIGTERM or SIGINT, then shuts down cleanly and exits 0. If etcd
 is unreachable or the brick directory is unusable it exits 1.`,

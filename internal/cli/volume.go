@@ -310,7 +310,16 @@ func writeInfo(w io.Writer, v *volume.Volume) {
 func optionsHelp() string {
 	var b strings.Builder
 	for _, o := range volume.KnownOptions {
-		fmt.Fprintf(&b, "  %s [%s]\n      %s\n", o.Key, o.Default, o.Help)
+		fmt.Fprintf(&b, "  %s [%s]\n", o.Key, o.Default)
+		line := "     "
+		for _, w := range strings.Fields(o.Help) {
+			if len(line)+1+len(w) > 76 {
+				b.WriteString(line + "\n")
+				line = "     "
+			}
+			line += " " + w
+		}
+		b.WriteString(line + "\n")
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -109,9 +109,10 @@ func (e *env) run(t *testing.T, vol string, index int) *runner {
 // online waits until brick index of vol is online; Run must not return.
 func (e *env) online(t *testing.T, vol string, index int, r *runner) volume.BrickStatus {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err := e.store.Status(context.Background(), vol)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		st, err := e.store.Status(ctx, vol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,9 @@ func (e *env) online(t *testing.T, vol string, index int, r *runner) volume.Bric
 
 func (e *env) offline(t *testing.T, vol string, index int) {
 	t.Helper()
-	st, err := e.store.Status(context.Background(), vol)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.store.Status(ctx, vol)
 	if err != nil {
 		t.Fatal(err)
 	}

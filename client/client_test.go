@@ -125,4 +125,26 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("Open with the brick offline = %v, want a deadline error naming the brick", err)
 		}
 	})
+	t.Run("replica set offline", func(t *testing.T) {
+		cli := etcdtest.Start(t)
+		s := volume.NewStore(cli)
+		v := &volume.Volume{Name: "v0", Replica: 3, Bricks: []volume.Brick{
+			{Host: "127.0.0.1", Path: "/srv/b0"}, {Host: "127.0.0.1", Path: "/srv/b1"}, {Host: "127.0.0.1", Path: "/srv/b2"}}}
+		if err := s.Create(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetState(ctx, "v0", volume.StateStarted); err != nil {
+			t.Fatal(err)
+		}
+		octx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := Open(octx, cli, "v0", Options{Logger: quiet()})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "brick 2 (127.0.0.1:/srv/b2)") {
+			t.Errorf("Open with the replica set offline = %v, want a deadline error naming the bricks", err)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Errorf("Open took %v past its 1s deadline", d)
+		}
+	})
 }

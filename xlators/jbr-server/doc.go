@@ -146,8 +146,8 @@
 //
 // # Goroutines
 //
-// A server runs its loop, a syncer that waits for journal records to be
-// durable in order, a fetcher that reads entries from the journal for
+// A server runs its loop (the journal tells it when records are
+// durable), a fetcher that reads entries from the journal for
 // peers, one sender per peer (one IpcStep call at a time, preserving
 // order, batching what queued meanwhile) and a pool of apply workers.
 // Close stops them all.

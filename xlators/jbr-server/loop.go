@@ -14,12 +14,6 @@ type inbound struct {
 	entries []*entry
 }
 
-// syncJob is a queued journal record whose durability the syncer awaits.
-type syncJob struct {
-	jidx uint64
-	wait func() error
-}
-
 // pendingRound is a read round waiting for a quorum's confirmation.
 type pendingRound struct {
 	round, index uint64
@@ -33,7 +27,7 @@ type barrierWait struct {
 
 // loop is the one goroutine that owns the core and carries out its
 // Ready: persist the term, queue appends to the journal (their fsyncs
-// proceed together, reported back by the syncer), send messages, hand
+// proceed together, and the journal says when they are done), send messages, hand
 // committed entries to the applier, answer callers.
 type loop struct {
 	s   *Server
@@ -48,6 +42,7 @@ type loop struct {
 	barriers  []barrierWait
 	committed uint64 // outcomes registered up to here
 	submitted uint64 // handed to the applier up to here
+	dj        uint64 // the journal is durable up to this journal index
 	led       bool   // led when last processed
 	broken    bool   // the journal failed: refuse everything
 }
@@ -61,14 +56,13 @@ func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {
 		committed: cs.applied,
 		submitted: cs.applied,
 	}
-	s.dj.Store(s.j.Stat().LastIndex)
+	l.dj, _ = s.j.Durable()
 	l.commit(cs.commit)
 	return l
 }
 
 func (l *loop) run() {
 	defer close(l.s.done)
-	defer close(l.s.syncq)
 	defer l.failAll(errStopped)
 	tick := time.NewTicker(l.s.opts.Heartbeat)
 	defer tick.Stop()
@@ -223,7 +217,7 @@ func (l *loop) carryOut(rd core.Ready) {
 }
 
 // append queues an entry to the journal. Its fsync proceeds with the
-// others queued; the syncer reports when it is durable.
+// others queued; the journal kicks the loop when it is durable.
 func (l *loop) append(ce core.Entry) error {
 	var e *entry
 	switch {
@@ -240,12 +234,11 @@ func (l *loop) append(ce core.Entry) error {
 			return err
 		}
 	}
-	jidx, wait, err := l.s.j.Queue(e.record(l.c.State().Commit))
+	jidx, err := l.s.j.Enqueue(e.record(l.c.State().Commit))
 	if err != nil {
 		return err
 	}
 	l.log.add(e, jidx)
-	l.s.syncq <- syncJob{jidx, wait}
 	return nil
 }
 
@@ -330,13 +323,17 @@ func (l *loop) confirm(round uint64) {
 	l.rounds = l.rounds[k:]
 }
 
-// onDurable takes the syncer's news: the journal is durable further.
+// onDurable takes the journal's news: it is durable further, or failed.
 func (l *loop) onDurable() {
-	if err := l.s.jerr.Load(); err != nil && !l.broken {
-		l.fail(*err)
+	dj, err := l.s.j.Durable()
+	if err != nil && !l.broken {
+		l.fail(err)
 		return
 	}
-	dj := l.s.dj.Load()
+	if dj <= l.dj {
+		return
+	}
+	l.dj = dj
 	l.c.Durable(l.log.durable(dj))
 	for _, j := range l.log.takeReplaced(dj) {
 		l.s.j.MarkApplied(j)
@@ -346,7 +343,7 @@ func (l *loop) onDurable() {
 // submitApplies hands the applier every entry both committed and durable
 // here, in order, and returns how many.
 func (l *loop) submitApplies() int {
-	limit := min(l.committed, l.log.durable(l.s.dj.Load()))
+	limit := min(l.committed, l.log.durable(l.dj))
 	n := 0
 	for ; l.submitted < limit; n++ {
 		i := l.submitted + 1
@@ -448,23 +445,6 @@ func (l *loop) fail(err error) {
 		delete(l.reqs, id)
 	}
 	l.failReads(syscall.EIO)
-}
-
-// syncer waits for queued records to become durable, in order, and tells
-// the loop. Waiting in order costs nothing: the journal makes a prefix
-// durable.
-func (s *Server) syncer() {
-	for job := range s.syncq {
-		if err := job.wait(); err != nil {
-			s.jerr.CompareAndSwap(nil, &err)
-		} else {
-			s.dj.Store(job.jidx)
-		}
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // publish makes the loop's view visible to callers, and returns the

@@ -128,10 +128,7 @@ type Server struct {
 	reqs    chan *request
 	inbox   chan inbound
 	fetches chan fetch
-	syncq   chan syncJob
-	kick    chan struct{} // durability moved
-	dj      atomic.Uint64 // journal durable up to here
-	jerr    atomic.Pointer[error]
+	kick    chan struct{} // the journal: durability moved, or it failed
 
 	ckMu     sync.Mutex // one checkpoint at a time
 	snap     atomic.Pointer[snapshot]
@@ -210,7 +207,6 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 		reqs:    make(chan *request, 256),
 		inbox:   make(chan inbound, 256),
 		fetches: make(chan fetch, 64),
-		syncq:   make(chan syncJob, 4096),
 		kick:    make(chan struct{}, 1),
 	}
 	if s.quorum == 0 {
@@ -236,9 +232,9 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	// recon: reconciliation hooks in here, before the brick joins its
 	// set: it sees Status and the journal, and may repair the store.
 
-	s.wg.Add(3 + len(s.peers))
+	s.j.Notify(s.kick)
+	s.wg.Add(2 + len(s.peers))
 	go func() { defer s.wg.Done(); s.loop.run() }()
-	go func() { defer s.wg.Done(); s.syncer() }()
 	go func() { defer s.wg.Done(); s.fetcher(s.ctx) }()
 	if opts.Sync != nil {
 		s.wg.Add(1)
@@ -307,6 +303,7 @@ func (s *Server) Close() error {
 	s.closing.Do(func() {
 		close(s.stop)
 		<-s.done
+		s.j.Notify(nil)
 		s.cancel()
 		s.apply.close()
 		s.wg.Wait()

@@ -88,8 +88,9 @@ type Journal struct {
 	pruneMu sync.RWMutex // Iterate (shared) against Prune (exclusive)
 	retain  atomic.Pointer[func(term uint64) bool]
 
-	kick chan struct{} // wakes the flusher
-	done chan struct{} // closed when the flusher exits
+	kick   chan struct{} // wakes the flusher
+	done   chan struct{} // closed when the flusher exits
+	notify atomic.Pointer[chan<- struct{}]
 
 	// Owned by the flusher goroutine (by Open before it starts, by Close
 	// after it stops).
@@ -117,7 +118,7 @@ type pending struct {
 	buf               []byte
 	term, salt, index uint64
 	ready             atomic.Bool // buf is sealed
-	done              chan error
+	done              chan error  // nil: the caller learns through Notify
 }
 
 // Open opens or creates the journal in dir. It scans every segment:
@@ -469,14 +470,62 @@ func (j *Journal) Append(ctx context.Context, rec *Record) (uint64, error) {
 // blocks until the record is durable. Records queued together share
 // fdatasyncs. A queued record is written whether or not wait is called.
 func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error) {
+	p, err := j.push(rec, true)
+	if err != nil {
+		return 0, nil, err
+	}
+	var once sync.Once
+	wait = func() error {
+		once.Do(func() { err = <-p.done })
+		return err
+	}
+	return p.index, wait, nil
+}
+
+// Enqueue is Queue for a caller that learns of durability through
+// Notify and Durable instead of waiting for each record: it allocates
+// nothing to wait on.
+func (j *Journal) Enqueue(rec *Record) (index uint64, err error) {
+	p, err := j.push(rec, false)
+	if err != nil {
+		return 0, err
+	}
+	return p.index, nil
+}
+
+// Notify makes the journal send on ch, without blocking, whenever
+// records have become durable and when a write fails, so ch wants a
+// buffer of one. It replaces the channel registered before; nil stops
+// the notifications.
+func (j *Journal) Notify(ch chan<- struct{}) {
+	if ch == nil {
+		j.notify.Store(nil)
+		return
+	}
+	j.notify.Store(&ch)
+}
+
+// Durable returns the index up to which every record is durable, and the
+// sticky write failure after which the journal refuses appends.
+func (j *Journal) Durable() (uint64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.durable, j.err
+}
+
+func (j *Journal) push(rec *Record, wait bool) (*pending, error) {
 	if !rec.Fop.Op.Valid() {
-		return 0, nil, fmt.Errorf("journal: append of invalid op %d", rec.Fop.Op)
+		return nil, fmt.Errorf("journal: append of invalid op %d", rec.Fop.Op)
 	}
 	size := encodedSize(rec)
 	if size > MaxRecordSize {
-		return 0, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
 	}
-	p := &pending{buf: encode(rec, size), done: make(chan error, 1)}
+	p := &pending{buf: encode(rec, size)}
+	if wait {
+		p.done = make(chan error, 1)
+	}
+	var err error
 
 	j.mu.Lock()
 	switch {
@@ -493,7 +542,7 @@ func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error
 	}
 	if err != nil {
 		j.mu.Unlock()
-		return 0, nil, err
+		return nil, err
 	}
 	p.term, p.salt, p.index = j.term, j.salt, j.next
 	j.next++
@@ -504,12 +553,7 @@ func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error
 	seal(p.buf, p.term, p.index, durable, p.salt) // outside the lock: appenders hash in parallel
 	p.ready.Store(true)
 	j.wake()
-	var once sync.Once
-	wait = func() error {
-		once.Do(func() { err = <-p.done })
-		return err
-	}
-	return p.index, wait, nil
+	return p, nil
 }
 
 func (j *Journal) wake() {
@@ -541,10 +585,18 @@ func (j *Journal) flusher() {
 				n, err = j.writeBatch(batch)
 			}
 			for i, p := range batch {
-				if i < n {
+				switch {
+				case p.done == nil:
+				case i < n:
 					p.done <- nil
-				} else {
+				default:
 					p.done <- err
+				}
+			}
+			if ch := j.notify.Load(); ch != nil {
+				select {
+				case *ch <- struct{}{}:
+				default:
 				}
 			}
 		}

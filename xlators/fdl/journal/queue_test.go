@@ -3,6 +3,7 @@ package journal
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -47,5 +48,64 @@ func TestQueueKeepsOrder(t *testing.T) {
 		if want := fullRecord(xl.OpWrite, i); r.Fop.Name != want.Fop.Name || r.Fop.Op != want.Fop.Op {
 			t.Fatalf("record %d is %v %q, want %v %q", i, r.Fop.Op, r.Fop.Name, want.Fop.Op, want.Fop.Name)
 		}
+	}
+}
+
+// Enqueue's records become durable in order; Notify tells their owner
+// when Durable moved, and when the journal failed.
+func TestEnqueueNotify(t *testing.T) {
+	j := open(t, t.TempDir(), Options{})
+	t.Cleanup(func() { j.Close() }) // if the test stops early; it fails, by design
+	if err := j.StartTerm(1); err != nil {
+		t.Fatal(err)
+	}
+	kick := make(chan struct{}, 1)
+	j.Notify(kick)
+	const n = 50
+	for i := range n {
+		idx, err := j.Enqueue(fullRecord(xl.OpWrite, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idx != uint64(i+1) {
+			t.Fatalf("record %d got index %d", i, idx)
+		}
+	}
+	waitDurable := func(want uint64) error {
+		for {
+			d, err := j.Durable()
+			if d >= want || err != nil {
+				return err
+			}
+			select {
+			case <-kick:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("durable %d, waiting for %d: no notification", d, want)
+			}
+		}
+	}
+	if err := waitDurable(n); err != nil {
+		t.Fatal(err)
+	}
+	if recs := collect(t, j, 0, 1); len(recs) != n {
+		t.Fatalf("%d records, want %d", len(recs), n)
+	}
+
+	// The segment's file fails under the flusher, which is idle now.
+	j.active.Close()
+	if _, err := j.Enqueue(fullRecord(xl.OpWrite, n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitDurable(n + 1); err == nil {
+		t.Fatal("a failed write reported durable")
+	}
+	if d, _ := j.Durable(); d != n {
+		t.Fatalf("durable %d after the failure, want %d", d, n)
+	}
+	if _, err := j.Enqueue(fullRecord(xl.OpWrite, n+1)); err == nil {
+		t.Fatal("Enqueue after a failure succeeded")
+	}
+	if err := j.Close(); err == nil {
+		t.Fatal("Close forgot the failure")
 	}
 }

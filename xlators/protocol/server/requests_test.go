@@ -95,3 +95,30 @@ func TestDuplicateRequestID(t *testing.T) {
 	r.expectHangup()
 	waitLog(t, log, "WARN", "request id 1 is already in flight", "remote="+r.nc.LocalAddr().String())
 }
+
+// A request served inline that turns out to block does not hold up the
+// other requests of its connection: the reading passes to another
+// goroutine, which serves them and reads the cancel.
+func TestBlockedRequestDoesNotHoldUpItsConnection(t *testing.T) {
+	pb := probe.New(memfs.New(memfs.Options{}))
+	_, addr, _ := serve(t, pb)
+	r := dial(t, addr)
+	r.hello(goodHello())
+	for i := range 3 {
+		id := uint64(10 * (i + 1))
+		r.send(request(id, &xl.Fop{Op: xl.OpIpc, Name: string(probe.IpcBlock)}))
+		<-pb.Blocked
+		if res := r.call(id+1, &xl.Fop{Op: xl.OpGetattr, GFID: xl.RootGFID}); res.Errno != 0 {
+			t.Fatalf("getattr beside a blocked request: %v", res.Errno)
+		}
+		r.send(wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: id}))
+		h, p, err := r.read()
+		if err != nil || h.ID != id {
+			t.Fatalf("after the cancel: %+v, %v", h, err)
+		}
+		var res xl.Result
+		if err := wire.DecodeResult(p, nil, &res); err != nil || res.Errno != syscall.EINTR {
+			t.Fatalf("cancelled request answered %+v, %v; want EINTR", res, err)
+		}
+	}
+}

@@ -3,7 +3,10 @@
 // of the brick graph with xl.Dispatch and sends back the xl.Result.
 //
 // Requests on one connection run concurrently and are answered as they
-// finish, in any order. Each runs under its own context, cancelled when
+// finish, in any order. A quick request is served by the goroutine that
+// read it, which writes the reply itself unless another is writing and
+// takes it along: such a request waits for no scheduling on its way
+// through (see inline.go). Each runs under its own context, cancelled when
 // the client sends a cancel frame for it, when the connection dies, or on
 // Close. A translator that panics fails only the request it was serving,
 // with EIO. Write and Setxattr data handed to the graph lives in pooled
@@ -31,6 +34,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,8 +66,6 @@ const (
 	// minWeight charges small requests enough that one connection runs at
 	// most connBudget/minWeight of them at once.
 	minWeight = 256 << 10
-	// maxBatch bounds the replies gathered into one writev.
-	maxBatch = 128
 	// inlineData is the size up to which reply data is copied next to its
 	// metadata rather than sent as its own iovec.
 	inlineData = 1 << 10
@@ -94,6 +96,13 @@ type Server struct {
 	// later connection than the one that opened it.
 	fdMu sync.Mutex
 	fds  map[fdKey]*openFd
+
+	// Serving inline (inline.go).
+	times     opTimes
+	inlineSeq atomic.Int64
+	watching  atomic.Bool   // the watchdog is awake
+	wake      chan struct{} // wakes the watchdog
+	watchdog0 bool          // the watchdog was started; under mu
 }
 
 // fdKey identifies an fd as the store's Release does: by handle and GFID.
@@ -125,6 +134,7 @@ func New(top xl.Xlator, opts Options) *Server {
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[*conn]struct{}{},
 		fds:      map[fdKey]*openFd{},
+		wake:     make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -149,6 +159,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.wg.Add(1)
+	if !s.watchdog0 {
+		s.watchdog0 = true
+		s.wg.Add(1)
+		go s.watchdog()
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -226,15 +241,12 @@ func (s *Server) Close() error {
 func (s *Server) start(nc net.Conn) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
-		s:      s,
-		nc:     nc,
-		log:    s.log.With("remote", nc.RemoteAddr().String()),
-		ctx:    ctx,
-		cancel: cancel,
-		dying:  make(chan struct{}),
-		pong:   make(chan struct{}, 1),
-		// Handlers block on a full queue; the budget bounds how many there are.
-		replies:  make(chan reply, maxBatch),
+		s:        s,
+		nc:       nc,
+		log:      s.log.With("remote", nc.RemoteAddr().String()),
+		ctx:      ctx,
+		cancel:   cancel,
+		dying:    make(chan struct{}),
 		budget:   semaphore.NewWeighted(connBudget),
 		inflight: map[uint64]context.CancelFunc{},
 		fds:      map[fdKey]*openFd{},
@@ -252,9 +264,10 @@ func (s *Server) start(nc net.Conn) {
 	go c.serve()
 }
 
-// conn is one client connection. Its reader goroutine (serve) decodes
-// requests and starts a handler goroutine for each; the writer goroutine
-// batches replies into writev calls.
+// conn is one client connection. One goroutine at a time reads it, and
+// serves quick requests itself; for others it hands the reading to a new
+// goroutine (see read). Replies go out through send, one writer at a
+// time, in writev batches.
 type conn struct {
 	s   *Server
 	nc  net.Conn
@@ -265,10 +278,21 @@ type conn struct {
 	dying  chan struct{}
 	once   sync.Once
 
-	pong    chan struct{}
-	replies chan reply
-	budget  *semaphore.Weighted
-	wg      sync.WaitGroup // writer and handlers
+	budget *semaphore.Weighted
+	wg     sync.WaitGroup // handlers
+
+	// The replies and pongs waiting to be written, and whether a
+	// goroutine is writing: it writes until the queue is empty.
+	wmu     sync.Mutex
+	queue   []reply
+	pongs   int
+	writing bool
+	werr    error // why writing failed
+	// The writer's scratch space, used by whoever is writing.
+	spare []reply
+	buf   []byte
+	segs  []segment
+	iov   net.Buffers
 
 	// inflight cancels the running requests by id, for cancel frames.
 	mu       sync.Mutex
@@ -276,11 +300,15 @@ type conn struct {
 
 	fds map[fdKey]*openFd // the fds this connection opened; under s.fdMu
 
-	// Set by the handshake, before the writer starts.
+	rd *reader // the reading, passed from reader to reader
+	// inline is the mark of the request being served inline, if any
+	// (inline.go); seen is the watchdog's.
+	inline atomic.Int64
+	seen   int64
+
+	// Set by the handshake, before the first request.
 	maxReply int
 	idle     time.Duration // drop the client after this much silence; 0 = never
-
-	werr error // why the writer gave up; read once it has exited
 }
 
 // reply is a finished request on its way to the writer.
@@ -302,40 +330,43 @@ func (c *conn) kill() {
 }
 
 func (c *conn) serve() {
-	defer func() {
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-		c.s.wg.Done()
-	}()
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	if err := c.handshake(br); err != nil {
 		c.kill()
 		if !errors.Is(err, errRejected) {
 			c.logEnd("handshake failed", err)
 		}
+		c.gone()
 		return
 	}
 	c.log.Debug("client connected")
-	c.wg.Add(1)
-	go c.writeLoop()
-	err := c.readLoop(br)
+	c.rd = &reader{br: br}
+	c.read(c.rd)
+}
+
+// gone removes the ended connection from the server.
+func (c *conn) gone() {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	c.s.wg.Done()
+}
+
+// end tears the connection down once reading failed with err: it waits
+// for the requests in flight, releases the fds the client left open and
+// says why the connection ended.
+func (c *conn) end(err error) {
 	c.kill()
 	c.wg.Wait()
 	c.releaseAll()
-	if c.werr != nil && errors.Is(err, net.ErrClosed) {
-		err = c.werr // the writer hung up first, and knows why
+	c.wmu.Lock()
+	werr := c.werr
+	c.wmu.Unlock()
+	if werr != nil && errors.Is(err, net.ErrClosed) {
+		err = werr // writing failed first, and knows why
 	}
-	// Replies queued after the writer left.
-	for {
-		select {
-		case r := <-c.replies:
-			c.recycle(&r)
-		default:
-			c.logEnd("connection closed", err)
-			return
-		}
-	}
+	c.logEnd("connection closed", err)
+	c.gone()
 }
 
 // logEnd reports why a connection ended: quietly for a normal hang-up or
@@ -403,29 +434,70 @@ func (c *conn) reject(id uint64, e syscall.Errno, reason string) error {
 	return errRejected
 }
 
-func (c *conn) readLoop(br *bufio.Reader) error {
-	var (
-		hb   [wire.HeaderSize]byte
-		meta []byte
-	)
+// reader is the reading side of a connection, passed from each reader
+// goroutine to the next.
+type reader struct {
+	br   *bufio.Reader
+	hb   [wire.HeaderSize]byte
+	meta []byte
+}
+
+// request is a decoded request, admitted under the connection's budget.
+type request struct {
+	id     uint64
+	call   *xl.Call
+	f      *xl.Fop
+	in     *[]byte // pooled buffer behind f.Data
+	weight int64
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// read reads and serves requests. A quick request is served inline, by
+// the goroutine that read it (see inline.go); otherwise, or when more
+// frames are waiting already, the reading passes to a new goroutine and
+// the old one ends with its request. The goroutine that finds the
+// connection broken tears it down.
+func (c *conn) read(rd *reader) {
+	for {
+		rq, err := c.next(rd)
+		if err != nil {
+			c.end(err)
+			return
+		}
+		c.wg.Add(1)
+		if rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op) {
+			go c.read(rd)
+			c.handle(rq)
+			return
+		}
+		mark := c.inlined()
+		c.handle(rq)
+		if !c.served(mark) {
+			return // the watchdog handed the reading over
+		}
+	}
+}
+
+// next reads frames, answering pings and cancels, until a request, which
+// it decodes and admits.
+func (c *conn) next(rd *reader) (*request, error) {
+	br := rd.br
 	for {
 		if c.idle > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
-		if _, err := io.ReadFull(br, hb[:]); err != nil {
-			return err
+		if _, err := io.ReadFull(br, rd.hb[:]); err != nil {
+			return nil, err
 		}
-		h, err := wire.ParseHeader(hb[:], c.s.maxFrame)
+		h, err := wire.ParseHeader(rd.hb[:], c.s.maxFrame)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch h.Type {
 		case wire.TypeRequest:
 		case wire.TypePing:
-			select {
-			case c.pong <- struct{}{}:
-			default: // a pong is already due
-			}
+			c.pong()
 			continue
 		case wire.TypeCancel:
 			c.mu.Lock()
@@ -435,77 +507,75 @@ func (c *conn) readLoop(br *bufio.Reader) error {
 			c.mu.Unlock()
 			continue
 		default:
-			return fmt.Errorf("%w: unexpected %v frame from a client", wire.ErrMalformed, h.Type)
+			return nil, fmt.Errorf("%w: unexpected %v frame from a client", wire.ErrMalformed, h.Type)
 		}
 
 		n := h.MetaLen()
-		if cap(meta) < n {
-			meta = make([]byte, n)
+		if cap(rd.meta) < n {
+			rd.meta = make([]byte, n)
 		}
-		meta = meta[:n]
+		meta := rd.meta[:n]
 		if _, err := io.ReadFull(br, meta); err != nil {
-			return truncated(err)
+			return nil, truncated(err)
 		}
-		var in *[]byte
+		rq := &request{id: h.ID, call: new(xl.Call), f: new(xl.Fop)}
 		var data []byte
 		if h.DataLen > 0 {
-			in = bufpool.Get(int(h.DataLen))
-			data = *in
+			rq.in = bufpool.Get(int(h.DataLen))
+			data = *rq.in
 			if _, err := io.ReadFull(br, data); err != nil {
-				bufpool.Put(in)
-				return truncated(err)
+				bufpool.Put(rq.in)
+				return nil, truncated(err)
 			}
 		}
-		call := new(xl.Call)
-		f := new(xl.Fop)
-		err = wire.DecodeRequest(meta, data, call, f)
-		if cap(meta) > keepMeta {
-			meta = nil
+		err = wire.DecodeRequest(meta, data, rq.call, rq.f)
+		if cap(rd.meta) > keepMeta {
+			rd.meta = nil
 		}
 		if err != nil {
-			if in != nil {
-				bufpool.Put(in)
+			if rq.in != nil {
+				bufpool.Put(rq.in)
 			}
-			return fmt.Errorf("request %d: %w", h.ID, err)
+			return nil, fmt.Errorf("request %d: %w", h.ID, err)
 		}
 
 		weight := int64(h.Len)
-		if f.Op == xl.OpRead && f.Len > 0 && f.Len <= xl.MaxIO {
-			weight += f.Len
+		if rq.f.Op == xl.OpRead && rq.f.Len > 0 && rq.f.Len <= xl.MaxIO {
+			weight += rq.f.Len
 		}
-		weight = min(max(weight, minWeight), connBudget)
-		if err := c.budget.Acquire(c.ctx, weight); err != nil {
-			if in != nil {
-				bufpool.Put(in)
+		rq.weight = min(max(weight, minWeight), connBudget)
+		if err := c.budget.Acquire(c.ctx, rq.weight); err != nil {
+			if rq.in != nil {
+				bufpool.Put(rq.in)
 			}
-			return err
+			return nil, err
 		}
-		if err := c.run(h.ID, call, f, in, weight); err != nil {
-			c.budget.Release(weight)
-			if in != nil {
-				bufpool.Put(in)
+		if err := c.admit(rq); err != nil {
+			c.budget.Release(rq.weight)
+			if rq.in != nil {
+				bufpool.Put(rq.in)
 			}
-			return err
+			return nil, err
 		}
+		return rq, nil
 	}
 }
 
-// run starts a handler for request id under a context of its own.
-func (c *conn) run(id uint64, call *xl.Call, f *xl.Fop, in *[]byte, weight int64) error {
+// admit gives rq a context of its own, which a cancel frame can end.
+func (c *conn) admit(rq *request) error {
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
-	_, dup := c.inflight[id]
+	_, dup := c.inflight[rq.id]
 	if !dup {
-		c.inflight[id] = cancel
+		c.inflight[rq.id] = cancel
 	}
 	c.mu.Unlock()
 	if dup {
 		// A cancel frame could not tell the two apart.
 		cancel()
-		return fmt.Errorf("%w: request id %d is already in flight", wire.ErrMalformed, id)
+		return fmt.Errorf("%w: request id %d is already in flight", wire.ErrMalformed, rq.id)
 	}
-	c.wg.Add(1)
-	go c.handle(xl.WithCall(ctx, call), cancel, id, f, in, weight)
+	rq.ctx, rq.cancel = xl.WithCall(ctx, rq.call), cancel
 	return nil
 }
 
@@ -517,8 +587,9 @@ func truncated(err error) error {
 	return err
 }
 
-func (c *conn) handle(ctx context.Context, cancel context.CancelFunc, id uint64, f *xl.Fop, in *[]byte, weight int64) {
+func (c *conn) handle(rq *request) {
 	defer c.wg.Done()
+	ctx, f := rq.ctx, rq.f
 	var out *[]byte
 	if f.Op == xl.OpRead && f.Len > 0 && f.Len <= xl.MaxIO {
 		out = bufpool.Get(int(f.Len))
@@ -529,28 +600,25 @@ func (c *conn) handle(ctx context.Context, cancel context.CancelFunc, id uint64,
 		// Forgotten first, so that a disconnect cannot release it again.
 		c.s.forget(f.Fd)
 	}
+	start := time.Now()
 	res := c.dispatch(ctx, f)
+	c.s.times.add(f.Op, time.Since(start))
 	if res.Errno == 0 && res.Fd != (xl.Fd{}) {
 		switch f.Op {
 		case xl.OpOpen, xl.OpCreate, xl.OpOpendir:
 			// Before the reply goes out: the client may release it on
 			// another connection as soon as it knows it.
-			c.opened(xl.CallFrom(ctx), res.Fd, f.Op == xl.OpOpendir)
+			c.opened(rq.call, res.Fd, f.Op == xl.OpOpendir)
 		}
 	}
 	c.mu.Lock()
-	delete(c.inflight, id)
+	delete(c.inflight, rq.id)
 	c.mu.Unlock()
-	cancel()
-	if in != nil {
-		bufpool.Put(in)
+	rq.cancel()
+	if rq.in != nil {
+		bufpool.Put(rq.in)
 	}
-	r := reply{id: id, res: res, buf: out, weight: weight}
-	select {
-	case c.replies <- r:
-	case <-c.dying:
-		c.recycle(&r)
-	}
+	c.send(reply{id: rq.id, res: res, buf: out, weight: rq.weight})
 }
 
 // dispatch performs f on the graph. A panic in a translator fails only
@@ -647,74 +715,88 @@ func (c *conn) recycle(r *reply) {
 	c.budget.Release(r.weight)
 }
 
-// writeLoop sends replies and pongs. It gathers whatever is queued into
-// one writev, so a busy connection flushes once per batch, not per reply.
-func (c *conn) writeLoop() {
-	defer c.wg.Done()
-	var (
-		batch []reply
-		buf   []byte
-		segs  []segment
-		iov   net.Buffers
-	)
-	for {
-		pongs := 0
-		select {
-		case r := <-c.replies:
-			batch = append(batch, r)
-		case <-c.pong:
-			pongs++
-		case <-c.dying:
-			return
-		}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-c.replies:
-				batch = append(batch, r)
-			case <-c.pong:
-				pongs++
-			default:
-				break gather
-			}
-		}
+// send queues r and writes it, unless a goroutine is writing already:
+// that one takes it along. Writers gather whatever is queued into one
+// writev, so a busy connection flushes once per batch, not per reply.
+func (c *conn) send(r reply) {
+	c.wmu.Lock()
+	c.queue = append(c.queue, r)
+	c.flush()
+}
 
-		buf, segs = buf[:0], segs[:0]
-		for range pongs {
-			buf = wire.AppendHeader(buf, wire.Header{Type: wire.TypePong})
+// pong answers a ping the same way.
+func (c *conn) pong() {
+	c.wmu.Lock()
+	c.pongs++
+	c.flush()
+}
+
+// flush writes out the queue unless someone else is; it is called with
+// wmu held and unlocks it.
+func (c *conn) flush() {
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	for len(c.queue) > 0 || c.pongs > 0 {
+		batch, pongs := c.queue, c.pongs
+		c.queue, c.pongs = c.spare[:0], 0
+		failed := c.werr != nil
+		c.wmu.Unlock()
+		var err error
+		if !failed {
+			err = c.write(batch, pongs)
 		}
-		for i := range batch {
-			buf, segs = c.appendReply(buf, segs, &batch[i])
-		}
-		iov = iov[:0]
-		prev := 0
-		for _, sg := range segs {
-			iov = append(iov, buf[prev:sg.end], sg.data)
-			prev = sg.end
-		}
-		if prev < len(buf) {
-			iov = append(iov, buf[prev:])
-		}
-		if c.idle > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.idle))
-		}
-		wv := iov
-		_, err := wv.WriteTo(c.nc)
 		for i := range batch {
 			c.recycle(&batch[i])
 			batch[i] = reply{}
 		}
-		batch = batch[:0]
-		clear(iov)
-		if cap(buf) > keepMeta {
-			buf = nil
+		if err != nil {
+			c.kill()
 		}
+		c.wmu.Lock()
+		c.spare = batch[:0]
 		if err != nil {
 			c.werr = fmt.Errorf("write: %w", err)
-			c.kill()
-			return
 		}
 	}
+	c.writing = false
+	c.wmu.Unlock()
+}
+
+// write sends pongs and a batch of replies in one writev.
+func (c *conn) write(batch []reply, pongs int) error {
+	buf, segs := c.buf[:0], c.segs[:0]
+	for range pongs {
+		buf = wire.AppendHeader(buf, wire.Header{Type: wire.TypePong})
+	}
+	for i := range batch {
+		buf, segs = c.appendReply(buf, segs, &batch[i])
+	}
+	iov := c.iov[:0]
+	prev := 0
+	for _, sg := range segs {
+		iov = append(iov, buf[prev:sg.end], sg.data)
+		prev = sg.end
+	}
+	if prev < len(buf) {
+		iov = append(iov, buf[prev:])
+	}
+	if c.idle > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	wv := iov
+	_, err := wv.WriteTo(c.nc)
+	clear(iov)
+	clear(segs)
+	c.iov, c.segs = iov[:0], segs[:0]
+	if cap(buf) <= keepMeta {
+		c.buf = buf[:0]
+	} else {
+		c.buf = nil
+	}
+	return err
 }
 
 // segment is reply data sent as its own iovec after buf[:end].

@@ -140,7 +140,17 @@ func (c *Campaign) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
 	}
-	defer s.Close() // revokes the lease: a resignation
+	defer func() {
+		// Revoke the lease ourselves: s.Close would use ctx, which is
+		// already cancelled on shutdown, and the next leader would then
+		// wait out the whole TTL instead of taking over at once.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if _, err := c.cli.Revoke(rctx, s.Lease()); err != nil {
+			c.log.Warn("revoking the election lease failed; the next leader waits for it to expire", "err", err)
+		}
+		cancel()
+		s.Close()
+	}()
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { // the session's lease keeper stops on expiry

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -16,16 +15,16 @@ import (
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// maxBatch bounds the requests gathered into one writev.
-const maxBatch = 128
-
 var pingFrame = wire.AppendHeader(nil, wire.Header{Type: wire.TypePing})
 
-// conn is one handshaken connection. Its reader (serve's goroutine)
-// matches replies to calls, its writer batches requests into writev calls,
-// and its pinger watches for silence. A call belongs to whoever removes it
-// from pending: the reader, which finishes it with the reply; the caller,
-// when it gives up; or failAll once the connection is dead.
+// conn is one handshaken connection. Callers write their requests
+// themselves, gathering into one writev whatever other callers queued
+// meanwhile (see flush), and read replies themselves when nobody else
+// does (read.go); serve's goroutine reads when they leave replies
+// outstanding, and its pinger watches for silence. A call belongs to
+// whoever removes it from pending: the reader, which finishes it with the
+// reply; the caller, when it gives up; or failAll once the connection is
+// dead.
 type conn struct {
 	c      *Client
 	nc     net.Conn
@@ -41,11 +40,26 @@ type conn struct {
 	// orphans are the opens abandoned after they were sent: if one
 	// succeeds anyway, nobody will release its fd but us.
 	orphans map[uint64]orphan
-	ctl     [][]byte // cancel and release frames for the writer, unbounded
+	reading int           // who reads: nobody, aCaller or background
+	pingOut bool          // a ping awaits its pong
+	bg      chan struct{} // passes the reading to serve's goroutine
 
-	sendq chan *call
-	ctlq  chan struct{} // a token when ctl grows
-	pingq chan struct{}
+	// The reading side, used by whoever holds the reading.
+	br *bufio.Reader
+	fr frame
+
+	// What waits to be written, and whether someone is writing it.
+	wmu     sync.Mutex
+	queue   []*call
+	ctl     [][]byte // cancel and release frames, unbounded
+	ping    bool
+	writing bool
+	closing bool           // no more background writers
+	writers sync.WaitGroup // background writers
+	// The writer's scratch space, used by whoever is writing.
+	spare []*call
+	iov   net.Buffers
+
 	dying chan struct{}
 	once  sync.Once
 	err   error // why the connection died; set once, before dying closes
@@ -85,11 +99,10 @@ func newConn(nc net.Conn, c *Client, maxReq int) *conn {
 		epoch:   time.Now(),
 		pending: map[uint64]*call{},
 		orphans: map[uint64]orphan{},
-		sendq:   make(chan *call, maxBatch),
-		ctlq:    make(chan struct{}, 1),
-		pingq:   make(chan struct{}, 1),
+		bg:      make(chan struct{}, 1),
 		dying:   make(chan struct{}),
 	}
+	cn.br = bufio.NewReaderSize(cn, 64<<10)
 	return cn
 }
 
@@ -97,19 +110,21 @@ func newConn(nc net.Conn, c *Client, maxReq int) *conn {
 // left in flight and returns why it died.
 func (cn *conn) serve(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		cn.writeLoop()
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		cn.pingLoop()
 	}()
 	stop := context.AfterFunc(ctx, func() { cn.kill(net.ErrClosed) })
-	cn.kill(cn.readLoop())
+	if err := cn.readBackground(); err != nil {
+		cn.fail(err)
+	}
 	stop()
 	wg.Wait()
+	cn.wmu.Lock()
+	cn.closing = true
+	cn.wmu.Unlock()
+	cn.writers.Wait()
 	cn.failAll()
 	return cn.err
 }
@@ -177,18 +192,10 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 	cn.pending[id] = cl
 	cn.mu.Unlock()
 
-	select {
-	case cn.sendq <- cl:
-	case <-cn.dying: // failAll finishes it
-	case <-ctx.Done():
-		return cn.abandon(ctx, id, cl)
-	}
-	select {
-	case <-cl.done:
-		return cl.res
-	case <-ctx.Done():
-		return cn.abandon(ctx, id, cl)
-	}
+	cn.wmu.Lock()
+	cn.queue = append(cn.queue, cl)
+	cn.flush(false)
+	return cn.wait(ctx, id, cl)
 }
 
 // abandon gives up on a call whose ctx ended. Its reply, if any, will be
@@ -202,7 +209,6 @@ func (cn *conn) abandon(ctx context.Context, id uint64, cl *call) *xl.Result {
 	// open before it is known to be an orphan.
 	sent := mine && !cl.state.CompareAndSwap(queued, abandoned)
 	if sent {
-		cn.ctl = append(cn.ctl, wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: id}))
 		switch cl.op {
 		case xl.OpOpen, xl.OpCreate, xl.OpOpendir:
 			cn.orphans[id] = orphan{op: cl.op, who: xl.CallFrom(ctx)}
@@ -218,7 +224,7 @@ func (cn *conn) abandon(ctx context.Context, id uint64, cl *call) *xl.Result {
 			return cl.res
 		}
 	case sent:
-		cn.wakeWriter()
+		cn.sendCtl(wire.AppendHeader(nil, wire.Header{Type: wire.TypeCancel, ID: id}), false)
 		if cl.data != nil {
 			// The writer may be copying data into the socket right now.
 			<-cl.sent
@@ -227,11 +233,12 @@ func (cn *conn) abandon(ctx context.Context, id uint64, cl *call) *xl.Result {
 	return &xl.Result{Errno: ctxErrno(ctx)}
 }
 
-func (cn *conn) wakeWriter() {
-	select {
-	case cn.ctlq <- struct{}{}:
-	default: // a wake-up is already due
-	}
+// sendCtl queues a control frame and writes it out, itself or, from the
+// reader, which must never block on the socket, in the background.
+func (cn *conn) sendCtl(frame []byte, background bool) {
+	cn.wmu.Lock()
+	cn.ctl = append(cn.ctl, frame)
+	cn.flush(background)
 }
 
 // releaseOrphan releases the fd that an abandoned open got after all; r
@@ -246,11 +253,7 @@ func (cn *conn) releaseOrphan(o orphan, r *xl.Result) {
 	who := &xl.Call{Uid: w.Uid, Gid: w.Gid, Groups: w.Groups, Pid: w.Pid, Client: w.Client}
 	// Not pending: the reply is dropped. Should the connection die first,
 	// the server releases the fd itself.
-	frame := wire.AppendRequest(nil, cn.nextID.Add(1), who, f)
-	cn.mu.Lock()
-	cn.ctl = append(cn.ctl, frame)
-	cn.mu.Unlock()
-	cn.wakeWriter()
+	cn.sendCtl(wire.AppendRequest(nil, cn.nextID.Add(1), who, f), true)
 }
 
 // ctxErrno is what a call cut short by its ctx returns: EINTR when it was
@@ -262,77 +265,92 @@ func ctxErrno(ctx context.Context) syscall.Errno {
 	return syscall.EINTR
 }
 
-func (cn *conn) writeLoop() {
-	var (
-		batch []*call
-		iov   net.Buffers
-	)
-	for {
-		ping, ctl := false, false
-		select {
-		case cl := <-cn.sendq:
-			batch = append(batch, cl)
-		case <-cn.pingq:
-			ping = true
-		case <-cn.ctlq:
-			ctl = true
-		case <-cn.dying:
-			return
+// flush writes what is queued unless someone is writing already, who
+// then takes it along. It is called with wmu held and unlocks it. The
+// caller writes one batch, its own request and whatever queued up with
+// it, so its latency is one writev; what queues up during that writev
+// goes out from a background writer, gathered into the next batch. With
+// background set (the reader) it writes nothing itself.
+func (cn *conn) flush(background bool) {
+	if cn.writing {
+		cn.wmu.Unlock()
+		return
+	}
+	if !background {
+		cn.writing = true
+		cn.writeBatch()
+		cn.writing = false
+	}
+	if !cn.queued() || cn.closing {
+		cn.wmu.Unlock()
+		return
+	}
+	cn.writing = true
+	cn.writers.Add(1)
+	cn.wmu.Unlock()
+	go func() {
+		defer cn.writers.Done()
+		cn.wmu.Lock()
+		for cn.queued() {
+			cn.writeBatch()
 		}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case cl := <-cn.sendq:
-				batch = append(batch, cl)
-			case <-cn.pingq:
-				ping = true
-			case <-cn.ctlq:
-				ctl = true
-			default:
-				break gather
-			}
-		}
+		cn.writing = false
+		cn.wmu.Unlock()
+	}()
+}
 
-		iov = iov[:0]
-		if ping {
-			iov = append(iov, pingFrame)
-		}
-		var sent chan struct{}
-		for _, cl := range batch {
-			if cl.data != nil {
-				if sent == nil {
-					sent = make(chan struct{})
-				}
-				cl.sent = sent
-			}
-			if !cl.state.CompareAndSwap(queued, sending) {
-				continue
-			}
-			iov = append(iov, cl.frame)
-			if len(cl.data) > 0 {
-				iov = append(iov, cl.data)
-			}
-		}
-		if ctl {
-			// After the batch: a cancel may be for a request in it.
-			cn.mu.Lock()
-			frames := cn.ctl
-			cn.ctl = nil
-			cn.mu.Unlock()
-			iov = append(iov, frames...)
-		}
-		wv := iov
-		_, err := wv.WriteTo(cn.nc)
-		if sent != nil {
-			close(sent)
-		}
-		clear(iov)
+func (cn *conn) queued() bool { return len(cn.queue) > 0 || len(cn.ctl) > 0 || cn.ping }
+
+// writeBatch writes out the queue in one writev. It is called with wmu
+// held, as the writer, and drops it while writing.
+func (cn *conn) writeBatch() {
+	batch, ctl, ping := cn.queue, cn.ctl, cn.ping
+	cn.queue, cn.ctl, cn.ping = cn.spare[:0], nil, false
+	cn.wmu.Unlock()
+	defer cn.wmu.Lock()
+
+	select {
+	case <-cn.dying:
+		// failAll finishes the calls, and moves those never sent to the
+		// next connection.
 		clear(batch)
-		batch = batch[:0]
-		if err != nil {
-			cn.kill(fmt.Errorf("write: %w", err))
-			return
+		cn.spare = batch[:0]
+		return
+	default:
+	}
+	iov := cn.iov[:0]
+	if ping {
+		iov = append(iov, pingFrame)
+	}
+	var sent chan struct{}
+	for _, cl := range batch {
+		if cl.data != nil {
+			if sent == nil {
+				sent = make(chan struct{})
+			}
+			cl.sent = sent
 		}
+		if !cl.state.CompareAndSwap(queued, sending) {
+			continue
+		}
+		iov = append(iov, cl.frame)
+		if len(cl.data) > 0 {
+			iov = append(iov, cl.data)
+		}
+	}
+	// After the batch: a cancel may be for a request in it.
+	iov = append(iov, ctl...)
+	wv := iov
+	_, err := wv.WriteTo(cn.nc)
+	if sent != nil {
+		close(sent)
+	}
+	clear(iov)
+	cn.iov = iov[:0]
+	clear(batch)
+	cn.spare = batch[:0]
+	if err != nil {
+		cn.kill(fmt.Errorf("write: %w", err))
 	}
 }
 
@@ -350,10 +368,16 @@ func (cn *conn) pingLoop() {
 			cn.kill(fmt.Errorf("server silent for %v (ping timeout %v)", silent.Round(time.Millisecond), cn.c.opts.PingTimeout))
 			return
 		}
-		select {
-		case cn.pingq <- struct{}{}:
-		default: // the last ping is still queued
+		cn.mu.Lock()
+		cn.pingOut = true
+		if cn.reading == nobody && !cn.dead {
+			// Somebody must read the pong.
+			cn.passReading()
 		}
+		cn.mu.Unlock()
+		cn.wmu.Lock()
+		cn.ping = true
+		cn.flush(false)
 	}
 }
 
@@ -365,91 +389,4 @@ func (cn *conn) Read(p []byte) (int, error) {
 		cn.heard.Store(int64(time.Since(cn.epoch)))
 	}
 	return n, err
-}
-
-func (cn *conn) readLoop() error {
-	br := bufio.NewReaderSize(cn, 64<<10)
-	var (
-		hb   [wire.HeaderSize]byte
-		meta []byte
-	)
-	for {
-		if _, err := io.ReadFull(br, hb[:]); err != nil {
-			return err
-		}
-		h, err := wire.ParseHeader(hb[:], wire.DefaultMaxFrame)
-		if err != nil {
-			return err
-		}
-		switch h.Type {
-		case wire.TypeReply:
-		case wire.TypePong:
-			continue
-		default:
-			return fmt.Errorf("%w: unexpected %v frame from the server", wire.ErrMalformed, h.Type)
-		}
-		n := h.MetaLen()
-		if cap(meta) < n {
-			meta = make([]byte, n)
-		}
-		meta = meta[:n]
-		if _, err := io.ReadFull(br, meta); err != nil {
-			return truncated(err)
-		}
-
-		cn.mu.Lock()
-		cl := cn.pending[h.ID]
-		delete(cn.pending, h.ID)
-		var o orphan
-		if cl == nil {
-			o = cn.orphans[h.ID]
-			delete(cn.orphans, h.ID)
-		}
-		cn.mu.Unlock()
-
-		var data []byte
-		dlen := int(h.DataLen)
-		switch {
-		case dlen == 0:
-		case cl == nil: // a late reply to an abandoned call
-			if _, err := br.Discard(dlen); err != nil {
-				return truncated(err)
-			}
-		case cap(cl.dst) >= dlen:
-			data = cl.dst[:dlen]
-		default:
-			data = make([]byte, dlen)
-		}
-		if data != nil {
-			if _, err := io.ReadFull(br, data); err != nil {
-				cl.finish(&xl.Result{Errno: syscall.ENOTCONN})
-				return truncated(err)
-			}
-		}
-		if cl == nil {
-			// An open's reply carries no data section.
-			var r xl.Result
-			if o.who != nil && wire.DecodeResult(meta, nil, &r) == nil && r.Errno == 0 {
-				cn.releaseOrphan(o, &r)
-			}
-			continue
-		}
-		r := new(xl.Result)
-		if err := wire.DecodeResult(meta, data, r); err != nil {
-			cl.finish(&xl.Result{Errno: syscall.ENOTCONN})
-			return fmt.Errorf("reply %d: %w", h.ID, err)
-		}
-		cl.finish(r)
-		if cap(meta) > 64<<10 {
-			meta = nil
-		}
-	}
-}
-
-// truncated turns an EOF inside a frame into a malformed-frame error.
-func truncated(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: connection closed mid-frame", wire.ErrMalformed)
-	}
-	return err
 }

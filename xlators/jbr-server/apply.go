@@ -3,6 +3,7 @@ package jbrserver
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/gluon-fs/gluon/xlators/fdl"
@@ -19,10 +20,50 @@ type outcome struct {
 	index uint64
 	done  chan struct{} // closed once res is set
 	res   xl.Result
+
+	// A request proposed here is applied by the caller that proposed it,
+	// which waits anyway, rather than handed to a worker that would then
+	// wake it: one goroutine hand-off less per write. turn is nil when no
+	// caller waits; otherwise it receives the entry once it may be
+	// applied, unless the caller left first (claim says which).
+	turn  chan *aentry
+	claim atomic.Int32
 }
 
-func newOutcome(index uint64) *outcome {
-	return &outcome{index: index, done: make(chan struct{})}
+// outcome.claim values.
+const (
+	callerWaits int32 = iota
+	callerApplies
+	callerGone
+)
+
+func newOutcome(index uint64, caller bool) *outcome {
+	o := &outcome{index: index, done: make(chan struct{})}
+	if caller {
+		o.turn = make(chan *aentry, 1)
+	}
+	return o
+}
+
+// applyOwn applies the entry of o, proposed by the caller, once its turn
+// comes, and reports whether it did; false means the server stopped
+// first, and the entry stays in the journal for the next start.
+func (a *applier) applyOwn(o *outcome) bool {
+	var e *aentry
+	select {
+	case e = <-o.turn:
+	case <-a.s.done:
+		if o.claim.CompareAndSwap(callerWaits, callerGone) {
+			return false // a worker applies it, if there is time
+		}
+		e = <-o.turn // handed over already: ours to apply
+	}
+	defer a.callers.Done()
+	if !a.s.applyEntry(e.entry) {
+		return false
+	}
+	a.finish(e)
+	return true
 }
 
 // results remembers the outcomes of the last max committed requests, by
@@ -103,7 +144,8 @@ type applier struct {
 	above     map[uint64]struct{}
 	subWait   []waiter
 	applWait  []waiter
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // workers
+	callers   sync.WaitGroup // callers handed their own entry
 }
 
 func newApplier(s *Server, from uint64) *applier {
@@ -132,9 +174,20 @@ func (a *applier) submit(e *entry) {
 	a.submitted = e.Index
 	a.subWait = release(a.subWait, a.submitted)
 	if ae.blocked == 0 {
-		a.ready = append(a.ready, ae)
-		a.cond.Signal()
+		a.start(ae)
 	}
+}
+
+// start hands a ready entry to its caller, or else to a worker. Called
+// with mu held.
+func (a *applier) start(e *aentry) {
+	if o := e.out; o != nil && o.turn != nil && o.claim.CompareAndSwap(callerWaits, callerApplies) {
+		a.callers.Add(1)
+		o.turn <- e
+		return
+	}
+	a.ready = append(a.ready, e)
+	a.cond.Signal()
 }
 
 // release closes the waits satisfied at index and returns the rest.
@@ -185,8 +238,7 @@ func (a *applier) finish(e *aentry) {
 			}
 			a.queues[k] = q
 			if q[0].blocked--; q[0].blocked == 0 {
-				a.ready = append(a.ready, q[0])
-				a.cond.Signal()
+				a.start(q[0])
 			}
 		}
 	}
@@ -255,13 +307,15 @@ func (a *applier) appliedIndex() uint64 {
 	return a.applied
 }
 
-// close stops the workers once their current entries are done.
+// close stops the workers once their current entries are done, and
+// waits for callers applying their own. The loop has ended.
 func (a *applier) close() {
 	a.mu.Lock()
 	a.closed = true
 	a.cond.Broadcast()
 	a.mu.Unlock()
 	a.wg.Wait()
+	a.callers.Wait()
 }
 
 // applyEntry applies a committed entry to the child and publishes its

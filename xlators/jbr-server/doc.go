@@ -150,5 +150,7 @@
 // durable), a fetcher that reads entries from the journal for
 // peers, one sender per peer (one IpcStep call at a time, preserving
 // order, batching what queued meanwhile) and a pool of apply workers.
-// Close stops them all.
+// On the leader, the caller waiting for a write applies its entry itself
+// once it may, rather than being woken by a worker that did. Close stops
+// them all, and waits for those callers.
 package jbrserver

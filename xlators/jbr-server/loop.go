@@ -273,8 +273,8 @@ func (l *loop) commit(index uint64) {
 		if e == nil || e.noop {
 			continue
 		}
-		e.out = newOutcome(i)
 		e.local = role == core.Leader && len(l.reqs[e.Req]) > 0
+		e.out = newOutcome(i, e.local)
 		l.s.results.add(e.Req, e.out)
 		l.s.metrics.commits.Inc()
 	}
@@ -305,10 +305,12 @@ func (l *loop) reply(rep core.Reply) {
 		}
 	}
 	now := time.Now()
-	for _, r := range rs {
+	for k, r := range rs {
 		if a.errno == 0 {
 			l.s.metrics.latency.Observe(now.Sub(r.start).Seconds())
 		}
+		// The first caller applies the entry (see outcome.turn).
+		a.apply = k == 0 && a.out != nil && a.out.turn != nil
 		r.reply <- a
 	}
 }

@@ -28,11 +28,12 @@ type request struct {
 	reply    chan answer // buffered: the loop never blocks on it
 }
 
-// answer is the loop's reply: an errno, or the outcome to wait for, or
-// the index a read must see applied.
+// answer is the loop's reply: an errno, or the outcome to wait for (or
+// to bring about: apply), or the index a read must see applied.
 type answer struct {
 	errno syscall.Errno
 	out   *outcome
+	apply bool
 	index uint64
 }
 
@@ -140,10 +141,16 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 	if a.errno != 0 {
 		return &xl.Result{Errno: a.errno}
 	}
-	select {
-	case <-a.out.done:
-	case <-s.done:
-		return &xl.Result{Errno: errStopped}
+	if a.apply {
+		if !s.apply.applyOwn(a.out) {
+			return &xl.Result{Errno: errStopped}
+		}
+	} else {
+		select {
+		case <-a.out.done:
+		case <-s.done:
+			return &xl.Result{Errno: errStopped}
+		}
 	}
 	r := a.out.res
 	return &r

@@ -11,19 +11,54 @@ import (
 // non-directories that no name links to any more (files unlinked while
 // open, half-finished creates) and temporary handles of an interrupted
 // rename. Directory handles are left alone: resolution verifies them.
+// Handles of the older two-level layout (ab/cd/<gfid>) move up to ab/; a
+// crash while they move leaves each in one place or the other, and the
+// next start carries on.
 func (s *Store) gc() error {
-	removed := 0
-	err := walk3(s.hfd, func(dfd int, name string) error {
-		if s.orphan(dfd, name) {
-			if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
+	removed, moved := 0, 0
+	// collect removes name in dfd if it is an orphan, and reports whether
+	// it was.
+	collect := func(dfd int, name string) (bool, error) {
+		if !s.orphan(dfd, name) {
+			return false, nil
+		}
+		if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
+			return true, err
+		}
+		removed++
+		return true, nil
+	}
+	err := eachEntry(s.hfd, ".", func(hfd int, ab string) error {
+		return eachEntry(hfd, ab, func(abfd int, name string) error {
+			if len(name) != 2 {
+				_, err := collect(abfd, name)
 				return err
 			}
-			removed++
-		}
-		return nil
+			// A bucket of the two-level layout.
+			err := eachEntry(abfd, name, func(cdfd int, h string) error {
+				if gone, err := collect(cdfd, h); gone || err != nil {
+					return err
+				}
+				if err := unix.Renameat2(cdfd, h, abfd, h, unix.RENAME_NOREPLACE); err != nil {
+					return &os.PathError{Op: "move handle", Path: ab + "/" + name + "/" + h, Err: err}
+				}
+				moved++
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := unix.Unlinkat(abfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOTDIR {
+				return &os.PathError{Op: "remove handle directory", Path: ab + "/" + name, Err: err}
+			}
+			return nil
+		})
 	})
 	if removed > 0 {
 		s.log.Info("posix: removed orphaned handles", "count", removed)
+	}
+	if moved > 0 {
+		s.log.Info("posix: moved handles to the one-level layout", "count", moved)
 	}
 	return err
 }
@@ -50,7 +85,7 @@ func (s *Store) orphan(dfd int, name string) bool {
 }
 
 // walk3 calls fn for every entry of every ab/cd directory in dfd: the
-// handles, or the objects with spilled xattrs.
+// objects with spilled xattrs.
 func walk3(dfd int, fn func(dfd int, name string) error) error {
 	return eachEntry(dfd, ".", func(hfd int, ab string) error {
 		return eachEntry(hfd, ab, func(abfd int, cd string) error {

@@ -18,9 +18,24 @@ const maxDepth = 4096
 // It never leaves the package.
 const errRetry = syscall.EAGAIN
 
-// hpath is g's handle relative to the handles directory: ab/cd/<gfid>.
+const hexd = "0123456789abcdef"
+
+// hpath is g's handle relative to the handles directory: ab/<gfid>, ab
+// being g's first byte. The 256 ab directories are made when the store
+// opens, so making a handle never makes a directory: a directory is a
+// new inode, as costly as the file itself. (GlusterFS and stores before
+// this layout have a second level, ab/cd/<gfid>; opening such a store
+// moves its handles up, see gc.)
 func hpath(g xl.GFID) string {
-	const hexd = "0123456789abcdef"
+	var b [3 + 36]byte
+	b[0], b[1], b[2] = hexd[g[0]>>4], hexd[g[0]&15], '/'
+	copy(b[3:], g.String())
+	return string(b[:])
+}
+
+// bucketPath is g's place in a two-level tree: ab/cd/<gfid>. Spilled
+// xattrs are kept so (one directory per object).
+func bucketPath(g xl.GFID) string {
 	var b [6 + 36]byte
 	b[0], b[1], b[2] = hexd[g[0]>>4], hexd[g[0]&15], '/'
 	b[3], b[4], b[5] = hexd[g[1]>>4], hexd[g[1]&15], '/'
@@ -326,8 +341,20 @@ func gfidOf(g xl.GFID, n int, err error) (xl.GFID, error) {
 	return g, nil
 }
 
-// mkHandleDirs makes the ab/cd directories of g's handle.
-func (s *Store) mkHandleDirs(g xl.GFID) error { return mkdirAll(s.hfd, hpath(g)[:5]) }
+// mkHandleDirs makes the ab directory of g's handle again, should it
+// have gone behind the store's back.
+func (s *Store) mkHandleDirs(g xl.GFID) error { return mkdirAll(s.hfd, hpath(g)[:2]) }
+
+// mkBuckets makes the 256 directories that hold the handles.
+func mkBuckets(hfd int) error {
+	for i := range 256 {
+		ab := string([]byte{hexd[i>>4], hexd[i&15]})
+		if err := unix.Mkdirat(hfd, ab, 0o700); err != nil && err != unix.EEXIST {
+			return err
+		}
+	}
+	return nil
+}
 
 // linkHandle hard-links the object fd refers to (opened for real or
 // O_PATH) as g's handle. An existing handle of the same object is fine:

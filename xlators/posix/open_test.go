@@ -104,11 +104,13 @@ func (b *brick) wantNoLeftovers() {
 	if n != 0 {
 		b.t.Errorf("%d objects still counted open", n)
 	}
-	if err := walk3(b.hfd, func(dfd int, name string) error {
-		if b.orphan(dfd, name) {
-			return fmt.Errorf("orphaned handle %s", name)
-		}
-		return nil
+	if err := eachEntry(b.hfd, ".", func(hfd int, ab string) error {
+		return eachEntry(hfd, ab, func(dfd int, name string) error {
+			if b.orphan(dfd, name) {
+				return fmt.Errorf("orphaned handle %s", name)
+			}
+			return nil
+		})
 	}); err != nil {
 		b.t.Error(err)
 	}

@@ -2,7 +2,7 @@
 // volume's namespace is a real directory tree under the brick root, so an
 // admin can browse it. Every object carries its GFID in the
 // trusted.gluon.gfid xattr and can be reached by GFID through a handle
-// under <root>/.gluon/handles/ab/cd/<gfid>. For a non-directory the handle
+// under <root>/.gluon/handles/ab/<gfid>. For a non-directory the handle
 // is a hard link. For a directory it is a symlink whose text,
 // "<parent-gfid>/<name>", is data and is never followed by the kernel:
 // resolution opens each step with openat(O_NOFOLLOW) and checks the gfid
@@ -161,6 +161,9 @@ func (s *Store) init(dir string) error {
 	}
 	unix.Close(tfd)
 	if s.hfd, err = mkdirOpen(mfd, "handles"); err != nil {
+		return fmt.Errorf("posix: brick %s: handles: %w", dir, err)
+	}
+	if err := mkBuckets(s.hfd); err != nil {
 		return fmt.Errorf("posix: brick %s: handles: %w", dir, err)
 	}
 	s.hproc = procPath(s.hfd) + "/"

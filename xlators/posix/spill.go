@@ -9,12 +9,11 @@ import (
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// Spill files: <root>/.gluon/xattrs/ab/cd/<gfid>/<key>, laid out as the
-// handles are. See xattr.go.
+// Spill files: <root>/.gluon/xattrs/ab/cd/<gfid>/<key>. See xattr.go.
 
 // spillPath is the spill file of key for g, relative to the xattrs
 // directory.
-func spillPath(g xl.GFID, key string) string { return hpath(g) + "/" + key }
+func spillPath(g xl.GFID, key string) string { return bucketPath(g) + "/" + key }
 
 // writeSpill replaces g's spill file of key with value, atomically.
 func (s *Store) writeSpill(g xl.GFID, key string, value []byte) error {
@@ -23,7 +22,7 @@ func (s *Store) writeSpill(g xl.GFID, key string, value []byte) error {
 	const fl = unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(s.xfd, tmp, fl, 0o600)
 	if err == unix.ENOENT {
-		if err = mkdirAll(s.xfd, hpath(g)); err == nil {
+		if err = mkdirAll(s.xfd, bucketPath(g)); err == nil {
 			fd, err = unix.Openat(s.xfd, tmp, fl, 0o600)
 		}
 	}
@@ -106,7 +105,7 @@ func (s *Store) dropSpills(g xl.GFID) {
 
 // removeSpillDir removes g's spill directory and what it holds.
 func (s *Store) removeSpillDir(g xl.GFID) error {
-	dir := hpath(g)
+	dir := bucketPath(g)
 	switch err := unix.Unlinkat(s.xfd, dir, unix.AT_REMOVEDIR); err {
 	case nil, unix.ENOENT, unix.ENOTDIR: // ENOTDIR: not ours; leave it
 		return nil

@@ -47,7 +47,7 @@ func refuses(t *testing.T, dir string, n int) bool {
 }
 
 func (b *brick) spillDir(g xl.GFID) string {
-	return filepath.Join(b.dir, ".gluon", "xattrs", hpath(g))
+	return filepath.Join(b.dir, ".gluon", "xattrs", bucketPath(g))
 }
 
 func (b *brick) hasSpillDir(g xl.GFID) bool {

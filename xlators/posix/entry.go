@@ -62,6 +62,7 @@ type newObj struct {
 	opath    bool // fd is O_PATH: reach the object through /proc
 	dir      bool
 	link     bool // a symlink, whose mode means nothing
+	moded    bool // the kernel gave it perm already
 	uid, gid int  // -1 keeps what the kernel gave
 	perm     uint32
 }
@@ -106,7 +107,7 @@ func (n *newObj) label(g xl.GFID, xflags int) error {
 	// After chown, which clears set-id bits.
 	var err error
 	switch {
-	case n.link:
+	case n.link, n.moded:
 	case n.opath:
 		err = unix.Fchmodat(unix.AT_FDCWD, procPath(n.fd), n.perm, 0)
 	default:
@@ -382,6 +383,12 @@ func (s *Store) createFile(ctx context.Context, p *dirRef, name string, g xl.GFI
 		return -1, errno(err)
 	}
 	n.fd = fd
+	// The brick's umask may have cut the mode; if not, and no chown
+	// will clear set-id bits, there is nothing to change.
+	var st unix.Stat_t
+	if n.uid < 0 && n.gid < 0 && unix.Fstat(fd, &st) == nil && st.Mode&0o7777 == n.perm {
+		n.moded = true
+	}
 	e = errno(n.label(g, 0))
 	if e == 0 {
 		e = s.linkHandle(fd, g)

@@ -1,6 +1,7 @@
 package posix
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,6 +155,16 @@ func TestOwnerAndMode(t *testing.T) {
 	b.Release(bg, fd)
 	if a.Uid != 1000 || a.Gid != 1000 || a.Mode != syscall.S_IFREG|0o4755 {
 		t.Errorf("file attr uid %d gid %d mode %o", a.Uid, a.Gid, a.Mode)
+	}
+	// Root's files: the brick's umask does not apply, whether or not it
+	// would cut the mode.
+	for _, mode := range []uint32{0o666, 0o600, 0o2755} {
+		fd, a, e := b.Create(bg, xl.RootGFID, fmt.Sprintf("r%o", mode), xl.NewGFID(), uint32(os.O_RDWR), mode)
+		ok(t, e)
+		b.Release(bg, fd)
+		if a.Mode != syscall.S_IFREG|mode {
+			t.Errorf("root's file mode %o, want %o", a.Mode&0o7777, mode)
+		}
 	}
 	a, e = b.Mkdir(user, xl.RootGFID, "d", xl.NewGFID(), 0o777)
 	ok(t, e)

@@ -91,6 +91,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 		fsName = fsType
 	}
 	attr := timeout(opts.AttrTimeout, defaultTimeout)
+	v.attrTimeout = attr
 	entry := timeout(opts.EntryTimeout, defaultTimeout)
 	fsOpts := &fs.Options{
 		AttrTimeout:    &attr,

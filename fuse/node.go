@@ -2,7 +2,9 @@ package fuse
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
@@ -16,6 +18,34 @@ type node struct {
 	fs.Inode
 	vol  *volume
 	gfid xl.GFID
+	// noCaps is when, in Unix nanoseconds, what the mount knows of the
+	// object's lack of file capabilities goes stale. Setxattr of them
+	// makes it negative, and smaller each time, so that the answer of a
+	// Getxattr that raced with it is not kept.
+	noCaps atomic.Int64
+}
+
+// capsXattr holds file capabilities. The kernel reads it before the
+// first write to each file, to clear it (file_remove_privs).
+const capsXattr = "security.capability"
+
+// knownNoCaps notes that n has no file capabilities: it was just made,
+// or a brick said so when noCaps was "was". Like its attributes, the
+// knowledge is trusted for the attribute timeout.
+func (n *node) knownNoCaps(was int64) {
+	if t := n.vol.attrTimeout; t > 0 {
+		n.noCaps.CompareAndSwap(was, time.Now().Add(t).UnixNano())
+	}
+}
+
+// mayHaveCaps forgets that n has no file capabilities.
+func (n *node) mayHaveCaps() {
+	for {
+		was := n.noCaps.Load()
+		if n.noCaps.CompareAndSwap(was, min(was, 0)-1) {
+			return
+		}
+	}
 }
 
 var (
@@ -209,6 +239,12 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		n.vol.top.Release(context.WithoutCancel(ctx), fd)
 		return nil, nil, 0, e
 	}
+	if flags&syscall.O_EXCL != 0 {
+		// A new file: the kernel's capabilities probe before its first
+		// write needs no round trip.
+		c := ch.Operations().(*node)
+		c.knownNoCaps(c.noCaps.Load())
+	}
 	return ch, &file{vol: n.vol, fd: fd}, 0, 0
 }
 
@@ -254,9 +290,17 @@ func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno 
 // Getxattr copies the value into dest. A too-small dest gets ERANGE with
 // the size; go-fuse answers a size probe (empty dest) with that size.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	caps := attr == capsXattr
+	was := n.noCaps.Load()
+	if caps && time.Now().UnixNano() < was {
+		return 0, syscall.ENODATA
+	}
 	ctx, done := n.vol.call(ctx)
 	defer done()
 	v, e := n.vol.top.Getxattr(ctx, n.gfid, attr)
+	if caps && e == syscall.ENODATA {
+		n.knownNoCaps(was)
+	}
 	if e != 0 {
 		return 0, errno(ctx, e)
 	}
@@ -267,6 +311,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if attr == capsXattr {
+		n.mayHaveCaps()
+	}
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
 	return errno(ctx, n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags))

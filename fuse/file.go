@@ -77,7 +77,8 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 	return uint64(n), 0
 }
 
-// Flush runs on every close(2) of a descriptor of this handle.
+// Flush runs on every close(2) of a descriptor of this handle, unless it
+// was opened read-only (noFlush).
 func (f *file) Flush(ctx context.Context) syscall.Errno {
 	ctx, done := f.vol.mutation(ctx)
 	defer done()

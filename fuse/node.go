@@ -245,7 +245,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		c := ch.Operations().(*node)
 		c.knownNoCaps(c.noCaps.Load())
 	}
-	return ch, &file{vol: n.vol, fd: fd}, 0, 0
+	return ch, &file{vol: n.vol, fd: fd}, noFlush(flags), 0
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -255,7 +255,18 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
 	}
-	return &file{vol: n.vol, fd: fd}, 0, 0
+	return &file{vol: n.vol, fd: fd}, noFlush(flags), 0
+}
+
+// noFlush spares a descriptor opened read-only the FLUSH on each close:
+// Flush reports what writing left pending, and such a descriptor wrote
+// nothing (NFS does the same). It saves a round trip on every close of a
+// file that was only read.
+func noFlush(flags uint32) uint32 {
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return gofuse.FOPEN_NOFLUSH
+	}
+	return 0
 }
 
 // openFlags drops what concerns only the client side: FMODE_EXEC is a

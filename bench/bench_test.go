@@ -345,7 +345,9 @@ func TestColdRead(t *testing.T) {
 	if n := cached("kept", false); n == 0 {
 		t.Error("caches kept: the laid-out file is not cached behind the mount")
 	}
-	if n := cached("dropped", true); n != 0 {
+	// drop_caches leaves pages that are busy at that instant (another
+	// process's I/O on a shared machine), so allow a handful of the 1024.
+	if n := cached("dropped", true); n > 1024/100 {
 		t.Errorf("caches dropped: %d pages of the laid-out file still cached", n)
 	}
 	res, err := run.run(context.Background())

@@ -27,8 +27,9 @@
 // (Options.Quorum, a majority by default, the leader included) holds it
 // durably it is committed, applied to the local store, and the store's
 // result is the reply. The leader tells followers how far it has
-// committed on its next append, or in a heartbeat when idle; they apply
-// the same entries. A brick applies an entry only once it is committed
+// committed on its next append, or, when none follows within a twentieth
+// of the heartbeat, in a heartbeat of its own; they apply the same
+// entries. A brick applies an entry only once it is committed
 // and durable in its own journal.
 //
 // # Ordering

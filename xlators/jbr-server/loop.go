@@ -66,6 +66,12 @@ func (l *loop) run() {
 	defer l.failAll(errStopped)
 	tick := time.NewTicker(l.s.opts.Heartbeat)
 	defer tick.Stop()
+	// A commit no append carried to a follower goes in a heartbeat of
+	// its own a little later, unless the next write's append takes it.
+	notify := time.NewTimer(time.Hour)
+	notify.Stop()
+	defer notify.Stop()
+	notifying := false
 	events := l.s.opts.Elector.Events()
 	for {
 		select {
@@ -99,6 +105,9 @@ func (l *loop) run() {
 			}
 		case <-l.s.kick:
 			l.onDurable()
+		case <-notify.C:
+			notifying = false
+			l.c.NotifyCommit()
 		case now := <-tick.C:
 			l.c.Tick()
 			l.expire(now)
@@ -108,8 +117,18 @@ func (l *loop) run() {
 			l.startRound()
 			l.process()
 		}
+		if !notifying && l.c.CommitUnsent() {
+			notify.Reset(l.s.opts.Heartbeat / commitNotifyDiv)
+			notifying = true
+		}
 	}
 }
+
+// commitNotifyDiv sets how long, as a fraction of the heartbeat, a
+// leader waits for an append to carry a commit to a follower before it
+// sends it alone: 5 ms by default, well past the next request of a busy
+// client, and a bound on how long an idle follower lags.
+const commitNotifyDiv = 20
 
 func (l *loop) elector(ev election.Event) {
 	switch ev.Kind {

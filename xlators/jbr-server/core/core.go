@@ -263,28 +263,49 @@ func (c *Core) State() State { return c.st }
 
 // Ready returns and clears the accumulated work. A leader's appends carry
 // its latest commit index; followers that got none since the commit
-// advanced get a heartbeat carrying it.
+// advanced learn it from NotifyCommit.
 func (c *Core) Ready() Ready {
 	if c.role == Leader {
-		sent := map[ID]bool{}
 		for i := range c.rd.Messages {
 			m := &c.rd.Messages[i]
 			if m.Type == MsgAppend && m.From == c.cfg.ID {
 				m.Commit = c.st.Commit
-				sent[m.To] = true
-			}
-		}
-		for _, p := range c.cfg.Peers {
-			if sent[p] {
-				c.sentCommit[p] = c.st.Commit
-			} else if p != c.cfg.ID && c.sentCommit[p] < c.st.Commit {
-				c.heartbeat(p)
+				c.sentCommit[m.To] = c.st.Commit
 			}
 		}
 	}
 	rd := c.rd
 	c.rd = Ready{}
 	return rd
+}
+
+// CommitUnsent reports whether this leader has a follower it has not
+// told its commit index. Its next append to that follower carries it;
+// the brick calls NotifyCommit when none comes soon. Waiting a little
+// lets a busy leader send one message per write and follower, not two.
+func (c *Core) CommitUnsent() bool {
+	if c.role != Leader {
+		return false
+	}
+	for _, p := range c.cfg.Peers {
+		if p != c.cfg.ID && c.sentCommit[p] < c.st.Commit {
+			return true
+		}
+	}
+	return false
+}
+
+// NotifyCommit sends a heartbeat carrying the commit index to every
+// follower not told it yet, so that it applies what committed.
+func (c *Core) NotifyCommit() {
+	if c.role != Leader {
+		return
+	}
+	for _, p := range c.cfg.Peers {
+		if p != c.cfg.ID && c.sentCommit[p] < c.st.Commit {
+			c.heartbeat(p)
+		}
+	}
 }
 
 func (c *Core) send(m Message) {

@@ -169,10 +169,22 @@ func (c *cluster) round() bool {
 	return moved
 }
 
-// stabilize runs rounds until nothing moves.
+// stabilize runs rounds until nothing moves. Once nothing does, leaders
+// notify followers of commits no append carried, as their bricks do
+// shortly after.
 func (c *cluster) stabilize() {
 	for range 1000 {
-		if !c.round() {
+		if c.round() {
+			continue
+		}
+		quiet := true
+		for _, id := range c.ids() {
+			if r := c.r[id]; r.core.CommitUnsent() {
+				r.core.NotifyCommit()
+				quiet = false
+			}
+		}
+		if quiet {
 			return
 		}
 	}
@@ -209,6 +221,12 @@ func (c *cluster) run(line string) {
 		c.r[id(1)].core.SessionLost()
 	case "tick": // tick ID
 		c.r[id(1)].core.Tick()
+	case "notify-commit": // notify-commit ID
+		c.r[id(1)].core.NotifyCommit()
+	case "expect-commit-unsent": // expect-commit-unsent ID yes|no
+		if got := c.r[id(1)].core.CommitUnsent(); got != (f[2] == "yes") {
+			t.Errorf("%q: commit unsent %v", line, got)
+		}
 	case "read": // read ID: start a read round
 		c.r[id(1)].core.ReadIndex()
 	case "expect-read-round": // expect-read-round ID ROUND (highest confirmed)

@@ -27,7 +27,7 @@ func TestReadConsistency(t *testing.T) {
 		{Lease, 0},
 	} {
 		t.Run(tc.consistency, func(t *testing.T) {
-			c := newCluster(t, 3, Options{Consistency: tc.consistency, RequestTimeout: 200 * time.Millisecond})
+			c := newCluster(t, 3, Options{Consistency: tc.consistency, RequestTimeout: time.Second})
 			c.elect(0, 5)
 			cl := newCaller()
 			fd := create(t, c.n[0].srv, cl, "f", 0)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -48,7 +49,7 @@ func TestRestartedReplicaCatchesUp(t *testing.T) {
 // has that tail replaced by the next leader's entries once it follows,
 // and never applies it, not even after a restart.
 func TestDivergentTailIsReplaced(t *testing.T) {
-	c := newCluster(t, 3, Options{RequestTimeout: 200e6})
+	c := newCluster(t, 3, Options{RequestTimeout: time.Second})
 	c.elect(0, 5)
 	cl := newCaller()
 	fd := create(t, c.n[0].srv, cl, "f", 0)

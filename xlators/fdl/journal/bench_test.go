@@ -25,6 +25,7 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 			var left atomic.Int64
 			left.Store(int64(b.N))
 			b.SetBytes(4096)
+			b.ReportAllocs()
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			for w := range writers {

@@ -119,6 +119,7 @@ type pending struct {
 	term, salt, index uint64
 	ready             atomic.Bool // buf is sealed
 	done              chan error  // nil: the caller learns through Notify
+	pooled            *[]byte     // buf's, to recycle once written
 }
 
 // Open opens or creates the journal in dir. It scans every segment:
@@ -521,7 +522,8 @@ func (j *Journal) push(rec *Record, wait bool) (*pending, error) {
 	if size > MaxRecordSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
 	}
-	p := &pending{buf: encode(rec, size)}
+	buf, pooled := getBuf(pad8(size))
+	p := &pending{buf: encodeInto(buf, rec, size), pooled: pooled}
 	if wait {
 		p.done = make(chan error, 1)
 	}
@@ -585,6 +587,8 @@ func (j *Journal) flusher() {
 				n, err = j.writeBatch(batch)
 			}
 			for i, p := range batch {
+				putBuf(p.pooled)
+				p.buf, p.pooled = nil, nil
 				switch {
 				case p.done == nil:
 				case i < n:

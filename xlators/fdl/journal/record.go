@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -82,7 +84,14 @@ func encodedSize(rec *Record) int {
 // encode returns rec's padded encoding with the position fields and the
 // checksum left zero; seal fills them once the record has its place.
 func encode(rec *Record, size int) []byte {
-	buf := make([]byte, recHeaderSize, pad8(size))
+	return encodeInto(make([]byte, 0, pad8(size)), rec, size)
+}
+
+// encodeInto is encode into buf, whose capacity is at least pad8(size)
+// and whose bytes may be anything.
+func encodeInto(buf []byte, rec *Record, size int) []byte {
+	buf = buf[:recHeaderSize]
+	clear(buf)
 	le := binary.LittleEndian
 	le.PutUint32(buf[0:], recMagic)
 	le.PutUint32(buf[4:], uint32(size))
@@ -130,7 +139,40 @@ func encode(rec *Record, size int) []byte {
 	if len(b) != size {
 		panic(fmt.Sprintf("journal: encoded %d bytes, sized %d", len(b), size))
 	}
-	return b[:cap(b)] // padding is already zero
+	b = b[:pad8(size)]
+	clear(b[size:])
+	return b
+}
+
+// Record buffers are recycled once written, in power-of-two classes from
+// 1 KiB to 1 MiB: a write's record is as large as its data, and a buffer
+// per append was the largest source of garbage on the write path.
+const (
+	minPooledShift = 10
+	maxPooledShift = 20
+)
+
+var recBufs [maxPooledShift - minPooledShift + 1]sync.Pool // of *[]byte
+
+// getBuf returns a buffer of capacity at least n, from the pool when n
+// is within its classes (pooled is then what putBuf takes back).
+func getBuf(n int) (buf []byte, pooled *[]byte) {
+	shift := max(bits.Len(uint(n-1)), minPooledShift)
+	if shift > maxPooledShift {
+		return make([]byte, 0, n), nil
+	}
+	if p, ok := recBufs[shift-minPooledShift].Get().(*[]byte); ok {
+		return (*p)[:0], p
+	}
+	b := make([]byte, 0, 1<<shift)
+	return b, &b
+}
+
+// putBuf gives back a buffer from getBuf, which nothing uses any more.
+func putBuf(pooled *[]byte) {
+	if pooled != nil {
+		recBufs[bits.Len(uint(cap(*pooled)))-1-minPooledShift].Put(pooled)
+	}
 }
 
 func appendBytes(b, v []byte) []byte {

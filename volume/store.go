@@ -233,6 +233,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		return []clientv3.Op{
 			clientv3.OpDelete(volumeKey(name)),
 			clientv3.OpDelete(bricksKey(name), clientv3.WithPrefix()),
+			clientv3.OpDelete(rebalanceKey(name)),
 		}, nil
 	})
 }
@@ -240,18 +241,25 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // update applies f's ops if the volume has not changed since f saw it,
 // retrying on concurrent updates.
 func (s *Store) update(ctx context.Context, name string, f func(*Volume) ([]clientv3.Op, error)) error {
+	return s.updateIf(ctx, name, func(v *Volume) ([]clientv3.Cmp, []clientv3.Op, error) {
+		ops, err := f(v)
+		return nil, ops, err
+	})
+}
+
+// updateIf is update with f's own conditions on other keys besides.
+func (s *Store) updateIf(ctx context.Context, name string, f func(*Volume) ([]clientv3.Cmp, []clientv3.Op, error)) error {
 	for range maxRetries {
 		v, rev, err := s.get(ctx, name)
 		if err != nil {
 			return err
 		}
-		ops, err := f(v)
+		cmps, ops, err := f(v)
 		if err != nil {
 			return err
 		}
-		r, err := s.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.ModRevision(volumeKey(name)), "=", rev),
-		).Then(ops...).Commit()
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(volumeKey(name)), "=", rev))
+		r, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}

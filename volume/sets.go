@@ -137,7 +137,7 @@ func (s *Store) RemoveSet(ctx context.Context, name string, set int, guard func(
 			return nil, nil, err
 		}
 		nv := *v
-		nv.Bricks = v.Bricks[:set*v.Replica:set*v.Replica]
+		nv.Bricks = v.Bricks[: set*v.Replica : set*v.Replica]
 		val, err := json.Marshal(&nv)
 		if err != nil {
 			return nil, nil, err

@@ -79,7 +79,9 @@ func TestAddRemoveSets(t *testing.T) {
 		t.Errorf("rebalance while removing: %v", err)
 	}
 
-	refuse := func(*Volume) ([]clientv3.Cmp, []clientv3.Op, error) { return nil, nil, errors.New("still holds tokens") }
+	refuse := func(*Volume) ([]clientv3.Cmp, []clientv3.Op, error) {
+		return nil, nil, errors.New("still holds tokens")
+	}
 	if _, err := s.RemoveSet(ctx, "v", 2, refuse); err == nil || err.Error() != "still holds tokens" {
 		t.Errorf("RemoveSet refused by its guard: %v", err)
 	}

@@ -175,3 +175,25 @@ func TestRebalanceRecord(t *testing.T) {
 		t.Fatalf("record after delete = %+v, %v", r, err)
 	}
 }
+
+// Keys under a volume's own (its DHT2 layout) are not volumes, and go
+// with it.
+func TestVolumeSubkeys(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := context.Background()
+	if err := s.Create(ctx, &Volume{Name: "v", Replica: 1, Bricks: bricks(t, "h:/a")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/gluon/volumes/v/dht2/layout", "\x00binary"); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := s.List(ctx); err != nil || len(vs) != 1 {
+		t.Fatalf("List = %v, %v", vs, err)
+	}
+	if err := s.Delete(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cli.Get(ctx, "/gluon/volumes/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || r.Count != 0 {
+		t.Fatalf("after Delete: %v keys left, %v", r.Count, err)
+	}
+}

@@ -192,7 +192,11 @@ func (s *Store) list(ctx context.Context) ([]*Volume, int64, error) {
 	}
 	vs := make([]*Volume, 0, len(r.Kvs))
 	for _, kv := range r.Kvs {
-		v, err := decode(kv.Value, strings.TrimPrefix(string(kv.Key), volumesPrefix))
+		name := strings.TrimPrefix(string(kv.Key), volumesPrefix)
+		if strings.Contains(name, "/") {
+			continue // a key of the volume's own, such as its DHT2 layout
+		}
+		v, err := decode(kv.Value, name)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -224,7 +228,8 @@ func (s *Store) SetState(ctx context.Context, name, state string) error {
 }
 
 // Delete removes a volume that is created or stopped, with its brick
-// registrations. Data on the bricks is left alone.
+// registrations, rebalance record and the keys under its own (its DHT2
+// layout). Data on the bricks is left alone.
 func (s *Store) Delete(ctx context.Context, name string) error {
 	return s.update(ctx, name, func(v *Volume) ([]clientv3.Op, error) {
 		if v.State == StateStarted {
@@ -234,6 +239,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 			clientv3.OpDelete(volumeKey(name)),
 			clientv3.OpDelete(bricksKey(name), clientv3.WithPrefix()),
 			clientv3.OpDelete(rebalanceKey(name)),
+			clientv3.OpDelete(volumeKey(name)+"/", clientv3.WithPrefix()),
 		}, nil
 	})
 }

@@ -6,7 +6,10 @@
 // Keys, all under Prefix:
 //
 //	/gluon/volumes/<name>          JSON Volume, options included
+//	/gluon/volumes/<name>/...      the volume's own keys (its DHT2 layout)
 //	/gluon/bricks/<name>/<index>   JSON registration of a running brick (leased)
+//	/gluon/rebalance/<name>        JSON Rebalance: a rebalance or remove-brick
+//	/gluon/rebalance-worker/<name> host:pid of the process running it (leased)
 //
 // (Replica sets' elections live beside them, under /gluon/jbr/; see
 // package election.)

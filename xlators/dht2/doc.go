@@ -1,0 +1,54 @@
+// Package dht2 is the client-side distribution translator ("cluster/dht2")
+// over N sets, each set a subvolume (a replica set's jbr-client, or a
+// protocol/client for replica 1). It fixes what GlusterFS's DHT gets wrong
+// (directories on every brick, per-directory layouts, fix-layout walks):
+//
+// Layout. The token space has Tokens (65,536) tokens; a Layout maps each to
+// a set and carries a Version. It is stored centrally (EtcdStore under
+// LayoutKey(volume), saved with compare-and-swap on Version; MemStore for
+// tests) and watched by every client. A GFID's two high bytes are its token
+// (TokenOf, NewGFID), so every GFID names its home: inode and fd ops go to
+// Layout.Owner[TokenOf(gfid)] without any lookup.
+//
+// Placement. A directory lives on exactly one set, its token's home, with
+// no copies. A new directory's token comes from a Policy (default
+// RandomToken: uniform over the token space, hence even over sets in
+// proportion to the tokens they own). Files, symlinks and device nodes take
+// their parent's token, so lookup, create and readdirplus of a directory
+// are one round trip to one set.
+//
+// Data is colocated with metadata: a file's data lives in the same inode,
+// on the same set, as its attributes. Separating them (a data GFID on a
+// data set) would cost every create an extra round trip to a second set
+// and every stat of a file being written a merge of sizes and times from
+// the data set (DHT2's "class II" metadata problem); what it would buy is
+// placing data independently of the namespace, e.g. a huge file in a small
+// directory. Tokens already spread the namespace, and with it the data,
+// evenly over sets, so colocating keeps the one-round-trip create and
+// stat, and a token migrates as one unit.
+//
+// Remote names. A name whose inode carries another token than its
+// directory's (a subdirectory with its own token, a hard link or a rename
+// across tokens) is two halves: a stub on the directory's home (an empty
+// regular file whose GFID is the inode's) and the inode's name in its own
+// home's hidden anchor directory (AnchorName, in each set's root), keyed
+// by inode, parent and name. The name is visible only while both exist.
+// Two-step ops make the invisible half first and switch visibility with a
+// single op on one set (see entry.go), so a crash between steps leaves an
+// orphan anchor name or a dangling stub, never a broken visible entry.
+// Lookup and Readdir hide dangling stubs; Scrub (and a rate-limited
+// background loop, Options.ScrubInterval) removes both kinds and counts
+// them. Readdir lists only the directory's home; a stub's attributes come
+// from its inode's home, one extra round trip per such entry (in
+// parallel).
+//
+// Moving tokens. MigrateToken copies a token's directories, files and
+// remote names to another set while clients work. Stale clients are kept
+// from misapplying requests by a Guard, a brick-side translator on each
+// set: once a token is fenced there, every request naming a GFID of that
+// token gets ErrnoMoved, on which DHT2 reloads the layout, waits for the
+// version that moves the token, and retries at the new home. See
+// migrate.go for the protocol and its limits.
+//
+// Statfs adds up all sets.
+package dht2

@@ -1,0 +1,262 @@
+package dht2
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Two-step entry ops. A name in directory P whose inode carries another
+// token than P's is remote: P's home holds a stub (an empty regular file
+// with the inode's GFID) and the inode's home holds the inode under the
+// anchor directory, named key(inode, P, name). A remote name is visible
+// only while both halves exist, so every op makes the half that is not yet
+// visible first and switches visibility with one op on one set:
+//
+//	mkdir   anchor dir, then stub            crash: orphan inode
+//	link    stub, then anchor link           crash: dangling stub
+//	unlink  anchor name, then stub           crash: dangling stub
+//	rmdir   anchor dir, then stub            crash: dangling stub
+//	rename  new stub, anchor rename, old stub  crash: a dangling stub
+//
+// Lookup and Readdir hide a stub whose anchor name is missing; Scrub
+// removes both kinds of leftovers.
+
+// AnchorName is the directory in each set's root that holds inodes whose
+// names live on other sets. DHT2 hides it.
+const AnchorName = ".dht2"
+
+// AnchorGFID is the anchor directory's GFID on every set.
+var AnchorGFID = xl.GFID{0: 0xff, 1: 0xff, 2: 0xd4, 3: 0x72, 15: 0x0d}
+
+// stubMode is a stub's mode: an empty regular file nobody may open.
+const stubMode = syscall.S_IFREG
+
+// anchorKey names inode g's anchor entry for its name in parent.
+func anchorKey(g, parent xl.GFID, name string) string {
+	var b []byte
+	b = append(b, g.String()...)
+	b = append(b, '.')
+	b = append(b, parent.String()...)
+	b = append(b, '.')
+	return string(strconv.AppendUint(b, xxhash.Sum64String(name), 16))
+}
+
+// parseKey splits an anchor entry's name.
+func parseKey(k string) (g, parent xl.GFID, hash uint64, ok bool) {
+	if len(k) < 36+1+36+2 || k[36] != '.' || k[73] != '.' {
+		return g, parent, 0, false
+	}
+	var err error
+	if g, err = xl.ParseGFID(k[:36]); err != nil {
+		return g, parent, 0, false
+	}
+	if parent, err = xl.ParseGFID(k[37:73]); err != nil {
+		return g, parent, 0, false
+	}
+	h, err := strconv.ParseUint(k[74:], 16, 64)
+	return g, parent, h, err == nil
+}
+
+// anchor makes sure set i has its anchor directory.
+func (d *DHT2) anchor(ctx context.Context, i int) syscall.Errno {
+	if d.anchored[i].Load() {
+		return 0
+	}
+	root := xl.WithCall(ctx, &xl.Call{})
+	x := d.subs[i]
+	a, e := x.Lookup(root, xl.RootGFID, AnchorName)
+	if e == syscall.ENOENT {
+		a, e = x.Mkdir(root, xl.RootGFID, AnchorName, AnchorGFID, 0o700)
+		if e == syscall.EEXIST {
+			a, e = x.Lookup(root, xl.RootGFID, AnchorName)
+		}
+	}
+	if e != 0 {
+		return e
+	}
+	if a.GFID != AnchorGFID || !a.IsDir() {
+		d.log.Error("dht2: anchor is not ours", "set", i, "gfid", a.GFID)
+		return syscall.EIO
+	}
+	d.anchored[i].Store(true)
+	return 0
+}
+
+// inAnchor runs f against the anchor on the home of g's token.
+func (d *DHT2) inAnchor(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.Errno) syscall.Errno {
+	return d.on(ctx, TokenOf(g), func(i int, x xl.Xlator) syscall.Errno {
+		if e := d.anchor(ctx, i); e != 0 {
+			return e
+		}
+		return f(x)
+	})
+}
+
+// remoteAttr resolves the stub (parent, name) -> g through g's anchor
+// entry; ENOENT means the name dangles.
+func (d *DHT2) remoteAttr(ctx context.Context, parent xl.GFID, name string, g xl.GFID) (a xl.Attr, e syscall.Errno) {
+	k := anchorKey(g, parent, name)
+	e = d.inAnchor(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Lookup(ctx, AnchorGFID, k); return })
+	if e == 0 && a.GFID != g {
+		e = syscall.ENOENT
+	}
+	return
+}
+
+// entry is what a name in a directory refers to.
+type entry struct {
+	attr   xl.Attr // the stub's attributes if remote
+	remote bool
+}
+
+func (d *DHT2) entry(ctx context.Context, parent xl.GFID, name string) (en entry, e syscall.Errno) {
+	if parent == xl.RootGFID && name == AnchorName {
+		return en, syscall.ENOENT
+	}
+	e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { en.attr, e = x.Lookup(ctx, parent, name); return })
+	en.remote = e == 0 && TokenOf(en.attr.GFID) != TokenOf(parent)
+	return
+}
+
+// stub makes (parent, name) -> g on the parent's home.
+func (d *DHT2) stub(ctx context.Context, parent xl.GFID, name string, g xl.GFID) syscall.Errno {
+	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno {
+		_, e := x.Mknod(ctx, parent, name, g, stubMode, 0)
+		return e
+	})
+}
+
+func (d *DHT2) unlinkAt(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno { return x.Unlink(ctx, parent, name) })
+}
+
+// Mkdir places the directory by the policy. Unless it draws its parent's
+// token, it is made in its home's anchor and then named by a stub.
+func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32) (a xl.Attr, e syscall.Errno) {
+	if e = reserved(parent, name); e != 0 {
+		return
+	}
+	t := d.policy.DirToken(d.layout.Load(), parent, name, gfid)
+	g := withToken(gfid, t)
+	if t == TokenOf(parent) {
+		e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, parent, name, g, mode); return })
+		return
+	}
+	// Refuse an existing name before making an inode for it.
+	if _, e = d.entry(ctx, parent, name); e != syscall.ENOENT {
+		if e == 0 {
+			e = syscall.EEXIST
+		}
+		return
+	}
+	k := anchorKey(g, parent, name)
+	if e = d.inAnchor(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, AnchorGFID, k, g, mode); return }); e != 0 {
+		return
+	}
+	if d.crashed("mkdir") {
+		return xl.Attr{}, syscall.EIO
+	}
+	if e = d.stub(ctx, parent, name, g); e != 0 {
+		d.undo(ctx, g, func(x xl.Xlator) syscall.Errno { return x.Rmdir(ctx, AnchorGFID, k) })
+		return xl.Attr{}, e
+	}
+	return a, 0
+}
+
+// Link names ino in newParent. Across tokens: a stub first, then the
+// anchor link that makes it visible.
+func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName string) (a xl.Attr, e syscall.Errno) {
+	if e = reserved(newParent, newName); e != 0 {
+		return
+	}
+	if TokenOf(ino) == TokenOf(newParent) {
+		e = d.at(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, newParent, newName); return })
+		return
+	}
+	// Directories cannot be linked; ask before leaving a stub.
+	if a, e = d.Getattr(ctx, ino); e != 0 {
+		return
+	}
+	if a.IsDir() {
+		return xl.Attr{}, syscall.EPERM
+	}
+	if e = d.stub(ctx, newParent, newName, ino); e != 0 {
+		return
+	}
+	if d.crashed("link") {
+		return xl.Attr{}, syscall.EIO
+	}
+	k := anchorKey(ino, newParent, newName)
+	if e = d.inAnchor(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, AnchorGFID, k); return }); e != 0 {
+		d.unlinkAt(ctx, newParent, newName)
+		return xl.Attr{}, e
+	}
+	return a, 0
+}
+
+func (d *DHT2) Unlink(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	return d.remove(ctx, parent, name, false)
+}
+
+func (d *DHT2) Rmdir(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	return d.remove(ctx, parent, name, true)
+}
+
+// remove drops a name: a local one on the parent's home; a remote one at
+// its anchor (which checks type and emptiness), then its stub.
+func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool) syscall.Errno {
+	en, e := d.entry(ctx, parent, name)
+	if e != 0 {
+		return e
+	}
+	if !en.remote {
+		return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno {
+			if dir {
+				return x.Rmdir(ctx, parent, name)
+			}
+			return x.Unlink(ctx, parent, name)
+		})
+	}
+	g := en.attr.GFID
+	k := anchorKey(g, parent, name)
+	e = d.inAnchor(ctx, g, func(x xl.Xlator) syscall.Errno {
+		if dir {
+			return x.Rmdir(ctx, AnchorGFID, k)
+		}
+		return x.Unlink(ctx, AnchorGFID, k)
+	})
+	switch e {
+	case 0:
+	case syscall.ENOENT, syscall.ESTALE: // the name dangled: it was never visible
+		d.unlinkAt(ctx, parent, name)
+		return syscall.ENOENT
+	default:
+		return e
+	}
+	if d.crashed("remove") {
+		return 0 // the name is gone; the stub dangles
+	}
+	if e := d.unlinkAt(ctx, parent, name); e != 0 && e != syscall.ENOENT {
+		d.log.Warn("dht2: stub left dangling", "parent", parent, "name", name, "errno", e)
+	}
+	return 0
+}
+
+// undo reverts a first step after the second failed; what it cannot undo
+// is left to the scrubber.
+func (d *DHT2) undo(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.Errno) {
+	if e := d.inAnchor(context.WithoutCancel(ctx), g, f); e != 0 {
+		d.log.Warn("dht2: left an orphan for the scrubber", "gfid", g, "errno", e)
+	}
+}
+
+// crashed is the tests' crash point between two steps: when the hook says
+// so, the op stops there as if the client died.
+func (d *DHT2) crashed(step string) bool {
+	return d.crashHook != nil && d.crashHook(step)
+}

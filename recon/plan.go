@@ -68,8 +68,8 @@ type Decision struct {
 	Why     string `json:"why"`
 }
 
-// Repair is what one replica needs.
-type Repair struct {
+// Catchup is what one replica needs.
+type Catchup struct {
 	ID int `json:"id"`
 	// TruncateFrom, when not zero, is the first index of a divergent tail
 	// the replica must drop (its entries there are rolled back).
@@ -93,7 +93,7 @@ type Plan struct {
 	// entry up to it stays, whatever else happens.
 	Committed uint64     `json:"committed"`
 	Decisions []Decision `json:"decisions,omitempty"`
-	Repairs   []Repair   `json:"repairs,omitempty"`
+	Catchups   []Catchup   `json:"catchups,omitempty"`
 }
 
 // Errors from Decide.
@@ -203,7 +203,7 @@ func Decide(replicas []Replica, quorum int, acked []Pos) (*Plan, error) {
 		if r.ID == auth.ID {
 			continue
 		}
-		rp := Repair{ID: r.ID}
+		rp := Catchup{ID: r.ID}
 		// The first index where r disagrees with the authority, or the
 		// one after its last entry.
 		next := r.Last().Index + 1
@@ -224,8 +224,8 @@ func Decide(replicas []Replica, quorum int, acked []Pos) (*Plan, error) {
 			rp.ShipFrom, rp.ShipTo = next, last
 			rp.FullResync = next < authFirst
 		}
-		if rp != (Repair{ID: r.ID}) {
-			p.Repairs = append(p.Repairs, rp)
+		if rp != (Catchup{ID: r.ID}) {
+			p.Catchups = append(p.Catchups, rp)
 		}
 	}
 	return p, nil

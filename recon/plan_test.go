@@ -39,7 +39,7 @@ func TestDecide(t *testing.T) {
 				{ID: 1, Reachable: true, Commit: 5, Log: log(1, 1, 1, 1, 1, 1)},
 				{ID: 2, Reachable: true, Commit: 2, Log: log(1, 1, 1)},
 			},
-			want: Plan{Authority: 0, Committed: 5, Repairs: []Repair{{ID: 2, ShipFrom: 3, ShipTo: 5}}},
+			want: Plan{Authority: 0, Committed: 5, Catchups: []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 5}}},
 		},
 		{
 			name: "dead leader's unacknowledged tail is rolled back everywhere",
@@ -55,7 +55,7 @@ func TestDecide(t *testing.T) {
 					{Pos: Pos{2, 4}, Action: RollForward, Holders: []int{1}, Why: "in the most advanced log (replica 1)"},
 					{Pos: Pos{1, 5}, Action: RollBack, Holders: []int{0}, Why: "absent from the most advanced log"},
 				},
-				Repairs: []Repair{{ID: 0, TruncateFrom: 4, ShipFrom: 4, ShipTo: 4}, {ID: 2, ShipFrom: 4, ShipTo: 4}}},
+				Catchups: []Catchup{{ID: 0, TruncateFrom: 4, ShipFrom: 4, ShipTo: 4}, {ID: 2, ShipFrom: 4, ShipTo: 4}}},
 		},
 		{
 			name: "entries on a minority follower only roll forward when its log is the most advanced",
@@ -66,7 +66,7 @@ func TestDecide(t *testing.T) {
 			},
 			want: Plan{Authority: 1, Committed: 2,
 				Decisions: []Decision{{Pos: Pos{1, 3}, Action: RollForward, Holders: []int{0, 1}, Why: "durable on a quorum"}},
-				Repairs:   []Repair{{ID: 2, ShipFrom: 3, ShipTo: 3}}},
+				Catchups:   []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 3}}},
 		},
 		{
 			name: "acknowledged entry on a quorum including the dead leader",
@@ -78,7 +78,7 @@ func TestDecide(t *testing.T) {
 			acked: []Pos{{1, 3}, {1, 4}},
 			want: Plan{Authority: 1, Committed: 3,
 				Decisions: []Decision{{Pos: Pos{1, 4}, Action: RollForward, Holders: []int{0, 1}, Why: "durable on a quorum"}},
-				Repairs:   []Repair{{ID: 2, ShipFrom: 3, ShipTo: 4}}},
+				Catchups:   []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 4}}},
 		},
 		{
 			name: "all restart divergent: newest term wins, older tails roll back",
@@ -95,7 +95,7 @@ func TestDecide(t *testing.T) {
 					{Pos: Pos{3, 4}, Action: RollForward, Holders: []int{0}, Why: "in the most advanced log (replica 0)"},
 					{Pos: Pos{2, 5}, Action: RollBack, Holders: []int{1}, Why: "absent from the most advanced log"},
 				},
-				Repairs: []Repair{{ID: 1, TruncateFrom: 3, ShipFrom: 3, ShipTo: 4}, {ID: 2, ShipFrom: 4, ShipTo: 4}}},
+				Catchups: []Catchup{{ID: 1, TruncateFrom: 3, ShipFrom: 3, ShipTo: 4}, {ID: 2, ShipFrom: 4, ShipTo: 4}}},
 		},
 		{
 			name: "acknowledged beats a mere majority count",
@@ -107,7 +107,7 @@ func TestDecide(t *testing.T) {
 			acked: []Pos{{1, 2}},
 			want: Plan{Authority: 0, Committed: 1,
 				Decisions: []Decision{{Pos: Pos{1, 2}, Action: RollForward, Holders: []int{0}, Why: "acknowledged"}},
-				Repairs:   []Repair{{ID: 1, ShipFrom: 2, ShipTo: 2}, {ID: 2, ShipFrom: 1, ShipTo: 2}}},
+				Catchups:   []Catchup{{ID: 1, ShipFrom: 2, ShipTo: 2}, {ID: 2, ShipFrom: 1, ShipTo: 2}}},
 		},
 		{
 			name: "pruned range: full resync",
@@ -116,7 +116,7 @@ func TestDecide(t *testing.T) {
 				{ID: 1, Reachable: true, Commit: 120, Log: log(100, 5, 5, 5)},
 				{ID: 2, Reachable: true, Commit: 40, Log: log(39, 2, 2)},
 			},
-			want: Plan{Authority: 0, Committed: 120, Repairs: []Repair{{ID: 2, ShipFrom: 41, ShipTo: 102, FullResync: true}}},
+			want: Plan{Authority: 0, Committed: 120, Catchups: []Catchup{{ID: 2, ShipFrom: 41, ShipTo: 102, FullResync: true}}},
 		},
 		{
 			name: "no quorum: nothing decided",

@@ -345,6 +345,8 @@ func (s *Server) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	switch {
 	case f.Op == xl.OpIpc:
 		return s.ipc(ctx, f)
+	case isRecon(ctx):
+		return s.recon(ctx, f)
 	case f.Op == xl.OpFlush || f.Op == xl.OpRelease || f.Op == xl.OpReleasedir:
 		// Fds are the local store's: they never replicate.
 		return xl.Dispatch(ctx, s.child, f)

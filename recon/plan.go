@@ -93,7 +93,7 @@ type Plan struct {
 	// entry up to it stays, whatever else happens.
 	Committed uint64     `json:"committed"`
 	Decisions []Decision `json:"decisions,omitempty"`
-	Catchups   []Catchup   `json:"catchups,omitempty"`
+	Catchups  []Catchup  `json:"catchups,omitempty"`
 }
 
 // Errors from Decide.

@@ -66,7 +66,7 @@ func TestDecide(t *testing.T) {
 			},
 			want: Plan{Authority: 1, Committed: 2,
 				Decisions: []Decision{{Pos: Pos{1, 3}, Action: RollForward, Holders: []int{0, 1}, Why: "durable on a quorum"}},
-				Catchups:   []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 3}}},
+				Catchups:  []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 3}}},
 		},
 		{
 			name: "acknowledged entry on a quorum including the dead leader",
@@ -78,7 +78,7 @@ func TestDecide(t *testing.T) {
 			acked: []Pos{{1, 3}, {1, 4}},
 			want: Plan{Authority: 1, Committed: 3,
 				Decisions: []Decision{{Pos: Pos{1, 4}, Action: RollForward, Holders: []int{0, 1}, Why: "durable on a quorum"}},
-				Catchups:   []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 4}}},
+				Catchups:  []Catchup{{ID: 2, ShipFrom: 3, ShipTo: 4}}},
 		},
 		{
 			name: "all restart divergent: newest term wins, older tails roll back",
@@ -107,7 +107,7 @@ func TestDecide(t *testing.T) {
 			acked: []Pos{{1, 2}},
 			want: Plan{Authority: 0, Committed: 1,
 				Decisions: []Decision{{Pos: Pos{1, 2}, Action: RollForward, Holders: []int{0}, Why: "acknowledged"}},
-				Catchups:   []Catchup{{ID: 1, ShipFrom: 2, ShipTo: 2}, {ID: 2, ShipFrom: 1, ShipTo: 2}}},
+				Catchups:  []Catchup{{ID: 1, ShipFrom: 2, ShipTo: 2}, {ID: 2, ShipFrom: 1, ShipTo: 2}}},
 		},
 		{
 			name: "pruned range: full resync",

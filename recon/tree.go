@@ -30,15 +30,15 @@ const readdirMax = 512
 type Object struct {
 	GFID xl.GFID `json:"gfid"`
 	// Path is one path to the object, for people.
-	Path     string            `json:"path"`
-	Mode     uint32            `json:"mode"`
-	Uid      uint32            `json:"uid"`
-	Gid      uint32            `json:"gid"`
-	Size     uint64            `json:"size"`
-	Rdev     uint64            `json:"rdev,omitempty"`
-	Link     string            `json:"link,omitempty"`
-	Xattrs   map[string]uint64 `json:"xattrs,omitempty"`
-	Chunks   []uint64          `json:"-"`
+	Path   string            `json:"path"`
+	Mode   uint32            `json:"mode"`
+	Uid    uint32            `json:"uid"`
+	Gid    uint32            `json:"gid"`
+	Size   uint64            `json:"size"`
+	Rdev   uint64            `json:"rdev,omitempty"`
+	Link   string            `json:"link,omitempty"`
+	Xattrs map[string]uint64 `json:"xattrs,omitempty"`
+	Chunks []uint64          `json:"-"`
 }
 
 func (o *Object) isDir() bool { return o.Mode&syscall.S_IFMT == syscall.S_IFDIR }

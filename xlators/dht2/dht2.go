@@ -319,8 +319,10 @@ func (d *DHT2) at(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.Er
 	return d.on(ctx, TokenOf(g), func(_ int, x xl.Xlator) syscall.Errno { return f(x) })
 }
 
-// withToken is g with its high bits replaced by t.
+// withToken is g with its high bits replaced by t, and the RFC 4122
+// variant (stubs use another, see stubGFID).
 func withToken(g xl.GFID, t uint16) xl.GFID {
 	g[0], g[1] = byte(t>>8), byte(t)
+	g[8] = g[8]&0x3f | 0x80
 	return g
 }

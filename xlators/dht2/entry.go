@@ -2,6 +2,7 @@ package dht2
 
 import (
 	"context"
+	"encoding/binary"
 	"strconv"
 	"syscall"
 
@@ -35,6 +36,33 @@ var AnchorGFID = xl.GFID{0: 0xff, 1: 0xff, 2: 0xd4, 3: 0x72, 15: 0x0d}
 
 // stubMode is a stub's mode: an empty regular file nobody may open.
 const stubMode = syscall.S_IFREG
+
+// A stub's own GFID is its inode's with everything but the token masked
+// by a hash of the stub's parent and name: unique per name, so several
+// names of one inode (and the inode itself) can live on one set, and
+// reversible by whoever knows where the stub is. The token stays the
+// inode's, which is how a stub is told from a local name: its token is
+// not its parent's.
+func stubGFID(g, parent xl.GFID, name string) xl.GFID {
+	m := stubMask(parent, name)
+	for i := 2; i < len(g); i++ {
+		g[i] ^= m[i]
+	}
+	return g
+}
+
+// stubTarget is the inode a stub at (parent, name) names.
+func stubTarget(s, parent xl.GFID, name string) xl.GFID { return stubGFID(s, parent, name) }
+
+func stubMask(parent xl.GFID, name string) (m [16]byte) {
+	h := xxhash.New()
+	h.Write(parent[:])
+	h.WriteString(name)
+	binary.BigEndian.PutUint64(m[0:], h.Sum64())
+	h.Write([]byte{0})
+	binary.BigEndian.PutUint64(m[8:], h.Sum64())
+	return m
+}
 
 // anchorKey names inode g's anchor entry for its name in parent.
 func anchorKey(g, parent xl.GFID, name string) string {
@@ -119,20 +147,34 @@ func (d *DHT2) entry(ctx context.Context, parent xl.GFID, name string) (en entry
 		return en, syscall.ENOENT
 	}
 	e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { en.attr, e = x.Lookup(ctx, parent, name); return })
-	en.remote = e == 0 && TokenOf(en.attr.GFID) != TokenOf(parent)
+	if en.remote = e == 0 && TokenOf(en.attr.GFID) != TokenOf(parent); en.remote {
+		en.attr.GFID = stubTarget(en.attr.GFID, parent, name)
+	}
 	return
 }
 
-// stub makes (parent, name) -> g on the parent's home.
-func (d *DHT2) stub(ctx context.Context, parent xl.GFID, name string, g xl.GFID) syscall.Errno {
-	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno {
-		_, e := x.Mknod(ctx, parent, name, g, stubMode, 0)
-		return e
+// stub makes (parent, name) -> g on the parent's home. A directory's stub
+// is an empty directory, so that the parent's link count counts it.
+func (d *DHT2) stub(ctx context.Context, parent xl.GFID, name string, g xl.GFID, dir bool) syscall.Errno {
+	sg := stubGFID(g, parent, name)
+	return d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) {
+		if dir {
+			_, e = x.Mkdir(ctx, parent, name, sg, 0o700)
+		} else {
+			_, e = x.Mknod(ctx, parent, name, sg, stubMode, 0)
+		}
+		return
 	})
 }
 
-func (d *DHT2) unlinkAt(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
-	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno { return x.Unlink(ctx, parent, name) })
+// unstub removes a stub.
+func (d *DHT2) unstub(ctx context.Context, parent xl.GFID, name string, dir bool) syscall.Errno {
+	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno {
+		if dir {
+			return x.Rmdir(ctx, parent, name)
+		}
+		return x.Unlink(ctx, parent, name)
+	})
 }
 
 // Mkdir places the directory by the policy. Unless it draws its parent's
@@ -145,6 +187,9 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 	g := withToken(gfid, t)
 	if t == TokenOf(parent) {
 		e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, parent, name, g, mode); return })
+		if e == 0 {
+			d.setParent(ctx, g, parent)
+		}
 		return
 	}
 	// Refuse an existing name before making an inode for it.
@@ -158,10 +203,11 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 	if e = d.inAnchor(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, AnchorGFID, k, g, mode); return }); e != 0 {
 		return
 	}
+	d.setParent(ctx, g, parent)
 	if d.crashed("mkdir") {
 		return xl.Attr{}, syscall.EIO
 	}
-	if e = d.stub(ctx, parent, name, g); e != 0 {
+	if e = d.stub(ctx, parent, name, g, true); e != 0 {
 		d.undo(ctx, g, func(x xl.Xlator) syscall.Errno { return x.Rmdir(ctx, AnchorGFID, k) })
 		return xl.Attr{}, e
 	}
@@ -185,7 +231,7 @@ func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName
 	if a.IsDir() {
 		return xl.Attr{}, syscall.EPERM
 	}
-	if e = d.stub(ctx, newParent, newName, ino); e != 0 {
+	if e = d.stub(ctx, newParent, newName, ino, false); e != 0 {
 		return
 	}
 	if d.crashed("link") {
@@ -193,7 +239,7 @@ func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName
 	}
 	k := anchorKey(ino, newParent, newName)
 	if e = d.inAnchor(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, AnchorGFID, k); return }); e != 0 {
-		d.unlinkAt(ctx, newParent, newName)
+		d.unstub(context.WithoutCancel(ctx), newParent, newName, false)
 		return xl.Attr{}, e
 	}
 	return a, 0
@@ -233,7 +279,7 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 	switch e {
 	case 0:
 	case syscall.ENOENT, syscall.ESTALE: // the name dangled: it was never visible
-		d.unlinkAt(ctx, parent, name)
+		d.unstub(ctx, parent, name, en.attr.IsDir())
 		return syscall.ENOENT
 	default:
 		return e
@@ -241,7 +287,7 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 	if d.crashed("remove") {
 		return 0 // the name is gone; the stub dangles
 	}
-	if e := d.unlinkAt(ctx, parent, name); e != 0 && e != syscall.ENOENT {
+	if e := d.unstub(ctx, parent, name, en.attr.IsDir()); e != 0 && e != syscall.ENOENT {
 		d.log.Warn("dht2: stub left dangling", "parent", parent, "name", name, "errno", e)
 	}
 	return 0
@@ -260,3 +306,49 @@ func (d *DHT2) undo(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.
 func (d *DHT2) crashed(step string) bool {
 	return d.crashHook != nil && d.crashHook(step)
 }
+
+// parentXattr holds a directory's parent GFID, so that a rename can tell
+// whether it would move a directory under itself: the sets' own trees do
+// not show a directory's ancestry across sets.
+const parentXattr = xattrPrefix + "parent"
+
+// xattrPrefix is DHT2's namespace of xattrs, hidden from clients.
+const xattrPrefix = "trusted.dht2."
+
+// setParent records dir's parent. A directory without one (a crash right
+// after its mkdir) only weakens the rename check, so failures are logged.
+func (d *DHT2) setParent(ctx context.Context, dir, parent xl.GFID) {
+	root := xl.WithCall(ctx, &xl.Call{})
+	e := d.at(ctx, dir, func(x xl.Xlator) syscall.Errno { return x.Setxattr(root, dir, parentXattr, parent[:], 0) })
+	if e != 0 {
+		d.log.Warn("dht2: recording a directory's parent", "gfid", dir, "errno", e)
+	}
+}
+
+// under reports whether dir is q or one of q's ancestors.
+func (d *DHT2) under(ctx context.Context, dir, q xl.GFID) (bool, syscall.Errno) {
+	root := xl.WithCall(ctx, &xl.Call{})
+	for range maxDepth {
+		if q == dir {
+			return true, 0
+		}
+		if q == xl.RootGFID {
+			return false, 0
+		}
+		var v []byte
+		e := d.at(ctx, q, func(x xl.Xlator) (e syscall.Errno) { v, e = x.Getxattr(root, q, parentXattr); return })
+		switch {
+		case e == syscall.ENODATA:
+			return false, 0
+		case e != 0:
+			return false, e
+		case len(v) != len(q):
+			return false, syscall.EIO
+		}
+		q = xl.GFID(v)
+	}
+	return false, syscall.ELOOP
+}
+
+// maxDepth bounds an ancestry walk.
+const maxDepth = 4096

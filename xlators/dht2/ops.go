@@ -2,6 +2,8 @@ package dht2
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -37,20 +39,29 @@ func (d *DHT2) Truncate(ctx context.Context, ino xl.GFID, size uint64) (a xl.Att
 }
 
 func (d *DHT2) Getxattr(ctx context.Context, ino xl.GFID, name string) (v []byte, e syscall.Errno) {
+	if strings.HasPrefix(name, xattrPrefix) {
+		return nil, syscall.ENODATA
+	}
 	e = d.at(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { v, e = x.Getxattr(ctx, ino, name); return })
 	return
 }
 
 func (d *DHT2) Setxattr(ctx context.Context, ino xl.GFID, name string, value []byte, flags uint32) syscall.Errno {
+	if strings.HasPrefix(name, xattrPrefix) {
+		return syscall.EPERM
+	}
 	return d.at(ctx, ino, func(x xl.Xlator) syscall.Errno { return x.Setxattr(ctx, ino, name, value, flags) })
 }
 
 func (d *DHT2) Listxattr(ctx context.Context, ino xl.GFID) (n []string, e syscall.Errno) {
 	e = d.at(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { n, e = x.Listxattr(ctx, ino); return })
-	return
+	return slices.DeleteFunc(n, func(s string) bool { return strings.HasPrefix(s, xattrPrefix) }), e
 }
 
 func (d *DHT2) Removexattr(ctx context.Context, ino xl.GFID, name string) syscall.Errno {
+	if strings.HasPrefix(name, xattrPrefix) {
+		return syscall.EPERM
+	}
 	return d.at(ctx, ino, func(x xl.Xlator) syscall.Errno { return x.Removexattr(ctx, ino, name) })
 }
 
@@ -150,7 +161,7 @@ func (d *DHT2) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) (ents
 	g.SetLimit(16)
 	for _, k := range remote {
 		g.Go(func() error {
-			out[k].Attr, errs[k] = d.remoteAttr(gctx, fd.GFID, out[k].Name, out[k].Attr.GFID)
+			out[k].Attr, errs[k] = d.remoteAttr(gctx, fd.GFID, out[k].Name, stubTarget(out[k].Attr.GFID, fd.GFID, out[k].Name))
 			return nil
 		})
 	}
@@ -225,7 +236,7 @@ func (d *DHT2) Lookup(ctx context.Context, parent xl.GFID, name string) (a xl.At
 	if e != 0 || TokenOf(a.GFID) == TokenOf(parent) {
 		return a, e
 	}
-	a, e = d.remoteAttr(ctx, parent, name, a.GFID)
+	a, e = d.remoteAttr(ctx, parent, name, stubTarget(a.GFID, parent, name))
 	if e == syscall.ESTALE {
 		e = syscall.ENOENT // a dangling name
 	}

@@ -2,17 +2,20 @@ package dht2
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"syscall"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// Rename within one token, of a name whose inode is local, is the home's
+// Rename within one token, of names whose inodes are local, is the home's
 // own rename. Otherwise the name becomes (or stays, or stops being) a
 // remote name: the new stub is made first, one rename on the inode's home
 // switches which name is visible, and the old stub is removed last. An
-// existing target is removed first, so such a replace is not atomic, and
-// RENAME_EXCHANGE across tokens is refused with EXDEV.
+// existing target is removed first, so such a replace is not atomic; nor
+// is RENAME_EXCHANGE across tokens, done as three renames through a
+// temporary name.
 func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, newParent xl.GFID, newName string, flags uint32) syscall.Errno {
 	if flags&^(xl.RenameNoreplace|xl.RenameExchange) != 0 || flags == xl.RenameNoreplace|xl.RenameExchange {
 		return syscall.EINVAL
@@ -20,47 +23,26 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 	if e := reserved(newParent, newName); e != 0 {
 		return e
 	}
-	src, e := d.entry(ctx, oldParent, oldName)
+	src, e := d.resolve(ctx, oldParent, oldName)
 	if e != 0 {
 		return e
 	}
-	if src.remote {
-		if src.attr, e = d.remoteAttr(ctx, oldParent, oldName, src.attr.GFID); e != 0 {
-			if e == syscall.ESTALE {
-				e = syscall.ENOENT
-			}
-			return e
-		}
-	}
-	dst, e := d.entry(ctx, newParent, newName)
+	dst, e := d.resolve(ctx, newParent, newName)
 	exists := e == 0
-	switch {
-	case e == syscall.ENOENT:
-	case e != 0:
+	if e != 0 && e != syscall.ENOENT {
 		return e
-	case dst.remote:
-		a, e := d.remoteAttr(ctx, newParent, newName, dst.attr.GFID)
-		switch e {
-		case 0:
-			dst.attr = a
-		case syscall.ENOENT, syscall.ESTALE: // a dangling stub holds the name
-			if e := d.unlinkAt(ctx, newParent, newName); e != 0 && e != syscall.ENOENT {
-				return e
-			}
-			exists = false
-		default:
-			return e
-		}
 	}
 	x := src.attr.GFID
-	tp, tq, hx := TokenOf(oldParent), TokenOf(newParent), TokenOf(x)
-	plain := tp == tq && !src.remote && !(exists && dst.remote)
+	plain := TokenOf(oldParent) == TokenOf(newParent) && !src.remote && !(exists && dst.remote)
 	if flags&xl.RenameExchange != 0 {
-		if !exists {
+		switch {
+		case !exists:
 			return syscall.ENOENT
-		}
-		if !plain {
-			return syscall.EXDEV
+		case plain:
+		case oldParent == newParent && oldName == newName:
+			return 0
+		default:
+			return d.exchange(ctx, oldParent, oldName, newParent, newName)
 		}
 	}
 	if exists && dst.attr.GFID == x {
@@ -69,34 +51,93 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 	if exists && flags&xl.RenameNoreplace != 0 {
 		return syscall.EEXIST
 	}
+	dir := src.attr.IsDir()
+	if dir && oldParent != newParent {
+		in, e := d.under(ctx, x, newParent)
+		if e != 0 {
+			return e
+		}
+		if in {
+			return syscall.EINVAL
+		}
+	}
 	if plain {
-		return d.at(ctx, oldParent, func(xx xl.Xlator) syscall.Errno {
+		e := d.at(ctx, oldParent, func(xx xl.Xlator) syscall.Errno {
 			return xx.Rename(ctx, oldParent, oldName, newParent, newName, flags)
 		})
-	}
-	if src.attr.IsDir() && x == newParent {
-		return syscall.EINVAL
+		if e == 0 && oldParent != newParent {
+			if dir {
+				d.setParent(ctx, x, newParent)
+			}
+			if exists && dst.attr.IsDir() && flags&xl.RenameExchange != 0 {
+				d.setParent(ctx, dst.attr.GFID, oldParent)
+			}
+		}
+		return e
 	}
 	if exists {
 		switch {
-		case src.attr.IsDir() && !dst.attr.IsDir():
+		case dir && !dst.attr.IsDir():
 			return syscall.ENOTDIR
-		case !src.attr.IsDir() && dst.attr.IsDir():
+		case !dir && dst.attr.IsDir():
 			return syscall.EISDIR
 		}
 		if e := d.remove(ctx, newParent, newName, dst.attr.IsDir()); e != 0 && e != syscall.ENOENT {
 			return e
 		}
 	}
+	if dir && oldParent != newParent {
+		// Before the move: a crash after it must not leave the old
+		// parent recorded, which could let a later rename make a loop.
+		d.setParent(ctx, x, newParent)
+	}
+	e = d.move(ctx, src, oldParent, oldName, newParent, newName)
+	if e != 0 && dir && oldParent != newParent {
+		d.setParent(context.WithoutCancel(ctx), x, oldParent)
+	}
+	return e
+}
+
+// resolve is entry with a remote name's own attributes. A dangling stub
+// is removed and reported as ENOENT.
+func (d *DHT2) resolve(ctx context.Context, parent xl.GFID, name string) (entry, syscall.Errno) {
+	en, e := d.entry(ctx, parent, name)
+	if e != 0 || !en.remote {
+		return en, e
+	}
+	a, e := d.remoteAttr(ctx, parent, name, en.attr.GFID)
+	switch e {
+	case 0:
+		dirStub := en.attr.IsDir()
+		en.attr = a
+		if dirStub != a.IsDir() {
+			d.log.Error("dht2: stub and inode differ in type", "parent", parent, "name", name, "gfid", a.GFID)
+			return en, syscall.EIO
+		}
+		return en, 0
+	case syscall.ENOENT, syscall.ESTALE:
+		if e := d.unstub(ctx, parent, name, en.attr.IsDir()); e != 0 && e != syscall.ENOENT {
+			return en, e
+		}
+		return en, syscall.ENOENT
+	}
+	return en, e
+}
+
+// move renames src, known, to a free name.
+func (d *DHT2) move(ctx context.Context, src entry, oldParent xl.GFID, oldName string, newParent xl.GFID, newName string) syscall.Errno {
+	x := src.attr.GFID
+	dir := src.attr.IsDir()
+	hx, tq := TokenOf(x), TokenOf(newParent)
 	newKey := anchorKey(x, newParent, newName)
 	oldKey := anchorKey(x, oldParent, oldName)
 	switch {
-	case !src.remote && hx == tq: // the target was a stub, now gone
+	case !src.remote && hx == tq: // local to local: the target was a stub, now gone
 		return d.at(ctx, oldParent, func(xx xl.Xlator) syscall.Errno {
 			return xx.Rename(ctx, oldParent, oldName, newParent, newName, 0)
 		})
 	case !src.remote: // local -> remote
-		if e := d.stub(ctx, newParent, newName, x); e != 0 {
+		if e := d.stub(ctx, newParent, newName, x, dir); e != 0 {
 			return e
 		}
 		if d.crashed("rename") {
@@ -106,7 +147,7 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 			return xx.Rename(ctx, oldParent, oldName, AnchorGFID, newKey, 0)
 		})
 		if e != 0 {
-			d.unlinkAt(context.WithoutCancel(ctx), newParent, newName)
+			d.unstub(context.WithoutCancel(ctx), newParent, newName, dir)
 		}
 		return e
 	case hx == tq: // remote -> local
@@ -117,7 +158,7 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 			return e
 		}
 	default: // remote -> remote
-		if e := d.stub(ctx, newParent, newName, x); e != 0 {
+		if e := d.stub(ctx, newParent, newName, x, dir); e != 0 {
 			return e
 		}
 		if d.crashed("rename") {
@@ -127,15 +168,28 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 			return xx.Rename(ctx, AnchorGFID, oldKey, AnchorGFID, newKey, 0)
 		})
 		if e != 0 {
-			d.unlinkAt(context.WithoutCancel(ctx), newParent, newName)
+			d.unstub(context.WithoutCancel(ctx), newParent, newName, dir)
 			return e
 		}
 		if d.crashed("rename") {
 			return 0
 		}
 	}
-	if e := d.unlinkAt(ctx, oldParent, oldName); e != 0 && e != syscall.ENOENT {
+	if e := d.unstub(ctx, oldParent, oldName, dir); e != 0 && e != syscall.ENOENT {
 		d.log.Warn("dht2: stub left dangling", "parent", oldParent, "name", oldName, "errno", e)
 	}
 	return 0
+}
+
+// exchange swaps two names through a temporary third.
+func (d *DHT2) exchange(ctx context.Context, p1 xl.GFID, n1 string, p2 xl.GFID, n2 string) syscall.Errno {
+	tmp := fmt.Sprintf(".dht2-exchange-%016x", rand.Uint64())
+	if e := d.Rename(ctx, p1, n1, p1, tmp, xl.RenameNoreplace); e != 0 {
+		return e
+	}
+	if e := d.Rename(ctx, p2, n2, p1, n1, xl.RenameNoreplace); e != 0 {
+		d.Rename(context.WithoutCancel(ctx), p1, tmp, p1, n1, xl.RenameNoreplace)
+		return e
+	}
+	return d.Rename(ctx, p1, tmp, p2, n2, xl.RenameNoreplace)
 }

@@ -1,0 +1,173 @@
+package dht2
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Guard ops, answered by a Guard: Xdata "tokens" holds big-endian uint16s.
+const (
+	IpcFence   xl.IpcOp = "dht2.fence"   // refuse the tokens from now on
+	IpcUnfence xl.IpcOp = "dht2.unfence" // serve the tokens again
+)
+
+// fenceXattr keeps a set's fenced tokens on its root, so that they
+// survive a restart.
+const fenceXattr = xattrPrefix + "fenced"
+
+// bypassKey in a request's Call Xdata lets the migrator read and clean up
+// a token it fenced.
+const bypassKey = "dht2.migrate"
+
+// GuardOptions configures a Guard.
+type GuardOptions struct {
+	Logger *slog.Logger
+}
+
+// Guard is the brick-side half of token migration ("cluster/dht2-guard",
+// on each brick above its store, or above jbr-server on a replica set's
+// bricks). Requests naming a GFID whose token is fenced get ErrnoMoved, so
+// a client with a stale layout never applies a request to a set that gave
+// the token away. Statfs, Ipc and the anchor's own name are never fenced.
+type Guard struct {
+	xl.Funnel
+	next   xl.Xlator
+	log    *slog.Logger
+	mu     sync.Mutex // serializes fence changes and their persistence
+	fenced [Tokens]atomic.Bool
+	any    atomic.Int32 // how many tokens are fenced: 0 skips the checks
+}
+
+var (
+	_ xl.Xlator    = (*Guard)(nil)
+	_ xl.Lifecycle = (*Guard)(nil)
+)
+
+// NewGuard wraps next, loading the fences it persisted.
+func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
+	if next == nil {
+		return nil, errors.New("dht2: guard without a child")
+	}
+	g := &Guard{next: next, log: opts.Logger}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	v, e := next.Getxattr(context.Background(), xl.RootGFID, fenceXattr)
+	switch {
+	case e == syscall.ENODATA:
+	case e != 0:
+		return nil, fmt.Errorf("dht2: guard: reading fences: %w", e)
+	default:
+		for _, t := range decodeTokens(v) {
+			g.fenced[t].Store(true)
+			g.any.Add(1)
+		}
+	}
+	g.Funnel = xl.Funnel{H: g.handle}
+	return g, nil
+}
+
+// Close closes the child if it has a lifecycle.
+func (g *Guard) Close() error {
+	if c, ok := g.next.(xl.Lifecycle); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// Fenced reports whether token t is refused.
+func (g *Guard) Fenced(t uint16) bool { return g.fenced[t].Load() }
+
+func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
+	if f.Op == xl.OpIpc && (f.Name == string(IpcFence) || f.Name == string(IpcUnfence)) {
+		return &xl.Result{Errno: g.setFence(ctx, decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence))}
+	}
+	if g.any.Load() > 0 && g.refuses(ctx, f) {
+		return &xl.Result{Errno: ErrnoMoved}
+	}
+	return xl.Dispatch(ctx, g.next, f)
+}
+
+func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
+	switch f.Op {
+	case xl.OpStatfs, xl.OpIpc:
+		return false
+	}
+	if _, ok := xl.CallFrom(ctx).Xdata[bypassKey]; ok {
+		return false
+	}
+	if f.GFID == xl.RootGFID && f.Name == AnchorName {
+		return false
+	}
+	for _, id := range [...]xl.GFID{f.Target(), f.GFID2} {
+		if !id.IsZero() && id != AnchorGFID && g.fenced[TokenOf(id)].Load() {
+			return true
+		}
+	}
+	// An entry in the anchor names its inode first.
+	if f.GFID == AnchorGFID || f.GFID2 == AnchorGFID {
+		for _, n := range [...]string{f.Name, f.Name2} {
+			if id, _, _, ok := parseKey(n); ok && g.fenced[TokenOf(id)].Load() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Errno {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, t := range toks {
+		if g.fenced[t].Swap(on) != on {
+			if on {
+				g.any.Add(1)
+			} else {
+				g.any.Add(-1)
+			}
+		}
+	}
+	var all []uint16
+	for t := range Tokens {
+		if g.fenced[t].Load() {
+			all = append(all, uint16(t))
+		}
+	}
+	var e syscall.Errno
+	if len(all) == 0 {
+		e = g.next.Removexattr(ctx, xl.RootGFID, fenceXattr)
+		if e == syscall.ENODATA {
+			e = 0
+		}
+	} else {
+		e = g.next.Setxattr(ctx, xl.RootGFID, fenceXattr, encodeTokens(all), 0)
+	}
+	if e != 0 {
+		g.log.Error("dht2: guard: persisting fences", "errno", e)
+	}
+	return e
+}
+
+func encodeTokens(ts []uint16) []byte {
+	b := make([]byte, 0, 2*len(ts))
+	for _, t := range ts {
+		b = binary.BigEndian.AppendUint16(b, t)
+	}
+	return b
+}
+
+func decodeTokens(b []byte) []uint16 {
+	ts := make([]uint16, 0, len(b)/2)
+	for i := 0; i+1 < len(b); i += 2 {
+		ts = append(ts, binary.BigEndian.Uint16(b[i:]))
+	}
+	return ts
+}

@@ -141,6 +141,9 @@ type Env struct {
 //	                    port comes from the brick's registration in etcd,
 //	                    for bricks of option volume), ping-interval,
 //	                    ping-timeout, dial-timeout
+//	cluster/dht2        the volume's replica sets in order; option volume
+//	                    (required: its layout is read from etcd and
+//	                    watched), scrub-interval (run the scrubber)
 //
 // Durations are whole seconds or Go durations such as 500ms. The
 // protocol/server is not here: a brick builds the graph below it and
@@ -181,6 +184,7 @@ func DefaultRegistry(env Env) Registry {
 		TypeJBRServer: env.jbrServer,
 		TypeJBRClient: env.jbrClient,
 		TypeClient:    env.protocolClient,
+		TypeDHT2:      env.dht2,
 	}
 }
 

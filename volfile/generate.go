@@ -17,6 +17,7 @@ const (
 	TypeJBRClient = "cluster/jbr-client"
 	TypeClient    = "protocol/client"
 	TypeServer    = "protocol/server"
+	TypeDHT2      = "cluster/dht2"
 )
 
 // JournalDir is where a brick keeps its journal, relative to the brick
@@ -104,31 +105,48 @@ func (g *Graph) add(n *Node) string {
 }
 
 // ClientVolfile returns the graph a client mounts for v: one
-// protocol/client per brick and, for a replicated volume, the
-// cluster/jbr-client that sends each request to the replica set's
-// leader. Volumes of several replica sets need cluster/dht2, which is not
-// built yet.
+// protocol/client per brick and, for a replicated volume, one
+// cluster/jbr-client per replica set, which sends each request to the
+// set's leader. A volume of several sets distributes over them with
+// cluster/dht2 on top, whose layout lives in etcd:
+//
+//	VOL-dht2       cluster/dht2        option volume VOL
+//	  VOL-jbr-S    cluster/jbr-client  one per set (replica > 1)
+//	    VOL-client-J protocol/client   the set's bricks
+//	  VOL-client-J protocol/client     one per set (replica 1)
 func ClientVolfile(v *volume.Volume) (*Graph, error) {
-	if n := v.Sets(); n > 1 {
-		return nil, fmt.Errorf("volume %s: %d replica sets need cluster/dht2 to distribute files over them (not built yet)", v.Name, n)
+	if v.Replica < 1 || len(v.Bricks) == 0 || len(v.Bricks)%v.Replica != 0 {
+		return nil, fmt.Errorf("volume %s: %d bricks in replica sets of %d", v.Name, len(v.Bricks), v.Replica)
 	}
 	g := &Graph{}
-	subs := make([]string, len(v.Bricks))
-	for i := range v.Bricks {
-		subs[i] = g.add(clientNode(v, i))
+	sets := make([]string, v.Sets())
+	for s := range sets {
+		subs := make([]string, v.Replica)
+		for k := range subs {
+			subs[k] = g.add(clientNode(v, s*v.Replica+k))
+		}
+		if v.Replica == 1 {
+			sets[s] = subs[0]
+			continue
+		}
+		sets[s] = g.add(&Node{
+			Name: fmt.Sprintf("%s-jbr-%d", v.Name, s),
+			Type: TypeJBRClient,
+			Options: []Option{
+				{Key: "volume", Value: v.Name},
+				{Key: "set", Value: strconv.Itoa(s)},
+				{Key: "retry-timeout", Value: v.Duration(volume.OptRetryTimeout).String()},
+			},
+			Subvolumes: subs,
+		})
 	}
-	if v.Replica == 1 {
-		return g, nil
+	if len(sets) > 1 {
+		g.add(&Node{
+			Name:       v.Name + "-dht2",
+			Type:       TypeDHT2,
+			Options:    []Option{{Key: "volume", Value: v.Name}},
+			Subvolumes: sets,
+		})
 	}
-	g.add(&Node{
-		Name: v.Name + "-jbr-0",
-		Type: TypeJBRClient,
-		Options: []Option{
-			{Key: "volume", Value: v.Name},
-			{Key: "set", Value: "0"},
-			{Key: "retry-timeout", Value: v.Duration(volume.OptRetryTimeout).String()},
-		},
-		Subvolumes: subs,
-	})
 	return g, nil
 }

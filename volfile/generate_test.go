@@ -153,13 +153,82 @@ volume vol-jbr-0
 end-volume
 `)
 
-	for _, v := range []*volume.Volume{
-		testVolume(t, 2, "h1:/b", "h2:/b", "h3:/b", "h4:/b"),
-		testVolume(t, 1, "h1:/b", "h2:/b"),
-	} {
-		want := "volume vol: 2 replica sets need cluster/dht2"
-		if _, err := ClientVolfile(v); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ClientVolfile(%v, replica %d) = %v, want %q", v.Bricks, v.Replica, err, want)
-		}
+	g, err = ClientVolfile(testVolume(t, 2, "h1:/b", "h2:/b", "h3:/b", "h4:/b"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	checkRoundTrip(t, "ClientVolfile(2 x 2)", g, `volume vol-client-0
+    type protocol/client
+    option remote-host h1
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-client-1
+    type protocol/client
+    option remote-host h2
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-jbr-0
+    type cluster/jbr-client
+    option volume vol
+    option set 0
+    option retry-timeout 30s
+    subvolumes vol-client-0 vol-client-1
+end-volume
+
+volume vol-client-2
+    type protocol/client
+    option remote-host h3
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-client-3
+    type protocol/client
+    option remote-host h4
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-jbr-1
+    type cluster/jbr-client
+    option volume vol
+    option set 1
+    option retry-timeout 30s
+    subvolumes vol-client-2 vol-client-3
+end-volume
+
+volume vol-dht2
+    type cluster/dht2
+    option volume vol
+    subvolumes vol-jbr-0 vol-jbr-1
+end-volume
+`)
+
+	if g, err = ClientVolfile(testVolume(t, 1, "h1:/b", "h2:/b")); err != nil {
+		t.Fatal(err)
+	}
+	checkRoundTrip(t, "ClientVolfile(2 x 1)", g, `volume vol-client-0
+    type protocol/client
+    option remote-host h1
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-client-1
+    type protocol/client
+    option remote-host h2
+    option remote-subvolume /b
+    option volume vol
+end-volume
+
+volume vol-dht2
+    type cluster/dht2
+    option volume vol
+    subvolumes vol-client-0 vol-client-1
+end-volume
+`)
 }

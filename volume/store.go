@@ -275,3 +275,6 @@ func (s *Store) updateIf(ctx context.Context, name string, f func(*Volume) ([]cl
 	}
 	return fmt.Errorf("volume %s: too many concurrent updates", name)
 }
+
+// Client returns the etcd client the store uses.
+func (s *Store) Client() *clientv3.Client { return s.cli }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
 )
 
@@ -25,6 +24,7 @@ func (a *app) upCmd() *cobra.Command {
 		volName    string
 		nbricks    int
 		replica    int
+		distribute int
 		etcdListen string
 		timeout    time.Duration
 		ff         fuseFlags
@@ -38,7 +38,9 @@ member (in this process), brick daemons (child processes), the volume
 definition, and the FUSE client. The volume is replicated three ways by
 default: three bricks, one elected leader that journals every write and
 replicates it to the other two (JBR). --replica 1 makes a single-brick
-volume. Prints "mounted VOLUME at MOUNTPOINT" once the mount is usable
+volume. --distribute N makes N replica sets of --replica bricks each,
+with files distributed over them by DHT2 (3 x 3 = 9 bricks for
+--distribute 3). Prints "mounted VOLUME at MOUNTPOINT" once the mount is usable
 (for a replicated volume, a leader is elected and answers); on SIGINT or
 SIGTERM it unmounts, stops the bricks and etcd, and exits 0.
 
@@ -52,6 +54,7 @@ that is taken; the URL is printed as "etcd at URL" on stderr), so 'gluon
 volume' commands work against the running cluster.`,
 		Example: `  gluon up --mount /mnt/gluon
   gluon up --replica 1 --dir /var/lib/gluon-dev --volume scratch --attr-timeout 0
+  gluon up --distribute 3 --mount /mnt/gluon     # 3 x 3 distributed-replicate
   gluon volume status gv0     # from another terminal`,
 		Args: exactArgs(),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
@@ -61,9 +64,15 @@ volume' commands work against the running cluster.`,
 			if replica < 1 {
 				return usagef("--replica %d: need at least 1", replica)
 			}
-			if !cmd.Flags().Changed("bricks") {
-				nbricks = replica
-			} else if !cmd.Flags().Changed("replica") {
+			if distribute < 1 {
+				return usagef("--distribute %d: need at least 1", distribute)
+			}
+			switch {
+			case cmd.Flags().Changed("bricks") && cmd.Flags().Changed("distribute"):
+				return usagef("--bricks and --distribute: give one (--distribute N makes N replica sets of --replica bricks)")
+			case !cmd.Flags().Changed("bricks"):
+				nbricks = replica * distribute
+			case !cmd.Flags().Changed("replica"):
 				replica = nbricks // --bricks N alone: one replica set of N
 			}
 			if nbricks < 1 {
@@ -71,9 +80,6 @@ volume' commands work against the running cluster.`,
 			}
 			if nbricks%replica != 0 {
 				return usagef("--bricks %d: not a multiple of --replica %d", nbricks, replica)
-			}
-			if err := clientGraphExists(volName, nbricks, replica); err != nil {
-				return usagef("--bricks %d --replica %d: %v", nbricks, replica, err)
 			}
 			if timeout <= 0 {
 				return usagef("--timeout %v: must be positive", timeout)
@@ -97,7 +103,8 @@ volume' commands work against the running cluster.`,
 	f.StringVar(&mnt, "mount", "", "mount the volume at `MOUNTPOINT`, created if missing (default DIR/mnt)")
 	f.StringVar(&volName, "volume", "gv0", "volume `NAME`")
 	f.IntVar(&replica, "replica", 3, "replicas of every file: bricks per replica set (1: a single brick, no replication)")
-	f.IntVar(&nbricks, "bricks", 0, "number of bricks (default --replica; alone, --bricks N makes one replica set of N)")
+	f.IntVar(&nbricks, "bricks", 0, "number of bricks (default --replica times --distribute; alone, --bricks N makes one replica set of N)")
+	f.IntVar(&distribute, "distribute", 1, "replica sets to distribute files over (DHT2)")
 	f.StringVar(&etcdListen, "etcd-listen", defaultEtcd, "`HOST:PORT` for etcd's clients")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the volume to be usable (bricks online, a leader elected)")
 	ff.add(cmd)
@@ -221,17 +228,6 @@ func (u *upRun) run(ctx context.Context) (err error) {
 	}
 	log.Info("unmounted", "dir", mnt)
 	return nil
-}
-
-// clientGraphExists reports whether a client graph can be built for a dev
-// volume of n bricks in replica sets of r: several sets need DHT2.
-func clientGraphExists(name string, n, r int) error {
-	v := &volume.Volume{Name: name, Replica: r}
-	for i := range n {
-		v.Bricks = append(v.Bricks, volume.Brick{Host: devBrickHost, Path: fmt.Sprintf("/b%d", i)})
-	}
-	_, err := volfile.ClientVolfile(v)
-	return err
 }
 
 // ensureVolume creates the dev volume, or reuses the one a previous run

@@ -1,0 +1,309 @@
+// Package rebalance runs a volume's rebalance: it moves DHT2 tokens, one
+// at a time, to the layout that spreads them evenly over the volume's
+// replica sets (after add-brick) or off a set being removed
+// (remove-brick), while clients keep using the volume.
+//
+// The worker runs in the process that asks for it ('gluon volume
+// rebalance V start' in the foreground): it opens the volume's client
+// graph in process, and for each token calls DHT2.MigrateToken, then
+// saves the layout with that token's new home and the version bumped.
+// Its progress (tokens, files, bytes, time spent) is kept in etcd
+// (volume.Rebalance), where status reads it and stop asks it to end
+// after the token in hand. One worker runs per volume (a leased claim);
+// a worker that dies leaves the layout consistent, every token either
+// moved and saved or not yet, and starting again resumes from the stored
+// layout.
+package rebalance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gluon-fs/gluon/client"
+	"github.com/gluon-fs/gluon/volfile"
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/dht2"
+)
+
+// Options configure Run.
+type Options struct {
+	Logger *slog.Logger // default slog.Default()
+	// Progress, if set, is called with the record after every token the
+	// worker moves, and when it ends.
+	Progress func(*volume.Rebalance)
+	// ClaimTTL is the worker claim's lease: a dead worker can be replaced
+	// after about this long. Default 10s.
+	ClaimTTL time.Duration
+	// SaveEvery spaces the progress records written to etcd (the layout is
+	// saved after every token regardless). Default 1s.
+	SaveEvery time.Duration
+}
+
+// Target returns the layout a rebalance of kind (set: the set drained by
+// KindRemove) over a volume of sets sets leads to from cur.
+func Target(cur *dht2.Layout, kind string, set, sets int) (*dht2.Layout, error) {
+	if cur.Sets > sets {
+		return nil, fmt.Errorf("the layout names %d replica sets, the volume has %d", cur.Sets, sets)
+	}
+	if cur.Sets < sets {
+		// New sets own nothing yet; naming them moves nothing.
+		c := cur.Clone()
+		c.Sets = sets
+		cur = c
+	}
+	switch kind {
+	case volume.KindRebalance:
+		return cur.Rebalanced(sets), nil
+	case volume.KindRemove:
+		if set < 0 || set >= sets || sets < 2 {
+			return nil, fmt.Errorf("cannot drain replica set %d of %d", set, sets)
+		}
+		return cur.Drained(set), nil
+	}
+	return nil, fmt.Errorf("unknown rebalance kind %q", kind)
+}
+
+// migrator is what the top of a distributed volume's client graph does.
+type migrator interface {
+	MigrateToken(ctx context.Context, token uint16, to int, progress func(dht2.MigrateProgress)) error
+}
+
+// Run starts (or resumes) the volume's rebalance of kind and runs it
+// until it completes, is stopped (gluon volume rebalance V stop, or ctx
+// ends), or fails; it returns the final record. Only one process runs a
+// volume's rebalance at a time: Run fails wrapping volume.ErrWorkerBusy
+// if another does.
+func Run(ctx context.Context, cli *clientv3.Client, name, kind string, set int, opts Options) (*volume.Rebalance, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.ClaimTTL <= 0 {
+		opts.ClaimTTL = 10 * time.Second
+	}
+	if opts.SaveEvery <= 0 {
+		opts.SaveEvery = time.Second
+	}
+	store := volume.NewStore(cli)
+	store.Logger = log
+	claim, err := store.ClaimRebalance(ctx, name, opts.ClaimTTL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := claim.Release(); err != nil {
+			log.Warn("rebalance: releasing the worker claim; it expires with its lease", "err", err)
+		}
+	}()
+	r, err := store.StartRebalance(ctx, name, kind, set)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{store: store, name: name, r: r, opts: opts, log: log.With("volume", name, "rebalance", r.ID)}
+	// The claim lost means another worker may take over: stop at once.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-claim.Lost:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	runErr := w.run(wctx, cli)
+	// Record the outcome even if ctx ended.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), volume.ConnectTimeout)
+	defer fcancel()
+	final, err := store.UpdateRebalance(fctx, name, r.ID, func(rec *volume.Rebalance) error {
+		w.fold(rec)
+		switch {
+		case runErr == nil:
+			rec.State = volume.RebalanceCompleted
+		case errors.Is(runErr, errStopped) || ctx.Err() != nil:
+			rec.State = volume.RebalanceStopped
+		default:
+			rec.State, rec.Error = volume.RebalanceFailed, runErr.Error()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(runErr, err)
+	}
+	if opts.Progress != nil {
+		opts.Progress(final)
+	}
+	if errors.Is(runErr, errStopped) || ctx.Err() != nil {
+		runErr = nil // a stop is not a failure
+	}
+	return final, runErr
+}
+
+var errStopped = errors.New("rebalance stopped")
+
+type worker struct {
+	store *volume.Store
+	name  string
+	r     *volume.Rebalance // as last read or written
+	opts  Options
+	log   *slog.Logger
+
+	// Progress not yet written to etcd.
+	moved        int
+	files, bytes int64
+	elapsed      time.Duration
+}
+
+// fold adds the unwritten progress to rec.
+func (w *worker) fold(rec *volume.Rebalance) {
+	rec.TokensMoved += w.moved
+	rec.Files += w.files
+	rec.Bytes += w.bytes
+	rec.Elapsed += w.elapsed
+	w.moved, w.files, w.bytes, w.elapsed = 0, 0, 0, 0
+}
+
+// flush writes the progress and reads the stop flag.
+func (w *worker) flush(ctx context.Context, total int) error {
+	r, err := w.store.UpdateRebalance(ctx, w.name, w.r.ID, func(rec *volume.Rebalance) error {
+		w.fold(rec)
+		if total >= 0 {
+			rec.TokensTotal = total
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.r = r
+	if r.Stop {
+		return errStopped
+	}
+	return nil
+}
+
+func (w *worker) run(ctx context.Context, cli *clientv3.Client) error {
+	vol, err := client.Open(ctx, cli, w.name, client.Options{Logger: w.log})
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	m, ok := vol.Top.(migrator)
+	if !ok {
+		return fmt.Errorf("volume %s: %d replica set(s): nothing to rebalance over", w.name, vol.Info.Sets())
+	}
+	sets := vol.Info.Sets()
+	if sets != w.r.Sets {
+		return fmt.Errorf("volume %s now has %d replica sets, not the %d this rebalance started with; start it again", w.name, sets, w.r.Sets)
+	}
+	layouts := dht2.NewEtcdStore(cli, w.name)
+	cur, err := volfile.EnsureLayout(ctx, layouts, sets)
+	if err != nil {
+		return err
+	}
+	target, err := Target(cur, w.r.Kind, w.r.Set, sets)
+	if err != nil {
+		return fmt.Errorf("volume %s: %w", w.name, err)
+	}
+	moves := cur.Moves(target)
+	w.log.Info("rebalance: moving tokens", "tokens", len(moves), "layout", cur.Version)
+	if err := w.flush(ctx, w.r.TokensMoved+len(moves)); err != nil {
+		return err
+	}
+	last := time.Now()
+	for _, t := range moves {
+		to := target.Set(t)
+		start := time.Now()
+		var p dht2.MigrateProgress
+		if err := m.MigrateToken(ctx, t, to, func(mp dht2.MigrateProgress) { p = mp }); err != nil {
+			return fmt.Errorf("token %d to replica set %d: %w", t, to, err)
+		}
+		if cur, err = saveMove(ctx, layouts, cur, t, to); err != nil {
+			return fmt.Errorf("token %d to replica set %d: %w", t, to, err)
+		}
+		w.moved++
+		w.files += int64(p.Files + p.Dirs)
+		w.bytes += p.Bytes
+		w.elapsed += time.Since(start)
+		if time.Since(last) >= w.opts.SaveEvery {
+			if err := w.flush(ctx, -1); err != nil {
+				return err
+			}
+			last = time.Now()
+			if w.opts.Progress != nil {
+				w.opts.Progress(w.r)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return w.flush(ctx, -1)
+}
+
+// saveMove saves cur with token t homed at set to, the version bumped.
+// Only the worker moves tokens; a conflict means another wrote the
+// layout (a worker that lost its claim, or an operator), and is an
+// error rather than something to overwrite.
+func saveMove(ctx context.Context, s *dht2.EtcdStore, cur *dht2.Layout, t uint16, to int) (*dht2.Layout, error) {
+	n := cur.Clone()
+	n.Version++
+	if to >= n.Sets {
+		n.Sets = to + 1
+	}
+	n.Owner[t] = uint16(to)
+	if err := s.Save(ctx, n); err != nil {
+		return nil, fmt.Errorf("save layout version %d: %w", n.Version, err)
+	}
+	return n, nil
+}
+
+// CommitRemove drops the replica set made of bricks from the volume, once
+// it owns no token (remove-brick ... start has drained it), and the
+// layout's numbering of sets with it, in one transaction.
+func CommitRemove(ctx context.Context, cli *clientv3.Client, name string, bricks []volume.Brick) (*volume.Volume, error) {
+	store := volume.NewStore(cli)
+	v, err := store.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	set, err := v.SetOf(bricks)
+	if err != nil {
+		return nil, err
+	}
+	return store.RemoveSet(ctx, name, set, func(v *volume.Volume) ([]clientv3.Cmp, []clientv3.Op, error) {
+		key := dht2.LayoutKey(name)
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("volume %s: layout: %w", name, err)
+		}
+		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", 0)
+		if len(resp.Kvs) == 0 {
+			return []clientv3.Cmp{cmp}, nil, nil // never distributed: nothing to drain
+		}
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
+		l := &dht2.Layout{}
+		if err := l.UnmarshalBinary(resp.Kvs[0].Value); err != nil {
+			return nil, nil, fmt.Errorf("volume %s: layout: %w", name, err)
+		}
+		if set >= l.Sets { // added and never given tokens
+			return []clientv3.Cmp{cmp}, nil, nil
+		}
+		if n := l.Counts()[set]; n > 0 {
+			return nil, nil, fmt.Errorf("volume %s: replica set %d still homes %d tokens; drain it first (gluon volume remove-brick %s ... start)", name, set, n, name)
+		}
+		nl, err := l.Without(set)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := nl.MarshalBinary()
+		if err != nil {
+			return nil, nil, err
+		}
+		return []clientv3.Cmp{cmp}, []clientv3.Op{clientv3.OpPut(key, string(b))}, nil
+	})
+}

@@ -16,26 +16,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fioWorkload is a fio workload: its job file jobs/<name>.fio and how its
-// files are prepared before the measured run. Preparation is not timed.
+// fioWorkload is a fio workload: its job file jobs/<name>.fio, the files
+// it works on, and how they are prepared before the measured run.
+// Preparation is not timed.
 type fioWorkload struct {
-	name   string
-	layout bool // lay out the job's files first (fio --create_only=1)
-	drop   bool // then sync and drop the kernel caches (root)
-	warm   bool // then read the files once, so that the measured run finds them cached
+	name string
+	data dataSet // the laid-out files it uses (dataNone: a new file in its scratch directory)
+	drop bool    // sync and drop the kernel caches first (root)
+	warm bool    // then read the files once, so that the measured run finds them cached
 }
+
+// dataSet names the files a workload shares with others. They are laid
+// out once per target, before the first round (see layoutData), so that
+// no workload pays, or waits, for writing its input.
+type dataSet int
+
+const (
+	dataNone dataSet = iota
+	dataRead         // "read", ReadSize bytes: seqread-*, randread-*
+	dataRW           // "rw.0" ... "rw.<Jobs-1>", Size bytes each: randwrite* (rw.0), randrw
+)
 
 // fioWorkloads are the fio jobs of the reference suite the 2026-11-21
 // baseline was measured with, in the order a round runs them.
 var fioWorkloads = []fioWorkload{
-	{name: "seqwrite"}, // one pass of 1 MiB writes
-	{name: "seqread-cold", layout: true, drop: true},             // one pass of 1 MiB reads
-	{name: "seqread-warm", layout: true, drop: true, warm: true}, // the same after a cold pass
-	{name: "randread-cold", layout: true, drop: true},            // one pass of 4 KiB random reads
-	{name: "randread-aio-direct", layout: true, drop: true},      // O_DIRECT, libaio, queue depth 16
-	{name: "randwrite"},                        // 4 KiB random writes
-	{name: "randwrite-fsync"},                  // fsync after each
-	{name: "randrw", layout: true, drop: true}, // 70/30, Jobs parallel jobs
+	{name: "seqwrite"}, // one pass of 1 MiB writes into a new file
+	{name: "seqread-cold", data: dataRead, drop: true},             // one pass of 1 MiB reads
+	{name: "seqread-warm", data: dataRead, drop: true, warm: true}, // the same after a cold pass
+	{name: "randread-cold", data: dataRead, drop: true},            // one pass of 4 KiB random reads
+	{name: "randread-aio-direct", data: dataRead, drop: true},      // O_DIRECT, libaio, queue depth 16
+	{name: "randwrite", data: dataRW},                              // 4 KiB random writes
+	{name: "randwrite-fsync", data: dataRW},                        // fsync after each
+	{name: "randrw", data: dataRW, drop: true},                     // 70/30, Jobs parallel jobs
 }
 
 func fioWorkloadNamed(name string) (fioWorkload, bool) {
@@ -68,19 +80,20 @@ func dropsCaches(w string) bool {
 	return w == WorkloadMeta || ok && fw.drop
 }
 
-// Defaults for the zero fields of Config: those of the reference suite
-// the 2026-11-21 baseline was measured with
-// (/work/shared/bench/fio-suite.sh), so that ratios compare, except two
-// rounds of 10 s, which keep a three-target comparison (gluon, GlusterFS,
-// loopback) under 15 minutes on a 2-core machine.
+// Defaults for the zero fields of Config. The workloads and their fio
+// options are those of the reference suite the 2026-11-21 baseline was
+// measured with (/work/shared/bench/fio-suite.sh); the durations and sizes
+// are smaller, so that a three-target comparison (gluon and GlusterFS
+// replica 3, loopback) finishes in about 10 minutes on a 2-core machine.
+// See the package documentation for why these values.
 const (
 	DefaultRounds       = 2
-	DefaultRuntime      = 10 * time.Second
-	DefaultSize         = "256M"
+	DefaultRuntime      = 6 * time.Second
+	DefaultSize         = "128M"
 	DefaultJobs         = 4
 	DefaultMetaWorkers  = 1
-	DefaultMetaFiles    = 5000
-	DefaultMetaDirs     = 50
+	DefaultMetaFiles    = 2000
+	DefaultMetaDirs     = 20
 	DefaultMetaFileSize = 1024
 )
 
@@ -94,19 +107,23 @@ type Config struct {
 	//   gluster:replica=N[,distribute=M]    a GlusterFS volume on this host (needs glusterfs-server)
 	//   /some/dir                           an existing directory, e.g. a mount point
 	Targets   []string
-	Workloads []string      // names from Workloads(); nil means all
-	Rounds    int           // every target runs every workload once per round; 0 means DefaultRounds
-	Runtime   time.Duration // per fio workload (the cap of the one-pass ones); 0 means DefaultRuntime
+	Workloads []string // names from Workloads(); nil means all
+	Rounds    int      // every target runs every workload once per round; 0 means DefaultRounds
+	// Runtime is the run time of each fio workload (the cap of the
+	// one-pass ones) and the cap of meta-create; 0 means DefaultRuntime.
+	Runtime time.Duration
 	// Size is the file size per job of randwrite, randwrite-fsync and
-	// randrw, e.g. "256M", "4M", "1G"; "" means DefaultSize.
+	// randrw, e.g. "128M", "4M", "1G"; "" means DefaultSize.
 	Size string
 	// ReadSize is the size of the file seqwrite writes and the read
-	// workloads read; "" means four times Size (1G by default).
+	// workloads read; "" means four times Size (512M by default).
 	ReadSize string
 	Jobs     int // parallel fio jobs of randrw; 0 means DefaultJobs
 
-	MetaWorkers  int // parallel workers of the metadata workload; 0 means DefaultMetaWorkers
-	MetaFiles    int // files of the metadata workload; 0 means DefaultMetaFiles
+	MetaWorkers int // parallel workers of the metadata workload; 0 means DefaultMetaWorkers
+	// MetaFiles is the number of files the metadata workload creates
+	// (fewer if meta-create reaches Runtime first); 0 means DefaultMetaFiles.
+	MetaFiles    int
 	MetaDirs     int // directories they are spread over; 0 means DefaultMetaDirs
 	MetaFileSize int // bytes per file; 0 means DefaultMetaFileSize
 	// KeepCaches skips dropping the kernel caches (which needs root)
@@ -225,6 +242,7 @@ func (c Config) settings() (*settings, error) {
 		Dirs:       orDefault(c.MetaDirs, DefaultMetaDirs),
 		FileSize:   orDefault(c.MetaFileSize, DefaultMetaFileSize),
 		DropCaches: s.drop,
+		CreateFor:  s.runtime,
 	}
 	if err := s.meta.validate(); err != nil {
 		return nil, err
@@ -323,6 +341,10 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 		}
 	}
 
+	rep.Estimate = s.estimate()
+	fmt.Fprintf(s.progress, "estimated total: %s (%d round(s) x %d target(s), fio capped at %v per workload, %s laid out per target)\n",
+		fmtMinutes(rep.Estimate), s.rounds, len(s.targets), s.runtime, fmtBytes(uint64(s.layoutBytes())))
+
 	var targets []*target
 	defer func() {
 		var errs []error
@@ -335,11 +357,18 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	}()
 	for _, ts := range s.targets {
 		fmt.Fprintf(s.progress, "starting %s\n", ts.label)
+		t0 := time.Now()
 		t, err := openTarget(ctx, ts, s)
 		if err != nil {
 			return nil, err
 		}
+		t.info.Setup = time.Since(t0)
 		targets = append(targets, t)
+	}
+	for _, t := range targets {
+		if err := layoutData(ctx, t, s); err != nil {
+			return nil, err
+		}
 		rep.Targets = append(rep.Targets, t.info)
 	}
 
@@ -426,7 +455,7 @@ func failed(w string, err error) []Result {
 }
 
 func (r *runner) progress(res Result) {
-	line := fmt.Sprintf("round %d/%d  %-16s %-16s ", res.Round, r.s.rounds, res.Target, res.Workload)
+	line := fmt.Sprintf("round %d/%d  %-18s %-19s ", res.Round, r.s.rounds, res.Target, res.Workload)
 	if res.Error != "" {
 		line += "FAILED: " + res.Error
 	} else {
@@ -441,17 +470,23 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	if r.s.rawDir != "" {
 		out = filepath.Join(r.s.rawDir, fmt.Sprintf("r%d-%s-%s.json", round, fileSafe(t.info.Name), w))
 	}
+	fw, _ := fioWorkloadNamed(w)
+	if fw.data != dataNone && t.dataErr != nil {
+		res.Error = t.dataErr.Error()
+		return res
+	}
 	run := fioRun{
 		fio:      r.s.fio,
 		jobFile:  r.jobFiles[w],
 		dir:      scratch,
+		data:     t.data,
 		size:     r.s.size,
 		readSize: r.s.readSize,
 		runtime:  r.s.runtime,
 		jobs:     r.s.jobs,
 		output:   filepath.Join(r.runDir, "fio-prepare.json"),
 	}
-	if err := r.prepare(ctx, run, w); err != nil {
+	if err := r.prepare(ctx, run, fw); err != nil {
 		res.Error = err.Error()
 		return res
 	}
@@ -480,18 +515,10 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	return res
 }
 
-// prepare does what workload w needs before its measured run (see
-// fioWorkload), and in any case writes back dirty data, so that the
-// previous workload's writeback does not land in this one's time.
-func (r *runner) prepare(ctx context.Context, run fioRun, w string) error {
-	fw, _ := fioWorkloadNamed(w)
-	if fw.layout {
-		run.createOnly = true
-		if _, err := run.run(ctx); err != nil {
-			return fmt.Errorf("lay out files: %w", err)
-		}
-		run.createOnly = false
-	}
+// prepare does what workload fw needs before its measured run, and in any
+// case writes back dirty data, so that the previous workload's writeback
+// does not land in this one's time.
+func (r *runner) prepare(ctx context.Context, run fioRun, fw fioWorkload) error {
 	if fw.drop && r.s.drop {
 		// drop_caches empties the page, dentry and inode caches of every
 		// file system, FUSE mounts and the disks behind bricks and
@@ -551,6 +578,9 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 			Measured:    u.done,
 		}
 		var notes []string
+		if p.Name == MetaCreate && p.Ops < cfg.Files {
+			notes = append(notes, fmt.Sprintf("%d of %d files in the %v cap", p.Ops, cfg.Files, cfg.CreateFor))
+		}
 		if p.Name == MetaLs {
 			notes = append(notes, "latency per directory")
 		}

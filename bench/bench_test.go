@@ -293,9 +293,65 @@ func TestRunLocalLoopback(t *testing.T) {
 	}
 }
 
+// A directory target gets its input files laid out once, shared by every
+// workload and round, and keeps nothing afterwards.
+func TestRunDirTarget(t *testing.T) {
+	dir := t.TempDir()
+	rep, err := Run(context.Background(), Config{
+		Targets:    []string{dir},
+		Workloads:  []string{"randwrite", "randrw", "seqread-warm"},
+		Rounds:     2,
+		Runtime:    time.Second,
+		Size:       "1M",
+		ReadSize:   "2M",
+		Jobs:       3,
+		KeepCaches: true,
+		WorkDir:    t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Results {
+		if res.Error != "" {
+			t.Errorf("%s round %d: %s", res.Workload, res.Round, res.Error)
+		}
+	}
+	// read (2 MiB) and rw.0 ... rw.2 (1 MiB each), once.
+	if ti := rep.Targets[0]; ti.LayoutBytes != 5<<20 || ti.Layout <= 0 {
+		t.Errorf("target %+v: want 5 MiB laid out", ti)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("directory target not cleaned up: %v", ents)
+	}
+}
+
+// The estimate covers the rounds, the targets' setup and the layout, and
+// the default three-target comparison fits the 15 minutes the issue allows.
+func TestEstimate(t *testing.T) {
+	est := func(c Config) time.Duration {
+		t.Helper()
+		c.KeepCaches = true
+		s, err := c.settings()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.estimate()
+	}
+	def := est(Config{Targets: []string{"gluon:replica=3", "gluster:replica=3", "loopback"}})
+	if min := time.Duration(2*3*len(Workloads())) * DefaultRuntime; def < min || def > 12*time.Minute {
+		t.Errorf("default estimate %v, want between %v and 12m", def, min)
+	}
+	if more := est(Config{Targets: []string{"gluon:replica=3", "gluster:replica=3", "loopback"}, Rounds: 4}); more <= def {
+		t.Errorf("4 rounds: %v, 2 rounds: %v", more, def)
+	}
+	if meta := est(Config{Targets: []string{"local"}, Workloads: []string{"meta"}}); meta > time.Minute {
+		t.Errorf("meta on local: %v", meta)
+	}
+}
+
 // TestColdRead checks what randread-cold promises: its file is laid out
-// and the caches dropped before the measured run, which reads every block
-// at most once. It runs on a FUSE loopback mount, where fio's own
+// once and the caches dropped before the measured run, which reads every
+// block at most once. It runs on a FUSE loopback mount, where fio's own
 // invalidation (posix_fadvise) reaches only the FUSE inode and the file
 // stays cached on the disk behind the mount unless the caches are dropped.
 func TestColdRead(t *testing.T) {
@@ -320,34 +376,37 @@ func TestColdRead(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	run := fioRun{fio: "fio", jobFile: jobs["randread-cold"], size: s.size, readSize: s.readSize,
+	if err := layoutData(context.Background(), lo, s); err != nil || lo.dataErr != nil {
+		t.Fatal(err, lo.dataErr)
+	}
+	if lo.info.LayoutBytes != 4<<20 {
+		t.Errorf("laid out %d bytes, want 4 MiB", lo.info.LayoutBytes)
+	}
+	run := fioRun{fio: "fio", jobFile: jobs["randread-cold"], dir: t.TempDir(), data: lo.data, size: s.size, readSize: s.readSize,
 		runtime: time.Minute, jobs: 1, output: filepath.Join(runDir, "out.json")}
-	// cached prepares the workload in a new directory on the mount and
-	// counts the pages of the backing file in the page cache.
-	cached := func(name string, drop bool) int {
+	fw, _ := fioWorkloadNamed("randread-cold")
+	// cached prepares the workload and counts the pages of the backing
+	// file in the page cache.
+	cached := func(drop bool) int {
 		t.Helper()
-		run.dir = filepath.Join(lo.dir, name)
-		if err := os.Mkdir(run.dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		s.drop = drop
 		r := &runner{s: s, runDir: runDir, jobFiles: jobs}
-		if err := r.prepare(context.Background(), run, "randread-cold"); err != nil {
+		if err := r.prepare(context.Background(), run, fw); err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Open(filepath.Join(filepath.Dir(lo.dir), "data", name, "randread-cold.0.0"))
+		f, err := os.Open(filepath.Join(filepath.Dir(lo.dir), "data", filepath.Base(lo.data), "read"))
 		if err != nil {
 			t.Fatalf("laid-out file: %v", err)
 		}
 		defer f.Close()
 		return residentPages(t, f)
 	}
-	if n := cached("kept", false); n == 0 {
+	if n := cached(false); n == 0 {
 		t.Error("caches kept: the laid-out file is not cached behind the mount")
 	}
 	// drop_caches leaves pages that are busy at that instant (another
 	// process's I/O on a shared machine), so allow a handful of the 1024.
-	if n := cached("dropped", true); n > 1024/100 {
+	if n := cached(true); n > 1024/100 {
 		t.Errorf("caches dropped: %d pages of the laid-out file still cached", n)
 	}
 	res, err := run.run(context.Background())

@@ -168,21 +168,29 @@ func (res *FioResult) summarize() (fioSummary, error) {
 
 // fioRun describes one fio invocation.
 type fioRun struct {
-	fio        string // binary
-	jobFile    string // path of the job file on disk
-	dir        string // scratch directory on the target
-	size       int64  // bytes per job file of the write workloads
-	readSize   int64  // bytes of the file of seqwrite and the read workloads
-	runtime    time.Duration
-	jobs       int
-	output     string // where fio writes its JSON
-	createOnly bool   // only lay out the job's files
+	fio      string // binary
+	jobFile  string // path of the job file on disk
+	dir      string // scratch directory on the target
+	data     string // directory of the laid-out files on the target
+	size     int64  // bytes of each file rw.N
+	readSize int64  // bytes of the file "read", and of the one seqwrite writes
+	runtime  time.Duration
+	jobs     int
+	output   string // where fio writes its JSON
+}
+
+// limit is how long fio may take in all: its run time, the final fsync of
+// the write workloads, and slack for a slow or loaded machine. A target
+// that hangs fails the workload after that instead of stalling the run.
+func (f fioRun) limit() time.Duration {
+	return 3*f.runtime + 2*time.Minute
 }
 
 // env is the environment the job files take their parameters from.
 func (f fioRun) env() []string {
 	return append(os.Environ(),
 		"BENCH_DIR="+f.dir,
+		"BENCH_DATA="+f.data,
 		"BENCH_SIZE="+strconv.FormatInt(f.size, 10),
 		"BENCH_READ_SIZE="+strconv.FormatInt(f.readSize, 10),
 		fmt.Sprintf("BENCH_RUNTIME=%dms", f.runtime.Milliseconds()),
@@ -197,11 +205,10 @@ func (f fioRun) run(ctx context.Context) (*FioResult, error) {
 	if err := os.Remove(f.output); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	args := []string{"--output-format=json", "--output=" + f.output}
-	if f.createOnly {
-		args = append(args, "--create_only=1")
-	}
-	cmd := exec.CommandContext(ctx, f.fio, append(args, f.jobFile)...)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, f.limit())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.fio, "--output-format=json", "--output="+f.output, f.jobFile)
 	cmd.Env = f.env()
 	// fio stops cleanly on SIGINT; SIGKILL only if it does not.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -210,8 +217,11 @@ func (f fioRun) run(ctx context.Context) (*FioResult, error) {
 	cmd.Stdout = tail
 	cmd.Stderr = tail
 	runErr := cmd.Run()
+	if err := parent.Err(); err != nil {
+		return nil, err
+	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("fio did not finish within %v (run time %v); stopped", f.limit(), f.runtime)
 	}
 	out, err := os.Open(f.output)
 	if err != nil {

@@ -194,8 +194,17 @@ func TestJobFiles(t *testing.T) {
 		has := func(opt string) bool {
 			return slices.ContainsFunc(lines, func(l string) bool { return strings.TrimSpace(l) == opt })
 		}
+		// The laid-out files, or a new one in the scratch directory.
+		switch fw.data {
+		case dataNone:
+			want[w] = append(want[w], "directory=${BENCH_DIR}")
+		case dataRead:
+			want[w] = append(want[w], "directory=${BENCH_DATA}", "filename=read")
+		case dataRW:
+			want[w] = append(want[w], "directory=${BENCH_DATA}", "filename_format=rw.$jobnum")
+		}
 		// The reference suite's common options.
-		for _, opt := range append(want[w], "directory=${BENCH_DIR}", "ioengine=psync", "direct=0",
+		for _, opt := range append(want[w], "ioengine=psync", "direct=0",
 			"group_reporting=1", "lat_percentiles=1", "["+w+"]") {
 			if !has(opt) {
 				t.Errorf("%s.fio lacks %q", w, opt)
@@ -206,8 +215,8 @@ func TestJobFiles(t *testing.T) {
 		if has("size=${BENCH_READ_SIZE}") && has("time_based=1") {
 			t.Errorf("%s.fio: one-pass job is time based", w)
 		}
-		if fw.drop && !fw.layout {
-			t.Errorf("%s: drops the caches without laying out its files first", w)
+		if fw.drop && fw.data == dataNone {
+			t.Errorf("%s: drops the caches before reading files it has yet to write", w)
 		}
 	}
 }
@@ -221,7 +230,7 @@ func TestJobFilesParse(t *testing.T) {
 	}
 	for w, p := range paths {
 		cmd := exec.Command("fio", "--parse-only", p)
-		cmd.Env = fioRun{dir: t.TempDir(), size: 4 << 20, readSize: 16 << 20, runtime: time.Second, jobs: 4}.env()
+		cmd.Env = fioRun{dir: t.TempDir(), data: t.TempDir(), size: 4 << 20, readSize: 16 << 20, runtime: time.Second, jobs: 4}.env()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s: fio --parse-only: %v: %s", w, err, out)
 		}

@@ -37,6 +37,10 @@ type MetaConfig struct {
 	// caches before meta-stat and meta-read, so that they start cold
 	// (needs root).
 	DropCaches bool
+	// CreateFor, if positive, caps meta-create: it stops creating after
+	// this long, and the later phases work on the files created by then.
+	// It bounds the workload's time on a slow file system.
+	CreateFor time.Duration
 	// Observe, if set, is called when a phase starts; the function it
 	// returns is called when the phase ends. Bench uses it to measure the
 	// CPU and memory of the file system's processes per phase.
@@ -116,16 +120,26 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 
 	m := &metaRun{cfg: cfg}
+	// Worker w owns files w, w+Workers, w+2*Workers, ...; mine[w] is how
+	// many of them exist once meta-create is done.
+	mine := make([]int, cfg.Workers)
+	for i := range files {
+		mine[i%cfg.Workers]++
+	}
+	var deadline time.Time // zero: no cap
 	perFile := func(op func(path string) (int64, error)) phaseFunc {
 		return func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
 			var n int
 			var nb int64
-			for i := w; i < len(files); i += cfg.Workers {
+			for k := range mine[w] {
 				if err := ctx.Err(); err != nil {
 					return n, nb, err
 				}
 				t0 := time.Now()
-				b, err := op(files[i])
+				if k > 0 && !deadline.IsZero() && t0.After(deadline) {
+					break
+				}
+				b, err := op(files[w+k*cfg.Workers])
 				if err != nil {
 					return n, nb, err
 				}
@@ -137,10 +151,23 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 		}
 	}
 
-	if err := m.phase(ctx, MetaCreate, false, perFile(func(p string) (int64, error) {
-		return m.createFile(p, payload)
-	})); err != nil {
+	created := make([]int, cfg.Workers)
+	create := perFile(func(p string) (int64, error) { return m.createFile(p, payload) })
+	if cfg.CreateFor > 0 {
+		deadline = time.Now().Add(cfg.CreateFor)
+	}
+	if err := m.phase(ctx, MetaCreate, false, func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
+		n, nb, err := create(ctx, w, lat)
+		created[w] = n
+		return n, nb, err
+	}); err != nil {
 		return nil, err
+	}
+	deadline = time.Time{}
+	mine = created
+	total := 0
+	for _, n := range created {
+		total += n
 	}
 	if err := m.phase(ctx, MetaStat, cfg.DropCaches, perFile(func(p string) (int64, error) {
 		var st unix.Stat_t
@@ -172,8 +199,8 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	if got := m.phases[len(m.phases)-1].Ops; got != cfg.Files {
-		return nil, fmt.Errorf("%s: listed %d entries, created %d files", MetaLs, got, cfg.Files)
+	if got := m.phases[len(m.phases)-1].Ops; got != total {
+		return nil, fmt.Errorf("%s: listed %d entries, created %d files", MetaLs, got, total)
 	}
 	if err := m.phase(ctx, MetaRead, cfg.DropCaches, func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
 		buf := make([]byte, cfg.FileSize+1) // one per worker

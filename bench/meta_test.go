@@ -71,6 +71,28 @@ func TestRunMetaMoreWorkersThanFiles(t *testing.T) {
 	}
 }
 
+// A capped meta-create stops early (each worker makes at least one file),
+// and the later phases work on exactly the files it made.
+func TestRunMetaCreateCap(t *testing.T) {
+	dir := t.TempDir()
+	phases, err := RunMeta(context.Background(), MetaConfig{Dir: dir, Workers: 3, Files: 100000, Dirs: 4, FileSize: 10, CreateFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := phases[0].Ops
+	if created < 3 || created >= 100000 {
+		t.Fatalf("created %d files with a 1ns cap, want a few", created)
+	}
+	for _, p := range phases {
+		if p.Ops != created {
+			t.Errorf("%s: %d ops, created %d", p.Name, p.Ops, created)
+		}
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("left behind %v (%v)", ents, err)
+	}
+}
+
 func TestRunMetaErrors(t *testing.T) {
 	ok := MetaConfig{Dir: t.TempDir(), Workers: 1, Files: 1, Dirs: 1, FileSize: 1}
 	for name, mod := range map[string]func(*MetaConfig){

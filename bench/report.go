@@ -25,8 +25,10 @@ type Report struct {
 	Targets  []TargetInfo `json:"targets"` // in Config order; the first is the ratio baseline
 	Started  time.Time    `json:"started"`
 	Finished time.Time    `json:"finished"`
-	Results  []Result     `json:"results"` // every run, in run order
-	Summary  []Row        `json:"summary"` // filled by Summarize
+	// Estimate is what Run expected the whole run to take, before it started.
+	Estimate time.Duration `json:"estimate_ns"`
+	Results  []Result      `json:"results"` // every run, in run order
+	Summary  []Row         `json:"summary"` // filled by Summarize
 }
 
 // Settings records the Config a report was measured with.

@@ -26,6 +26,12 @@ func (r *Report) header() []string {
 	}
 	if !r.Started.IsZero() {
 		run += ", started " + r.Started.Format(time.RFC3339)
+		if !r.Finished.IsZero() {
+			run += ", took " + fmtMinutes(r.Finished.Sub(r.Started))
+		}
+		if r.Estimate > 0 {
+			run += " (estimated " + fmtMinutes(r.Estimate) + ")"
+		}
 	}
 	return []string{machine, run}
 }
@@ -41,7 +47,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "# %s\n", l)
 	}
 	for _, t := range r.Targets {
-		fmt.Fprintf(&b, "# target %s: %s (%s)\n", t.Name, t.Dir, t.FSType)
+		fmt.Fprintf(&b, "# target %s: %s (%s)", t.Name, t.Dir, t.FSType)
+		if t.Setup >= time.Second {
+			fmt.Fprintf(&b, ", set up in %.1fs", t.Setup.Seconds())
+		}
+		if t.LayoutBytes > 0 {
+			fmt.Fprintf(&b, ", %s laid out in %.1fs", fmtBytes(uint64(t.LayoutBytes)), t.Layout.Seconds())
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

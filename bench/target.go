@@ -124,6 +124,12 @@ type TargetInfo struct {
 	Name   string `json:"name"`    // as given in Config.Targets
 	Dir    string `json:"dir"`     // where the workloads ran
 	FSType string `json:"fs_type"` // file system type of Dir, from statfs
+	// Setup is how long starting the target took (gluon up, glusterd and
+	// the volume, the loopback mount). Layout is how long writing the
+	// LayoutBytes of shared input files took, once, before the rounds.
+	Setup       time.Duration `json:"setup_ns"`
+	Layout      time.Duration `json:"layout_ns"`
+	LayoutBytes int64         `json:"layout_bytes"`
 }
 
 // target is a started target: a directory to run in, the processes that
@@ -133,6 +139,10 @@ type target struct {
 	dir   string
 	pids  func() []int // nil: nothing to measure (the kernel does the work)
 	close func() error
+	// data is the directory of the files the workloads share (see
+	// layoutData); dataErr why laying them out failed.
+	data    string
+	dataErr error
 }
 
 // openTarget sets up a target; the caller must close it.

@@ -194,9 +194,6 @@ func Decide(replicas []Replica, quorum int, acked []Pos) (*Plan, error) {
 	}
 
 	authFirst := max(auth.FirstIndex, 1)
-	if len(auth.Log) > 0 {
-		authFirst = max(authFirst, auth.Log[0].Index)
-	}
 	last := auth.Last().Index
 	for i := range replicas {
 		r := &replicas[i]

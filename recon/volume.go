@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -192,19 +193,24 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		return differ
 	}
 	trees := scanAll()
+	compare(trees)
+	found := 0
+	for _, b := range rep.Bricks {
+		found += len(b.Diffs)
+	}
 	// Differences while followers still apply what the leader has are
-	// not divergence: let them settle, then look again.
+	// not divergence: let them settle and look again, until they go or
+	// persist on settled replicas.
 	deadline := time.Now().Add(opts.Settle)
 	for compare(trees) && time.Now().Before(deadline) {
-		if err := settle(ctx, cli, vol, ss.Set, deadline); err != nil {
+		pending, err := settle(ctx, cli, vol, ss.Set, deadline)
+		if err != nil {
 			break
 		}
 		trees = scanAll()
-		if !compare(trees) {
+		if !compare(trees) || !pending {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
-		trees = scanAll()
 	}
 	if repair && trees[li] != nil {
 		for i, t := range trees {
@@ -228,19 +234,27 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		rep.Error = err.Error()
 	}
 	rep.IDs, rep.Reconciled = ids, reconciled
+	kind := "verify"
+	if repair {
+		kind = "run"
+	}
+	if err := saveResult(ctx, cli, vol, &rep, kind, found); err != nil && rep.Error == "" {
+		rep.Error = err.Error()
+	}
 	return rep
 }
 
 // settle waits until every online brick of a set has applied what its
-// leader had committed, or until deadline.
-func settle(ctx context.Context, cli *clientv3.Client, vol string, set int, deadline time.Time) error {
+// leader had committed, or until deadline; pending says whether any had
+// not at first.
+func settle(ctx context.Context, cli *clientv3.Client, vol string, set int, deadline time.Time) (pending bool, err error) {
 	for time.Now().Before(deadline) {
 		st, err := client.Status(ctx, cli, vol)
 		if err != nil {
-			return err
+			return pending, err
 		}
 		if set >= len(st.Sets) {
-			return errors.New("the volume changed")
+			return pending, errors.New("the volume changed")
 		}
 		ss := st.Sets[set]
 		done := ss.Leader >= 0
@@ -250,15 +264,16 @@ func settle(ctx context.Context, cli *clientv3.Client, vol string, set int, dead
 			}
 		}
 		if done {
-			return nil
+			return pending, nil
 		}
+		pending = true
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return pending, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return nil
+	return pending, nil
 }
 
 func brickPath(hostPath string) string {
@@ -352,4 +367,57 @@ func recordIDs(ctx context.Context, cli *clientv3.Client, vol string, set int, t
 		}
 	}
 	return ids, Reconciled(ids, len(bricks)), nil
+}
+
+// ResultPrefix is where the last Verify or Run of each replica set is
+// kept in etcd: ResultPrefix<volume>/<set> holds a JSON Result.
+const ResultPrefix = "/gluon/recon-result/"
+
+// Result is the outcome of the last Verify or Run of a replica set.
+type Result struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // "verify" or "run"
+	Objects int       `json:"objects"`
+	// Differences counts the differences left at the end; Found those
+	// seen before any repair.
+	Differences int    `json:"differences"`
+	Found       int    `json:"found"`
+	Repaired    Moved  `json:"repaired"`
+	Error       string `json:"error,omitempty"`
+}
+
+func resultKey(vol string, set int) string { return fmt.Sprintf("%s%s/%d", ResultPrefix, vol, set) }
+
+// saveResult records a set's outcome for Status.
+func saveResult(ctx context.Context, cli *clientv3.Client, vol string, r *SetReport, kind string, found int) error {
+	res := Result{Time: time.Now().UTC(), Kind: kind, Found: found, Error: r.Error}
+	for _, b := range r.Bricks {
+		res.Objects = max(res.Objects, b.Objects)
+		res.Differences += len(b.Diffs)
+		if b.Moved != nil {
+			res.Repaired = res.Repaired.Add(*b.Moved)
+		}
+		if b.Error != "" && res.Error == "" {
+			res.Error = fmt.Sprintf("brick %d: %s", b.Index, b.Error)
+		}
+	}
+	v, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = cli.Put(ctx, resultKey(vol, r.Set), string(v))
+	return err
+}
+
+// LastResult reads a set's last Result; nil if it was never verified.
+func LastResult(ctx context.Context, cli *clientv3.Client, vol string, set int) (*Result, error) {
+	resp, err := cli.Get(ctx, resultKey(vol, set))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		return nil, fmt.Errorf("recon: bad result under %s: %w", resultKey(vol, set), err)
+	}
+	return &r, nil
 }

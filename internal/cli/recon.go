@@ -1,30 +1,479 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/term"
 
 	"github.com/gluon-fs/gluon/recon"
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/posix"
 )
 
 func (a *app) reconCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "recon COMMAND",
-		Short: "Inspect bricks' journals, to reconcile replicas",
-		Long: `Read the journals that bricks of replicated volumes keep (every write, in
-the order their replica set's leader gave it), to see what a brick holds
-and how replicas diverged.`,
-		Example: `  gluon recon dump /data/brick0
-  gluon recon dump /data/brick0 --term 12 --json`,
+		Short: "See and drive the reconciliation of replicas",
+		Long: `Reconcile the replicas of replicated volumes: see where each replica of
+each set stands (status), compare replicas object by object (verify),
+repair those that differ from their leader (run), and read or replay
+the journals bricks keep (dump, replay).`,
+		Example: `  gluon recon status vol0
+  gluon recon verify vol0
+  gluon recon run vol0 --set 1
+  gluon recon dump /data/brick0 --term 12 --json
+  gluon recon replay /data/brick0 --into /tmp/restore`,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(a.reconDumpCmd())
+	r := &reconCLI{app: a}
+	cmd.PersistentFlags().StringSliceVar(&r.etcd, "etcd", etcdEndpoints(),
+		"etcd endpoints, comma-separated; $GLUON_ETCD sets the default")
+	cmd.AddCommand(a.reconDumpCmd(), r.reconStatusCmd(), r.reconVerifyCmd(), r.reconRunCmd(), r.reconReplayCmd())
+	return cmd
+}
+
+// reconCLI is the recon commands that reach a cluster: they share the
+// --etcd flag.
+type reconCLI struct {
+	*app
+	etcd []string
+}
+
+// reconTimeout bounds status; verify and run take as long as the data
+// needs, until interrupted.
+const reconTimeout = 30 * time.Second
+
+// withReconEtcd runs fn with an etcd client.
+func (a *reconCLI) withReconEtcd(ctx context.Context, fn func(ctx context.Context, cli *clientv3.Client) error) error {
+	dctx, cancel := context.WithTimeout(ctx, reconTimeout)
+	cli, err := dialEtcd(dctx, a.etcd)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return fn(ctx, cli)
+}
+
+func volumeArg(cmd *cobra.Command, args []string) error {
+	if err := exactArgs("VOLUME")(cmd, args); err != nil {
+		return err
+	}
+	if err := volume.ValidName(args[0]); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func (a *reconCLI) reconStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status VOLUME [--json]",
+		Short: "Show where each replica stands",
+		Long: `Show, for each replica set of VOLUME: its leader and term; each brick's
+journal position (last term and index, commit, applied) and its lag in
+entries behind the leader's commit; what reconciliation would do from
+those positions (ship entries to a laggard, drop a divergent tail, or
+resync a replica in full); whether the term is reconciled (every
+replica holds the same non-zero reconciliation id in etcd, which verify
+and run set); and the result of the last verify or run.`,
+		Example: `  gluon recon status vol0
+  gluon recon status vol0 --json | jq '.[0].reconciled'`,
+		Args: volumeArg,
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), reconTimeout)
+			defer cancel()
+			return a.withReconEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+				sets, err := recon.Status(ctx, cli, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(a.stdout, sets)
+				}
+				return writeReconStatus(a.stdout, args[0], sets)
+			})
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
+	for i, s := range sets {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		rec := "no"
+		if s.Reconciled {
+			rec = "yes"
+		}
+		if s.Leader >= 0 {
+			fmt.Fprintf(w, "Volume %s, replica set %d: leader brick %d, term %d, reconciled: %s\n", vol, s.Set, s.Leader, s.Term, rec)
+		} else {
+			fmt.Fprintf(w, "Volume %s, replica set %d: no leader\n", vol, s.Set)
+		}
+		needs := map[int]string{}
+		if s.Plan != nil {
+			for _, c := range s.Plan.Catchups {
+				needs[c.ID] = catchupText(c)
+			}
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BRICK\tONLINE\tROLE\tLAST\tCOMMIT\tAPPLIED\tLAG\tRECON ID\tNEEDS")
+		for k, b := range s.Bricks {
+			online, role, last, commit, applied, lag := "N", "-", "-", "-", "-", "-"
+			if b.Online {
+				online = "Y"
+			}
+			if j := b.JBR; j != nil {
+				role = j.Role
+				last = fmt.Sprintf("%d/%d", j.LastTerm, j.LastIndex)
+				commit, applied = strconv.FormatUint(j.Commit, 10), strconv.FormatUint(j.Applied, 10)
+			} else if b.Error != "" {
+				role = "? " + b.Error
+			}
+			if b.Lag >= 0 {
+				lag = strconv.FormatInt(b.Lag, 10)
+			}
+			id := "-"
+			if v := s.IDs[k]; v != 0 {
+				id = fmt.Sprintf("%016x", v)
+			}
+			fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Index, b.Brick, online, role, last, commit, applied, lag, id, dash(needs[k]))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if s.PlanError != "" {
+			fmt.Fprintf(w, "plan: %s\n", s.PlanError)
+		}
+		if r := s.Last; r != nil {
+			fmt.Fprintf(w, "last %s: %s, %d objects, %d differences found, %d left, repaired %s",
+				r.Kind, r.Time.Format(time.RFC3339), r.Objects, r.Found, r.Differences, movedText(r.Repaired))
+			if r.Error != "" {
+				fmt.Fprintf(w, ", error: %s", r.Error)
+			}
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintln(w, "never verified")
+		}
+	}
+	return nil
+}
+
+func catchupText(c recon.Catchup) string {
+	var parts []string
+	if c.TruncateFrom != 0 {
+		parts = append(parts, fmt.Sprintf("drop tail from %d", c.TruncateFrom))
+	}
+	switch {
+	case c.FullResync:
+		parts = append(parts, "full resync")
+	case c.ShipFrom != 0:
+		parts = append(parts, fmt.Sprintf("entries %d-%d", c.ShipFrom, c.ShipTo))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func movedText(m recon.Moved) string {
+	if m.Zero() {
+		return "nothing"
+	}
+	return fmt.Sprintf("%d made, %d removed, %d data (%s), %d metadata", m.Created, m.Removed, m.Data, sizeText(m.Bytes), m.Meta)
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// errDiffer makes verify exit non-zero.
+var errDiffer = errors.New("replicas differ")
+
+func (a *reconCLI) reconVerifyCmd() *cobra.Command {
+	var (
+		asJSON bool
+		set    int
+		rate   int64
+	)
+	cmd := &cobra.Command{
+		Use:   "verify VOLUME [--set N] [--json]",
+		Short: "Compare the replicas of every set; exit 1 if any differ",
+		Long: `Compare every replica of each replica set of VOLUME with its set's
+leader, object by object (by GFID): names, types, data (an xxhash per
+MiB), mode, owner, size, symlink targets and xattrs. Each replica is read
+from its own store, so a follower's copy is what is compared. Differences
+seen while followers still apply what their leader holds are given time
+to settle first. A replica found identical is recorded in etcd as
+reconciled with its leader for the leader's term.
+
+Prints the differences and exits 1 if any remain (or a replica could not
+be compared), 0 if every replica is identical. Nothing is repaired; see
+'gluon recon run'.`,
+		Example: `  gluon recon verify vol0
+  gluon recon verify vol0 --set 2 --json`,
+		Args: volumeArg,
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			return a.reconWalk(cmd.Context(), args[0], set, rate, asJSON, false)
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&set, "set", -1, "only replica set `N`")
+	cmd.Flags().Int64Var(&rate, "rate", 0, "read at most `BYTES` per second per brick (0: unbounded)")
+	return cmd
+}
+
+func (a *reconCLI) reconRunCmd() *cobra.Command {
+	var (
+		asJSON bool
+		set    int
+		rate   int64
+	)
+	cmd := &cobra.Command{
+		Use:   "run VOLUME [--set N] [--json]",
+		Short: "Repair replicas that differ from their leader, now",
+		Long: `Compare every replica of each replica set of VOLUME (or of set N) with
+its leader, as verify does, and repair each one that differs from the
+leader's store: entries it lacks are made with the same GFIDs, entries
+the leader lacks are removed, data chunks whose checksum differs are
+copied, and modes, owners, sizes and xattrs are set. Prints what moved,
+and exits 1 if a difference remains.
+
+Entries the replicas' journals hold are reconciled by replication
+itself, when a leader is elected and when a replica returns; run is for
+what diverged beyond the journals: a store changed or damaged behind
+gluon's back, or a replica whose journal range is gone.`,
+		Example: `  gluon recon run vol0
+  gluon recon run vol0 --set 1 --json`,
+		Args: volumeArg,
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			return a.reconWalk(cmd.Context(), args[0], set, rate, asJSON, true)
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&set, "set", -1, "only replica set `N`")
+	cmd.Flags().Int64Var(&rate, "rate", 0, "read at most `BYTES` per second per brick (0: unbounded)")
+	return cmd
+}
+
+// reconWalk runs verify or run and prints the reports.
+func (a *reconCLI) reconWalk(ctx context.Context, vol string, set int, rate int64, asJSON, repair bool) error {
+	if set < -1 {
+		return usagef("--set %d: sets are numbered from 0", set)
+	}
+	if rate < 0 {
+		return usagef("--rate %d: must not be negative", rate)
+	}
+	var sets []recon.SetReport
+	err := a.withReconEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		opts := recon.VolumeOptions{Logger: a.log, Set: set, BytesPerSec: rate}
+		p := newProgress(a.stderr)
+		defer p.done()
+		opts.Progress = p.update
+		var err error
+		if repair {
+			sets, err = recon.Run(ctx, cli, vol, opts)
+		} else {
+			sets, err = recon.Verify(ctx, cli, vol, opts)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		err = writeJSON(a.stdout, sets)
+	} else {
+		err = writeReports(a.stdout, vol, sets)
+	}
+	if err != nil {
+		return err
+	}
+	if recon.Differs(sets) {
+		return errDiffer
+	}
+	return nil
+}
+
+func writeReports(w io.Writer, vol string, sets []recon.SetReport) error {
+	for _, s := range sets {
+		fmt.Fprintf(w, "Volume %s, replica set %d: leader brick %d, term %d\n", vol, s.Set, s.Leader, s.Term)
+		if s.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", s.Error)
+		}
+		for _, b := range s.Bricks {
+			state := "identical"
+			switch {
+			case b.Index == s.Leader:
+				state = "leader"
+			case b.Error != "":
+				state = "error: " + b.Error
+			case len(b.Diffs) > 0:
+				state = fmt.Sprintf("%d differences", len(b.Diffs))
+			}
+			fmt.Fprintf(w, "  brick %d %s: %d objects, %s read, %s\n", b.Index, b.Brick, b.Objects, sizeText(b.Bytes), state)
+			if b.Moved != nil {
+				fmt.Fprintf(w, "    repaired: %s\n", movedText(*b.Moved))
+			}
+			for _, d := range b.Diffs {
+				fmt.Fprintf(w, "    %s\n", d)
+			}
+		}
+		rec := "no"
+		if s.Reconciled {
+			rec = "yes"
+		}
+		fmt.Fprintf(w, "  reconciled: %s\n", rec)
+	}
+	return nil
+}
+
+// progress draws one status line on a terminal; elsewhere it is silent,
+// so that logs and pipes get only the report.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	per   map[[2]int][2]int64 // (set, brick) -> objects, bytes
+	drawn time.Time
+}
+
+func newProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, tty: ok && term.IsTerminal(int(f.Fd())), per: map[[2]int][2]int64{}}
+}
+
+func (p *progress) update(set, brick, objects int, bytes int64) {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.per[[2]int{set, brick}] = [2]int64{int64(objects), bytes}
+	if time.Since(p.drawn) < 100*time.Millisecond {
+		return
+	}
+	p.drawn = time.Now()
+	var objs, total int64
+	for _, v := range p.per {
+		objs += v[0]
+		total += v[1]
+	}
+	fmt.Fprintf(p.w, "\r\033[Kscanning %d bricks: %d objects, %s", len(p.per), objs, sizeText(total))
+}
+
+func (p *progress) done() {
+	if p.tty && !p.drawn.IsZero() {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func (a *reconCLI) reconReplayCmd() *cobra.Command {
+	var (
+		into        string
+		uncommitted bool
+		asJSON      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay BRICK-DIR|JOURNAL --into DIR [--uncommitted] [--json]",
+		Short: "Apply a journal to a bare store, offline",
+		Long: `Apply the entries of a brick's journal, in log order, to the store in
+DIR (a directory, made if missing; a new one holds a bare store), as
+GlusterFS's gf_recon did: to rebuild a store from its journal, or to see
+what a journal holds as files. Entries are applied as their original
+callers, the way a restart replays them. A deposed leader's replaced
+entries and leaders' no-ops are skipped, and so are the entries past the
+highest commit index the journal records (entries reconciliation could
+still roll back) unless --uncommitted. The journal is read from a copy.`,
+		Example: `  gluon recon replay /data/brick0 --into /tmp/restore
+  gluon recon replay /data/brick0/.gluon/journal --into /tmp/r --uncommitted --json`,
+		Args: exactArgs("BRICK-DIR|JOURNAL"),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if into == "" {
+				return usagef("replay: --into DIR is required")
+			}
+			return nil
+		},
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(into, 0o755); err != nil {
+				return err
+			}
+			j, err := recon.Open(args[0], recon.Options{Logger: a.log})
+			if err != nil {
+				return err
+			}
+			defer j.Close()
+			s, err := posix.New(into, posix.Options{Logger: a.log})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			tty := false
+			if f, ok := a.stderr.(*os.File); ok {
+				tty = term.IsTerminal(int(f.Fd()))
+			}
+			var drawn time.Time
+			opts := recon.ReplayOptions{Uncommitted: uncommitted}
+			if tty {
+				opts.Progress = func(n int) {
+					if time.Since(drawn) >= 100*time.Millisecond {
+						drawn = time.Now()
+						fmt.Fprintf(a.stderr, "\r\033[Kapplied %d entries", n)
+					}
+				}
+			}
+			st, err := j.Replay(cmd.Context(), s, opts, func(e *recon.Entry, err error) {
+				a.log.Warn("recon replay: the store refused an entry", "term", e.Term, "index", e.Index, "op", e.Op, "err", err)
+			})
+			if tty && !drawn.IsZero() {
+				fmt.Fprint(a.stderr, "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(a.stdout, st); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "replayed %s into %s: %d entries applied, %d skipped (%d uncommitted), %d refused\n",
+					j.Path, into, st.Applied, st.Skipped, st.Uncommitted, st.Failed)
+			}
+			if st.Failed > 0 {
+				return fmt.Errorf("%d entries refused by the store", st.Failed)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&into, "into", "", "the store `DIR` to apply the journal to")
+	cmd.Flags().BoolVar(&uncommitted, "uncommitted", false, "also apply entries past the highest known commit")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 

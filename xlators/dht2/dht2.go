@@ -2,6 +2,7 @@ package dht2
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,14 +36,55 @@ type Policy interface {
 	DirToken(l *Layout, parent xl.GFID, name string, gfid xl.GFID) uint16
 }
 
-// RandomToken, the default policy, takes the token from random bits of
-// the request GFID: uniform over the token space, so every set receives
-// directories in proportion to the tokens it owns.
+// RandomToken takes the token from random bits of the request GFID:
+// uniform over the token space, so sets receive directories in proportion
+// to the tokens they own, within random variation.
 type RandomToken struct{}
 
 // DirToken implements Policy.
 func (RandomToken) DirToken(_ *Layout, _ xl.GFID, _ string, gfid xl.GFID) uint16 {
 	return uint16(gfid[10])<<8 | uint16(gfid[11])
+}
+
+// Spread, the default policy, deals new directories to the sets in turn
+// (each client keeps its own turn), each to a random token of its set:
+// even to within one directory per client, where RandomToken's spread
+// only evens out over many directories.
+type Spread struct {
+	next  atomic.Uint64
+	cache atomic.Pointer[spreadCache]
+}
+
+type spreadCache struct {
+	l     *Layout
+	owned [][]uint16 // by set
+}
+
+// DirToken implements Policy.
+func (p *Spread) DirToken(l *Layout, _ xl.GFID, _ string, gfid xl.GFID) uint16 {
+	c := p.cache.Load()
+	if c == nil || c.l != l {
+		c = &spreadCache{l: l, owned: make([][]uint16, l.Sets)}
+		for t, s := range l.Owner {
+			c.owned[s] = append(c.owned[s], uint16(t))
+		}
+		p.cache.Store(c)
+	}
+	for range l.Sets {
+		s := c.owned[p.next.Add(1)%uint64(l.Sets)]
+		if len(s) > 0 { // a drained set gets none
+			return s[int(binary.BigEndian.Uint32(gfid[10:14]))%len(s)]
+		}
+	}
+	return RandomToken{}.DirToken(l, xl.GFID{}, "", gfid)
+}
+
+// PolicyFunc adapts a function to Policy.
+type PolicyFunc func(l *Layout, parent xl.GFID, name string, gfid xl.GFID) uint16
+
+// DirToken implements Policy.
+func (f PolicyFunc) DirToken(l *Layout, parent xl.GFID, name string, gfid xl.GFID) uint16 {
+	return f(l, parent, name, gfid)
 }
 
 // Options configures a DHT2 translator.
@@ -51,7 +93,7 @@ type Options struct {
 	Subvols []xl.Xlator
 	// Layout is loaded once by New and then watched.
 	Layout LayoutSource
-	// Policy places new directories. Default RandomToken.
+	// Policy places new directories. Default a new Spread.
 	Policy Policy
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -91,7 +133,8 @@ type DHT2 struct {
 	ovMu      sync.RWMutex
 	overrides map[uint16]override
 
-	anchored []atomic.Bool // anchor directory known to exist, per set
+	anchorMade []atomic.Bool            // per set: the anchor exists
+	anchored   []*[buckets]atomic.Bool // per set: anchor buckets known to exist
 
 	fds sync.Map // fdKey -> set index the fd was opened on
 
@@ -140,10 +183,14 @@ func New(opts Options) (*DHT2, error) {
 		log:       opts.Logger,
 		changed:   make(chan struct{}),
 		overrides: map[uint16]override{},
-		anchored:  make([]atomic.Bool, len(opts.Subvols)),
+		anchored:   make([]*[buckets]atomic.Bool, len(opts.Subvols)),
+		anchorMade: make([]atomic.Bool, len(opts.Subvols)),
+	}
+	for i := range d.anchored {
+		d.anchored[i] = new([buckets]atomic.Bool)
 	}
 	if d.policy == nil {
-		d.policy = RandomToken{}
+		d.policy = new(Spread)
 	}
 	if d.log == nil {
 		d.log = slog.Default()

@@ -11,9 +11,9 @@
 // Layout.Owner[TokenOf(gfid)] without any lookup.
 //
 // Placement. A directory lives on exactly one set, its token's home, with
-// no copies. A new directory's token comes from a Policy (default
-// RandomToken: uniform over the token space, hence even over sets in
-// proportion to the tokens they own). Files, symlinks and device nodes take
+// no copies. A new directory's token comes from a Policy (default Spread:
+// the sets in turn, a random token of each; RandomToken is uniform over
+// the token space). Files, symlinks and device nodes take
 // their parent's token, so lookup, create and readdirplus of a directory
 // are one round trip to one set.
 //

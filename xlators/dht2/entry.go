@@ -3,6 +3,7 @@ package dht2
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"strconv"
 	"syscall"
 
@@ -31,7 +32,8 @@ import (
 // names live on other sets. DHT2 hides it.
 const AnchorName = ".dht2"
 
-// AnchorGFID is the anchor directory's GFID on every set.
+// AnchorGFID is the anchor directory's GFID on every set. Inodes sit one
+// level below, in their token's bucket.
 var AnchorGFID = xl.GFID{0: 0xff, 1: 0xff, 2: 0xd4, 3: 0x72, 15: 0x0d}
 
 // stubMode is a stub's mode: an empty regular file nobody may open.
@@ -90,38 +92,72 @@ func parseKey(k string) (g, parent xl.GFID, hash uint64, ok bool) {
 	return g, parent, h, err == nil
 }
 
-// anchor makes sure set i has its anchor directory.
-func (d *DHT2) anchor(ctx context.Context, i int) syscall.Errno {
-	if d.anchored[i].Load() {
+// bucket is token t's directory in the anchor, AnchorName/<t>>8 as %02x>:
+// a token's remote inodes are listed, migrated and scrubbed with those of
+// 255 other tokens rather than with all of the set's. (A bucket per token
+// would cost 65,536 directories per set, or a first mkdir in each.)
+func bucket(t uint16) xl.GFID {
+	g := AnchorGFID
+	g[4], g[15] = byte(t>>8), 0x0e
+	return g
+}
+
+// buckets is how many buckets the anchor holds.
+const buckets = 256
+
+// inAnchorFamily reports whether g is the anchor or one of its buckets.
+func inAnchorFamily(g xl.GFID) bool {
+	return g == AnchorGFID || g == bucket(uint16(g[4])<<8)
+}
+
+// anchor makes sure set i has the anchor and token t's bucket.
+func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
+	if d.anchored[i][t>>8].Load() {
 		return 0
 	}
 	root := xl.WithCall(ctx, &xl.Call{})
 	x := d.subs[i]
-	a, e := x.Lookup(root, xl.RootGFID, AnchorName)
+	if !d.anchorMade[i].Load() {
+		if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
+			d.log.Error("dht2: anchor", "set", i, "errno", e)
+			return e
+		}
+		d.anchorMade[i].Store(true)
+	}
+	if e := ensureDir(root, x, AnchorGFID, fmt.Sprintf("%02x", t>>8), bucket(t)); e != 0 {
+		d.log.Error("dht2: anchor bucket", "set", i, "token", t, "errno", e)
+		return e
+	}
+	d.anchored[i][t>>8].Store(true)
+	return 0
+}
+
+// ensureDir makes sure name in parent is the directory g.
+func ensureDir(ctx context.Context, x xl.Xlator, parent xl.GFID, name string, g xl.GFID) syscall.Errno {
+	a, e := x.Lookup(ctx, parent, name)
 	if e == syscall.ENOENT {
-		a, e = x.Mkdir(root, xl.RootGFID, AnchorName, AnchorGFID, 0o700)
+		a, e = x.Mkdir(ctx, parent, name, g, 0o700)
 		if e == syscall.EEXIST {
-			a, e = x.Lookup(root, xl.RootGFID, AnchorName)
+			a, e = x.Lookup(ctx, parent, name)
 		}
 	}
 	if e != 0 {
 		return e
 	}
-	if a.GFID != AnchorGFID || !a.IsDir() {
-		d.log.Error("dht2: anchor is not ours", "set", i, "gfid", a.GFID)
+	if a.GFID != g || !a.IsDir() {
 		return syscall.EIO
 	}
-	d.anchored[i].Store(true)
 	return 0
 }
 
-// inAnchor runs f against the anchor on the home of g's token.
-func (d *DHT2) inAnchor(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.Errno) syscall.Errno {
-	return d.on(ctx, TokenOf(g), func(i int, x xl.Xlator) syscall.Errno {
-		if e := d.anchor(ctx, i); e != 0 {
+// inAnchor runs f on the home of g's token, with g's bucket there.
+func (d *DHT2) inAnchor(ctx context.Context, g xl.GFID, f func(x xl.Xlator, b xl.GFID) syscall.Errno) syscall.Errno {
+	t := TokenOf(g)
+	return d.on(ctx, t, func(i int, x xl.Xlator) syscall.Errno {
+		if e := d.anchor(ctx, i, t); e != 0 {
 			return e
 		}
-		return f(x)
+		return f(x, bucket(t))
 	})
 }
 
@@ -129,7 +165,7 @@ func (d *DHT2) inAnchor(ctx context.Context, g xl.GFID, f func(x xl.Xlator) sysc
 // entry; ENOENT means the name dangles.
 func (d *DHT2) remoteAttr(ctx context.Context, parent xl.GFID, name string, g xl.GFID) (a xl.Attr, e syscall.Errno) {
 	k := anchorKey(g, parent, name)
-	e = d.inAnchor(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Lookup(ctx, AnchorGFID, k); return })
+	e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) (e syscall.Errno) { a, e = x.Lookup(ctx, b, k); return })
 	if e == 0 && a.GFID != g {
 		e = syscall.ENOENT
 	}
@@ -200,7 +236,7 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 		return
 	}
 	k := anchorKey(g, parent, name)
-	if e = d.inAnchor(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, AnchorGFID, k, g, mode); return }); e != 0 {
+	if e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) (e syscall.Errno) { a, e = x.Mkdir(ctx, b, k, g, mode); return }); e != 0 {
 		return
 	}
 	d.setParent(ctx, g, parent)
@@ -208,7 +244,7 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 		return xl.Attr{}, syscall.EIO
 	}
 	if e = d.stub(ctx, parent, name, g, true); e != 0 {
-		d.undo(ctx, g, func(x xl.Xlator) syscall.Errno { return x.Rmdir(ctx, AnchorGFID, k) })
+		d.undo(ctx, g, func(x xl.Xlator, b xl.GFID) syscall.Errno { return x.Rmdir(ctx, b, k) })
 		return xl.Attr{}, e
 	}
 	return a, 0
@@ -238,7 +274,7 @@ func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName
 		return xl.Attr{}, syscall.EIO
 	}
 	k := anchorKey(ino, newParent, newName)
-	if e = d.inAnchor(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, AnchorGFID, k); return }); e != 0 {
+	if e = d.inAnchor(ctx, ino, func(x xl.Xlator, b xl.GFID) (e syscall.Errno) { a, e = x.Link(ctx, ino, b, k); return }); e != 0 {
 		d.unstub(context.WithoutCancel(ctx), newParent, newName, false)
 		return xl.Attr{}, e
 	}
@@ -270,11 +306,11 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 	}
 	g := en.attr.GFID
 	k := anchorKey(g, parent, name)
-	e = d.inAnchor(ctx, g, func(x xl.Xlator) syscall.Errno {
+	e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) syscall.Errno {
 		if dir {
-			return x.Rmdir(ctx, AnchorGFID, k)
+			return x.Rmdir(ctx, b, k)
 		}
-		return x.Unlink(ctx, AnchorGFID, k)
+		return x.Unlink(ctx, b, k)
 	})
 	switch e {
 	case 0:
@@ -295,7 +331,7 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 
 // undo reverts a first step after the second failed; what it cannot undo
 // is left to the scrubber.
-func (d *DHT2) undo(ctx context.Context, g xl.GFID, f func(x xl.Xlator) syscall.Errno) {
+func (d *DHT2) undo(ctx context.Context, g xl.GFID, f func(x xl.Xlator, b xl.GFID) syscall.Errno) {
 	if e := d.inAnchor(context.WithoutCancel(ctx), g, f); e != 0 {
 		d.log.Warn("dht2: left an orphan for the scrubber", "gfid", g, "errno", e)
 	}

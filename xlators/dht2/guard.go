@@ -108,12 +108,12 @@ func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
 		return false
 	}
 	for _, id := range [...]xl.GFID{f.Target(), f.GFID2} {
-		if !id.IsZero() && id != AnchorGFID && g.fenced[TokenOf(id)].Load() {
+		if !id.IsZero() && !inAnchorFamily(id) && g.fenced[TokenOf(id)].Load() {
 			return true
 		}
 	}
 	// An entry in the anchor names its inode first.
-	if f.GFID == AnchorGFID || f.GFID2 == AnchorGFID {
+	if inAnchorFamily(f.GFID) || inAnchorFamily(f.GFID2) {
 		for _, n := range [...]string{f.Name, f.Name2} {
 			if id, _, _, ok := parseKey(n); ok && g.fenced[TokenOf(id)].Load() {
 				return true

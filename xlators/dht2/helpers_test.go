@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -63,11 +64,13 @@ type cluster struct {
 	counts []*counting
 	src    *MemStore
 	d      *DHT2
+	want   atomic.Int32 // the set new directories go to; -1: Spread
 }
 
 func newCluster(t *testing.T, sets int, opts Options) *cluster {
 	t.Helper()
 	c := &cluster{t: t, src: NewMemStore(Even(sets))}
+	c.want.Store(-1)
 	for range sets {
 		c.addSet()
 	}
@@ -102,6 +105,15 @@ func (c *cluster) client(opts Options) *DHT2 {
 		opts.Subvols = append(opts.Subvols, x)
 	}
 	opts.Layout = c.src
+	if opts.Policy == nil {
+		spread := new(Spread)
+		opts.Policy = PolicyFunc(func(l *Layout, parent xl.GFID, name string, gfid xl.GFID) uint16 {
+			if s := c.want.Load(); s >= 0 {
+				return tokenOn(l, int(s), gfid)
+			}
+			return spread.DirToken(l, parent, name, gfid)
+		})
+	}
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
@@ -132,17 +144,112 @@ func (c *cluster) touched() []int {
 
 var bg = xl.WithCall(context.Background(), &xl.Call{})
 
-func must[T any](t *testing.T, v T, e syscall.Errno) T {
-	t.Helper()
-	if e != 0 {
-		t.Fatalf("errno %v", e)
+// must(x.Op(...))(t) is Op's value, failing t on an errno.
+func must[T any](v T, e syscall.Errno) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if e != 0 {
+			t.Fatalf("errno %v", e)
+		}
+		return v
 	}
-	return v
 }
 
 func ok(t *testing.T, e syscall.Errno) {
 	t.Helper()
 	if e != 0 {
 		t.Fatalf("errno %v", e)
+	}
+}
+
+// tokenOn is a token of set s other than the root's, picked by gfid.
+func tokenOn(l *Layout, s int, gfid xl.GFID) uint16 {
+	var owned []uint16
+	for t, o := range l.Owner {
+		if int(o) == s && t != 0 {
+			owned = append(owned, uint16(t))
+		}
+	}
+	return owned[(int(gfid[12])<<8|int(gfid[13]))%len(owned)]
+}
+
+// mkdirOn makes a directory whose home is set s.
+func (c *cluster) mkdirOn(parent xl.GFID, name string, s int) xl.GFID {
+	c.t.Helper()
+	c.want.Store(int32(s))
+	defer c.want.Store(-1)
+	a, e := c.d.Mkdir(bg, parent, name, xl.NewGFID(), 0o755)
+	if e != 0 {
+		c.t.Fatalf("mkdir %s: %v", name, e)
+	}
+	if got := c.d.Layout().Set(TokenOf(a.GFID)); got != s {
+		c.t.Fatalf("mkdir %s: on set %d, want %d", name, got, s)
+	}
+	return a.GFID
+}
+
+// create makes a file holding data.
+func (c *cluster) create(parent xl.GFID, name string, data []byte) xl.GFID {
+	c.t.Helper()
+	fd, a, e := c.d.Create(bg, parent, name, xl.NewGFID(), syscall.O_RDWR, 0o644)
+	if e != 0 {
+		c.t.Fatalf("create %s: %v", name, e)
+	}
+	if len(data) > 0 {
+		if n, e := c.d.Write(bg, fd, data, 0); e != 0 || n != len(data) {
+			c.t.Fatalf("write %s: %d, %v", name, n, e)
+		}
+	}
+	ok(c.t, c.d.Release(bg, fd))
+	return a.GFID
+}
+
+// read reads a whole file by GFID through d.
+func read(t *testing.T, d *DHT2, g xl.GFID) []byte {
+	t.Helper()
+	fd, e := d.Open(bg, g, syscall.O_RDONLY)
+	if e != 0 {
+		t.Fatalf("open %v: %v", g, e)
+	}
+	defer d.Release(bg, fd)
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, e := d.Read(bg, fd, buf, int64(len(out)))
+		if e != 0 {
+			t.Fatalf("read %v: %v", g, e)
+		}
+		out = append(out, buf[:n]...)
+		if n < len(buf) {
+			return out
+		}
+	}
+}
+
+// list reads a whole directory through d.
+func list(t *testing.T, d *DHT2, dir xl.GFID) map[string]xl.Attr {
+	t.Helper()
+	fd, e := d.Opendir(bg, dir)
+	if e != 0 {
+		t.Fatalf("opendir: %v", e)
+	}
+	defer d.Releasedir(bg, fd)
+	m := map[string]xl.Attr{}
+	var off uint64
+	for {
+		ents, e := d.Readdir(bg, fd, off, 100)
+		if e != 0 {
+			t.Fatalf("readdir: %v", e)
+		}
+		if len(ents) == 0 {
+			return m
+		}
+		for _, de := range ents {
+			if _, dup := m[de.Name]; dup {
+				t.Fatalf("readdir lists %q twice", de.Name)
+			}
+			m[de.Name] = de.Attr
+		}
+		off = ents[len(ents)-1].Off
 	}
 }

@@ -143,16 +143,16 @@ func (d *DHT2) move(ctx context.Context, src entry, oldParent xl.GFID, oldName s
 		if d.crashed("rename") {
 			return syscall.EIO
 		}
-		e := d.inAnchor(ctx, x, func(xx xl.Xlator) syscall.Errno {
-			return xx.Rename(ctx, oldParent, oldName, AnchorGFID, newKey, 0)
+		e := d.inAnchor(ctx, x, func(xx xl.Xlator, b xl.GFID) syscall.Errno {
+			return xx.Rename(ctx, oldParent, oldName, b, newKey, 0)
 		})
 		if e != 0 {
 			d.unstub(context.WithoutCancel(ctx), newParent, newName, dir)
 		}
 		return e
 	case hx == tq: // remote -> local
-		e := d.inAnchor(ctx, x, func(xx xl.Xlator) syscall.Errno {
-			return xx.Rename(ctx, AnchorGFID, oldKey, newParent, newName, 0)
+		e := d.inAnchor(ctx, x, func(xx xl.Xlator, b xl.GFID) syscall.Errno {
+			return xx.Rename(ctx, b, oldKey, newParent, newName, 0)
 		})
 		if e != 0 || d.crashed("rename") {
 			return e
@@ -164,8 +164,8 @@ func (d *DHT2) move(ctx context.Context, src entry, oldParent xl.GFID, oldName s
 		if d.crashed("rename") {
 			return syscall.EIO
 		}
-		e := d.inAnchor(ctx, x, func(xx xl.Xlator) syscall.Errno {
-			return xx.Rename(ctx, AnchorGFID, oldKey, AnchorGFID, newKey, 0)
+		e := d.inAnchor(ctx, x, func(xx xl.Xlator, b xl.GFID) syscall.Errno {
+			return xx.Rename(ctx, b, oldKey, b, newKey, 0)
 		})
 		if e != 0 {
 			d.unstub(context.WithoutCancel(ctx), newParent, newName, dir)

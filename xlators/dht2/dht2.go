@@ -133,7 +133,7 @@ type DHT2 struct {
 	ovMu      sync.RWMutex
 	overrides map[uint16]override
 
-	anchorMade []atomic.Bool            // per set: the anchor exists
+	anchorMade []atomic.Bool           // per set: the anchor exists
 	anchored   []*[buckets]atomic.Bool // per set: anchor buckets known to exist
 
 	fds sync.Map // fdKey -> set index the fd was opened on
@@ -177,12 +177,12 @@ func New(opts Options) (*DHT2, error) {
 		return nil, errors.New("dht2: no layout source")
 	}
 	d := &DHT2{
-		subs:      opts.Subvols,
-		src:       opts.Layout,
-		policy:    opts.Policy,
-		log:       opts.Logger,
-		changed:   make(chan struct{}),
-		overrides: map[uint16]override{},
+		subs:       opts.Subvols,
+		src:        opts.Layout,
+		policy:     opts.Policy,
+		log:        opts.Logger,
+		changed:    make(chan struct{}),
+		overrides:  map[uint16]override{},
 		anchored:   make([]*[buckets]atomic.Bool, len(opts.Subvols)),
 		anchorMade: make([]atomic.Bool, len(opts.Subvols)),
 	}

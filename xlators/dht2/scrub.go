@@ -25,8 +25,8 @@ type ScrubStats struct {
 }
 
 type scrubber struct {
-	grace time.Duration
-	rate  int
+	grace                           time.Duration
+	rate                            int
 	runs, orphans, dangling, errors prometheus.Counter
 }
 

@@ -144,6 +144,7 @@ type Env struct {
 //	cluster/dht2        the volume's replica sets in order; option volume
 //	                    (required: its layout is read from etcd and
 //	                    watched), scrub-interval (run the scrubber)
+//	cluster/dht2-guard  one child; no options
 //
 // Durations are whole seconds or Go durations such as 500ms. The
 // protocol/server is not here: a brick builds the graph below it and
@@ -185,6 +186,7 @@ func DefaultRegistry(env Env) Registry {
 		TypeJBRClient: env.jbrClient,
 		TypeClient:    env.protocolClient,
 		TypeDHT2:      env.dht2,
+		TypeDHT2Guard: env.dht2Guard,
 	}
 }
 

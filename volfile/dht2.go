@@ -80,3 +80,15 @@ func EnsureLayout(ctx context.Context, s LayoutStore, sets int) (*dht2.Layout, e
 		}
 	}
 }
+
+// dht2Guard builds cluster/dht2-guard, the brick-side fence of tokens
+// being moved, over the brick's store (or its replica set's server).
+func (env Env) dht2Guard(children []xl.Xlator, opts map[string]string) (xl.Xlator, error) {
+	if len(children) != 1 {
+		return nil, fmt.Errorf("wants one subvolume, has %d", len(children))
+	}
+	if err := CheckOptions(opts, nil, nil); err != nil {
+		return nil, err
+	}
+	return dht2.NewGuard(children[0], dht2.GuardOptions{Logger: env.Logger})
+}

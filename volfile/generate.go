@@ -18,6 +18,7 @@ const (
 	TypeClient    = "protocol/client"
 	TypeServer    = "protocol/server"
 	TypeDHT2      = "cluster/dht2"
+	TypeDHT2Guard = "cluster/dht2-guard"
 )
 
 // JournalDir is where a brick keeps its journal, relative to the brick
@@ -32,6 +33,9 @@ const JournalDir = ".gluon/journal"
 //	VOL-jbr-S      cluster/jbr-server  replica set S: journal, elect, replicate
 //	  VOL-posix    storage/posix       first subvolume: the local store
 //	  VOL-client-J protocol/client     then the set's other bricks, in order
+//
+// A brick of a distributed volume (several sets) has cluster/dht2-guard
+// just below features/access, VOL-dht2-guard.
 //
 // A brick of a volume without replication serves its store directly:
 // access over posix. (features/fdl could journal its requests, but it
@@ -77,6 +81,11 @@ func BrickVolfile(v *volume.Volume, brickIndex int) *Graph {
 			},
 			Subvolumes: subs,
 		})
+	}
+	if v.Sets() > 1 {
+		// Fences the tokens a rebalance moves away, so that a client with
+		// a stale layout never applies a request here.
+		below = g.add(&Node{Name: v.Name + "-dht2-guard", Type: TypeDHT2Guard, Subvolumes: []string{below}})
 	}
 	below = g.add(&Node{Name: b.Path, Type: TypeAccess, Subvolumes: []string{below}})
 	g.add(&Node{Name: v.Name + "-server", Type: TypeServer, Subvolumes: []string{below}})

@@ -45,9 +45,14 @@ func TestBrickVolfile(t *testing.T) {
     option directory /bricks/b1
 end-volume
 
+volume vol-dht2-guard
+    type cluster/dht2-guard
+    subvolumes vol-posix
+end-volume
+
 volume /bricks/b1
     type features/access
-    subvolumes vol-posix
+    subvolumes vol-dht2-guard
 end-volume
 
 volume vol-server
@@ -93,14 +98,39 @@ volume vol-jbr-1
     subvolumes vol-posix vol-client-3 vol-client-5
 end-volume
 
+volume vol-dht2-guard
+    type cluster/dht2-guard
+    subvolumes vol-jbr-1
+end-volume
+
 volume /b4
     type features/access
-    subvolumes vol-jbr-1
+    subvolumes vol-dht2-guard
 end-volume
 
 volume vol-server
     type protocol/server
     subvolumes /b4
+end-volume
+`)
+}
+
+func TestBrickVolfileOneSet(t *testing.T) {
+	// One set: no guard, nothing to fence.
+	v := testVolume(t, 1, "h1:/b0")
+	checkRoundTrip(t, "BrickVolfile(1 brick)", BrickVolfile(v, 0), `volume vol-posix
+    type storage/posix
+    option directory /b0
+end-volume
+
+volume /b0
+    type features/access
+    subvolumes vol-posix
+end-volume
+
+volume vol-server
+    type protocol/server
+    subvolumes /b0
 end-volume
 `)
 }

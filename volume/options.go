@@ -36,6 +36,11 @@ const (
 	// leader answers; then the request fails with ENOTCONN (or EROFS
 	// when the quorum is lost).
 	OptRetryTimeout = "jbr.retry-timeout"
+	// OptScrubInterval is how often gluon recon scrub compares and
+	// repairs the replicas of every set; OptScrubRate bounds how fast it
+	// reads each brick, in bytes per second (0: unbounded).
+	OptScrubInterval = "recon.scrub-interval"
+	OptScrubRate     = "recon.scrub-rate"
 )
 
 // ErrBadOption is wrapped by errors about unknown option keys and bad
@@ -68,6 +73,17 @@ var KnownOptions = []OptionInfo{
 	{Key: OptRetryTimeout, Default: "30s",
 		Help:  "how long a client retries a request while no leader answers, before failing it with ENOTCONN",
 		check: checkDuration(100*time.Millisecond, time.Hour)},
+	{Key: OptScrubInterval, Default: "1h",
+		Help:  "how often gluon recon scrub compares every replica with its leader and repairs what differs",
+		check: checkDuration(time.Second, 30*24*time.Hour)},
+	{Key: OptScrubRate, Default: "16777216",
+		Help: "bytes per second gluon recon scrub reads from each brick; 0 for unbounded",
+		check: func(_ *Volume, val string) error {
+			if _, err := strconv.ParseUint(val, 10, 63); err != nil {
+				return fmt.Errorf("%q: want a whole number of bytes per second", val)
+			}
+			return nil
+		}},
 }
 
 // LookupOption returns the description of key.

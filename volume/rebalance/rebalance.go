@@ -6,7 +6,9 @@
 // The worker runs in the process that asks for it ('gluon volume
 // rebalance V start' in the foreground): it opens the volume's client
 // graph in process, and for each token calls DHT2.MigrateToken, then
-// saves the layout with that token's new home and the version bumped.
+// saves the layout with that token's new home and the version bumped
+// (tokens that move quickly, as empty ones do, are saved together within
+// Options.PublishEvery).
 // Its progress (tokens, files, bytes, time spent) is kept in etcd
 // (volume.Rebalance), where status reads it and stop asks it to end
 // after the token in hand. One worker runs per volume (a leased claim);
@@ -39,9 +41,16 @@ type Options struct {
 	// ClaimTTL is the worker claim's lease: a dead worker can be replaced
 	// after about this long. Default 10s.
 	ClaimTTL time.Duration
-	// SaveEvery spaces the progress records written to etcd (the layout is
-	// saved after every token regardless). Default 1s.
+	// SaveEvery spaces the progress records written to etcd. Default 1s.
 	SaveEvery time.Duration
+	// PublishEvery bounds how long a moved token waits for the stored
+	// layout to say so: the layout is saved, its version bumped, once a
+	// moved token has waited this long (and before anything else). Most
+	// tokens of a young volume are empty and move in well under a
+	// millisecond; one etcd write per token would take longer than the
+	// move. A client that meets a moved token waits for the layout, so
+	// keep it short. Default 10ms; 1ns saves after every token.
+	PublishEvery time.Duration
 }
 
 // Target returns the layout a rebalance of kind (set: the set drained by
@@ -88,6 +97,9 @@ func Run(ctx context.Context, cli *clientv3.Client, name, kind string, set int, 
 	}
 	if opts.SaveEvery <= 0 {
 		opts.SaveEvery = time.Second
+	}
+	if opts.PublishEvery <= 0 {
+		opts.PublishEvery = 10 * time.Millisecond
 	}
 	store := volume.NewStore(cli)
 	store.Logger = log
@@ -200,8 +212,11 @@ func (w *worker) run(ctx context.Context, cli *clientv3.Client) error {
 	if sets != w.r.Sets {
 		return fmt.Errorf("volume %s now has %d replica sets, not the %d this rebalance started with; start it again", w.name, sets, w.r.Sets)
 	}
-	layouts := dht2.NewEtcdStore(cli, w.name)
-	cur, err := volfile.EnsureLayout(ctx, layouts, sets)
+	if _, err := volfile.EnsureLayout(ctx, dht2.NewEtcdStore(cli, w.name), sets); err != nil {
+		return err
+	}
+	lw := &layoutWriter{cli: cli, key: dht2.LayoutKey(w.name)}
+	cur, err := lw.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,22 +229,57 @@ func (w *worker) run(ctx context.Context, cli *clientv3.Client) error {
 	if err := w.flush(ctx, w.r.TokensMoved+len(moves)); err != nil {
 		return err
 	}
-	last := time.Now()
+	// Moved tokens not yet in the stored layout, since when, and what
+	// they carried: progress counts tokens once their layout is saved.
+	var pending []uint16
+	var since time.Time
+	var files, bytes int64
+	publish := func(ctx context.Context) error {
+		if len(pending) == 0 {
+			return nil
+		}
+		n := withMoves(cur, target, pending)
+		if err := lw.save(ctx, n); err != nil {
+			return err
+		}
+		w.moved += len(pending)
+		w.files += files
+		w.bytes += bytes
+		cur, pending, files, bytes = n, pending[:0], 0, 0
+		return nil
+	}
+	// publishLast saves what moved before the worker ends, even if ctx
+	// has: those tokens are fenced where they were.
+	publishLast := func() error {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), volume.ConnectTimeout)
+		defer cancel()
+		return publish(pctx)
+	}
+	last, tick := time.Now(), time.Now()
 	for _, t := range moves {
 		to := target.Set(t)
-		start := time.Now()
 		var p dht2.MigrateProgress
 		if err := m.MigrateToken(ctx, t, to, func(mp dht2.MigrateProgress) { p = mp }); err != nil {
-			return fmt.Errorf("token %d to replica set %d: %w", t, to, err)
+			return errors.Join(fmt.Errorf("token %d to replica set %d: %w", t, to, err), publishLast())
 		}
-		if cur, err = saveMove(ctx, layouts, cur, t, to); err != nil {
-			return fmt.Errorf("token %d to replica set %d: %w", t, to, err)
+		if len(pending) == 0 {
+			since = time.Now()
 		}
-		w.moved++
-		w.files += int64(p.Files + p.Dirs)
-		w.bytes += p.Bytes
-		w.elapsed += time.Since(start)
-		if time.Since(last) >= w.opts.SaveEvery {
+		pending = append(pending, t)
+		files += int64(p.Files + p.Dirs)
+		bytes += p.Bytes
+		if time.Since(since) >= w.opts.PublishEvery {
+			if err := publish(ctx); err != nil {
+				return errors.Join(err, publishLast())
+			}
+		}
+		now := time.Now()
+		w.elapsed += now.Sub(tick)
+		tick = now
+		if now.Sub(last) >= w.opts.SaveEvery {
+			if err := publish(ctx); err != nil {
+				return errors.Join(err, publishLast())
+			}
 			if err := w.flush(ctx, -1); err != nil {
 				return err
 			}
@@ -239,27 +289,72 @@ func (w *worker) run(ctx context.Context, cli *clientv3.Client) error {
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return errors.Join(err, publishLast())
 		}
+	}
+	if err := publish(ctx); err != nil {
+		return errors.Join(err, publishLast())
 	}
 	return w.flush(ctx, -1)
 }
 
-// saveMove saves cur with token t homed at set to, the version bumped.
-// Only the worker moves tokens; a conflict means another wrote the
-// layout (a worker that lost its claim, or an operator), and is an
-// error rather than something to overwrite.
-func saveMove(ctx context.Context, s *dht2.EtcdStore, cur *dht2.Layout, t uint16, to int) (*dht2.Layout, error) {
+// layoutWriter saves the layout with one compare-and-swap round trip:
+// only the worker writes the layout while it runs, so it knows the
+// revision of its last write. A conflict means another wrote it (a
+// worker that lost its claim, or an operator), and is an error rather
+// than something to overwrite.
+type layoutWriter struct {
+	cli *clientv3.Client
+	key string
+	rev int64
+}
+
+// load reads the layout and remembers its revision.
+func (w *layoutWriter) load(ctx context.Context) (*dht2.Layout, error) {
+	r, err := w.cli.Get(ctx, w.key)
+	if err != nil {
+		return nil, fmt.Errorf("load layout: %w", err)
+	}
+	if len(r.Kvs) == 0 {
+		return nil, dht2.ErrNoLayout
+	}
+	l := &dht2.Layout{}
+	if err := l.UnmarshalBinary(r.Kvs[0].Value); err != nil {
+		return nil, fmt.Errorf("layout %s: %w", w.key, err)
+	}
+	w.rev = r.Kvs[0].ModRevision
+	return l, nil
+}
+
+func (w *layoutWriter) save(ctx context.Context, l *dht2.Layout) error {
+	b, err := l.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	r, err := w.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(w.key), "=", w.rev)).
+		Then(clientv3.OpPut(w.key, string(b))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("save layout version %d: %w", l.Version, err)
+	}
+	if !r.Succeeded {
+		return fmt.Errorf("save layout version %d: %w", l.Version, dht2.ErrConflict)
+	}
+	w.rev = r.Header.Revision
+	return nil
+}
+
+// withMoves is cur with the moved tokens homed at their new sets (in
+// target) and the version bumped.
+func withMoves(cur, target *dht2.Layout, moved []uint16) *dht2.Layout {
 	n := cur.Clone()
 	n.Version++
-	if to >= n.Sets {
-		n.Sets = to + 1
+	n.Sets = max(n.Sets, target.Sets)
+	for _, t := range moved {
+		n.Owner[t] = uint16(target.Set(t))
 	}
-	n.Owner[t] = uint16(to)
-	if err := s.Save(ctx, n); err != nil {
-		return nil, fmt.Errorf("save layout version %d: %w", n.Version, err)
-	}
-	return n, nil
+	return n
 }
 
 // CommitRemove drops the replica set made of bricks from the volume, once

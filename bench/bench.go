@@ -354,6 +354,7 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 			}
 		}
 		err = errors.Join(err, errors.Join(errs...))
+		rep.Finished = time.Now().UTC() // teardown included
 	}()
 	for _, ts := range s.targets {
 		fmt.Fprintf(s.progress, "starting %s\n", ts.label)
@@ -384,7 +385,6 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 			}
 		}
 	}
-	rep.Finished = time.Now().UTC()
 	rep.Summarize()
 	return rep, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"image/color"
+	"image/png"
 	"io"
 	"math"
 	"strings"
@@ -232,10 +234,45 @@ func TestWriteSVG(t *testing.T) {
 	}
 }
 
+// The PNG is the SVG's chart at twice the resolution: white, with the
+// throughput bars in the targets' colours and the text drawn.
+func TestWritePNG(t *testing.T) {
+	r := syntheticReport()
+	var buf bytes.Buffer
+	if err := r.WritePNG(&buf); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	w, h := r.chartSize()
+	if b := img.Bounds(); b.Dx() != 2*w || b.Dy() != 2*h {
+		t.Fatalf("size %v, want %dx%d", b, 2*w, 2*h)
+	}
+	counts := make(map[color.NRGBA]int)
+	for y := range 2 * h {
+		for x := range 2 * w {
+			counts[color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)]++
+		}
+	}
+	white, black := color.NRGBA{255, 255, 255, 255}, color.NRGBA{0, 0, 0, 255}
+	if counts[white] < 2*w*h {
+		t.Errorf("%d white pixels of %d: background not white", counts[white], 4*w*h)
+	}
+	if counts[black] < 1000 {
+		t.Errorf("%d black pixels: no text", counts[black])
+	}
+	// Target a's seqwrite bar is the widest: svgBarW by svgRowH, times 4.
+	if n := counts[parseColor(svgColors[0])]; n < 4*svgBarW*svgRowH {
+		t.Errorf("%d pixels in the first target's colour, want a full bar", n)
+	}
+}
+
 func TestWriteEmptyReport(t *testing.T) {
 	r := &Report{}
 	r.Summarize()
-	for name, write := range map[string]func(io.Writer) error{"table": r.WriteTable, "json": r.WriteJSON, "svg": r.WriteSVG} {
+	for name, write := range map[string]func(io.Writer) error{"table": r.WriteTable, "json": r.WriteJSON, "svg": r.WriteSVG, "png": r.WritePNG} {
 		if err := write(io.Discard); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

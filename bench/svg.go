@@ -21,27 +21,73 @@ const (
 	svgRowH     = 18
 	svgRowGap   = 4
 	svgBlockGap = 16
-	svgTop      = 106
+	svgTop      = 121
 )
 
 // svgColors are distinguishable on white and for most colour blindness
 // (Okabe-Ito).
 var svgColors = []string{"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"}
 
-// WriteSVG draws the summary: per workload, one horizontal bar per target
-// for the throughput (scaled to the best target of that workload, labelled
-// with the value and the ratio to the first target), and on a shared
-// logarithmic axis the p50 (dark) and p99 (light) latency.
+// WriteSVG draws the summary as an SVG image (see draw).
 func (r *Report) WriteSVG(w io.Writer) error {
-	var targets []string
+	width, height := r.chartSize()
+	c := &svgCanvas{}
+	fmt.Fprintf(&c.b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
+	fmt.Fprintf(&c.b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
+		width, height, width, height)
+	fmt.Fprintf(&c.b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	r.draw(c)
+	c.b.WriteString("</svg>\n")
+	_, err := w.Write(c.b.Bytes())
+	return err
+}
+
+// canvas is what draw draws on: SVG elements or PNG pixels. Coordinates
+// are in SVG pixels; y of text is its baseline.
+type canvas interface {
+	// rect fills a rectangle; class names it in SVG (for tests and styling).
+	rect(class string, x, y, w, h float64, fill string, opacity float64)
+	line(x1, y1, x2, y2 float64, stroke string)
+	text(x, y float64, s string, st textStyle)
+}
+
+// textStyle is the look of a text; the zero value is 12 px black, left-aligned.
+type textStyle struct {
+	size   int    // px; 0 means 12
+	bold   bool   //
+	color  string // "" means black
+	middle bool   // centred on x
+}
+
+var (
+	styleTitle  = textStyle{size: 16, bold: true}
+	styleBold   = textStyle{bold: true}
+	styleDim    = textStyle{color: "#444"}
+	styleFailed = textStyle{color: "#C00"}
+	styleTick   = textStyle{size: 10, color: "#888", middle: true}
+)
+
+// chartSize is the size of the image draw fills, in SVG pixels.
+func (r *Report) chartSize() (width, height int) {
 	nblocks := 0
 	prev := ""
-	minLat, maxLat := time.Duration(math.MaxInt64), time.Duration(0)
 	for _, row := range r.Summary {
 		if row.Workload != prev {
 			nblocks++
 			prev = row.Workload
 		}
+	}
+	return svgWidth, svgTop + len(r.Summary)*(svgRowH+svgRowGap) + nblocks*(svgBlockGap+svgRowH) + 20
+}
+
+// draw draws the summary: per workload, one horizontal bar per target for
+// the throughput (scaled to the best target of that workload, labelled
+// with the value and the ratio to the first target), and on a shared
+// logarithmic axis the p50 (dark) and p99 (light) latency.
+func (r *Report) draw(c canvas) {
+	var targets []string
+	minLat, maxLat := time.Duration(math.MaxInt64), time.Duration(0)
+	for _, row := range r.Summary {
 		if !slices.Contains(targets, row.Target) {
 			targets = append(targets, row.Target)
 		}
@@ -67,45 +113,36 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		f := (math.Log10(float64(d)) - loExp) / (hiExp - loExp)
 		return svgLatX + svgLatW*min(max(f, 0), 1)
 	}
-	height := svgTop + len(r.Summary)*(svgRowH+svgRowGap) + nblocks*(svgBlockGap+svgRowH) + 20
 
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
-		svgWidth, height, svgWidth, height)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	text := func(x, y float64, attrs, s string) {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f"%s>%s</text>`+"\n", x, y, attrs, esc(s))
-	}
-	text(svgLabelX, 20, ` font-size="16" font-weight="bold"`, "gluon bench")
+	c.text(svgLabelX, 20, "gluon bench", styleTitle)
 	for i, l := range r.header() {
-		text(svgLabelX, 38+float64(i)*15, ` fill="#444"`, l)
+		c.text(svgLabelX, 38+float64(i)*15, l, styleDim)
 	}
 	// Legend: one swatch per target, and the two latency shades.
 	x := float64(svgLabelX)
 	for i, t := range targets {
-		fmt.Fprintf(&b, `<rect x="%.1f" y="72" width="12" height="12" fill="%s"/>`+"\n", x, svgColors[i%len(svgColors)])
-		text(x+16, 82, "", t)
+		c.rect("", x, 87, 12, 12, svgColors[i%len(svgColors)], 1)
+		c.text(x+16, 97, t, textStyle{})
 		x += 16 + 7.5*float64(len(t)) + 20
 	}
-	text(svgBarX, svgTop-2, ` fill="#444"`, "throughput (bar length relative to the best target)")
-	text(svgLatX, svgTop-2, ` fill="#444"`, "latency p50 (dark) and p99 (light), log scale")
+	c.text(svgBarX, svgTop-2, "throughput (bar length relative to the best target)", styleDim)
+	c.text(svgLatX, svgTop-2, "latency p50 (dark) and p99 (light), log scale", styleDim)
 
 	y := float64(svgTop)
-	prev = ""
+	prev := ""
 	for _, row := range r.Summary {
 		if row.Workload != prev {
 			prev = row.Workload
 			y += svgBlockGap
-			text(svgLabelX, y+svgRowH-5, ` font-weight="bold"`, row.Workload)
-			r.svgGrid(&b, y, len(r.rowsOf(row.Workload)), loExp, hiExp, latX)
+			c.text(svgLabelX, y+svgRowH-5, row.Workload, styleBold)
+			r.drawGrid(c, y, len(r.rowsOf(row.Workload)), loExp, hiExp, latX)
 			y += svgRowH
 		}
 		ti := slices.Index(targets, row.Target)
 		color := svgColors[ti%len(svgColors)]
-		text(svgLabelX+12, y+svgRowH-5, "", row.Target)
+		c.text(svgLabelX+12, y+svgRowH-5, row.Target, textStyle{})
 		if row.Runs == 0 {
-			text(svgBarX, y+svgRowH-5, ` fill="#C00"`, "failed: "+truncate(row.Error, 80))
+			c.text(svgBarX, y+svgRowH-5, "failed: "+truncate(row.Error, 80), styleFailed)
 			y += svgRowH + svgRowGap
 			continue
 		}
@@ -117,36 +154,66 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		if best > 0 {
 			bw = svgBarW * row.Value / best
 		}
-		fmt.Fprintf(&b, `<rect class="bar" x="%d" y="%.1f" width="%.1f" height="%d" fill="%s"/>`+"\n", svgBarX, y, bw, svgRowH, color)
+		c.rect("bar", svgBarX, y, bw, svgRowH, color, 1)
 		label := fmtValue(row.Value, row.Unit)
 		if row.Ratio > 0 {
 			label += fmt.Sprintf("  ×%.2f", row.Ratio)
 		}
-		text(svgBarX+bw+5, y+svgRowH-5, "", label)
+		c.text(svgBarX+bw+5, y+svgRowH-5, label, textStyle{})
 		x50, x99 := latX(row.P50), latX(row.P99)
-		fmt.Fprintf(&b, `<rect class="p99" x="%d" y="%.1f" width="%.1f" height="%d" fill="%s" fill-opacity="0.35"/>`+"\n",
-			svgLatX, y, x99-svgLatX, svgRowH, color)
-		fmt.Fprintf(&b, `<rect class="p50" x="%d" y="%.1f" width="%.1f" height="%d" fill="%s"/>`+"\n",
-			svgLatX, y+4, x50-svgLatX, svgRowH-8, color)
-		text(svgLatX+svgLatW+8, y+svgRowH-5, "", fmtLatency(row.P50)+" / "+fmtLatency(row.P99))
+		c.rect("p99", svgLatX, y, x99-svgLatX, svgRowH, color, 0.35)
+		c.rect("p50", svgLatX, y+4, x50-svgLatX, svgRowH-8, color, 1)
+		c.text(svgLatX+svgLatW+8, y+svgRowH-5, fmtLatency(row.P50)+" / "+fmtLatency(row.P99), textStyle{})
 		y += svgRowH + svgRowGap
 	}
-	b.WriteString("</svg>\n")
-	_, err := w.Write(b.Bytes())
-	return err
 }
 
-// svgGrid draws the decade lines of the latency axis for a block of n
+// drawGrid draws the decade lines of the latency axis for a block of n
 // rows starting below the workload title at y.
-func (r *Report) svgGrid(b *bytes.Buffer, y float64, n int, loExp, hiExp float64, latX func(time.Duration) float64) {
+func (r *Report) drawGrid(c canvas, y float64, n int, loExp, hiExp float64, latX func(time.Duration) float64) {
 	bottom := y + svgRowH + float64(n)*(svgRowH+svgRowGap)
 	for e := loExp; e <= hiExp; e++ {
 		d := time.Duration(math.Pow(10, e))
 		x := latX(d)
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x, y+svgRowH-2, x, bottom)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" fill="#888" text-anchor="middle">%s</text>`+"\n",
-			x, y+svgRowH-5, esc(fmtDecade(d)))
+		c.line(x, y+svgRowH-2, x, bottom, "#ddd")
+		c.text(x, y+svgRowH-5, fmtDecade(d), styleTick)
 	}
+}
+
+// svgCanvas writes SVG elements.
+type svgCanvas struct{ b bytes.Buffer }
+
+func (c *svgCanvas) rect(class string, x, y, w, h float64, fill string, opacity float64) {
+	fmt.Fprintf(&c.b, `<rect`)
+	if class != "" {
+		fmt.Fprintf(&c.b, ` class="%s"`, class)
+	}
+	fmt.Fprintf(&c.b, ` x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"`, x, y, w, h, fill)
+	if opacity < 1 {
+		fmt.Fprintf(&c.b, ` fill-opacity="%.2f"`, opacity)
+	}
+	c.b.WriteString("/>\n")
+}
+
+func (c *svgCanvas) line(x1, y1, x2, y2 float64, stroke string) {
+	fmt.Fprintf(&c.b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", x1, y1, x2, y2, stroke)
+}
+
+func (c *svgCanvas) text(x, y float64, s string, st textStyle) {
+	fmt.Fprintf(&c.b, `<text x="%.1f" y="%.1f"`, x, y)
+	if st.size != 0 {
+		fmt.Fprintf(&c.b, ` font-size="%d"`, st.size)
+	}
+	if st.bold {
+		c.b.WriteString(` font-weight="bold"`)
+	}
+	if st.color != "" {
+		fmt.Fprintf(&c.b, ` fill="%s"`, st.color)
+	}
+	if st.middle {
+		c.b.WriteString(` text-anchor="middle"`)
+	}
+	fmt.Fprintf(&c.b, ">%s</text>\n", esc(s))
 }
 
 func (r *Report) rowsOf(workload string) []Row {

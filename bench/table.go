@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// header describes the machine and settings in one or two lines.
+// header describes the machine, the settings and the run's timing.
 func (r *Report) header() []string {
 	m, s := r.Machine, r.Settings
 	machine := fmt.Sprintf("machine: %s, %d CPUs, %s RAM, kernel %s %s, %s", m.Hostname, m.NumCPU,
@@ -19,21 +19,23 @@ func (r *Report) header() []string {
 	if m.Source != "" {
 		machine += ", source " + m.Source
 	}
-	run := fmt.Sprintf("settings: %d round(s), fio runtime %v, size %s, read size %s, jobs %d, meta %d files x %d B in %d dirs by %d worker(s)",
+	settings := fmt.Sprintf("settings: %d round(s), fio runtime %v, size %s, read size %s, jobs %d, meta %d files x %d B in %d dirs by %d worker(s)",
 		s.Rounds, s.Runtime, fmtBytes(uint64(s.Size)), fmtBytes(uint64(s.ReadSize)), s.Jobs, s.MetaFiles, s.MetaFileSize, s.MetaDirs, s.MetaWorkers)
 	if s.DropCaches {
-		run += ", caches dropped"
+		settings += ", caches dropped"
 	}
+	lines := []string{machine, settings}
 	if !r.Started.IsZero() {
-		run += ", started " + r.Started.Format(time.RFC3339)
+		run := "started " + r.Started.Format(time.RFC3339)
 		if !r.Finished.IsZero() {
 			run += ", took " + fmtMinutes(r.Finished.Sub(r.Started))
 		}
 		if r.Estimate > 0 {
 			run += " (estimated " + fmtMinutes(r.Estimate) + ")"
 		}
+		lines = append(lines, run)
 	}
-	return []string{machine, run}
+	return lines
 }
 
 // WriteTable writes the summary as an aligned text table: one row per

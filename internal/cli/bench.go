@@ -39,8 +39,11 @@ A TARGET is one of:
 Every target is set up once; the rounds run interleaved, in an order that
 changes every round; everything is torn down at the end.
 
-The workloads are those of the reference suite, with its defaults:
+The workloads are those of the reference suite (fio job files in bench/jobs):
   ` + strings.Join(bench.Workloads(), " ") + `
+Their input files are laid out once per target, before the first round.
+fio workloads run --runtime each (one-pass ones at most that long), and so
+does meta-create; the progress starts with an estimate of the total time.
 The cold ones (and meta-stat and meta-read) drop the kernel caches first,
 which needs root (see --keep-caches). Needs fio. Progress goes to stderr
 when it is a terminal.`,
@@ -71,8 +74,8 @@ when it is a terminal.`,
 			case cmd.Flags().Changed("workloads") && len(cfg.Workloads) == 0:
 				return usagef("--workloads: empty")
 			}
-			if plotPath != "" && !strings.EqualFold(filepath.Ext(plotPath), ".svg") {
-				return usagef("--plot %s: the plot is SVG; name it FILE.svg", plotPath)
+			if plotPath != "" && plotWriter(plotPath) == nil {
+				return usagef("--plot %s: name it FILE.svg or FILE.png", plotPath)
 			}
 			if jsonPath != "" && plotPath != "" && filepath.Clean(jsonPath) == filepath.Clean(plotPath) {
 				return usagef("--json and --plot both name %s", jsonPath)
@@ -97,7 +100,7 @@ when it is a terminal.`,
 	f.BoolVar(&cfg.KeepCaches, "keep-caches", false, "do not drop the kernel caches before cold runs (no root needed; they are then not cold)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "`DIR` for the files of local, loopback, gluon and gluster (default $TMPDIR or /tmp)")
 	f.StringVar(&jsonPath, "json", "", "also write the whole report as JSON to `FILE`")
-	f.StringVar(&plotPath, "plot", "", "also draw the summary as an SVG chart in `FILE.svg`")
+	f.StringVar(&plotPath, "plot", "", "also draw the summary as a chart in `FILE`.svg or FILE.png")
 	f.StringVar(&cfg.RawDir, "raw", "", "keep fio's JSON output of every run in `DIR`")
 	return cmd
 }
@@ -147,7 +150,7 @@ func (a *app) bench(cmd *cobra.Command, cfg bench.Config, jsonPath, plotPath str
 		}
 	}
 	if plotOut != nil {
-		if err := plotOut.commit(rep.WriteSVG); err != nil {
+		if err := plotOut.commit(plotWriter(plotPath)(rep)); err != nil {
 			return err
 		}
 	}
@@ -162,6 +165,18 @@ func (a *app) bench(cmd *cobra.Command, cfg bench.Config, jsonPath, plotPath str
 	}
 	if failed > 0 {
 		return fmt.Errorf("bench: %d of %d runs failed (see failures: below the table)", failed, len(rep.Results))
+	}
+	return nil
+}
+
+// plotWriter returns the method of bench.Report that draws a chart in the
+// format plot's extension names, or nil for an unknown extension.
+func plotWriter(plot string) func(*bench.Report) func(io.Writer) error {
+	switch strings.ToLower(filepath.Ext(plot)) {
+	case ".svg":
+		return func(r *bench.Report) func(io.Writer) error { return r.WriteSVG }
+	case ".png":
+		return func(r *bench.Report) func(io.Writer) error { return r.WritePNG }
 	}
 	return nil
 }

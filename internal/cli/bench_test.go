@@ -47,7 +47,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--read-size", "1x", "local"}, `size "1x"`},
 		{[]string{"--workloads", "randread,meta", "local"}, `unknown workload "randread"`},
 		{[]string{"--workloads", "", "local"}, "--workloads: empty"},
-		{[]string{"--plot", "out.png", "local"}, "name it FILE.svg"},
+		{[]string{"--plot", "out.pdf", "local"}, "name it FILE.svg or FILE.png"},
 		{[]string{"--json", "r.svg", "--plot", "r.svg", "local"}, "both name"},
 		{[]string{"--bogus", "local"}, "unknown flag: --bogus"},
 	} {
@@ -176,5 +176,19 @@ func TestBenchBadOutputPath(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(work); len(ents) != 0 {
 		t.Errorf("work dir %v: something was started", ents)
+	}
+}
+
+// --plot draws SVG or PNG by the file's extension, in any case.
+func TestPlotWriter(t *testing.T) {
+	for _, p := range []string{"r.svg", "dir/R.SVG", "r.png", "r.Png"} {
+		if plotWriter(p) == nil {
+			t.Errorf("%s: no writer", p)
+		}
+	}
+	for _, p := range []string{"r.pdf", "r", "svg", "r.svg.gz"} {
+		if plotWriter(p) != nil {
+			t.Errorf("%s: a writer", p)
+		}
 	}
 }

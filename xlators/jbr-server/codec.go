@@ -17,7 +17,7 @@ import (
 //	batch:   version u8, set u32, volume length u16, volume, count u32,
 //	         then count messages
 //	message: type u8, flags u8 (1 = reject), from i32, to i32,
-//	         term, index, logTerm, lastTerm, lastIndex, commit, round u64,
+//	         term, index, logTerm, lastTerm, lastIndex, commit, round, sync u64,
 //	         entry count u32, then the entries
 //	entry:   term, index u64, client [16], seq u64, key [16],
 //	         data length u32, data (none for a no-op)
@@ -26,9 +26,9 @@ import (
 // encodeRequest). The version changes whenever the layout does; a brick
 // refuses a batch of a version it does not know.
 const (
-	codecVersion = 1
+	codecVersion = 2 // 2: sync
 	stepKey      = "m"
-	msgFixed     = 1 + 1 + 4 + 4 + 7*8 + 4
+	msgFixed     = 1 + 1 + 4 + 4 + 8*8 + 4
 	entryFixed   = 8 + 8 + 16 + 8 + 16 + 4
 )
 
@@ -43,7 +43,7 @@ func appendMessage(b []byte, m *core.Message) []byte {
 	b = append(b, byte(m.Type), flags)
 	b = le.AppendUint32(b, uint32(int32(m.From)))
 	b = le.AppendUint32(b, uint32(int32(m.To)))
-	for _, v := range [...]uint64{m.Term, m.Index, m.LogTerm, m.LastTerm, m.LastIndex, m.Commit, m.Round} {
+	for _, v := range [...]uint64{m.Term, m.Index, m.LogTerm, m.LastTerm, m.LastIndex, m.Commit, m.Round, m.Sync} {
 		b = le.AppendUint64(b, v)
 	}
 	b = le.AppendUint32(b, uint32(len(m.Entries)))
@@ -117,7 +117,7 @@ func decodeMessages(b []byte) (setID, []core.Message, error) {
 		m.From = core.ID(int32(d.u32()))
 		m.To = core.ID(int32(d.u32()))
 		m.Term, m.Index, m.LogTerm = d.u64(), d.u64(), d.u64()
-		m.LastTerm, m.LastIndex, m.Commit, m.Round = d.u64(), d.u64(), d.u64(), d.u64()
+		m.LastTerm, m.LastIndex, m.Commit, m.Round, m.Sync = d.u64(), d.u64(), d.u64(), d.u64(), d.u64()
 		if ne := d.count(entryFixed); ne > 0 {
 			m.Entries = make([]core.Entry, ne)
 			for i := range m.Entries {

@@ -12,7 +12,8 @@
 // retries that reordered writes and every write to an inode serialised.
 // Here terms are etcd election revisions, durable in the journal and
 // never reused; the journal is append-only; a request is acknowledged
-// only once it is durable in a quorum of journals; retries carry their
+// only once it is written to a quorum of journals, and an fsync only once
+// what it covers is fdatasynced in a quorum of them; retries carry their
 // request id and are deduplicated; and only conflicting requests are
 // ordered.
 //
@@ -23,14 +24,39 @@
 // leader. If fewer peers are connected than a quorum needs, it fails at
 // once with EROFS and nothing is journaled. Otherwise the leader stamps
 // it with (term, index), queues it to its journal and sends it to every
-// follower; the journals fsync concurrently (group commit). Once a quorum
-// (Options.Quorum, a majority by default, the leader included) holds it
-// durably it is committed, applied to the local store, and the store's
-// result is the reply. The leader tells followers how far it has
-// committed on its next append, or, when none follows within a twentieth
-// of the heartbeat, in a heartbeat of its own; they apply the same
-// entries. A brick applies an entry only once it is committed
-// and durable in its own journal.
+// follower. Once a quorum (Options.Quorum, a majority by default, the
+// leader included) has written it to their journals it is committed,
+// applied to the local store, and the store's result is the reply. The
+// leader tells followers how far it has committed on its next append,
+// or, when none follows within a twentieth of the heartbeat, in a
+// heartbeat of its own; they apply the same entries. A brick applies an
+// entry only once it is committed and written to its own journal.
+//
+// # Durability
+//
+// What an acknowledgement means, as for a local file system:
+//
+//   - A write (any mutating request) is acknowledged once a quorum has it
+//     written (write(2)) to their journals. It survives the crash or
+//     SIGKILL of any number of brick processes, and the power loss of
+//     fewer bricks than a quorum. A power loss of a quorum of machines at
+//     once may lose writes acknowledged since those journals last synced
+//     (at most the journal's SyncInterval, 200 ms by default, plus the
+//     disks' caches if they lie), exactly what a local file system loses
+//     of writes not fsynced; what survives is a prefix of each journal.
+//   - Fsync and fdatasync on the leader, and writes through an O_SYNC or
+//     O_DSYNC fd, return once every entry proposed before them is
+//     committed and fdatasynced in a quorum of journals: they survive any
+//     power loss of fewer machines than all. Concurrent syncs share each
+//     journal's fdatasync (group commit): a journal syncs once for every
+//     sync waiting when it starts, and entries of other writers ride
+//     along.
+//   - Terms are durable before a brick sends or accepts anything in them
+//     (journal.StartTerm fsyncs), so fencing holds across power losses.
+//
+// A leader asks for syncs in its messages (core.Message.Sync); followers
+// report what they have written and what synced in each
+// acknowledgement.
 //
 // # Ordering
 //
@@ -51,7 +77,8 @@
 //     still recovering). Ask IpcLeader who does; jbr-client consumes it.
 //   - EROFS: the leader sees too few peers connected for a quorum. The
 //     request was refused before it was journaled.
-//   - ENOTCONN: the request was journaled but did not commit within
+//   - ENOTCONN: the request was journaled but did not commit (or, for a
+//     sync, was not synced on a quorum) within
 //     Options.RequestTimeout, or its leader stepped down first, or the
 //     server closed. It may still commit later. The client retries with
 //     the same request id (xl.Call Client and Seq); deduplication makes
@@ -99,10 +126,10 @@
 //
 // Writes are linearizable under every level. Flush, Release and
 // Releasedir always go to the local store: fds are per brick. Fsync on
-// the leader returns once every entry proposed before it has committed:
-// each is then durable in a quorum of journals, which is what an
-// acknowledged write already was. With Options.FsyncChild it also
-// fsyncs the local store. On a follower Fsync is EREMOTE.
+// the leader returns once every entry proposed before it is committed
+// and synced in a quorum of journals (see Durability). With
+// Options.FsyncChild it also fsyncs the local store. On a follower Fsync
+// is EREMOTE.
 //
 // # Terms and fencing
 //

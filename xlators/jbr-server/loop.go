@@ -26,9 +26,9 @@ type barrierWait struct {
 }
 
 // loop is the one goroutine that owns the core and carries out its
-// Ready: persist the term, queue appends to the journal (their fsyncs
-// proceed together, and the journal says when they are done), send messages, hand
-// committed entries to the applier, answer callers.
+// Ready: persist the term, queue appends to the journal (it says when
+// they are written, and when synced), ask the journal to sync, send
+// messages, hand committed entries to the applier, answer callers.
 type loop struct {
 	s   *Server
 	c   *core.Core
@@ -42,7 +42,8 @@ type loop struct {
 	barriers  []barrierWait
 	committed uint64 // outcomes registered up to here
 	submitted uint64 // handed to the applier up to here
-	dj        uint64 // the journal is durable up to this journal index
+	wj        uint64 // the journal is written up to this journal index
+	dj        uint64 // ... and fdatasynced up to this one
 	led       bool   // led when last processed
 	broken    bool   // the journal failed: refuse everything
 }
@@ -56,6 +57,7 @@ func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {
 		committed: cs.applied,
 		submitted: cs.applied,
 	}
+	l.wj, _ = s.j.Written()
 	l.dj, _ = s.j.Durable()
 	l.commit(cs.commit)
 	return l
@@ -166,10 +168,10 @@ func (l *loop) request(r *request) {
 	case r.kind == readRound:
 		l.reads = append(l.reads, r)
 	case r.kind == barrier:
-		if st := l.c.State(); st.Commit >= st.LastIndex {
+		if target := l.c.Sync(); l.c.SyncCommit() >= target {
 			r.reply <- answer{}
 		} else {
-			l.barriers = append(l.barriers, barrierWait{st.LastIndex, r})
+			l.barriers = append(l.barriers, barrierWait{target, r})
 		}
 	}
 }
@@ -221,6 +223,9 @@ func (l *loop) carryOut(rd core.Ready) {
 			return
 		}
 	}
+	if rd.Sync != 0 {
+		l.s.j.RequestSync() // every append so far, which covers rd.Sync
+	}
 	for _, m := range rd.Messages {
 		l.route(m)
 	}
@@ -233,10 +238,13 @@ func (l *loop) carryOut(rd core.Ready) {
 	if rd.ReadRound != 0 {
 		l.confirm(rd.ReadRound)
 	}
+	if rd.SyncCommit != 0 {
+		l.synced(rd.SyncCommit)
+	}
 }
 
-// append queues an entry to the journal. Its fsync proceeds with the
-// others queued; the journal kicks the loop when it is durable.
+// append queues an entry to the journal; the journal kicks the loop when
+// it is written, and again when it is synced.
 func (l *loop) append(ce core.Entry) error {
 	var e *entry
 	switch {
@@ -284,7 +292,7 @@ func (l *loop) route(m core.Message) {
 }
 
 // commit registers the outcomes of newly committed requests, so that a
-// retry finds them from now on, and releases fsyncs.
+// retry finds them from now on.
 func (l *loop) commit(index uint64) {
 	role, _ := l.c.Role()
 	for i := l.committed + 1; i <= index; i++ {
@@ -298,9 +306,13 @@ func (l *loop) commit(index uint64) {
 		l.s.metrics.commits.Inc()
 	}
 	l.committed = max(l.committed, index)
+}
+
+// synced releases the fsyncs a quorum's journals now cover.
+func (l *loop) synced(index uint64) {
 	keep := l.barriers[:0]
 	for _, b := range l.barriers {
-		if b.index <= l.committed {
+		if b.index <= index {
 			b.r.reply <- answer{}
 		} else {
 			keep = append(keep, b)
@@ -344,27 +356,32 @@ func (l *loop) confirm(round uint64) {
 	l.rounds = l.rounds[k:]
 }
 
-// onDurable takes the journal's news: it is durable further, or failed.
+// onDurable takes the journal's news: it is written or synced further,
+// or failed.
 func (l *loop) onDurable() {
-	dj, err := l.s.j.Durable()
+	wj, err := l.s.j.Written()
 	if err != nil && !l.broken {
 		l.fail(err)
 		return
 	}
-	if dj <= l.dj {
-		return
+	dj, _ := l.s.j.Durable()
+	if wj > l.wj {
+		l.wj = wj
+		l.c.Written(l.log.durable(wj))
+		for _, j := range l.log.takeReplaced(wj) {
+			l.s.j.MarkApplied(j)
+		}
 	}
-	l.dj = dj
-	l.c.Durable(l.log.durable(dj))
-	for _, j := range l.log.takeReplaced(dj) {
-		l.s.j.MarkApplied(j)
+	if dj > l.dj {
+		l.dj = dj
+		l.c.Synced(l.log.durable(dj))
 	}
 }
 
-// submitApplies hands the applier every entry both committed and durable
+// submitApplies hands the applier every entry both committed and written
 // here, in order, and returns how many.
 func (l *loop) submitApplies() int {
-	limit := min(l.committed, l.log.durable(l.dj))
+	limit := min(l.committed, l.log.durable(l.wj))
 	n := 0
 	for ; l.submitted < limit; n++ {
 		i := l.submitted + 1
@@ -476,7 +493,8 @@ func (s *Server) publish() core.Role {
 	if old := s.snap.Load(); old != nil && (old.role != role || old.leader != leader || old.term != st.Term) {
 		s.log.Info("jbr: leadership changed", "role", role, "leader", leader, "term", st.Term)
 	}
-	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm, commit: st.Commit})
+	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm,
+		commit: st.Commit, syncCommit: s.loop.c.SyncCommit()})
 	s.metrics.role.Set(float64(role))
 	s.metrics.term.Set(float64(st.Term))
 	return role

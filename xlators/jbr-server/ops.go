@@ -153,6 +153,13 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 		}
 	}
 	r := a.out.res
+	if r.Errno == 0 && f.Op == xl.OpWrite && f.Fd.Flags&syscall.O_DSYNC != 0 {
+		// O_SYNC and O_DSYNC (which O_SYNC includes): durable on a
+		// quorum before the write returns.
+		if e := s.syncQuorum(); e != 0 {
+			return &xl.Result{Errno: e}
+		}
+	}
 	return &r
 }
 
@@ -167,24 +174,33 @@ func (s *Server) openTrunc(ctx context.Context, f *xl.Fop) *xl.Result {
 	return &xl.Result{Fd: fd, Errno: e}
 }
 
-// fsync returns once every entry proposed before it has committed: each
-// is then durable in a quorum of journals. Writes are acknowledged only
-// once committed, so when the loop last showed nothing proposed and not
-// committed, that holds already and the loop is not asked.
+// fsync returns once every entry proposed before it has committed and is
+// fdatasynced in a quorum of journals (see syncQuorum).
 func (s *Server) fsync(ctx context.Context, f *xl.Fop) *xl.Result {
-	sn := s.snap.Load()
-	if sn.role != core.Leader {
-		return &xl.Result{Errno: syscall.EREMOTE}
-	}
-	if sn.commit < sn.lastIndex {
-		if a := s.ask(&request{kind: barrier}); a.errno != 0 {
-			return &xl.Result{Errno: a.errno}
-		}
+	if e := s.syncQuorum(); e != 0 {
+		return &xl.Result{Errno: e}
 	}
 	if s.opts.FsyncChild {
 		return xl.Dispatch(ctx, s.child, f)
 	}
 	return &xl.Result{}
+}
+
+// syncQuorum returns once every entry proposed before it is committed
+// and fdatasynced in a quorum of journals: one fdatasync per journal
+// covers every sync waiting meanwhile. When the loop last showed that
+// holding already, it is not asked.
+func (s *Server) syncQuorum() syscall.Errno {
+	sn := s.snap.Load()
+	if sn.role != core.Leader {
+		return syscall.EREMOTE
+	}
+	if sn.syncCommit < sn.lastIndex {
+		if a := s.ask(&request{kind: barrier}); a.errno != 0 {
+			return a.errno
+		}
+	}
+	return 0
 }
 
 // read serves a request that does not change the store, as the

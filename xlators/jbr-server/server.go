@@ -62,8 +62,9 @@ type Options struct {
 	Self   int // this brick's index within the set, 0..Replicas-1
 	// Replicas is the number of bricks in the set.
 	Replicas int
-	// Quorum is how many replicas, the leader included, must hold an
-	// entry durably before it commits; 0 means a majority.
+	// Quorum is how many replicas, the leader included, must have an
+	// entry written to their journals before it commits, and synced
+	// before an fsync covering it returns; 0 means a majority.
 	Quorum int
 	// Peers reaches the other bricks of the set (protocol clients),
 	// keyed by index.
@@ -90,8 +91,8 @@ type Options struct {
 	Sync               func(context.Context) error
 	CheckpointInterval time.Duration
 	// FsyncChild makes Fsync on the leader also fsync the local store;
-	// without it Fsync only waits for the file's entries to commit, which
-	// makes them durable on a quorum of journals.
+	// without it Fsync only waits until the entries proposed before it
+	// are committed and synced in a quorum of journals.
 	FsyncChild bool
 	Logger     *slog.Logger
 	// Metrics, if set, receives the server's metrics.
@@ -144,6 +145,7 @@ type snapshot struct {
 	term              uint64
 	lastIndex, commit uint64
 	lastTerm          uint64
+	syncCommit        uint64 // committed and synced on a quorum up to here
 }
 
 // Status describes a server, for operators (gluon recon status).
@@ -190,7 +192,8 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Durable(lastIndex) // the journal is durable once open
+	c.Written(lastIndex) // the journal is synced once open
+	c.Synced(lastIndex)
 
 	s := &Server{
 		child:   child,

@@ -28,13 +28,21 @@
 // first record. Open resumes the highest term; StartTerm begins a higher
 // one. Replication drives terms (and may pass indexes) from above.
 //
-// # Durability: group commit
+// # Written and durable: group commit
 //
 // Append reserves the next index under a lock, checksums its record
 // outside it, and waits. A single flusher goroutine takes every sealed
-// record queued so far, writes them with one pwritev and one fdatasync,
-// and releases them together, so sync throughput grows with the number
-// of concurrent appenders.
+// record queued so far and writes them with one pwritev: they are then
+// written (Written), which survives the process but not a power loss. A
+// syncer goroutine fdatasyncs the active segment whenever a caller waits
+// for durability (Append, Queue's wait, Sync, RequestSync) and, failing
+// that, Options.SyncInterval after records were written; one fdatasync
+// covers every record written before it (Durable), so sync throughput
+// grows with the number of concurrent appenders. Enqueue writes without
+// asking for a sync: replication acknowledges written records and syncs
+// only for fsync. A sealed segment is synced before it is closed, so only
+// the active one ever holds unsynced records; Open syncs it too, since a
+// process that died may have left records only in the page cache.
 //
 // # States
 //

@@ -10,9 +10,9 @@ import (
 	"os"
 )
 
-// Iterate calls fn, in index order, for every durable record whose term is
+// Iterate calls fn, in index order, for every written record whose term is
 // at least fromTerm and whose index is at least fromIndex. It sees at
-// least the records that were durable when it was called. fn may keep the
+// least the records that were written when it was called. fn may keep the
 // record; an error from fn stops the walk and is returned. fn must not
 // call Iterate, Unapplied or Prune: a waiting Prune would deadlock them.
 func (j *Journal) Iterate(fromTerm, fromIndex uint64, fn func(*Record) error) error {
@@ -257,8 +257,8 @@ func (j *Journal) Stat() Stat {
 	defer j.mu.Unlock()
 	st := Stat{
 		Term:       j.term,
-		FirstIndex: j.durable + 1,
-		LastIndex:  j.durable,
+		FirstIndex: j.written + 1,
+		LastIndex:  j.written,
 		Applied:    j.applied,
 		Synced:     j.synced,
 		Segments:   len(j.segs),

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +34,10 @@ const maxBatchBytes = 8 << 20
 // Zeros read back as the unused tail they stand for.
 const zeroAhead = 1 << 20
 
+// DefaultSyncInterval is how long records written but not fdatasynced
+// wait for a sync nobody asked for.
+const DefaultSyncInterval = 200 * time.Millisecond
+
 // zeros is the source of those writes.
 var zeros = make([]byte, zeroAhead)
 
@@ -42,6 +47,10 @@ type Options struct {
 	// rotated when the next record does not fit. Default DefaultSegmentSize,
 	// at least 4096.
 	SegmentSize int64
+	// SyncInterval bounds how long a written record waits for an
+	// fdatasync when no caller asks for one (Append, Queue's wait, Sync,
+	// RequestSync do); default DefaultSyncInterval.
+	SyncInterval time.Duration
 	// Logger receives recovery warnings and write failures; default
 	// slog.Default().
 	Logger *slog.Logger
@@ -88,9 +97,16 @@ type Journal struct {
 	pruneMu sync.RWMutex // Iterate (shared) against Prune (exclusive)
 	retain  atomic.Pointer[func(term uint64) bool]
 
-	kick   chan struct{} // wakes the flusher
-	done   chan struct{} // closed when the flusher exits
-	notify atomic.Pointer[chan<- struct{}]
+	kick     chan struct{} // wakes the flusher
+	done     chan struct{} // closed when the flusher exits
+	syncKick chan struct{} // wakes the syncer
+	syncDone chan struct{} // closed when the syncer exits
+	syncIvl  time.Duration
+	notify   atomic.Pointer[chan<- struct{}]
+
+	// fileMu guards active against the syncer: the flusher changes it
+	// (rotation) under fileMu, the syncer fdatasyncs it under fileMu.
+	fileMu sync.Mutex
 
 	// Owned by the flusher goroutine (by Open before it starts, by Close
 	// after it stops).
@@ -103,8 +119,11 @@ type Journal struct {
 	mu           sync.Mutex
 	term, salt   uint64 // current term; the salt its new segments get
 	next         uint64 // index the next reservation gets
-	durable      uint64 // every index up to here is fdatasynced
+	written      uint64 // every index up to here is written (survives a process crash)
+	durable      uint64 // every index up to here is fdatasynced (survives a power loss)
+	want         uint64 // a caller wants every index up to here fdatasynced
 	queue        []*pending
+	waiters      []*pending // written, waiting to be durable
 	segs         []*segment // ordered by term, then first index
 	applied      uint64     // every index up to here is applied
 	appliedAbove map[uint64]struct{}
@@ -113,7 +132,7 @@ type Journal struct {
 	closed       bool
 }
 
-// pending is a record between Append and durability.
+// pending is a record between Append and durability, or a Sync waiting.
 type pending struct {
 	buf               []byte
 	term, salt, index uint64
@@ -136,6 +155,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.SegmentSize < 4096 {
 		return nil, fmt.Errorf("journal: segment size %d below 4096", opts.SegmentSize)
 	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = DefaultSyncInterval
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -152,6 +174,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 		boot:         bootID(),
 		kick:         make(chan struct{}, 1),
 		done:         make(chan struct{}),
+		syncKick:     make(chan struct{}, 1),
+		syncDone:     make(chan struct{}),
+		syncIvl:      opts.SyncInterval,
 		appliedAbove: map[uint64]struct{}{},
 	}
 	if err := j.lock(); err != nil {
@@ -162,6 +187,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	go j.flusher()
+	go j.syncer()
 	return j, nil
 }
 
@@ -268,6 +294,7 @@ func (j *Journal) recover() error {
 		j.next = last + 1
 	}
 	j.durable = j.next - 1
+	j.written = j.durable
 
 	switch {
 	case !haveSynced && len(j.segs) > 0:
@@ -483,9 +510,13 @@ func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error
 	return p.index, wait, nil
 }
 
-// Enqueue is Queue for a caller that learns of durability through
-// Notify and Durable instead of waiting for each record: it allocates
-// nothing to wait on.
+// Enqueue is Queue for a caller that learns of progress through Notify,
+// Written and Durable instead of waiting for each record: it allocates
+// nothing to wait on, and asks for no fdatasync. The record is written
+// (write(2): it survives the process) as soon as the flusher gets to it,
+// and made durable (fdatasync: it survives a power loss) once a caller
+// asks (RequestSync, Sync, or another's Append or Queue) or after
+// Options.SyncInterval.
 func (j *Journal) Enqueue(rec *Record) (index uint64, err error) {
 	p, err := j.push(rec, false)
 	if err != nil {
@@ -495,8 +526,8 @@ func (j *Journal) Enqueue(rec *Record) (index uint64, err error) {
 }
 
 // Notify makes the journal send on ch, without blocking, whenever
-// records have become durable and when a write fails, so ch wants a
-// buffer of one. It replaces the channel registered before; nil stops
+// records have been written or become durable and when a write fails,
+// so ch wants a buffer of one. It replaces the channel registered before; nil stops
 // the notifications.
 func (j *Journal) Notify(ch chan<- struct{}) {
 	if ch == nil {
@@ -512,6 +543,48 @@ func (j *Journal) Durable() (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.durable, j.err
+}
+
+// Written returns the index up to which every record is written to its
+// segment file (it survives the process, not a power loss), and the
+// sticky write failure.
+func (j *Journal) Written() (uint64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.written, j.err
+}
+
+// RequestSync asks for every record queued so far to be made durable,
+// without waiting: Notify tells when Durable moves. Requests made while
+// an fdatasync runs share the next one.
+func (j *Journal) RequestSync() {
+	j.mu.Lock()
+	j.want = max(j.want, j.next-1)
+	j.mu.Unlock()
+	j.wakeSync()
+}
+
+// Sync makes every record queued so far durable, and returns once it is
+// or the journal failed.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	switch {
+	case j.closed:
+		j.mu.Unlock()
+		return ErrClosed
+	case j.err != nil:
+		j.mu.Unlock()
+		return j.err
+	case j.durable >= j.next-1:
+		j.mu.Unlock()
+		return nil
+	}
+	p := &pending{index: j.next - 1, done: make(chan error, 1)}
+	j.want = max(j.want, p.index)
+	j.waiters = append(j.waiters, p)
+	j.mu.Unlock()
+	j.wakeSync()
+	return <-p.done
 }
 
 func (j *Journal) push(rec *Record, wait bool) (*pending, error) {
@@ -565,10 +638,27 @@ func (j *Journal) wake() {
 	}
 }
 
+func (j *Journal) wakeSync() {
+	select {
+	case j.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+func (j *Journal) notifyCaller() {
+	if ch := j.notify.Load(); ch != nil {
+		select {
+		case *ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // flusher is the only writer of segment files. Each round it takes the
-// sealed prefix of the queue, writes it with one pwritev and one
-// fdatasync per segment touched, and releases those Appends: the more
-// appenders wait, the more records share a sync.
+// sealed prefix of the queue and writes it with one pwritev per segment
+// touched; the syncer makes it durable. Appends waiting for durability
+// are handed to the syncer, which fdatasyncs once for all records written
+// meanwhile: the more appenders wait, the more records share a sync.
 func (j *Journal) flusher() {
 	defer close(j.done)
 	j.zeroAhead()
@@ -586,23 +676,22 @@ func (j *Journal) flusher() {
 			if err == nil {
 				n, err = j.writeBatch(batch)
 			}
+			j.mu.Lock()
 			for i, p := range batch {
 				putBuf(p.pooled)
 				p.buf, p.pooled = nil, nil
 				switch {
 				case p.done == nil:
 				case i < n:
-					p.done <- nil
+					j.want = max(j.want, p.index)
+					j.waiters = append(j.waiters, p)
 				default:
 					p.done <- err
 				}
 			}
-			if ch := j.notify.Load(); ch != nil {
-				select {
-				case *ch <- struct{}{}:
-				default:
-				}
-			}
+			j.mu.Unlock()
+			j.notifyCaller()
+			j.wakeSync()
 		}
 		j.saveApplied(applied)
 		if len(batch) > 0 {
@@ -613,6 +702,105 @@ func (j *Journal) flusher() {
 			return
 		}
 		<-j.kick
+	}
+}
+
+// syncer fdatasyncs the active segment when a caller wants records
+// durable, or when written records have waited Options.SyncInterval.
+// After the flusher stops it makes everything written durable and
+// releases the waiters left.
+func (j *Journal) syncer() {
+	defer close(j.syncDone)
+	lazy := time.NewTimer(j.syncIvl)
+	lazy.Stop()
+	defer lazy.Stop()
+	armed, due := false, false
+	stopping := false
+	for {
+		j.mu.Lock()
+		broken := j.err != nil && len(j.waiters) > 0
+		unsynced := j.written > j.durable && j.err == nil
+		wanted := j.want > j.durable
+		j.mu.Unlock()
+		switch {
+		case broken:
+			j.release(nil)
+			continue
+		case unsynced && (wanted || due || stopping):
+			j.sync()
+			due = false
+			continue
+		case stopping:
+			j.release(ErrClosed)
+			return
+		case unsynced && !armed:
+			lazy.Reset(j.syncIvl)
+			armed = true
+		}
+		select {
+		case <-j.syncKick:
+		case <-lazy.C:
+			armed, due = false, true
+		case <-j.done:
+			stopping = true
+		}
+	}
+}
+
+// sync makes every record written so far durable. Syncer only.
+func (j *Journal) sync() {
+	j.fileMu.Lock()
+	j.mu.Lock()
+	target := j.written
+	j.mu.Unlock()
+	var err error
+	if j.active != nil {
+		if err = unix.Fdatasync(int(j.active.Fd())); err != nil {
+			err = j.fail(fmt.Errorf("fdatasync %s: %w", j.activeSeg.path, err))
+		}
+	}
+	j.fileMu.Unlock()
+	if err != nil {
+		j.release(err)
+		return
+	}
+	j.madeDurable(target)
+}
+
+// madeDurable moves the durable watermark to index and releases the
+// waiters it covers.
+func (j *Journal) madeDurable(index uint64) {
+	j.mu.Lock()
+	j.durable = max(j.durable, index)
+	keep := j.waiters[:0]
+	var done []*pending
+	for _, p := range j.waiters {
+		if p.index <= j.durable {
+			done = append(done, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	clear(j.waiters[len(keep):])
+	j.waiters = keep
+	j.mu.Unlock()
+	for _, p := range done {
+		p.done <- nil
+	}
+	j.notifyCaller()
+}
+
+// release fails every waiter: the journal broke or closed first.
+func (j *Journal) release(cause error) {
+	j.mu.Lock()
+	ws := j.waiters
+	j.waiters = nil
+	if j.err != nil {
+		cause = j.err
+	}
+	j.mu.Unlock()
+	for _, p := range ws {
+		p.done <- cause
 	}
 }
 
@@ -638,10 +826,10 @@ func (j *Journal) takeReady() []*pending {
 	return batch
 }
 
-// writeBatch makes batch durable, rotating segments as needed, and
-// returns how many records (a prefix) became durable. A failure is
-// sticky: after a failed write or fdatasync the file's contents are
-// unknown, so the journal refuses further appends until reopened.
+// writeBatch writes batch, rotating segments as needed, and returns how
+// many records (a prefix) were written. A failure is sticky: after a
+// failed write or fdatasync the file's contents are unknown, so the
+// journal refuses further appends until reopened.
 func (j *Journal) writeBatch(batch []*pending) (int, error) {
 	for i := 0; i < len(batch); {
 		p := batch[i]
@@ -667,12 +855,9 @@ func (j *Journal) writeBatch(batch []*pending) (int, error) {
 		if err := pwritev(fd, bufs, seg.size); err != nil {
 			return i, j.fail(fmt.Errorf("write %s: %w", seg.path, err))
 		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return i, j.fail(fmt.Errorf("fdatasync %s: %w", seg.path, err))
-		}
 		j.mu.Lock()
 		seg.size, seg.last = end, batch[n-1].index
-		j.durable = seg.last
+		j.written = seg.last
 		j.mu.Unlock()
 		i = n
 	}
@@ -691,13 +876,23 @@ func (j *Journal) fail(err error) error {
 // rotate seals the active segment and starts one whose first record is p.
 func (j *Journal) rotate(p *pending) error {
 	if j.active != nil {
+		// Only the active segment is ever left unsynced.
+		j.fileMu.Lock()
+		err := unix.Fdatasync(int(j.active.Fd()))
+		if err != nil {
+			j.fileMu.Unlock()
+			return fmt.Errorf("fdatasync %s: %w", j.activeSeg.path, err)
+		}
 		// Give back the unused preallocation; recovery copes if a crash
 		// comes first.
 		if err := j.active.Truncate(j.activeSeg.size); err != nil {
 			j.log.Warn("journal: trimming sealed segment", "file", j.activeSeg.path, "err", err)
 		}
+		last := j.activeSeg.last
 		j.active.Close()
 		j.active, j.activeSeg = nil, nil
+		j.fileMu.Unlock()
+		j.madeDurable(last)
 	}
 	f, seg, err := createSegment(j.dir, p.term, p.index, p.salt, j.segSize, j.log)
 	if err != nil {
@@ -710,7 +905,9 @@ func (j *Journal) rotate(p *pending) error {
 	j.mu.Lock()
 	j.segs = append(j.segs, seg)
 	j.mu.Unlock()
+	j.fileMu.Lock()
 	j.active, j.activeSeg, j.zeroed = f, seg, seg.size
+	j.fileMu.Unlock()
 	j.zeroAhead()
 	return nil
 }
@@ -781,7 +978,7 @@ func (j *Journal) saveApplied(a uint64) {
 // entry is applied; it is saved lazily.
 func (j *Journal) MarkApplied(index uint64) {
 	j.mu.Lock()
-	if index <= j.applied || index > j.durable {
+	if index <= j.applied || index > j.written {
 		j.mu.Unlock()
 		return
 	}
@@ -826,6 +1023,11 @@ func (j *Journal) MarkSynced(index uint64) error {
 	case index <= synced:
 		return nil
 	}
+	// Entries marked synced are never replayed: their records must
+	// survive whatever the store's sync survives.
+	if err := j.Sync(); err != nil {
+		return err
+	}
 	if err := writeStateDurable(j.dirf, syncedFile, syncedMagic, index, 0); err != nil {
 		return err
 	}
@@ -855,6 +1057,7 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	j.wake()
 	<-j.done
+	<-j.syncDone
 	j.closeFiles()
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -159,3 +159,88 @@ func TestRecycledBuffers(t *testing.T) {
 }
 
 func nonZero(b byte) bool { return b != 0 }
+
+// Enqueued records are written without an fdatasync nobody asked for;
+// RequestSync and Sync make them durable, and Notify reports both steps.
+// A record written but not synced may be marked applied.
+func TestEnqueueWritesAndSyncsOnRequest(t *testing.T) {
+	j := open(t, t.TempDir(), Options{SyncInterval: time.Hour})
+	defer closeJ(t, j)
+	if err := j.StartTerm(1); err != nil {
+		t.Fatal(err)
+	}
+	kick := make(chan struct{}, 1)
+	j.Notify(kick)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for !ok() {
+			select {
+			case <-kick:
+			case <-deadline:
+				t.Fatalf("%s never happened", what)
+			}
+		}
+	}
+	for i := range 3 {
+		if _, err := j.Enqueue(fullRecord(xl.OpWrite, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("writing 3", func() bool { w, _ := j.Written(); return w == 3 })
+	if d, _ := j.Durable(); d != 0 {
+		t.Errorf("durable %d before any sync was asked for", d)
+	}
+	j.MarkApplied(1)
+	if a := j.Applied(); a != 1 {
+		t.Errorf("applied %d after marking a written record applied", a)
+	}
+	j.RequestSync()
+	waitFor("syncing 3", func() bool { d, _ := j.Durable(); return d == 3 })
+
+	if _, err := j.Enqueue(fullRecord(xl.OpWrite, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := j.Durable(); d != 4 {
+		t.Errorf("durable %d after Sync of 4 records", d)
+	}
+	// MarkSynced makes the journal durable first.
+	if _, err := j.Enqueue(fullRecord(xl.OpWrite, 4)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("writing 5", func() bool { w, _ := j.Written(); return w == 5 })
+	j.MarkApplied(2)
+	j.MarkApplied(3)
+	j.MarkApplied(4)
+	j.MarkApplied(5)
+	if err := j.MarkSynced(5); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := j.Durable(); d != 5 {
+		t.Errorf("durable %d after MarkSynced(5)", d)
+	}
+}
+
+// Records written but never synced by request are synced after
+// SyncInterval.
+func TestWrittenRecordsSyncAfterInterval(t *testing.T) {
+	j := open(t, t.TempDir(), Options{SyncInterval: time.Millisecond})
+	defer closeJ(t, j)
+	if err := j.StartTerm(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Enqueue(fullRecord(xl.OpWrite, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if d, _ := j.Durable(); d == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an enqueued record never became durable")
+		}
+	}
+}

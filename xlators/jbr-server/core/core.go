@@ -75,7 +75,7 @@ type MsgType int
 
 const (
 	MsgAppend     MsgType = iota // leader -> follower: Entries (none: a heartbeat)
-	MsgAppendResp                // follower -> leader: Index durable, or Reject
+	MsgAppendResp                // follower -> leader: Index written, Sync synced, or Reject
 	MsgProbe                     // new leader -> peer: where is your journal?
 	MsgProbeResp                 // peer -> new leader: LastTerm, LastIndex
 	MsgFetch                     // new leader -> peer: send entries after Index
@@ -104,12 +104,13 @@ type Message struct {
 	Type      MsgType
 	From, To  ID
 	Term      uint64
-	Index     uint64 // Append: index before Entries; AppendResp: highest index durable and matching the leader; Fetch, FetchResp: entries after this
+	Index     uint64 // Append: index before Entries; AppendResp: highest index written and matching the leader; Fetch, FetchResp: entries after this
 	LogTerm   uint64 // Append: term of the entry at Index, so a follower can detect a divergent tail
 	LastTerm  uint64 // ProbeResp
 	LastIndex uint64 // ProbeResp, and AppendResp on Reject as a hint
 	Commit    uint64 // Append: the leader's commit index
 	Round     uint64 // Append: the leader's latest read round; AppendResp: the latest round the follower saw
+	Sync      uint64 // Append: fdatasync your journal up to here; AppendResp: highest index synced and matching
 	Reject    bool
 	Entries   []Entry
 }
@@ -151,12 +152,20 @@ type Ready struct {
 	// ReadRound, when non-zero, is the highest read round (ReadIndex) in
 	// which a quorum confirmed this replica still leads.
 	ReadRound uint64
+	// Sync, when non-zero, asks the brick to fdatasync its journal: every
+	// entry appended so far, which reaches at least Sync. The brick
+	// reports progress with Synced.
+	Sync uint64
+	// SyncCommit, when non-zero, is this leader's new synced commit
+	// index: every entry up to it is committed and fdatasynced in a
+	// quorum of journals.
+	SyncCommit uint64
 }
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
 	return r.Term == 0 && len(r.Appends) == 0 && len(r.Messages) == 0 && r.Commit == 0 &&
-		len(r.Committed) == 0 && len(r.Replies) == 0 && r.ReadRound == 0
+		len(r.Committed) == 0 && len(r.Replies) == 0 && r.ReadRound == 0 && r.Sync == 0 && r.SyncCommit == 0
 }
 
 // Config configures a replica's core.
@@ -164,8 +173,9 @@ type Config struct {
 	ID    ID
 	Peers []ID // every replica of the set, this one included
 	Log   Log
-	// Quorum is how many replicas, the leader included, must hold an
-	// entry durably before it commits. 0 means a majority.
+	// Quorum is how many replicas, the leader included, must have
+	// written an entry to their journals before it commits, and must
+	// have synced it before a sync completes. 0 means a majority.
 	Quorum int
 }
 
@@ -196,21 +206,27 @@ type resend struct {
 // Core is one replica's JBR state machine. It is not safe for concurrent
 // use: the brick serialises calls.
 type Core struct {
-	cfg     Config
-	quorum  int
-	st      State
-	role    Role
-	leader  ID
-	durable uint64 // highest index the local journal holds durably
+	cfg       Config
+	quorum    int
+	st        State
+	role      Role
+	leader    ID
+	written   uint64 // the local journal holds every entry up to here written
+	synced    uint64 // ... and fdatasynced
+	syncWant  uint64 // the leader (or this one) wants entries synced up to here
+	syncAsked uint64 // the brick was last asked to sync up to here
 
 	// Follower, per leader and term.
 	match     uint64 // our journal agrees with the leader's up to here
-	acked     uint64 // highest index acknowledged to the leader
+	acked     uint64 // highest index acknowledged to the leader as written
+	syncAcked uint64 // ... as synced
 	seenRound uint64 // the leader's latest read round
 
 	// Leader and recovering leader.
 	pending    map[uint64]Entry // own proposals not yet committed
-	matched    map[ID]uint64
+	matched    map[ID]uint64    // written and matching, per replica
+	syncMatch  map[ID]uint64    // synced and matching, per replica
+	syncCommit uint64           // committed and synced on a quorum up to here
 	byReq      map[ReqID]uint64 // in-flight requests, for dedup of retries
 	termStart  uint64           // first index of this term: commits count from here
 	serving    bool             // what was recovered has committed: take requests
@@ -270,6 +286,7 @@ func (c *Core) Ready() Ready {
 			m := &c.rd.Messages[i]
 			if m.Type == MsgAppend && m.From == c.cfg.ID {
 				m.Commit = c.st.Commit
+				m.Sync = c.syncWant
 				c.sentCommit[m.To] = c.st.Commit
 			}
 		}
@@ -341,7 +358,7 @@ func (c *Core) setLeader(leader ID) {
 
 // forgetLeader drops what a follower knew of its leader's journal.
 func (c *Core) forgetLeader() {
-	c.match, c.acked, c.seenRound = 0, 0, 0
+	c.match, c.acked, c.syncAcked, c.seenRound = 0, 0, 0, 0
 }
 
 // Elected is called when this replica wins an etcd election whose revision
@@ -355,6 +372,8 @@ func (c *Core) Elected(term uint64) {
 	c.role = Recovering
 	c.pending = map[uint64]Entry{}
 	c.matched = map[ID]uint64{}
+	c.syncMatch = map[ID]uint64{}
+	c.syncCommit = 0
 	c.byReq = map[ReqID]uint64{}
 	c.sentCommit = map[ID]uint64{}
 	c.resending = map[ID]resend{}
@@ -416,6 +435,7 @@ func (c *Core) stepDown() {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: c.pending[i].Req, Index: i, Err: ErrStepDown, Leader: None})
 	}
 	c.role, c.serving, c.pending, c.matched, c.probes, c.byReq = Follower, false, nil, nil, nil, nil
+	c.syncMatch, c.syncCommit = nil, 0
 	c.sentCommit, c.resending, c.rounds, c.fetching = nil, nil, nil, None
 	c.setLeader(None)
 }
@@ -458,26 +478,97 @@ func (c *Core) otherLeader() ID {
 	return c.leader
 }
 
-// Durable is called once the local journal holds every entry up to index
-// durably (after a replaced tail: every entry of the journal as it now is).
-func (c *Core) Durable(index uint64) {
-	c.durable = max(c.durable, min(index, c.st.LastIndex))
+// Written is called once the local journal holds every entry up to index
+// written, so that it survives the brick's process (after a replaced
+// tail: every entry of the journal as it now is). Entries commit once a
+// quorum has written them.
+func (c *Core) Written(index uint64) {
+	c.written = max(c.written, min(index, c.st.LastIndex))
+	c.askSync()
+	c.progress()
+}
+
+// Synced is called once the local journal holds every entry up to index
+// fdatasynced, so that it survives a power loss.
+func (c *Core) Synced(index uint64) {
+	c.synced = max(c.synced, min(index, c.written))
+	c.progress()
+}
+
+func (c *Core) progress() {
 	switch c.role {
 	case Leader:
-		c.ack(c.cfg.ID, c.durable)
+		c.ack(c.cfg.ID, c.written)
+		c.syncAck(c.cfg.ID, c.synced)
 	case Follower:
 		c.ackLeader()
 	}
 }
 
-// ackLeader tells the leader how far our journal durably matches its own.
+// Sync asks a quorum to fdatasync every entry proposed so far, and
+// returns the index Ready.SyncCommit must reach for that; 0 when this
+// replica does not lead. Concurrent Syncs share the journals' fdatasyncs.
+func (c *Core) Sync() uint64 {
+	if c.role != Leader || !c.serving {
+		return 0
+	}
+	target := c.st.LastIndex
+	if target <= c.syncCommit || target <= c.syncWant {
+		return target // done, or asked already
+	}
+	c.syncWant = target
+	c.askSync()
+	for _, p := range c.cfg.Peers {
+		if p != c.cfg.ID && c.syncMatch[p] < target {
+			c.heartbeat(p)
+		}
+	}
+	return target
+}
+
+// SyncCommit returns the index up to which every entry is committed and
+// fdatasynced on a quorum, as this replica leads; 0 otherwise.
+func (c *Core) SyncCommit() uint64 { return c.syncCommit }
+
+// askSync asks the brick to sync its journal when entries it holds are
+// wanted synced and it was not asked for them yet.
+func (c *Core) askSync() {
+	if c.syncWant > c.synced && c.syncAsked < min(c.syncWant, c.st.LastIndex) {
+		c.syncAsked = c.st.LastIndex
+		c.rd.Sync = c.st.LastIndex
+	}
+}
+
+// ackLeader tells the leader how far our journal matches its own, written
+// and synced.
 func (c *Core) ackLeader() {
-	idx := min(c.durable, c.match)
-	if c.leader == None || c.leader == c.cfg.ID || idx <= c.acked {
+	idx, sidx := min(c.written, c.match), min(c.synced, c.match)
+	if c.leader == None || c.leader == c.cfg.ID || (idx <= c.acked && sidx <= c.syncAcked) {
 		return
 	}
-	c.acked = idx
-	c.send(Message{Type: MsgAppendResp, To: c.leader, Index: idx, Round: c.seenRound})
+	c.acked, c.syncAcked = max(c.acked, idx), max(c.syncAcked, sidx)
+	c.send(Message{Type: MsgAppendResp, To: c.leader, Index: c.acked, Sync: c.syncAcked, Round: c.seenRound})
+}
+
+func (c *Core) syncAck(from ID, index uint64) {
+	if index > c.syncMatch[from] {
+		c.syncMatch[from] = index
+	}
+	c.advanceSyncCommit()
+}
+
+// advanceSyncCommit moves the synced commit index to the highest
+// committed index a quorum holds synced.
+func (c *Core) advanceSyncCommit() {
+	held := make([]uint64, 0, len(c.cfg.Peers))
+	for _, id := range c.cfg.Peers {
+		held = append(held, c.syncMatch[id])
+	}
+	slices.Sort(held)
+	if q := min(held[len(held)-c.quorum], c.st.Commit); q > c.syncCommit {
+		c.syncCommit = q
+		c.rd.SyncCommit = q
+	}
 }
 
 func (c *Core) ack(from ID, index uint64) {
@@ -520,6 +611,7 @@ func (c *Core) commitTo(index uint64) {
 	}
 	if c.role == Leader && c.st.Commit >= c.termStart {
 		c.serving = true
+		c.advanceSyncCommit()
 	}
 }
 
@@ -615,6 +707,7 @@ func (c *Core) Step(m Message) {
 		}
 		if !m.Reject {
 			c.ack(m.From, m.Index)
+			c.syncAck(m.From, m.Sync)
 		} else if m.LastIndex < c.st.LastIndex {
 			c.resend(m.From, m.LastIndex)
 		}
@@ -648,6 +741,7 @@ func (c *Core) onAppend(m Message) {
 	}
 	c.setLeader(m.From)
 	c.seenRound = max(c.seenRound, m.Round)
+	c.syncWant = max(c.syncWant, m.Sync)
 	if m.Index > c.st.LastIndex {
 		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: c.st.LastIndex, Round: c.seenRound})
 		return
@@ -671,10 +765,11 @@ func (c *Core) onAppend(m Message) {
 	c.appendEntries(m.Entries)
 	c.match = max(c.match, m.Index+uint64(len(m.Entries)))
 	c.commitTo(min(m.Commit, c.match))
+	c.askSync()
 	if len(c.rd.Appends) == appended {
-		// Nothing new to make durable: answer now, with the read round.
-		c.acked = min(c.durable, c.match)
-		c.send(Message{Type: MsgAppendResp, To: m.From, Index: c.acked, Round: c.seenRound})
+		// Nothing new to write: answer now, with the read round.
+		c.acked, c.syncAcked = min(c.written, c.match), min(c.synced, c.match)
+		c.send(Message{Type: MsgAppendResp, To: m.From, Index: c.acked, Sync: c.syncAcked, Round: c.seenRound})
 	}
 }
 
@@ -703,7 +798,9 @@ func (c *Core) appendEntries(entries []Entry) {
 			}
 			// An unacknowledged tail from an older term: the newer
 			// leader's entry replaces it and everything after it.
-			c.durable = min(c.durable, e.Index-1)
+			c.written = min(c.written, e.Index-1)
+			c.synced = min(c.synced, e.Index-1)
+			c.syncAsked = min(c.syncAsked, e.Index-1)
 		}
 		c.st.LastIndex, c.st.LastTerm = e.Index, e.Term
 		c.rd.Appends = append(c.rd.Appends, e)
@@ -766,7 +863,8 @@ func (c *Core) becomeLeader() {
 	c.probes = nil
 	c.termStart = c.st.LastIndex + 1
 	c.serving = c.st.LastIndex == c.st.Commit
-	c.matched[c.cfg.ID] = min(c.durable, c.st.LastIndex)
+	c.matched[c.cfg.ID] = min(c.written, c.st.LastIndex)
+	c.syncMatch[c.cfg.ID] = min(c.synced, c.st.LastIndex)
 	if c.st.LastIndex > c.st.Commit {
 		// Entries recovered from older terms commit with the first entry
 		// of this one.

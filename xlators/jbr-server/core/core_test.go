@@ -2,7 +2,7 @@ package core
 
 import "testing"
 
-// A follower whose old-term tail becomes durable after a new leader
+// A follower whose old-term tail is written and synced after a new leader
 // appeared must not acknowledge that tail to the new leader: only what
 // it verified against the new leader's journal counts towards commits.
 func TestDurableOldTailNotAcknowledged(t *testing.T) {
@@ -20,10 +20,11 @@ func TestDurableOldTailNotAcknowledged(t *testing.T) {
 	// Leader 2 of term 7 holds only the first of them.
 	c.Step(Message{Type: MsgAppend, From: 2, To: 3, Term: 7, Index: 1, LogTerm: 5})
 	c.Ready()
-	c.Durable(3)
+	c.Written(3)
+	c.Synced(3)
 	for _, m := range c.Ready().Messages {
-		if m.Type == MsgAppendResp && !m.Reject && m.Index > 1 {
-			t.Fatalf("acknowledged %d to the term 7 leader, which holds only index 1", m.Index)
+		if m.Type == MsgAppendResp && !m.Reject && (m.Index > 1 || m.Sync > 1) {
+			t.Fatalf("acknowledged %d (synced %d) to the term 7 leader, which holds only index 1", m.Index, m.Sync)
 		}
 	}
 }
@@ -44,9 +45,10 @@ func TestMatchForgottenOnNewTerm(t *testing.T) {
 	}
 	c.Observed(1, 9) // replica 1 leads again, in term 9
 	c.Ready()
-	c.Durable(2)
+	c.Written(2)
+	c.Synced(2)
 	for _, m := range c.Ready().Messages {
-		if m.Type == MsgAppendResp && m.Index > 0 {
+		if m.Type == MsgAppendResp && (m.Index > 0 || m.Sync > 0) {
 			t.Fatalf("acknowledged %d in term %d before the term 9 leader said anything", m.Index, m.Term)
 		}
 	}

@@ -25,6 +25,11 @@ type replica struct {
 	applied   []string
 	appliedTo uint64
 	readRound uint64
+	// syncCommit is the leader's synced commit index; holdSync makes the
+	// journal ignore sync requests until released (a slow disk).
+	syncCommit uint64
+	holdSync   bool
+	syncDue    bool
 }
 
 // cluster drives several cores with a deterministic network. A script
@@ -68,7 +73,8 @@ func (c *cluster) restart(id ID) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	core.Durable(st.LastIndex) // the whole journal is on disk
+	core.Written(st.LastIndex) // the whole journal is on disk
+	core.Synced(st.LastIndex)
 	r.core = core
 }
 
@@ -76,7 +82,7 @@ func (c *cluster) restart(id ID) {
 func (c *cluster) process(id ID) bool {
 	r := c.r[id]
 	rd := r.core.Ready()
-	if rd.Empty() {
+	if rd.Empty() && !(r.syncDue && !r.holdSync) {
 		return false
 	}
 	if rd.Term != 0 {
@@ -120,7 +126,22 @@ func (c *cluster) process(id ID) bool {
 		c.inbox = append(c.inbox, m)
 	}
 	if top != 0 {
-		r.core.Durable(top)
+		r.core.Written(top)
+	}
+	if rd.Sync != 0 {
+		r.syncDue = true
+	}
+	if r.syncDue && !r.holdSync {
+		// Sync everything written, as an fdatasync does.
+		r.syncDue = false
+		var last uint64
+		for i := range r.entries {
+			last = max(last, i)
+		}
+		r.core.Synced(last)
+	}
+	if rd.SyncCommit != 0 {
+		r.syncCommit = rd.SyncCommit
 	}
 	// Every role applies what committed; no-ops have nothing to apply.
 	for ; r.appliedTo < rd.Commit; r.appliedTo++ {
@@ -226,6 +247,14 @@ func (c *cluster) run(line string) {
 	case "expect-commit-unsent": // expect-commit-unsent ID yes|no
 		if got := c.r[id(1)].core.CommitUnsent(); got != (f[2] == "yes") {
 			t.Errorf("%q: commit unsent %v", line, got)
+		}
+	case "sync": // sync ID: ask for everything proposed to be synced on a quorum
+		c.r[id(1)].core.Sync()
+	case "hold-sync": // hold-sync ID yes|no: the journal ignores sync requests while yes
+		c.r[id(1)].holdSync = f[2] == "yes"
+	case "expect-sync-commit": // expect-sync-commit ID INDEX
+		if got := c.r[id(1)].syncCommit; got != num(t, f[2]) {
+			t.Errorf("%q: sync commit %d", line, got)
 		}
 	case "read": // read ID: start a read round
 		c.r[id(1)].core.ReadIndex()

@@ -58,9 +58,12 @@ type BrickReport struct {
 	Brick   string `json:"brick"`
 	Objects int    `json:"objects"`
 	Bytes   int64  `json:"bytes"`
-	Diffs   []Diff `json:"diffs,omitempty"`
-	Moved   *Moved `json:"moved,omitempty"`
-	Error   string `json:"error,omitempty"`
+	// Found counts the differences seen once the replicas settled,
+	// before any repair; Diffs are those left at the end.
+	Found int    `json:"found"`
+	Diffs []Diff `json:"diffs,omitempty"`
+	Moved *Moved `json:"moved,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Differs reports whether any replica of any set differs from its
@@ -193,11 +196,6 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		return differ
 	}
 	trees := scanAll()
-	compare(trees)
-	found := 0
-	for _, b := range rep.Bricks {
-		found += len(b.Diffs)
-	}
 	// Differences while followers still apply what the leader has are
 	// not divergence: let them settle and look again, until they go or
 	// persist on settled replicas.
@@ -211,6 +209,11 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		if !compare(trees) || !pending {
 			break
 		}
+	}
+	found := 0
+	for i := range rep.Bricks {
+		rep.Bricks[i].Found = len(rep.Bricks[i].Diffs)
+		found += rep.Bricks[i].Found
 	}
 	if repair && trees[li] != nil {
 		for i, t := range trees {

@@ -353,8 +353,9 @@ func wipeStore(t *testing.T, dir string) {
 
 // TestReconRepairsCorruption: a follower's file is changed on disk
 // behind gluon's back (a byte of its data, and another file's mode).
-// verify finds both and exits 1; run repairs them from the leader,
-// copying only what differs; verify then exits 0.
+// verify finds both and exits 1; a scrub round finds and repairs them
+// from the leader, copying only what differs, and logs each; verify then
+// exits 0.
 func TestReconRepairsCorruption(t *testing.T) {
 	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
 	v := c.open()
@@ -391,17 +392,20 @@ func TestReconRepairsCorruption(t *testing.T) {
 	if strings.Join(found, "; ") != strings.Join(want, "; ") {
 		t.Errorf("verify found %q, want %q", found, want)
 	}
-	code, out, errs := c.reconRun("run", volName, "--json")
+	code, out, errs := c.reconRun("scrub", volName, "--once", "--json")
 	if code != 0 {
-		t.Fatalf("gluon recon run: exit %d: %s\n%s", code, errs, out)
+		t.Fatalf("gluon recon scrub --once: exit %d: %s\n%s", code, errs, out)
 	}
-	var ran []recon.SetReport
-	if err := json.Unmarshal([]byte(out), &ran); err != nil {
+	var st recon.ScrubStats
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}
-	m := ran[0].Bricks[f].Moved
-	if m == nil || m.Data != 1 || m.Meta != 1 || m.Bytes != int64(len(fileData(4))) || m.Created != 0 || m.Removed != 0 {
-		t.Errorf("run moved %+v, want one file's data (%d bytes) and one mode", m, len(fileData(4)))
+	m := st.Repaired
+	if st.Found != 2 || st.Left != 0 || m.Data != 1 || m.Meta != 1 || m.Bytes != int64(len(fileData(4))) || m.Created != 0 || m.Removed != 0 {
+		t.Errorf("scrub: %+v, want 2 found, one file's data (%d bytes) and one mode repaired", st, len(fileData(4)))
+	}
+	if !strings.Contains(errs, "recon: repaired data") || !strings.Contains(errs, "recon: replica differs from its leader") {
+		t.Errorf("scrub did not log its findings:\n%s", errs)
 	}
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 10)

@@ -28,11 +28,13 @@ func (a *app) reconCmd() *cobra.Command {
 		Short: "See and drive the reconciliation of replicas",
 		Long: `Reconcile the replicas of replicated volumes: see where each replica of
 each set stands (status), compare replicas object by object (verify),
-repair those that differ from their leader (run), and read or replay
+repair those that differ from their leader (run), keep doing so in the
+background (scrub), and read or replay
 the journals bricks keep (dump, replay).`,
 		Example: `  gluon recon status vol0
   gluon recon verify vol0
   gluon recon run vol0 --set 1
+  gluon recon scrub vol0
   gluon recon dump /data/brick0 --term 12 --json
   gluon recon replay /data/brick0 --into /tmp/restore`,
 		RunE: groupRun,
@@ -40,7 +42,7 @@ the journals bricks keep (dump, replay).`,
 	r := &reconCLI{app: a}
 	cmd.PersistentFlags().StringSliceVar(&r.etcd, "etcd", etcdEndpoints(),
 		"etcd endpoints, comma-separated; $GLUON_ETCD sets the default")
-	cmd.AddCommand(a.reconDumpCmd(), r.reconStatusCmd(), r.reconVerifyCmd(), r.reconRunCmd(), r.reconReplayCmd())
+	cmd.AddCommand(a.reconDumpCmd(), r.reconStatusCmd(), r.reconVerifyCmd(), r.reconRunCmd(), r.reconScrubCmd(), r.reconReplayCmd())
 	return cmd
 }
 
@@ -392,6 +394,60 @@ func (p *progress) done() {
 	if p.tty && !p.drawn.IsZero() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+func (a *reconCLI) reconScrubCmd() *cobra.Command {
+	var (
+		once   bool
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "scrub VOLUME [--once] [--json]",
+		Short: "Find and repair silent divergence, in the background",
+		Long: `Run the background scrub of VOLUME until interrupted: every
+recon.scrub-interval (a volume option, default 1h) compare every replica
+of every set with its leader, data and metadata per GFID by checksum,
+reading each brick at most recon.scrub-rate bytes per second (default
+16 MiB/s), and repair what differs from the leader, as run does. Each
+finding is logged; each round logs what it found and repaired so far,
+and its result shows in 'gluon recon status'. The options are read again
+every round ('gluon volume set VOLUME recon.scrub-rate 0' lifts the
+bound).
+
+--once runs one round and prints its counts; it exits 1 if a difference
+remains.`,
+		Example: `  gluon recon scrub vol0
+  gluon volume set vol0 recon.scrub-interval 10m && gluon recon scrub vol0
+  gluon recon scrub vol0 --once --json`,
+		Args: volumeArg,
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			var st recon.ScrubStats
+			err := a.withReconEtcd(cmd.Context(), func(ctx context.Context, cli *clientv3.Client) error {
+				var err error
+				st, err = recon.Scrub(ctx, cli, args[0], recon.ScrubOptions{Logger: a.log, Once: once})
+				return err
+			})
+			if err != nil && !(errors.Is(err, context.Canceled) && !once) {
+				return err
+			}
+			if asJSON {
+				err = writeJSON(a.stdout, st)
+			} else {
+				_, err = fmt.Fprintf(a.stdout, "scrub of %s: %d rounds, %d differences found, repaired %s, %d left\n",
+					args[0], st.Rounds, st.Found, movedText(st.Repaired), st.Left)
+			}
+			if err != nil {
+				return err
+			}
+			if st.Left > 0 {
+				return errDiffer
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "run one round and exit")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }
 
 func (a *reconCLI) reconReplayCmd() *cobra.Command {

@@ -290,6 +290,7 @@ func (s *Store) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.
 		return xl.Attr{}, e
 	}
 	defer s.lockName(parent, name).unlock()
+	gen := s.dirs.gen.Load()
 	if err := unix.Mkdirat(p.fd, name, mode&0o7777); err != nil {
 		return xl.Attr{}, errno(err)
 	}
@@ -303,7 +304,7 @@ func (s *Store) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.
 		unix.Close(fd)
 		return xl.Attr{}, e
 	}
-	s.dirs.add(gfid, newDirRef(fd)).put()
+	s.dirs.add(gfid, newDirRef(fd), gen).put()
 	return a, 0
 }
 

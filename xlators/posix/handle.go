@@ -75,6 +75,10 @@ type dirCache struct {
 	mu  sync.Mutex
 	m   map[xl.GFID]*dirRef
 	max int
+	// gen counts evictions. A resolution that started before one may
+	// hold a directory removed since, which must not be cached: an op
+	// that finds it cached would take it for a live one.
+	gen atomic.Uint64
 }
 
 func (c *dirCache) get(g xl.GFID) *dirRef {
@@ -88,14 +92,15 @@ func (c *dirCache) get(g xl.GFID) *dirRef {
 }
 
 // add caches d, which the caller keeps, and returns the cached entry.
-func (c *dirCache) add(g xl.GFID, d *dirRef) *dirRef {
+// gen is the cache's generation from before d was opened.
+func (c *dirCache) add(g xl.GFID, d *dirRef, gen uint64) *dirRef {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.m[g]; old != nil { // a concurrent resolution won
 		d.put()
 		return old.get()
 	}
-	if c.m == nil { // closed
+	if c.m == nil || c.gen.Load() != gen { // closed, or d perhaps removed
 		return d
 	}
 	if len(c.m) >= c.max {
@@ -111,6 +116,7 @@ func (c *dirCache) add(g xl.GFID, d *dirRef) *dirRef {
 
 func (c *dirCache) evict(g xl.GFID) {
 	c.mu.Lock()
+	c.gen.Add(1)
 	d := c.m[g]
 	delete(c.m, g)
 	c.mu.Unlock()
@@ -179,6 +185,7 @@ func (s *Store) dirAt(g xl.GFID, depth int, final bool) (*dirRef, syscall.Errno)
 		return nil, e
 	}
 	defer p.put()
+	gen := s.dirs.gen.Load()
 	fd, err := unix.Openat(p.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	stale := syscall.ESTALE
 	if !final {
@@ -201,7 +208,7 @@ func (s *Store) dirAt(g xl.GFID, depth int, final bool) (*dirRef, syscall.Errno)
 		unix.Close(fd)
 		return nil, stale
 	}
-	return s.dirs.add(g, newDirRef(fd)), 0
+	return s.dirs.add(g, newDirRef(fd), gen), 0
 }
 
 // readDirHandle reads a directory handle. A non-directory's handle gives
@@ -411,17 +418,22 @@ func (s *Store) symlinkHandle(text string, g xl.GFID, path string) syscall.Errno
 // until then the directory is reached through its open streams. So no
 // handle is left behind should the brick die meanwhile, only spills,
 // which New collects.
+//
+// The cache entry goes under mu too: an Opendir counted after mu is
+// released must not find the directory cached, or its stream would
+// outlive the spills dropped here, and Getxattr through it would find
+// a marker without its value.
 func (s *Store) dropDir(g xl.GFID) {
 	s.mu.Lock()
 	if err := unix.Unlinkat(s.hfd, hpath(g), 0); err != nil && err != unix.ENOENT {
 		s.log.Error("posix: removing directory handle", "gfid", g, "err", err)
 	}
+	s.dirs.evict(g)
 	oc := s.opens[g]
 	if oc != nil {
 		oc.removed = true
 	}
 	s.mu.Unlock()
-	s.dirs.evict(g)
 	if oc == nil {
 		s.dropSpills(g)
 	}

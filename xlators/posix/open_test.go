@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -281,6 +284,30 @@ func TestOpendirRacesRemoval(t *testing.T) {
 	b.wantNoLeftovers()
 }
 
+// A resolution that opened a directory before its Rmdir evicted it
+// does not cache it: Getattr and Opendir would then find a removed
+// directory as if it were live.
+func TestDirCacheSkipsRemovedDir(t *testing.T) {
+	b := newBrick(t)
+	g := b.mkdir(xl.RootGFID, "d")
+	gen := b.dirs.gen.Load() // a resolution of g starts
+	fd, err := unix.Openat(b.root.fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, b.Rmdir(bg, xl.RootGFID, "d"))
+	b.dirs.add(g, newDirRef(fd), gen).put() // and ends
+	if d := b.dirs.get(g); d != nil {
+		d.put()
+		t.Fatal("a directory removed while resolved was cached")
+	}
+	_, e := b.Getattr(bg, g)
+	want(t, e, syscall.ESTALE)
+	_, e = b.Opendir(bg, g)
+	want(t, e, syscall.ESTALE)
+	b.wantNoLeftovers()
+}
+
 // What Unlink or Rename pins under a name is what it removes, though
 // other ops remove and make that name at the same time: no handle
 // outlives its file.
@@ -328,4 +355,88 @@ func errnoErr(op string, e syscall.Errno) error {
 		return fmt.Errorf("%s: %v", op, e)
 	}
 	return nil
+}
+
+// The xattr ops racing the removal of an object whose values spilled:
+// while the object is open they work as on a live one, as f*xattr(2) on
+// an open fd does; otherwise each either works or finds the object gone
+// (ESTALE, or ENOENT for a file), never a marker without its value
+// (EIO). Nothing spilled outlives the object.
+func TestXattrRacesRemoval(t *testing.T) {
+	b := newBrick(t)
+	big, other := pattern(64<<10, 3), pattern(64<<10, 4) // spilled on ext4
+	var removed []xl.GFID
+	// done checks a removed open object after its round, and releases it.
+	done := func() {}
+	race(t, 200, func(i int) []func() error {
+		done()
+		dir, open := i%2 == 0, i%4 >= 2
+		var g xl.GFID
+		if dir {
+			g = b.mkdir(xl.RootGFID, "o")
+		} else {
+			g = b.file(xl.RootGFID, "o", "")
+		}
+		removed = append(removed, g)
+		for _, name := range []string{"user.big", "user.rm", "user.set"} {
+			ok(t, b.Setxattr(bg, g, name, big, 0))
+		}
+		done = func() {}
+		if open {
+			var fd xl.Fd
+			var e syscall.Errno
+			if dir {
+				fd, e = b.Opendir(bg, g)
+			} else {
+				fd, e = b.Open(bg, g, uint32(os.O_RDONLY))
+			}
+			ok(t, e)
+			done = func() {
+				t.Helper()
+				b.wantXattr(g, "user.big", big)
+				b.wantXattr(g, "user.set", other)
+				_, e := b.Getxattr(bg, g, "user.rm")
+				want(t, e, syscall.ENODATA)
+				b.wantList(g, "user.big", "user.set")
+				ok(t, b.Release(bg, fd))
+			}
+		}
+		// check accepts success, or the object gone unless it is open.
+		check := func(op string, e syscall.Errno) error {
+			if e == 0 || !open && (e == syscall.ESTALE || !dir && e == syscall.ENOENT) {
+				return nil
+			}
+			return fmt.Errorf("%s (dir %v, open %v): %v", op, dir, open, e)
+		}
+		get := func() error {
+			v, e := b.Getxattr(bg, g, "user.big")
+			if e == 0 && !bytes.Equal(v, big) {
+				return fmt.Errorf("getxattr: %d bytes, want %d", len(v), len(big))
+			}
+			return check("getxattr", e)
+		}
+		set := func() error { return check("setxattr", b.Setxattr(bg, g, "user.set", other, 0)) }
+		rm := func() error { return check("removexattr", b.Removexattr(bg, g, "user.rm")) }
+		list := func() error {
+			names, e := b.Listxattr(bg, g)
+			if e == 0 && !slices.Contains(names, "user.big") {
+				return fmt.Errorf("listxattr: %q lacks user.big", names)
+			}
+			return check("listxattr", e)
+		}
+		remove := func() error {
+			if dir {
+				return errnoErr("rmdir", b.Rmdir(bg, xl.RootGFID, "o"))
+			}
+			return errnoErr("unlink", b.Unlink(bg, xl.RootGFID, "o"))
+		}
+		return []func() error{get, get, set, rm, list, remove}
+	})
+	done()
+	b.wantNoLeftovers()
+	for _, g := range removed {
+		if b.hasSpillDir(g) {
+			t.Errorf("spills of removed %v survive", g)
+		}
+	}
 }

@@ -47,10 +47,17 @@ func (s *Store) writeSpill(g xl.GFID, key string, value []byte) error {
 	return err
 }
 
-// readSpill reads g's spilled value of key, whose marker was found.
-func (s *Store) readSpill(g xl.GFID, key string) ([]byte, syscall.Errno) {
+// readSpill reads g's spilled value of key, whose marker was found on
+// o.
+func (s *Store) readSpill(o *obj, g xl.GFID, key string) ([]byte, syscall.Errno) {
 	fd, err := unix.Openat(s.xfd, spillPath(g, key), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
+		if s.removed(o) {
+			// A directory resolved before an Rmdir keeps its markers,
+			// but its spills went with its name: it is gone, as it
+			// would be had it been resolved after.
+			return nil, syscall.ESTALE
+		}
 		s.log.Error("posix: a spilled xattr value is missing", "gfid", g, "key", key)
 		return nil, syscall.EIO
 	}
@@ -79,6 +86,15 @@ func (s *Store) readSpill(g xl.GFID, key string) ([]byte, syscall.Errno) {
 		n += m
 	}
 	return buf, 0
+}
+
+// removed reports whether o lost its last name since it was resolved.
+func (s *Store) removed(o *obj) bool {
+	var st unix.Stat_t
+	if o.d != nil {
+		return unix.Fstat(o.d.fd, &st) == nil && st.Nlink == 0
+	}
+	return unix.Fstatat(s.hfd, o.h, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT
 }
 
 // unlinkSpill removes g's spill file of key once its marker is gone.

@@ -132,7 +132,7 @@ func (s *Store) Getxattr(ctx context.Context, ino xl.GFID, name string) ([]byte,
 	if e := s.marker(&o, ino, key, name); e != 0 {
 		return nil, e
 	}
-	return s.readSpill(ino, key)
+	return s.readSpill(&o, ino, key)
 }
 
 // marker reports whether name is spilled under key: 0, ENODATA or an

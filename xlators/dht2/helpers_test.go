@@ -68,10 +68,15 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, sets int, opts Options) *cluster {
+	return newClusterOf(t, sets, sets, opts)
+}
+
+// newClusterOf has stores sets, the layout spreading over the first sets.
+func newClusterOf(t *testing.T, stores, sets int, opts Options) *cluster {
 	t.Helper()
 	c := &cluster{t: t, src: NewMemStore(Even(sets))}
 	c.want.Store(-1)
-	for range sets {
+	for range stores {
 		c.addSet()
 	}
 	c.d = c.client(opts)
@@ -104,7 +109,9 @@ func (c *cluster) client(opts Options) *DHT2 {
 	for _, x := range c.counts {
 		opts.Subvols = append(opts.Subvols, x)
 	}
-	opts.Layout = c.src
+	if opts.Layout == nil {
+		opts.Layout = c.src
+	}
 	if opts.Policy == nil {
 		spread := new(Spread)
 		opts.Policy = PolicyFunc(func(l *Layout, parent xl.GFID, name string, gfid xl.GFID) uint16 {
@@ -251,5 +258,21 @@ func list(t *testing.T, d *DHT2, dir xl.GFID) map[string]xl.Attr {
 			m[de.Name] = de.Attr
 		}
 		off = ents[len(ents)-1].Off
+	}
+}
+
+// move publishes a layout with token t on set s.
+func (c *cluster) move(src *MemStore, t uint16, s int) {
+	c.t.Helper()
+	cur, err := src.Load(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n := cur.Clone()
+	n.Version++
+	n.Owner[t] = uint16(s)
+	n.Sets = max(n.Sets, s+1)
+	if err := src.Save(context.Background(), n); err != nil {
+		c.t.Fatal(err)
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -37,14 +37,25 @@ type GuardOptions struct {
 // bricks). Requests naming a GFID whose token is fenced get ErrnoMoved, so
 // a client with a stale layout never applies a request to a set that gave
 // the token away. Statfs, Ipc and the anchor's own name are never fenced.
+//
+// The fences are kept in an xattr of the root below the guard, so they
+// survive restarts and, above jbr-server, replicate to the set's other
+// bricks. A guard rereads them every ReloadEvery: a brick that becomes
+// its set's leader learns the fences within that time, and one whose
+// child cannot answer yet (a follower) starts with none.
 type Guard struct {
 	xl.Funnel
 	next   xl.Xlator
 	log    *slog.Logger
-	mu     sync.Mutex // serializes fence changes and their persistence
+	every  time.Duration
+	mu     sync.Mutex // serializes fence changes, loads and persistence
 	fenced [Tokens]atomic.Bool
 	any    atomic.Int32 // how many tokens are fenced: 0 skips the checks
+	loaded atomic.Int64 // unix nanoseconds of the last load attempt
 }
+
+// ReloadEvery is how often a Guard rereads its persisted fences.
+const ReloadEvery = time.Second
 
 var (
 	_ xl.Xlator    = (*Guard)(nil)
@@ -56,23 +67,53 @@ func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
 	if next == nil {
 		return nil, errors.New("dht2: guard without a child")
 	}
-	g := &Guard{next: next, log: opts.Logger}
+	g := &Guard{next: next, log: opts.Logger, every: ReloadEvery}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	v, e := next.Getxattr(context.Background(), xl.RootGFID, fenceXattr)
-	switch {
-	case e == syscall.ENODATA:
-	case e != 0:
-		return nil, fmt.Errorf("dht2: guard: reading fences: %w", e)
-	default:
-		for _, t := range decodeTokens(v) {
-			g.fenced[t].Store(true)
-			g.any.Add(1)
-		}
-	}
+	g.mu.Lock()
+	g.load(context.Background())
+	g.mu.Unlock()
 	g.Funnel = xl.Funnel{H: g.handle}
 	return g, nil
+}
+
+// load reads the persisted fences; g.mu is held. Failing, it keeps what it
+// knows.
+func (g *Guard) load(ctx context.Context) {
+	g.loaded.Store(time.Now().UnixNano())
+	v, e := g.next.Getxattr(xl.WithCall(ctx, &xl.Call{}), xl.RootGFID, fenceXattr)
+	switch {
+	case e == syscall.ENODATA:
+		v = nil
+	case e != 0:
+		return
+	}
+	var want [Tokens]bool
+	for _, t := range decodeTokens(v) {
+		want[t] = true
+	}
+	for t := range want {
+		if g.fenced[t].Swap(want[t]) != want[t] {
+			if want[t] {
+				g.any.Add(1)
+			} else {
+				g.any.Add(-1)
+			}
+		}
+	}
+}
+
+// maybeLoad rereads the fences if they are older than g.every and no other
+// request is rereading them.
+func (g *Guard) maybeLoad(ctx context.Context) {
+	if time.Now().UnixNano()-g.loaded.Load() < int64(g.every) || !g.mu.TryLock() {
+		return
+	}
+	defer g.mu.Unlock()
+	if time.Now().UnixNano()-g.loaded.Load() >= int64(g.every) {
+		g.load(ctx)
+	}
 }
 
 // Close closes the child if it has a lifecycle.
@@ -90,6 +131,7 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	if f.Op == xl.OpIpc && (f.Name == string(IpcFence) || f.Name == string(IpcUnfence)) {
 		return &xl.Result{Errno: g.setFence(ctx, decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence))}
 	}
+	g.maybeLoad(ctx)
 	if g.any.Load() > 0 && g.refuses(ctx, f) {
 		return &xl.Result{Errno: ErrnoMoved}
 	}

@@ -2,6 +2,7 @@ package jbrserver
 
 import (
 	"context"
+	"encoding/json"
 	"syscall"
 
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
@@ -41,4 +42,35 @@ func (s *Server) recon(ctx context.Context, f *xl.Fop) *xl.Result {
 		return &xl.Result{Errno: syscall.EREMOTE}
 	}
 	return xl.Dispatch(ctx, s.child, f)
+}
+
+// IpcReconJournal returns Xdata{"journal": JournalStat as JSON}: where
+// this brick's journal stands on disk, for gluon recon status.
+const IpcReconJournal xl.IpcOp = "jbr.recon-journal"
+
+// JournalStat is a brick's journal on disk.
+type JournalStat struct {
+	Term uint64 `json:"term"`
+	// FirstIndex and LastIndex bound the records held (journal indexes,
+	// which count replaced records too); FirstIndex is LastIndex+1 when
+	// there are none.
+	FirstIndex uint64 `json:"first_index"`
+	LastIndex  uint64 `json:"last_index"`
+	Applied    uint64 `json:"applied"`
+	Synced     uint64 `json:"synced"`
+	Segments   int    `json:"segments"`
+	Terms      int    `json:"terms"`
+	Bytes      int64  `json:"bytes"`
+}
+
+func (s *Server) reconJournal() *xl.Result {
+	st := s.j.Stat()
+	b, err := json.Marshal(JournalStat{
+		Term: st.Term, FirstIndex: st.FirstIndex, LastIndex: st.LastIndex,
+		Applied: st.Applied, Synced: st.Synced, Segments: st.Segments, Terms: len(st.Terms), Bytes: st.Bytes,
+	})
+	if err != nil {
+		return &xl.Result{Errno: syscall.EIO}
+	}
+	return &xl.Result{Xdata: xl.Xdata{"journal": b}}
 }

@@ -383,6 +383,8 @@ func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
 			return &xl.Result{Errno: syscall.EIO}
 		}
 		return &xl.Result{Xdata: xl.Xdata{"status": b}}
+	case IpcReconJournal:
+		return s.reconJournal()
 	}
 	return xl.Dispatch(ctx, s.child, f)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -130,8 +131,9 @@ type DHT2 struct {
 
 	// overrides route tokens this client migrated until a layout at
 	// least as new as the override's arrives.
-	ovMu      sync.RWMutex
-	overrides map[uint16]override
+	// Copy on write, nil when empty: the request path only loads it.
+	ovMu      sync.Mutex
+	overrides atomic.Pointer[map[uint16]override]
 
 	anchorMade []atomic.Bool           // per set: the anchor exists
 	anchored   []*[buckets]atomic.Bool // per set: anchor buckets known to exist
@@ -182,7 +184,6 @@ func New(opts Options) (*DHT2, error) {
 		policy:     opts.Policy,
 		log:        opts.Logger,
 		changed:    make(chan struct{}),
-		overrides:  map[uint16]override{},
 		anchored:   make([]*[buckets]atomic.Bool, len(opts.Subvols)),
 		anchorMade: make([]atomic.Bool, len(opts.Subvols)),
 	}
@@ -266,9 +267,17 @@ func (d *DHT2) install(l *Layout) bool {
 		}
 	}
 	d.ovMu.Lock()
-	for t, o := range d.overrides {
-		if l.Version > o.after {
-			delete(d.overrides, t)
+	if old := d.overrides.Load(); old != nil {
+		keep := map[uint16]override{}
+		for t, o := range *old {
+			if l.Version <= o.after {
+				keep[t] = o
+			}
+		}
+		if len(keep) == 0 {
+			d.overrides.Store(nil)
+		} else {
+			d.overrides.Store(&keep)
 		}
 	}
 	d.ovMu.Unlock()
@@ -286,11 +295,10 @@ func (d *DHT2) Layout() *Layout { return d.layout.Load() }
 // route is token t's set and the layout version it was read from.
 func (d *DHT2) route(t uint16) (int, uint64) {
 	l := d.layout.Load()
-	d.ovMu.RLock()
-	o, ok := d.overrides[t]
-	d.ovMu.RUnlock()
-	if ok {
-		return o.set, l.Version
+	if m := d.overrides.Load(); m != nil {
+		if o, ok := (*m)[t]; ok {
+			return o.set, l.Version
+		}
 	}
 	return int(l.Owner[t]), l.Version
 }
@@ -372,4 +380,16 @@ func withToken(g xl.GFID, t uint16) xl.GFID {
 	g[0], g[1] = byte(t>>8), byte(t)
 	g[8] = g[8]&0x3f | 0x80
 	return g
+}
+
+// override routes token t to set until a layout newer than after arrives.
+func (d *DHT2) override(t uint16, set int, after uint64) {
+	d.ovMu.Lock()
+	defer d.ovMu.Unlock()
+	m := map[uint16]override{}
+	if old := d.overrides.Load(); old != nil {
+		maps.Copy(m, *old)
+	}
+	m[t] = override{set: set, after: after}
+	d.overrides.Store(&m)
 }

@@ -228,13 +228,6 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 		}
 		return
 	}
-	// Refuse an existing name before making an inode for it.
-	if _, e = d.entry(ctx, parent, name); e != syscall.ENOENT {
-		if e == 0 {
-			e = syscall.EEXIST
-		}
-		return
-	}
 	k := anchorKey(g, parent, name)
 	if e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) (e syscall.Errno) { a, e = x.Mkdir(ctx, b, k, g, mode); return }); e != 0 {
 		return

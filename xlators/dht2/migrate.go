@@ -105,9 +105,7 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 		}
 		return fmt.Errorf("dht2: migrate token %d from set %d to %d: %w", token, from, to, err)
 	}
-	d.ovMu.Lock()
-	d.overrides[token] = override{set: to, after: d.layout.Load().Version}
-	d.ovMu.Unlock()
+	d.override(token, to, d.layout.Load().Version)
 	d.gates[token].Unlock()
 	frozen = false
 	if err := m.remove(m.src); err != nil {

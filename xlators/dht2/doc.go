@@ -19,13 +19,18 @@
 //
 // Data is colocated with metadata: a file's data lives in the same inode,
 // on the same set, as its attributes. Separating them (a data GFID on a
-// data set) would cost every create an extra round trip to a second set
-// and every stat of a file being written a merge of sizes and times from
-// the data set (DHT2's "class II" metadata problem); what it would buy is
-// placing data independently of the namespace, e.g. a huge file in a small
-// directory. Tokens already spread the namespace, and with it the data,
-// evenly over sets, so colocating keeps the one-round-trip create and
-// stat, and a token migrates as one unit.
+// data set) costs every create a second inode on a second set, every
+// write of a new file a request to that set, and every stat of a file
+// being written a merge of size and times from the data set (DHT2's
+// "class II" metadata problem): 7 requests instead of 4 to create, write,
+// close and stat a small file. What it would buy is placing data apart
+// from the namespace, e.g. a huge file in a small directory; tokens
+// already spread the namespace, and with it the data, evenly over sets,
+// and colocating keeps one-round-trip create and stat and lets a token
+// migrate as one unit. BenchmarkSmallFile measures both on in-process
+// posix stores (TMPDIR on tmpfs, 2 shared cores, 3 runs of 3000 files):
+// colocated 35-62 us, separated 75-85 us per file, before any network
+// round trip is added.
 //
 // Remote names. A name whose inode carries another token than its
 // directory's (a subdirectory with its own token, a hard link or a rename
@@ -46,9 +51,16 @@
 // remote names to another set while clients work. Stale clients are kept
 // from misapplying requests by a Guard, a brick-side translator on each
 // set: once a token is fenced there, every request naming a GFID of that
-// token gets ErrnoMoved, on which DHT2 reloads the layout, waits for the
-// version that moves the token, and retries at the new home. See
-// migrate.go for the protocol and its limits.
+// token gets ErrnoMoved, on which DHT2 reloads the layout, waits (up to 30
+// s) for the version that moves the token, and retries at the new home.
+// See MigrateToken for the protocol and its limits.
 //
 // Statfs adds up all sets.
+//
+// Limits. Unlink and rmdir look the name up first (two round trips) to
+// tell a stub from a local name. A replace by rename across tokens removes
+// the target first, and RENAME_EXCHANGE across tokens is three renames:
+// neither is atomic. A rename's check that a directory does not move under
+// itself reads each ancestor's parent pointer (an xattr DHT2 keeps on
+// directories). Scrub holds every remote name in memory while it runs.
 package dht2

@@ -57,7 +57,7 @@ func (c *counting) reset() {
 // cluster is a DHT2 over posix stores in temp dirs, each behind a Guard
 // and a counter.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dirs   []string
 	stores []*posix.Store
 	guards []*Guard
@@ -67,12 +67,12 @@ type cluster struct {
 	want   atomic.Int32 // the set new directories go to; -1: Spread
 }
 
-func newCluster(t *testing.T, sets int, opts Options) *cluster {
+func newCluster(t testing.TB, sets int, opts Options) *cluster {
 	return newClusterOf(t, sets, sets, opts)
 }
 
 // newClusterOf has stores sets, the layout spreading over the first sets.
-func newClusterOf(t *testing.T, stores, sets int, opts Options) *cluster {
+func newClusterOf(t testing.TB, stores, sets int, opts Options) *cluster {
 	t.Helper()
 	c := &cluster{t: t, src: NewMemStore(Even(sets))}
 	c.want.Store(-1)
@@ -152,8 +152,8 @@ func (c *cluster) touched() []int {
 var bg = xl.WithCall(context.Background(), &xl.Call{})
 
 // must(x.Op(...))(t) is Op's value, failing t on an errno.
-func must[T any](v T, e syscall.Errno) func(*testing.T) T {
-	return func(t *testing.T) T {
+func must[T any](v T, e syscall.Errno) func(testing.TB) T {
+	return func(t testing.TB) T {
 		t.Helper()
 		if e != 0 {
 			t.Fatalf("errno %v", e)
@@ -162,7 +162,7 @@ func must[T any](v T, e syscall.Errno) func(*testing.T) T {
 	}
 }
 
-func ok(t *testing.T, e syscall.Errno) {
+func ok(t testing.TB, e syscall.Errno) {
 	t.Helper()
 	if e != 0 {
 		t.Fatalf("errno %v", e)
@@ -212,7 +212,7 @@ func (c *cluster) create(parent xl.GFID, name string, data []byte) xl.GFID {
 }
 
 // read reads a whole file by GFID through d.
-func read(t *testing.T, d *DHT2, g xl.GFID) []byte {
+func read(t testing.TB, d *DHT2, g xl.GFID) []byte {
 	t.Helper()
 	fd, e := d.Open(bg, g, syscall.O_RDONLY)
 	if e != 0 {

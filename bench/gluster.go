@@ -218,6 +218,12 @@ func (g *glusterVolume) startGlusterd(ctx context.Context, glusterd string) erro
 // pids returns glusterd and every gluster process of this volume: bricks
 // (glusterfsd), the FUSE client and the self-heal daemon (glusterfs).
 func (g *glusterVolume) pids() []int {
+	return g.procs(true)
+}
+
+// procs lists the gluster processes of this volume, and glusterd if
+// withGlusterd: the one this run started, or any if it found one running.
+func (g *glusterVolume) procs(withGlusterd bool) []int {
 	var pids []int
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -234,7 +240,13 @@ func (g *glusterVolume) pids() []int {
 			continue
 		}
 		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if c == "glusterd" && (g.glusterd == 0 || g.glusterd == pid) || bytes.Contains(cmdline, []byte(g.vol)) {
+		if c == "glusterd" {
+			if withGlusterd && (g.glusterd == 0 || g.glusterd == pid) {
+				pids = append(pids, pid)
+			}
+			continue
+		}
+		if bytes.Contains(cmdline, []byte(g.vol)) {
 			pids = append(pids, pid)
 		}
 	}
@@ -250,12 +262,18 @@ func (g *glusterVolume) teardown(ctx context.Context) error {
 		errs = append(errs, unmountRetry(g.mnt))
 		g.mounted = false
 	}
-	leftovers := g.pids()
+	// Processes of this volume that stopping it should end; never a
+	// glusterd, which other volumes (and other runs) may be using.
+	leftovers := g.procs(false)
 	if g.created {
-		if _, err := g.cli(ctx, "volume", "stop", g.vol, "force"); err != nil {
-			errs = append(errs, err)
+		_, err := g.cli(ctx, "volume", "stop", g.vol, "force")
+		if err == nil {
+			_, err = g.cli(ctx, "volume", "delete", g.vol)
 		}
-		if _, err := g.cli(ctx, "volume", "delete", g.vol); err != nil {
+		if err != nil {
+			if _, perr := g.cliTimeout(ctx, 15*time.Second, "pool", "list"); perr != nil {
+				err = fmt.Errorf("glusterd is gone (stopped by another program?), so volume %s stays defined in /var/lib/glusterd; its processes are stopped: %w", g.vol, err)
+			}
 			errs = append(errs, err)
 		}
 		g.created = false
@@ -269,7 +287,7 @@ func (g *glusterVolume) teardown(ctx context.Context) error {
 		}
 	}
 	for _, pid := range leftovers {
-		if pid != g.glusterd && isGluster(pid) {
+		if isGluster(pid) {
 			errs = append(errs, terminate(pid, 10*time.Second))
 		}
 	}

@@ -123,6 +123,7 @@ type DHT2 struct {
 	layout  atomic.Pointer[Layout]
 	changed chan struct{} // closed and replaced on each new layout
 	chMu    sync.Mutex
+	loaded  atomic.Int64 // unix nanoseconds of the last explicit Load
 
 	// gates freeze a token in this client while it migrates: requests
 	// hold a read lock for the token they route by, MigrateToken the
@@ -310,11 +311,17 @@ func (d *DHT2) refresh(ctx context.Context, ver uint64, wait bool) bool {
 	if d.layout.Load().Version > ver {
 		return true
 	}
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	l, err := d.src.Load(lctx)
-	cancel()
-	if err == nil {
-		d.install(l)
+	// ESTALE is also the answer for a removed file: ask the store at
+	// most once a second (the watch delivers layouts anyway) unless a
+	// set refused the token outright.
+	now := time.Now().UnixNano()
+	if last := d.loaded.Load(); wait || now-last >= int64(time.Second) && d.loaded.CompareAndSwap(last, now) {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		l, err := d.src.Load(lctx)
+		cancel()
+		if err == nil {
+			d.install(l)
+		}
 	}
 	if d.layout.Load().Version > ver || !wait {
 		return d.layout.Load().Version > ver

@@ -222,7 +222,10 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 	t := d.policy.DirToken(d.layout.Load(), parent, name, gfid)
 	g := withToken(gfid, t)
 	if t == TokenOf(parent) {
-		e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, parent, name, g, mode); return })
+		mk := func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mkdir(ctx, parent, name, g, mode); return }
+		if e = d.at(ctx, parent, mk); e == syscall.EEXIST && d.dangling(ctx, parent, name) {
+			e = d.at(ctx, parent, mk)
+		}
 		if e == 0 {
 			d.setParent(ctx, g, parent)
 		}
@@ -236,7 +239,10 @@ func (d *DHT2) Mkdir(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 	if d.crashed("mkdir") {
 		return xl.Attr{}, syscall.EIO
 	}
-	if e = d.stub(ctx, parent, name, g, true); e != 0 {
+	if e = d.stub(ctx, parent, name, g, true); e == syscall.EEXIST && d.dangling(ctx, parent, name) {
+		e = d.stub(ctx, parent, name, g, true)
+	}
+	if e != 0 {
 		d.undo(ctx, g, func(x xl.Xlator, b xl.GFID) syscall.Errno { return x.Rmdir(ctx, b, k) })
 		return xl.Attr{}, e
 	}
@@ -250,7 +256,10 @@ func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName
 		return
 	}
 	if TokenOf(ino) == TokenOf(newParent) {
-		e = d.at(ctx, ino, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, newParent, newName); return })
+		ln := func(x xl.Xlator) (e syscall.Errno) { a, e = x.Link(ctx, ino, newParent, newName); return }
+		if e = d.at(ctx, ino, ln); e == syscall.EEXIST && d.dangling(ctx, newParent, newName) {
+			e = d.at(ctx, ino, ln)
+		}
 		return
 	}
 	// Directories cannot be linked; ask before leaving a stub.
@@ -260,7 +269,10 @@ func (d *DHT2) Link(ctx context.Context, ino xl.GFID, newParent xl.GFID, newName
 	if a.IsDir() {
 		return xl.Attr{}, syscall.EPERM
 	}
-	if e = d.stub(ctx, newParent, newName, ino, false); e != 0 {
+	if e = d.stub(ctx, newParent, newName, ino, false); e == syscall.EEXIST && d.dangling(ctx, newParent, newName) {
+		e = d.stub(ctx, newParent, newName, ino, false)
+	}
+	if e != 0 {
 		return
 	}
 	if d.crashed("link") {

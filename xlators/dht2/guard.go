@@ -140,7 +140,7 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 
 func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
 	switch f.Op {
-	case xl.OpStatfs, xl.OpIpc:
+	case xl.OpStatfs, xl.OpIpc, xl.OpRelease, xl.OpReleasedir: // closing is cleanup
 		return false
 	}
 	if _, ok := xl.CallFrom(ctx).Xdata[bypassKey]; ok {

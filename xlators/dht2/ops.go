@@ -250,13 +250,48 @@ func (d *DHT2) Create(ctx context.Context, parent xl.GFID, name string, gfid xl.
 		return
 	}
 	g := withToken(gfid, TokenOf(parent))
-	e = d.on(ctx, TokenOf(parent), func(i int, x xl.Xlator) (e syscall.Errno) {
-		if fd, a, e = x.Create(ctx, parent, name, g, flags, mode); e == 0 {
-			d.fds.Store(fdKey{fd.GFID, fd.H}, i)
+	for retried := false; ; retried = true {
+		e = d.on(ctx, TokenOf(parent), func(i int, x xl.Xlator) (e syscall.Errno) {
+			if fd, a, e = x.Create(ctx, parent, name, g, flags, mode); e == 0 {
+				d.fds.Store(fdKey{fd.GFID, fd.H}, i)
+			}
+			return
+		})
+		switch {
+		case e == 0 && TokenOf(a.GFID) != TokenOf(parent):
+			// Without O_EXCL the home opened an existing stub: open
+			// what it names instead.
+			d.Release(ctx, fd)
+			en, e := d.resolve(ctx, parent, name)
+			if e == syscall.ENOENT && !retried {
+				continue // a dangling stub, now removed
+			}
+			if e != 0 {
+				return xl.Fd{}, xl.Attr{}, e
+			}
+			if en.attr.IsDir() {
+				return xl.Fd{}, xl.Attr{}, syscall.EISDIR
+			}
+			if fd, e = d.Open(ctx, en.attr.GFID, flags&^(syscall.O_CREAT|syscall.O_EXCL)); e != 0 {
+				return xl.Fd{}, xl.Attr{}, e
+			}
+			return fd, en.attr, 0
+		case e == syscall.EEXIST && !retried && d.dangling(ctx, parent, name):
+			continue
 		}
 		return
-	})
-	return
+	}
+}
+
+// dangling reports whether name in parent was a dangling stub, which it
+// removes: the name is free.
+func (d *DHT2) dangling(ctx context.Context, parent xl.GFID, name string) bool {
+	en, e := d.entry(ctx, parent, name)
+	if e != 0 || !en.remote {
+		return false
+	}
+	_, e = d.resolve(ctx, parent, name)
+	return e == syscall.ENOENT
 }
 
 func (d *DHT2) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (a xl.Attr, e syscall.Errno) {
@@ -264,7 +299,10 @@ func (d *DHT2) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.G
 		return
 	}
 	g := withToken(gfid, TokenOf(parent))
-	e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mknod(ctx, parent, name, g, mode, rdev); return })
+	mk := func(x xl.Xlator) (e syscall.Errno) { a, e = x.Mknod(ctx, parent, name, g, mode, rdev); return }
+	if e = d.at(ctx, parent, mk); e == syscall.EEXIST && d.dangling(ctx, parent, name) {
+		e = d.at(ctx, parent, mk)
+	}
 	return
 }
 
@@ -273,7 +311,10 @@ func (d *DHT2) Symlink(ctx context.Context, parent xl.GFID, name string, gfid xl
 		return
 	}
 	g := withToken(gfid, TokenOf(parent))
-	e = d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Symlink(ctx, parent, name, g, target); return })
+	mk := func(x xl.Xlator) (e syscall.Errno) { a, e = x.Symlink(ctx, parent, name, g, target); return }
+	if e = d.at(ctx, parent, mk); e == syscall.EEXIST && d.dangling(ctx, parent, name) {
+		e = d.at(ctx, parent, mk)
+	}
 	return
 }
 

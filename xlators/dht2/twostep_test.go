@@ -266,3 +266,73 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no counter %s", name)
 	return 0
 }
+
+// TestDanglingNameIsFree: a name left dangling by a crash is free for
+// every kind of create without waiting for the scrubber.
+func TestDanglingNameIsFree(t *testing.T) {
+	c := newCluster(t, 3, Options{})
+	p0 := c.mkdirOn(xl.RootGFID, "p0", 0)
+	p1 := c.mkdirOn(xl.RootGFID, "p1", 1)
+	f := c.create(p0, "f", []byte("data"))
+	dangle := func(name string) {
+		t.Helper()
+		c.d.crashHook = func(string) bool { return true }
+		c.d.Link(bg, f, p1, name)
+		c.d.crashHook = nil
+		gone(t, c, p1, name)
+	}
+	makers := map[string]func(name string) syscall.Errno{
+		"create": func(name string) syscall.Errno {
+			fd, a, e := c.d.Create(bg, p1, name, xl.NewGFID(), syscall.O_RDWR, 0o644)
+			if e == 0 && a.GFID == f {
+				t.Errorf("create of %s opened the dangling name's inode", name)
+			}
+			if e == 0 {
+				c.d.Release(bg, fd)
+			}
+			return e
+		},
+		"exclusive create": func(name string) syscall.Errno {
+			fd, _, e := c.d.Create(bg, p1, name, xl.NewGFID(), syscall.O_RDWR|syscall.O_EXCL, 0o644)
+			if e == 0 {
+				c.d.Release(bg, fd)
+			}
+			return e
+		},
+		"mkdir": func(name string) syscall.Errno {
+			_, e := c.d.Mkdir(bg, p1, name, xl.NewGFID(), 0o755)
+			return e
+		},
+		"symlink": func(name string) syscall.Errno {
+			_, e := c.d.Symlink(bg, p1, name, xl.NewGFID(), "target")
+			return e
+		},
+		"link": func(name string) syscall.Errno {
+			_, e := c.d.Link(bg, f, p1, name)
+			return e
+		},
+	}
+	for kind, mk := range makers {
+		name := "n-" + kind
+		dangle(name)
+		if e := mk(name); e != 0 {
+			t.Errorf("%s over a dangling name: %v", kind, e)
+			continue
+		}
+		if _, e := c.d.Lookup(bg, p1, name); e != 0 {
+			t.Errorf("%s: lookup after: %v", kind, e)
+		}
+	}
+	// A live remote name is opened, not replaced, by a create without
+	// O_EXCL.
+	must(c.d.Link(bg, f, p1, "live"))(t)
+	fd, a, e := c.d.Create(bg, p1, "live", xl.NewGFID(), syscall.O_RDWR, 0o644)
+	ok(t, e)
+	c.d.Release(bg, fd)
+	if a.GFID != f {
+		t.Errorf("create of a live remote name made %v, want the linked file", a.GFID)
+	}
+	if _, _, e := c.d.Create(bg, p1, "live", xl.NewGFID(), syscall.O_RDWR|syscall.O_EXCL, 0o644); e != syscall.EEXIST {
+		t.Errorf("exclusive create of a live remote name: %v", e)
+	}
+}

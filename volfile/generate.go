@@ -34,8 +34,8 @@ const JournalDir = ".gluon/journal"
 //	  VOL-posix    storage/posix       first subvolume: the local store
 //	  VOL-client-J protocol/client     then the set's other bricks, in order
 //
-// A brick of a distributed volume (several sets) has cluster/dht2-guard
-// just below features/access, VOL-dht2-guard.
+// A brick of a distributed volume of single-brick sets has
+// cluster/dht2-guard just below features/access, VOL-dht2-guard.
 //
 // A brick of a volume without replication serves its store directly:
 // access over posix. (features/fdl could journal its requests, but it
@@ -82,9 +82,11 @@ func BrickVolfile(v *volume.Volume, brickIndex int) *Graph {
 			Subvolumes: subs,
 		})
 	}
-	if v.Sets() > 1 {
+	if v.Sets() > 1 && v.Replica == 1 {
 		// Fences the tokens a rebalance moves away, so that a client with
-		// a stale layout never applies a request here.
+		// a stale layout never applies a request here. Not yet over
+		// jbr-server: the guard reads its fences when built, and a
+		// follower answers EREMOTE.
 		below = g.add(&Node{Name: v.Name + "-dht2-guard", Type: TypeDHT2Guard, Subvolumes: []string{below}})
 	}
 	below = g.add(&Node{Name: b.Path, Type: TypeAccess, Subvolumes: []string{below}})

@@ -67,3 +67,16 @@ func BenchmarkSmallFile(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkMigrateEmptyToken is the cost of moving a token that holds
+// nothing, as most of a young volume's do, between in-process sets.
+func BenchmarkMigrateEmptyToken(b *testing.B) {
+	c := newClusterOf(b, 4, 3, Options{})
+	b.ResetTimer()
+	for i := range b.N {
+		tok := uint16(1 + i%(Tokens/3-1))
+		if err := c.d.MigrateToken(bg, tok, 3, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

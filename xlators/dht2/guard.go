@@ -90,7 +90,7 @@ func (g *Guard) load(ctx context.Context) {
 		return
 	}
 	var want [Tokens]bool
-	for _, t := range decodeTokens(v) {
+	for _, t := range decodeRuns(v) {
 		want[t] = true
 	}
 	for t := range want {
@@ -168,8 +168,10 @@ func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
 func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Errno {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	changed := false
 	for _, t := range toks {
 		if g.fenced[t].Swap(on) != on {
+			changed = true
 			if on {
 				g.any.Add(1)
 			} else {
@@ -177,25 +179,47 @@ func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Er
 			}
 		}
 	}
-	var all []uint16
-	for t := range Tokens {
-		if g.fenced[t].Load() {
-			all = append(all, uint16(t))
-		}
+	if !changed {
+		return 0
 	}
+	var runs []byte // start, end (inclusive) pairs of fenced tokens
+	for t := 0; t < Tokens; t++ {
+		if !g.fenced[t].Load() {
+			continue
+		}
+		r := t
+		for r+1 < Tokens && g.fenced[r+1].Load() {
+			r++
+		}
+		runs = binary.BigEndian.AppendUint16(runs, uint16(t))
+		runs = binary.BigEndian.AppendUint16(runs, uint16(r))
+		t = r
+	}
+	root := xl.WithCall(ctx, &xl.Call{})
 	var e syscall.Errno
-	if len(all) == 0 {
-		e = g.next.Removexattr(ctx, xl.RootGFID, fenceXattr)
+	if len(runs) == 0 {
+		e = g.next.Removexattr(root, xl.RootGFID, fenceXattr)
 		if e == syscall.ENODATA {
 			e = 0
 		}
 	} else {
-		e = g.next.Setxattr(ctx, xl.RootGFID, fenceXattr, encodeTokens(all), 0)
+		e = g.next.Setxattr(root, xl.RootGFID, fenceXattr, runs, 0)
 	}
 	if e != 0 {
 		g.log.Error("dht2: guard: persisting fences", "errno", e)
 	}
 	return e
+}
+
+// decodeRuns reads the persisted fences.
+func decodeRuns(b []byte) []uint16 {
+	var ts []uint16
+	for i := 0; i+3 < len(b); i += 4 {
+		for t := int(binary.BigEndian.Uint16(b[i:])); t <= int(binary.BigEndian.Uint16(b[i+2:])); t++ {
+			ts = append(ts, uint16(t))
+		}
+	}
+	return ts
 }
 
 func encodeTokens(ts []uint16) []byte {

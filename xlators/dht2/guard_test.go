@@ -57,8 +57,8 @@ func TestGuardFences(t *testing.T) {
 	if _, e := g.Getattr(bg, f); e != 0 {
 		t.Errorf("after the fence was lifted behind its back: %v", e)
 	}
-	ok(t, store.Setxattr(bg, xl.RootGFID, fenceXattr, encodeTokens([]uint16{7, 9}), 0))
-	if _, e := g.Getattr(bg, f); e != ErrnoMoved || !g.Fenced(9) {
+	ok(t, store.Setxattr(bg, xl.RootGFID, fenceXattr, []byte{0, 7, 0, 7, 0, 9, 0, 10}, 0))
+	if _, e := g.Getattr(bg, f); e != ErrnoMoved || !g.Fenced(9) || !g.Fenced(10) || g.Fenced(8) {
 		t.Errorf("a fence written behind its back: %v", e)
 	}
 }

@@ -239,3 +239,44 @@ func TestStaleLayoutRedirect(t *testing.T) {
 		t.Errorf("the stale client reads %q", got)
 	}
 }
+
+// TestScrubDuringMigration: a scrubber whose layout is stale while a
+// token moves sees the token's half of its remote names missing from
+// where it looks; it checks again through the layout before removing
+// anything, and removes nothing.
+func TestScrubDuringMigration(t *testing.T) {
+	c := newClusterOf(t, 3, 3, Options{})
+	p0 := c.mkdirOn(xl.RootGFID, "p0", 0)
+	sub := c.mkdirOn(p0, "sub", 1) // a stub on set 0, the inode on set 1
+	f := c.create(sub, "f", []byte("f"))
+	must(c.d.Link(bg, f, p0, "link"))(t) // and the other way round
+	stale := NewMemStore(Even(3))
+	s := c.client(Options{Layout: stale, ScrubGrace: -1})
+	for _, tok := range []uint16{TokenOf(sub), TokenOf(p0)} {
+		if err := c.d.MigrateToken(bg, tok, 2, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.move(c.src, tok, 2)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		c.move(stale, TokenOf(sub), 2)
+		c.move(stale, TokenOf(p0), 2)
+	}()
+	st, err := s.Scrub(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Orphans+st.Dangling != 0 {
+		t.Errorf("scrub with a stale layout removed something: %+v", st)
+	}
+	if a := must(c.d.Lookup(bg, p0, "sub"))(t); a.GFID != sub {
+		t.Errorf("sub: %v", a.GFID)
+	}
+	if a := must(c.d.Lookup(bg, p0, "link"))(t); a.GFID != f {
+		t.Errorf("link: %v", a.GFID)
+	}
+	if got := read(t, c.d, f); string(got) != "f" {
+		t.Errorf("f: %q", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -64,8 +65,9 @@ type seen struct {
 	set   int
 	name  string  // the stub's name, or the anchor key
 	dir   xl.GFID // the stub's directory
-	isDir bool
-	ctime xl.Timespec
+	isDir  bool
+	ctime  xl.Timespec
+	target xl.GFID // a stub's inode
 }
 
 // Scrub lists every set's namespace once (the tokens each set owns) and
@@ -99,6 +101,14 @@ func (d *DHT2) Scrub(ctx context.Context) (ScrubStats, error) {
 		if err := lim.wait(ctx); err != nil {
 			return st, err
 		}
+		// The listing may have missed the stub: its directory's token
+		// may have moved between sets meanwhile. Look again, routed.
+		if named, err := d.named(rctx, k); named || err != nil {
+			if err != nil {
+				st.Errors++
+			}
+			continue
+		}
 		x := d.subs[a.set]
 		var e syscall.Errno
 		if a.isDir {
@@ -118,6 +128,13 @@ func (d *DHT2) Scrub(ctx context.Context) (ScrubStats, error) {
 		}
 		if err := lim.wait(ctx); err != nil {
 			return st, err
+		}
+		// As above: the inode's token may have moved meanwhile.
+		if _, e := d.remoteAttr(rctx, s.dir, s.name, s.target); e != syscall.ENOENT {
+			if e != 0 {
+				st.Errors++
+			}
+			continue
 		}
 		x := d.subs[s.set]
 		var e syscall.Errno
@@ -182,7 +199,8 @@ func (d *DHT2) scanSet(ctx context.Context, l *Layout, i int, lim *limiter, stub
 				return
 			case TokenOf(g) != TokenOf(dir):
 				st.Stubs++
-				stubs[anchorKey(stubTarget(g, dir, de.Name), dir, de.Name)] = s
+				s.target = stubTarget(g, dir, de.Name)
+				stubs[anchorKey(s.target, dir, de.Name)] = s
 				return
 			}
 			if isDir && l.Set(TokenOf(g)) == i {
@@ -286,4 +304,38 @@ func parseBucket(name string) (uint16, bool) {
 	}
 	t, err := strconv.ParseUint(name, 16, 8)
 	return uint16(t) << 8, err == nil
+}
+
+// named reports whether the anchor name k has its stub, looking through
+// the layout as requests do.
+func (d *DHT2) named(ctx context.Context, k string) (bool, error) {
+	g, parent, h, ok := parseKey(k)
+	if !ok {
+		return false, nil
+	}
+	var fd xl.Fd
+	e := d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { fd, e = x.Opendir(ctx, parent); return })
+	switch {
+	case e == syscall.ENOENT || e == syscall.ESTALE:
+		return false, nil // the directory is gone
+	case e != 0:
+		return false, e
+	}
+	defer d.at(context.WithoutCancel(ctx), parent, func(x xl.Xlator) syscall.Errno { return x.Releasedir(ctx, fd) })
+	for off := uint64(0); ; {
+		var ents []xl.Dirent
+		e := d.at(ctx, parent, func(x xl.Xlator) (e syscall.Errno) { ents, e = x.Readdir(ctx, fd, off, 512); return })
+		if e != 0 {
+			return false, e
+		}
+		if len(ents) == 0 {
+			return false, nil
+		}
+		for _, de := range ents {
+			if xxhash.Sum64String(de.Name) == h && stubTarget(de.Attr.GFID, parent, de.Name) == g {
+				return true, nil
+			}
+		}
+		off = ents[len(ents)-1].Off
+	}
 }

@@ -62,9 +62,9 @@ func (s *scrubber) init(opts Options) error {
 
 // seen is one half of a remote name.
 type seen struct {
-	set   int
-	name  string  // the stub's name, or the anchor key
-	dir   xl.GFID // the stub's directory
+	set    int
+	name   string  // the stub's name, or the anchor key
+	dir    xl.GFID // the stub's directory
 	isDir  bool
 	ctime  xl.Timespec
 	target xl.GFID // a stub's inode

@@ -1,12 +1,16 @@
 package recon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path"
 	"slices"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -31,10 +35,6 @@ func (m Moved) Zero() bool { return m == Moved{} }
 // RepairOptions tune Repair.
 type RepairOptions struct {
 	Logger *slog.Logger // default slog.Default()
-	// Only, if not nil, limits the repair to these objects' data and
-	// metadata (a scrub's confirmed findings); entries are then left
-	// alone.
-	Only map[xl.GFID]bool
 }
 
 // Repair makes replica's store match ref's: it removes the entries ref
@@ -49,53 +49,57 @@ func Repair(ctx context.Context, ref, replica xl.Xlator, rt, pt *Tree, opts Repa
 		log = slog.Default()
 	}
 	r := &repairer{ctx: ctx, ref: ref, rep: replica, rt: rt, pt: pt, log: log,
-		links: map[xl.GFID]int{}, fresh: map[xl.GFID]bool{}}
+		links: map[xl.GFID]int{}, made: map[xl.GFID]*Object{}}
 	for _, g := range pt.Entries {
 		r.links[g]++
 	}
-	if opts.Only == nil {
-		if err := r.removeExtra(); err != nil {
-			return r.m, err
-		}
-		if err := r.makeMissing(); err != nil {
-			return r.m, err
-		}
+	if err := r.removeExtra(); err != nil {
+		return r.moved(), err
+	}
+	if err := r.makeMissing(); err != nil {
+		return r.moved(), err
 	}
 	gs := make([]xl.GFID, 0, len(rt.Objects))
 	for g := range rt.Objects {
-		if opts.Only == nil || opts.Only[g] {
-			gs = append(gs, g)
-		}
+		gs = append(gs, g)
 	}
-	slices.SortFunc(gs, func(a, b xl.GFID) int { return compareGFID(a, b) })
+	slices.SortFunc(gs, compareGFID)
+	eg, _ := errgroup.WithContext(ctx)
+	eg.SetLimit(parallel)
 	for _, g := range gs {
-		if err := r.fixObject(rt.Objects[g]); err != nil {
-			return r.m, err
-		}
+		eg.Go(func() error { return r.fixObject(rt.Objects[g]) })
 	}
-	return r.m, nil
+	err := eg.Wait()
+	return r.moved(), err
 }
 
-func compareGFID(a, b xl.GFID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
-}
+func compareGFID(a, b xl.GFID) int { return bytes.Compare(a[:], b[:]) }
 
 type repairer struct {
 	ctx      context.Context
 	ref, rep xl.Xlator
 	rt, pt   *Tree
 	log      *slog.Logger
-	m        Moved
+
+	mu sync.Mutex
+	m  Moved
 	// links counts the replica's entries for each object still there.
 	links map[xl.GFID]int
-	// fresh are the objects made by this repair: all of their data and
-	// metadata are copied.
-	fresh map[xl.GFID]bool
+	// made are the objects this repair made, as made: all of their data
+	// and what differs of their metadata is then copied.
+	made map[xl.GFID]*Object
+}
+
+func (r *repairer) moved() Moved {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m
+}
+
+func (r *repairer) count(f func(m *Moved)) {
+	r.mu.Lock()
+	f(&r.m)
+	r.mu.Unlock()
 }
 
 // removeExtra removes, from the top down, every entry of the replica
@@ -144,7 +148,7 @@ func (r *repairer) remove(k EntryKey, g xl.GFID) error {
 	}
 	r.log.Info("recon: removed an entry the reference lacks", "path", r.where(k), "gfid", g)
 	r.links[g]--
-	r.m.Removed++
+	r.m.Removed++ // removal runs alone, before anything in parallel
 	return nil
 }
 
@@ -158,12 +162,16 @@ func (r *repairer) where(k EntryKey) string {
 	return k.Parent.String() + "/" + k.Name
 }
 
-// makeMissing makes, parents first, every entry of ref the replica lacks.
+// makeMissing makes, parents first, every entry of ref the replica
+// lacks, the entries of a directory several at a time. Hard links to one
+// object are made one after the other: the first makes it.
 func (r *repairer) makeMissing() error {
 	queue := []xl.GFID{xl.RootGFID}
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
+		byObject := map[xl.GFID][]EntryKey{}
+		var order []xl.GFID
 		for _, k := range r.rt.children(dir) {
 			g := r.rt.Entries[k]
 			o := r.rt.Objects[g]
@@ -173,9 +181,25 @@ func (r *repairer) makeMissing() error {
 			if pg, ok := r.pt.Entries[k]; ok && pg == g && sameType(o, r.pt.Objects[g]) {
 				continue
 			}
-			if err := r.make(k, o); err != nil {
-				return err
+			if byObject[g] == nil {
+				order = append(order, g)
 			}
+			byObject[g] = append(byObject[g], k)
+		}
+		eg, _ := errgroup.WithContext(r.ctx)
+		eg.SetLimit(parallel)
+		for _, g := range order {
+			eg.Go(func() error {
+				for _, k := range byObject[g] {
+					if err := r.make(k, r.rt.Objects[g]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -185,71 +209,91 @@ func (r *repairer) makeMissing() error {
 // the object is already there under another name.
 func (r *repairer) make(k EntryKey, o *Object) error {
 	ctx, g := r.ctx, o.GFID
-	var e syscall.Errno
+	r.mu.Lock()
+	linked := r.links[g] > 0
+	r.mu.Unlock()
+	var (
+		a     xl.Attr
+		e     syscall.Errno
+		fresh bool
+	)
 	perm := o.Mode &^ syscall.S_IFMT
 	switch o.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
-		_, e = r.rep.Mkdir(ctx, k.Parent, k.Name, g, perm)
+		a, e = r.rep.Mkdir(ctx, k.Parent, k.Name, g, perm)
+		fresh = true
 	case syscall.S_IFREG:
-		if r.links[g] > 0 {
+		if linked {
 			_, e = r.rep.Link(ctx, g, k.Parent, k.Name)
 			break
 		}
 		var fd xl.Fd
-		fd, _, e = r.rep.Create(ctx, k.Parent, k.Name, g, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL, perm)
+		fd, a, e = r.rep.Create(ctx, k.Parent, k.Name, g, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL, perm)
 		if e == 0 {
 			r.rep.Release(ctx, fd)
+			fresh = true
 		} else if e == syscall.EEXIST {
 			// The store still holds the object by GFID, its last name
-			// removed behind its back: link it back, then copy it whole.
+			// removed behind its back: link it back and compare it whole.
 			_, e = r.rep.Link(ctx, g, k.Parent, k.Name)
+			a = xl.Attr{Mode: syscall.S_IFREG, Uid: ^uint32(0), Gid: ^uint32(0), Size: ^uint64(0)}
+			fresh = true
 		}
 	case syscall.S_IFLNK:
-		_, e = r.rep.Symlink(ctx, k.Parent, k.Name, g, o.Link)
+		a, e = r.rep.Symlink(ctx, k.Parent, k.Name, g, o.Link)
+		fresh = true
 	default:
-		_, e = r.rep.Mknod(ctx, k.Parent, k.Name, g, o.Mode, o.Rdev)
+		a, e = r.rep.Mknod(ctx, k.Parent, k.Name, g, o.Mode, o.Rdev)
+		fresh = true
 	}
 	if e != 0 {
 		return fmt.Errorf("making %s (%v): %w", r.where(k), g, e)
 	}
-	if r.links[g] == 0 {
-		r.fresh[g] = true
+	r.mu.Lock()
+	if fresh {
+		// As made: no data, no xattrs, the attributes it was given.
+		r.made[g] = &Object{GFID: g, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Rdev: a.Rdev, Link: o.Link}
 	}
 	r.links[g]++
 	r.m.Created++
-	r.log.Info("recon: made an entry the replica lacked", "path", r.where(k), "gfid", g)
+	r.mu.Unlock()
+	r.log.Debug("recon: made an entry the replica lacked", "path", r.where(k), "gfid", g)
 	return nil
 }
 
 // fixObject copies what differs of o's data and metadata to the replica.
 func (r *repairer) fixObject(o *Object) error {
-	if r.links[o.GFID] == 0 && o.GFID != xl.RootGFID {
-		return nil // not reachable on the replica (its entry failed to be made)
+	r.mu.Lock()
+	reachable := r.links[o.GFID] > 0 || o.GFID == xl.RootGFID
+	have, made := r.made[o.GFID]
+	r.mu.Unlock()
+	if !reachable {
+		return nil // not on the replica (its entry failed to be made)
 	}
-	have := r.pt.Objects[o.GFID]
-	if r.fresh[o.GFID] || have == nil || !sameType(o, have) {
-		have = &Object{GFID: o.GFID, Mode: o.Mode & syscall.S_IFMT, Uid: ^uint32(0), Gid: ^uint32(0)}
-		if o.Mode&syscall.S_IFMT == syscall.S_IFLNK || o.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			have.Mode = o.Mode // made with their mode
+	if !made {
+		have = r.pt.Objects[o.GFID]
+		if have == nil || !sameType(o, have) {
+			return fmt.Errorf("%s (%v): not on the replica after its entries were made", o.Path, o.GFID)
 		}
 	}
 	if o.isReg() {
-		if err := r.fixData(o, have); err != nil {
+		if err := r.fixData(o, have, made); err != nil {
 			return fmt.Errorf("%s (%v): %w", o.Path, o.GFID, err)
 		}
 	}
-	if err := r.fixMeta(o, have); err != nil {
+	if err := r.fixMeta(o, have, made); err != nil {
 		return fmt.Errorf("%s (%v): %w", o.Path, o.GFID, err)
 	}
 	return nil
 }
 
-func (r *repairer) fixData(o, have *Object) error {
+func (r *repairer) fixData(o, have *Object, made bool) error {
 	chunks := differingChunks(o, have)
 	if len(chunks) == 0 && o.Size == have.Size {
 		return nil
 	}
 	ctx := r.ctx
+	var copied int64
 	if len(chunks) > 0 {
 		src, e := r.ref.Open(ctx, o.GFID, syscall.O_RDONLY)
 		if e != 0 {
@@ -261,7 +305,9 @@ func (r *repairer) fixData(o, have *Object) error {
 			return fmt.Errorf("open on the replica: %w", e)
 		}
 		defer r.rep.Release(ctx, dst)
-		buf := make([]byte, ChunkSize)
+		bp := chunkPool.Get().(*[]byte)
+		defer chunkPool.Put(bp)
+		buf := *bp
 		for _, c := range chunks {
 			off := int64(c) * ChunkSize
 			n, e := r.ref.Read(ctx, src, buf, off)
@@ -278,20 +324,28 @@ func (r *repairer) fixData(o, have *Object) error {
 				}
 				done += w
 			}
-			r.m.Bytes += int64(n)
+			copied += int64(n)
 		}
 	}
-	if _, e := r.rep.Truncate(ctx, o.GFID, o.Size); e != 0 {
-		return fmt.Errorf("truncate to %d: %w", o.Size, e)
+	// The copied chunks may leave the size right: a new file written
+	// whole, or chunks rewritten in place.
+	end := have.Size
+	if len(chunks) > 0 {
+		end = max(end, min(o.Size, uint64(chunks[len(chunks)-1]+1)*ChunkSize))
 	}
-	r.m.Data++
-	if !r.fresh[o.GFID] {
+	if end != o.Size {
+		if _, e := r.rep.Truncate(ctx, o.GFID, o.Size); e != 0 {
+			return fmt.Errorf("truncate to %d: %w", o.Size, e)
+		}
+	}
+	r.count(func(m *Moved) { m.Data++; m.Bytes += copied })
+	if !made {
 		r.log.Warn("recon: repaired data", "path", o.Path, "gfid", o.GFID, "chunks", len(chunks), "size", o.Size)
 	}
 	return nil
 }
 
-func (r *repairer) fixMeta(o, have *Object) error {
+func (r *repairer) fixMeta(o, have *Object, made bool) error {
 	ctx := r.ctx
 	fixed := false
 	var in xl.SetattrIn
@@ -339,8 +393,8 @@ func (r *repairer) fixMeta(o, have *Object) error {
 		fixed = true
 	}
 	if fixed {
-		r.m.Meta++
-		if !r.fresh[o.GFID] {
+		r.count(func(m *Moved) { m.Meta++ })
+		if !made {
 			r.log.Warn("recon: repaired metadata", "path", o.Path, "gfid", o.GFID, "what", metaDiff(o, have))
 		}
 	}

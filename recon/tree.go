@@ -8,10 +8,13 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -80,31 +83,27 @@ type ScanOptions struct {
 	Progress func(objects int, bytes int64)
 }
 
+// parallel is how many objects Scan and Repair work on at once: over
+// the network, round trips, not bandwidth, bound small files.
+const parallel = 16
+
 // Scan walks a store's namespace from the root, breadth first, and
-// checksums every object. ctx carries the xl.Call the requests are made
-// with.
+// checksums every object, the objects of a directory several at a time.
+// ctx carries the xl.Call the requests are made with.
 func Scan(ctx context.Context, x xl.Xlator, opts ScanOptions) (*Tree, error) {
 	t := &Tree{Objects: map[xl.GFID]*Object{}, Entries: map[EntryKey]xl.GFID{}}
 	pace := newPacer(opts.BytesPerSec)
+	var bytes atomic.Int64
 	root, e := x.Getattr(ctx, xl.RootGFID)
 	if e != 0 {
 		return nil, fmt.Errorf("getattr of the root: %w", e)
 	}
-	add := func(a xl.Attr, p string) error {
-		o, err := scanObject(ctx, x, a, p, pace, &t.Bytes)
-		if err != nil {
-			return fmt.Errorf("%s (%v): %w", p, a.GFID, err)
-		}
-		t.Objects[a.GFID] = o
-		if opts.Progress != nil {
-			opts.Progress(len(t.Objects), t.Bytes)
-		}
-		return nil
-	}
 	root.GFID = xl.RootGFID
-	if err := add(root, "/"); err != nil {
-		return nil, err
+	o, err := scanObject(ctx, x, root, "/", pace, &bytes)
+	if err != nil {
+		return nil, fmt.Errorf("/: %w", err)
 	}
+	t.Objects[xl.RootGFID] = o
 	queue := []xl.GFID{xl.RootGFID}
 	for len(queue) > 0 {
 		dir := queue[0]
@@ -113,18 +112,43 @@ func Scan(ctx context.Context, x xl.Xlator, opts ScanOptions) (*Tree, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Objects[dir].Path, err)
 		}
+		var todo []xl.Dirent
+		seen := map[xl.GFID]bool{}
 		for _, d := range ents {
 			g := d.Attr.GFID
 			t.Entries[EntryKey{dir, d.Name}] = g
-			if _, seen := t.Objects[g]; seen {
+			if _, ok := t.Objects[g]; ok || seen[g] {
 				continue // a hard link
 			}
-			if err := add(d.Attr, path.Join(t.Objects[dir].Path, d.Name)); err != nil {
-				return nil, err
+			seen[g] = true
+			todo = append(todo, d)
+		}
+		objs := make([]*Object, len(todo))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(parallel)
+		for i, d := range todo {
+			g.Go(func() error {
+				p := path.Join(t.Objects[dir].Path, d.Name)
+				o, err := scanObject(gctx, x, d.Attr, p, pace, &bytes)
+				if err != nil {
+					return fmt.Errorf("%s (%v): %w", p, d.Attr.GFID, err)
+				}
+				objs[i] = o
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			t.Objects[o.GFID] = o
+			if o.isDir() {
+				queue = append(queue, o.GFID)
 			}
-			if d.Attr.IsDir() {
-				queue = append(queue, g)
-			}
+		}
+		t.Bytes = bytes.Load()
+		if opts.Progress != nil {
+			opts.Progress(len(t.Objects), t.Bytes)
 		}
 	}
 	return t, nil
@@ -153,7 +177,7 @@ func readdir(ctx context.Context, x xl.Xlator, dir xl.GFID) ([]xl.Dirent, error)
 }
 
 // scanObject describes and checksums one object.
-func scanObject(ctx context.Context, x xl.Xlator, a xl.Attr, p string, pace *pacer, bytes *int64) (*Object, error) {
+func scanObject(ctx context.Context, x xl.Xlator, a xl.Attr, p string, pace *pacer, bytes *atomic.Int64) (*Object, error) {
 	o := &Object{GFID: a.GFID, Path: p, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Rdev: a.Rdev}
 	switch {
 	case o.isReg():
@@ -190,7 +214,9 @@ func scanObject(ctx context.Context, x xl.Xlator, a xl.Attr, p string, pace *pac
 		return nil, fmt.Errorf("open: %w", e)
 	}
 	defer x.Release(ctx, fd)
-	buf := make([]byte, ChunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	// The size is what was read: a file written during the scan is
 	// compared as read, and a recheck settles it.
 	o.Size = 0
@@ -204,7 +230,7 @@ func scanObject(ctx context.Context, x xl.Xlator, a xl.Attr, p string, pace *pac
 		}
 		o.Chunks = append(o.Chunks, xxhash.Sum64(buf[:n]))
 		o.Size += uint64(n)
-		*bytes += int64(n)
+		bytes.Add(int64(n))
 		if err := pace.wait(ctx, n); err != nil {
 			return nil, err
 		}
@@ -215,10 +241,15 @@ func scanObject(ctx context.Context, x xl.Xlator, a xl.Attr, p string, pace *pac
 	return o, nil
 }
 
-// pacer bounds a read rate.
+// chunkPool recycles chunk buffers: a scan of small files would
+// otherwise spend its time clearing new ones.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// pacer bounds a read rate, over all the goroutines that read.
 type pacer struct {
 	rate  int64
 	start time.Time
+	mu    sync.Mutex
 	done  int64
 }
 
@@ -228,8 +259,10 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 	if p.rate <= 0 {
 		return ctx.Err()
 	}
+	p.mu.Lock()
 	p.done += int64(n)
 	due := p.start.Add(time.Duration(float64(p.done) / float64(p.rate) * float64(time.Second)))
+	p.mu.Unlock()
 	d := time.Until(due)
 	if d <= 0 {
 		return ctx.Err()

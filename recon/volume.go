@@ -18,6 +18,7 @@ import (
 
 	"github.com/gluon-fs/gluon/client"
 	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
+	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
 	protoclient "github.com/gluon-fs/gluon/xlators/protocol/client"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -232,11 +233,21 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		trees = scanAll()
 		compare(trees)
 	}
-	ids, reconciled, err := recordIDs(ctx, cli, vol, ss.Set, ss.Term, li, rep.Bricks)
-	if err != nil {
+	switch leader, term, _, err := election.Leader(ctx, cli, election.Key(vol, ss.Set)); {
+	case trees[li] == nil:
+		rep.Error = fmt.Sprintf("leader brick %d: %s", ss.Leader, rep.Bricks[li].Error)
+	case err != nil:
 		rep.Error = err.Error()
+	case leader != li || term != ss.Term:
+		// The reference may be a deposed leader's store: compare again.
+		rep.Error = fmt.Sprintf("the leader changed during the comparison (brick %d, term %d); run again", first+leader, term)
+	default:
+		ids, reconciled, err := recordIDs(ctx, cli, vol, ss.Set, ss.Term, li, rep.Bricks)
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		rep.IDs, rep.Reconciled = ids, reconciled
 	}
-	rep.IDs, rep.Reconciled = ids, reconciled
 	kind := "verify"
 	if repair {
 		kind = "run"

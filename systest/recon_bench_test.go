@@ -139,7 +139,7 @@ func TestReconMeasureFullResync(t *testing.T) {
 		c.start(f)
 		c.waitOnline(f)
 		start := time.Now()
-		code, out, errs := c.reconRun("run", volName)
+		code, out, errs := c.reconRunWithin(20*time.Minute, "run", volName)
 		took := time.Since(start)
 		if code != 0 {
 			t.Fatalf("gluon recon run: exit %d: %s\n%s", code, errs, out)

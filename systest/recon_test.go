@@ -26,7 +26,13 @@ import (
 // status and output.
 func (c *cluster) reconRun(args ...string) (code int, stdout, stderr string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	return c.reconRunWithin(waitBound, args...)
+}
+
+// reconRunWithin is reconRun bounded by d.
+func (c *cluster) reconRunWithin(d time.Duration, args ...string) (code int, stdout, stderr string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gluonBin, append(append([]string{"recon"}, args...), "--etcd", c.etcd)...)
 	var out, errb bytes.Buffer
@@ -67,6 +73,16 @@ func (c *cluster) verifyIdentical() {
 	code, out, errs := c.reconRun("status", volName)
 	if code != 0 || !strings.Contains(out, "reconciled: yes") {
 		c.t.Fatalf("gluon recon status: exit %d, %s\n%s", code, errs, out)
+	}
+	code, out, errs = c.reconRun("status", volName, "--json")
+	var st []recon.SetState
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st) != 1 {
+		c.t.Fatalf("gluon recon status --json: exit %d, %v, %s\n%s", code, err, errs, out)
+	}
+	for _, b := range st[0].Bricks {
+		if b.Journal == nil || b.Journal.Bytes <= 0 || b.Lag != 0 || b.LagBytes != 0 {
+			c.t.Errorf("gluon recon status --json: brick %d: journal %+v, lag %d (%d bytes)", b.Index, b.Journal, b.Lag, b.LagBytes)
+		}
 	}
 }
 
@@ -424,7 +440,7 @@ func TestReconRandomized(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rounds := 6
+	rounds := 5
 	if s := os.Getenv("RECON_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}

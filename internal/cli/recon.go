@@ -85,8 +85,10 @@ func (a *reconCLI) reconStatusCmd() *cobra.Command {
 		Use:   "status VOLUME [--json]",
 		Short: "Show where each replica stands",
 		Long: `Show, for each replica set of VOLUME: its leader and term; each brick's
-journal position (last term and index, commit, applied) and its lag in
-entries behind the leader's commit; what reconciliation would do from
+journal position (last term and index, commit, applied), its lag in
+entries behind the leader's commit (and, estimated from the leader's
+mean record size, in bytes), and its journal's size on disk and range of
+records; what reconciliation would do from
 those positions (ship entries to a laggard, drop a divergent tail, or
 resync a replica in full); whether the term is reconciled (every
 replica holds the same non-zero reconciliation id in etcd, which verify
@@ -140,7 +142,7 @@ func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
 			}
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "BRICK\tONLINE\tROLE\tLAST\tCOMMIT\tAPPLIED\tLAG\tRECON ID\tNEEDS")
+		fmt.Fprintln(tw, "BRICK\tONLINE\tROLE\tLAST\tCOMMIT\tAPPLIED\tLAG\tJOURNAL\tRECON ID\tNEEDS")
 		for k, b := range s.Bricks {
 			online, role, last, commit, applied, lag := "N", "-", "-", "-", "-", "-"
 			if b.Online {
@@ -155,12 +157,19 @@ func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
 			}
 			if b.Lag >= 0 {
 				lag = strconv.FormatInt(b.Lag, 10)
+				if b.LagBytes >= 0 {
+					lag += " (~" + sizeText(b.LagBytes) + ")"
+				}
+			}
+			journal := "-"
+			if j := b.Journal; j != nil {
+				journal = fmt.Sprintf("%s, %d-%d", sizeText(j.Bytes), j.FirstIndex, j.LastIndex)
 			}
 			id := "-"
 			if v := s.IDs[k]; v != 0 {
 				id = fmt.Sprintf("%016x", v)
 			}
-			fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Index, b.Brick, online, role, last, commit, applied, lag, id, dash(needs[k]))
+			fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Index, b.Brick, online, role, last, commit, applied, lag, journal, id, dash(needs[k]))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -77,10 +77,12 @@ func TestReconStatusText(t *testing.T) {
 	sets := []recon.SetState{{
 		Set: 0, Leader: 1, Term: 9, Reconciled: false,
 		IDs: map[int]uint64{0: 0xabc, 1: 0xabc},
-		Bricks: []client.BrickStatus{
-			{Index: 0, Brick: "h:/b0", Online: true, Lag: 0, JBR: &jbrserver.Status{Role: "follower", LastTerm: 9, LastIndex: 40, Commit: 40, Applied: 40}},
-			{Index: 1, Brick: "h:/b1", Online: true, Lag: 0, JBR: &jbrserver.Status{Role: "leader", LastTerm: 9, LastIndex: 40, Commit: 40, Applied: 40}},
-			{Index: 2, Brick: "h:/b2", Online: true, Lag: 30, JBR: &jbrserver.Status{Role: "follower", LastTerm: 7, LastIndex: 10, Commit: 10, Applied: 10}},
+		Bricks: []recon.BrickState{
+			{BrickStatus: client.BrickStatus{Index: 0, Brick: "h:/b0", Online: true, Lag: 0, JBR: &jbrserver.Status{Role: "follower", LastTerm: 9, LastIndex: 40, Commit: 40, Applied: 40}}},
+			{BrickStatus: client.BrickStatus{Index: 1, Brick: "h:/b1", Online: true, Lag: 0, JBR: &jbrserver.Status{Role: "leader", LastTerm: 9, LastIndex: 40, Commit: 40, Applied: 40}},
+				Journal: &jbrserver.JournalStat{FirstIndex: 1, LastIndex: 40, Bytes: 40 << 10}},
+			{BrickStatus: client.BrickStatus{Index: 2, Brick: "h:/b2", Online: true, Lag: 30, JBR: &jbrserver.Status{Role: "follower", LastTerm: 7, LastIndex: 10, Commit: 10, Applied: 10}},
+				LagBytes: 30 << 10},
 		},
 		Plan: &recon.Plan{Authority: 1, Committed: 40, Catchups: []recon.Catchup{{ID: 2, ShipFrom: 11, ShipTo: 40}}},
 	}}
@@ -91,6 +93,8 @@ func TestReconStatusText(t *testing.T) {
 	for _, want := range []string{
 		"Volume v, replica set 0: leader brick 1, term 9, reconciled: no",
 		"2 h:/b2  Y       follower  7/10",
+		"30 (~30.0 KiB)",
+		"40.0 KiB, 1-40",
 		"entries 11-40",
 		"never verified",
 	} {

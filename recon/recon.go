@@ -1,16 +1,36 @@
-// Package recon is gluon's reconciliation toolkit: it reads bricks'
-// journals so that replicas can be compared term by term and repaired
-// where they diverged beyond what replication heals by itself (a pruned
-// journal, a replaced disk). Today it reads and describes one journal
-// (gluon recon dump); comparing replicas and repairing them build on
-// Open and Entries.
+// Package recon is gluon's reconciliation toolkit: it makes the replicas
+// of a replica set converge after any sequence of failures, and lets
+// operators see and drive the process (gluon recon).
 //
-// A journal is read from a copy taken by Open, never in place: the
+// Replication itself (package jbrserver and its core) reconciles what the
+// journals hold: a new leader, a cold start and a returning replica all
+// go through its recovery, which follows the rule Decide states and
+// table-tests without I/O: among a quorum, the most advanced log holds
+// every acknowledged entry; it is kept and its entries after the last
+// known committed one roll forward, while entries absent from it (never
+// acknowledged) roll back; laggards are shipped what they lack and
+// divergent tails are replaced. Decide also names the replicas whose
+// needed entries are gone from the authority's journal: those need a
+// full resync. gluon recon status runs it on the positions bricks report.
+//
+// What diverged beyond the journals (a store damaged or changed behind
+// gluon's back, a replica whose journal range is gone, a replaced disk)
+// is found by comparing stores by GFID (Scan and Compare: an xxhash per
+// MiB of data and per xattr, mode, owner, size, symlink target) and
+// repaired from the leader, copying only what differs (Repair). Verify,
+// Run and Scrub do that on a running volume, reading every replica's own
+// store (jbrserver.ReconKey), and record per term and per replica a
+// reconciliation id in etcd (IDPrefix): a term is reconciled when every
+// replica holds the same non-zero id.
+//
+// Journals are read from a copy taken by Open, never in place: the
 // journal package takes an exclusive lock and repairs a torn tail when it
 // opens a journal, so reading in place would need the brick stopped and
 // could change what an investigation wants to see. The copy of a running
 // brick's journal may end in a record that was being written; it is cut
-// there, as a restart would.
+// there, as a restart would. Entries describes a journal's records
+// (gluon recon dump); Replay applies them to a bare store (gluon recon
+// replay).
 package recon
 
 import (

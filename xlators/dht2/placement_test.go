@@ -88,18 +88,18 @@ func TestRemoteEntries(t *testing.T) {
 	}
 }
 
-// TestRealFilesSpread makes 300 directories with a file each through
+// TestRealFilesSpread makes 150 directories with a file each through
 // the default policy, which deals directories to sets in turn: each set
 // holds a third of the files.
 func TestRealFilesSpread(t *testing.T) {
 	c := newCluster(t, 3, Options{Policy: new(Spread)})
-	for i := range 300 {
+	for i := range 150 {
 		a := must(c.d.Mkdir(bg, xl.RootGFID, fmt.Sprintf("d%d", i), xl.NewGFID(), 0o755))(t)
 		c.create(a.GFID, "f", nil)
 	}
 	for s, x := range c.counts {
-		if n := x.n[xl.OpCreate]; n != 100 {
-			t.Errorf("set %d: %d files of 300", s, n)
+		if n := x.n[xl.OpCreate]; n != 50 {
+			t.Errorf("set %d: %d files of 150", s, n)
 		}
 	}
 }

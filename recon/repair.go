@@ -35,6 +35,9 @@ func (m Moved) Zero() bool { return m == Moved{} }
 // RepairOptions tune Repair.
 type RepairOptions struct {
 	Logger *slog.Logger // default slog.Default()
+	// Keep lists objects whose data and metadata are left as they are on
+	// the replica (the reference's copy is suspect).
+	Keep map[xl.GFID]bool
 }
 
 // Repair makes replica's store match ref's: it removes the entries ref
@@ -61,7 +64,9 @@ func Repair(ctx context.Context, ref, replica xl.Xlator, rt, pt *Tree, opts Repa
 	}
 	gs := make([]xl.GFID, 0, len(rt.Objects))
 	for g := range rt.Objects {
-		gs = append(gs, g)
+		if !opts.Keep[g] {
+			gs = append(gs, g)
+		}
 	}
 	slices.SortFunc(gs, compareGFID)
 	eg, _ := errgroup.WithContext(ctx)

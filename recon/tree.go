@@ -61,6 +61,14 @@ type Tree struct {
 	Bytes int64
 }
 
+// object returns the object g, nil if t is nil or lacks it.
+func (t *Tree) object(g xl.GFID) *Object {
+	if t == nil {
+		return nil
+	}
+	return t.Objects[g]
+}
+
 // children lists the entries of directory g, sorted by name.
 func (t *Tree) children(g xl.GFID) []EntryKey {
 	var out []EntryKey
@@ -356,6 +364,12 @@ func Compare(ref, replica *Tree) []Diff {
 	}
 	slices.SortFunc(objDiffs, func(a, b Diff) int { return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Kind, b.Kind)) })
 	return append(out, objDiffs...)
+}
+
+// Same reports whether two scans of an object agree on everything
+// compared.
+func Same(a, b *Object) bool {
+	return a != nil && b != nil && a.GFID == b.GFID && a.Mode == b.Mode && dataDiff(a, b) == "" && metaDiff(a, b) == ""
 }
 
 // dataDiff describes how two objects' data differ, "" if not.

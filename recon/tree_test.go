@@ -207,3 +207,29 @@ func BenchmarkFullResync(b *testing.B) {
 	}
 	b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
 }
+
+// The leader's copy of an object that a majority of replicas hold alike,
+// differently, is suspect: repairing from it would spread damage.
+func TestSuspectLeader(t *testing.T) {
+	g := xl.NewGFID()
+	tree := func(chunk uint64) *Tree {
+		return &Tree{Objects: map[xl.GFID]*Object{g: {GFID: g, Mode: syscall.S_IFREG | 0o644, Size: 10, Chunks: []uint64{chunk}}}}
+	}
+	tests := []struct {
+		name  string
+		trees []*Tree
+		want  bool
+	}{
+		{"all alike", []*Tree{tree(1), tree(1), tree(1)}, false},
+		{"one follower differs", []*Tree{tree(1), tree(2), tree(1)}, false},
+		{"followers agree against the leader", []*Tree{tree(1), tree(2), tree(2)}, true},
+		{"all differ", []*Tree{tree(1), tree(2), tree(3)}, false},
+		{"a follower unreachable", []*Tree{tree(1), tree(2), nil}, false},
+		{"two replicas: no majority against the leader", []*Tree{tree(1), tree(2)}, false},
+	}
+	for _, tt := range tests {
+		if got := suspectLeader(tt.trees, 0)[g]; got != tt.want {
+			t.Errorf("%s: suspect %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -216,6 +216,12 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		rep.Bricks[i].Found = len(rep.Bricks[i].Diffs)
 		found += rep.Bricks[i].Found
 	}
+	suspect := suspectLeader(trees, li)
+	for g := range suspect {
+		o := trees[li].Objects[g]
+		opts.Logger.Error("recon: the leader's copy differs from a majority of replicas that agree: not repaired; the leader's store may be damaged",
+			"set", ss.Set, "brick", ss.Leader, "path", o.Path, "gfid", g)
+	}
 	if repair && trees[li] != nil {
 		for i, t := range trees {
 			if i == li || t == nil || len(rep.Bricks[i].Diffs) == 0 {
@@ -224,7 +230,7 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 			for _, d := range rep.Bricks[i].Diffs {
 				opts.Logger.Warn("recon: replica differs from its leader", "set", ss.Set, "brick", ss.Bricks[i].Index, "diff", d.String())
 			}
-			m, err := Repair(rctx, xs[li], xs[i], trees[li], t, RepairOptions{Logger: opts.Logger})
+			m, err := Repair(rctx, xs[li], xs[i], trees[li], t, RepairOptions{Logger: opts.Logger, Keep: suspect})
 			rep.Bricks[i].Moved = &m
 			if err != nil {
 				rep.Bricks[i].Error = "repair: " + err.Error()
@@ -232,6 +238,13 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		}
 		trees = scanAll()
 		compare(trees)
+	}
+	for i := range rep.Bricks {
+		for k, d := range rep.Bricks[i].Diffs {
+			if suspect[d.GFID] && (d.Kind == DiffData || d.Kind == DiffMeta) {
+				rep.Bricks[i].Diffs[k].What += "; the leader's copy differs from a majority of replicas: left for an operator"
+			}
+		}
 	}
 	switch leader, term, _, err := election.Leader(ctx, cli, election.Key(vol, ss.Set)); {
 	case trees[li] == nil:
@@ -256,6 +269,36 @@ func reconcileSet(ctx context.Context, cli *clientv3.Client, vol string, ss clie
 		rep.Error = err.Error()
 	}
 	return rep
+}
+
+// suspectLeader lists the objects whose copy on the leader (trees[li])
+// differs from the copies a majority of all replicas hold alike: silent
+// damage on the leader, which repairing from the leader would spread.
+func suspectLeader(trees []*Tree, li int) map[xl.GFID]bool {
+	if trees[li] == nil {
+		return nil
+	}
+	majority := len(trees)/2 + 1
+	out := map[xl.GFID]bool{}
+	for g, lo := range trees[li].Objects {
+		for i, t := range trees {
+			o := t.object(g)
+			if i == li || o == nil || Same(lo, o) {
+				continue
+			}
+			alike := 0
+			for _, u := range trees {
+				if Same(o, u.object(g)) {
+					alike++
+				}
+			}
+			if alike >= majority {
+				out[g] = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // settle waits until every online brick of a set has applied what its

@@ -425,6 +425,43 @@ func TestReconRepairsCorruption(t *testing.T) {
 	}
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 10)
+
+	// Now the leader's copy is damaged. The followers agree against it,
+	// so the scrub does not spread the damage: it reports the file and
+	// exits 1. The operator's remedy: make another brick lead (here, kill
+	// the leader); the old leader returns as a follower and the scrub
+	// repairs it from the new one.
+	damage := filepath.Join(c.dirs[leader], fileName(6))
+	fh, err = os.OpenFile(damage, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteAt([]byte("#"), 7); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	code, out, errs = c.reconRun("scrub", volName, "--once", "--json")
+	st = recon.ScrubStats{}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || st.Left != 2 || !st.Repaired.Zero() {
+		t.Errorf("scrub with the leader's copy damaged: exit %d, %+v, %v; want exit 1, 2 differences left, nothing repaired", code, st, err)
+	}
+	if !strings.Contains(errs, "the leader's copy differs from a majority") {
+		t.Errorf("scrub did not report the leader's damaged copy:\n%s", errs)
+	}
+	for i, d := range c.dirs {
+		if b, err := os.ReadFile(filepath.Join(d, fileName(6))); i != leader && (err != nil || !bytes.Equal(b, fileData(6))) {
+			t.Errorf("brick %d: the leader's damage spread to %s", i, fileName(6))
+		}
+	}
+	c.kill(leader)
+	c.leader(leader, 0)
+	c.start(leader)
+	c.waitOnline(leader)
+	if code, out, errs := c.reconRun("scrub", volName, "--once"); code != 0 {
+		t.Fatalf("scrub after the leader changed: exit %d: %s\n%s", code, errs, out)
+	}
+	c.verifyIdentical()
+	checkFiles(t, w, 0, 10)
 }
 
 // TestReconRandomized: writers stream writes of distinct blocks while a

@@ -74,6 +74,7 @@ func (c *cluster) verifyIdentical() {
 	if code != 0 || !strings.Contains(out, "reconciled: yes") {
 		c.t.Fatalf("gluon recon status: exit %d, %s\n%s", code, errs, out)
 	}
+	c.t.Logf("gluon recon status:\n%s", out)
 	code, out, errs = c.reconRun("status", volName, "--json")
 	var st []recon.SetState
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st) != 1 {
@@ -477,7 +478,7 @@ func TestReconRandomized(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rounds := 5
+	rounds := 4
 	if s := os.Getenv("RECON_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}
@@ -518,7 +519,7 @@ func TestReconRandomized(t *testing.T) {
 
 	for r := range rounds {
 		i := rng.IntN(replicas)
-		hold := time.Duration(300+rng.IntN(1200)) * time.Millisecond
+		hold := time.Duration(300+rng.IntN(900)) * time.Millisecond
 		switch rng.IntN(3) {
 		case 0:
 			t.Logf("round %d: kill brick %d for %v", r, i, hold)

@@ -157,7 +157,7 @@ func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
 			}
 			if b.Lag >= 0 {
 				lag = strconv.FormatInt(b.Lag, 10)
-				if b.LagBytes >= 0 {
+				if b.Lag > 0 && b.LagBytes >= 0 {
 					lag += " (~" + sizeText(b.LagBytes) + ")"
 				}
 			}

@@ -61,7 +61,10 @@
 //     in the suite's 5,000 in 50), single-threaded; meta-create stops at
 //     Config.Runtime and the later phases work on the files it made (the
 //     NOTE says how many), so a slow target costs seconds, not minutes:
-//     GlusterFS replica 3 creates ~300 files/s here.
+//     GlusterFS replica 3 creates ~300 files/s here, fewer under load.
+//     The directories are filled one after another, so meta-ls lists
+//     directories of 100 entries on every target however many files it
+//     got to create.
 //
 // Run prints an estimate of the total before it starts (Report.Estimate)
 // and the table header shows it next to the time taken. Larger --runtime,

@@ -110,9 +110,16 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 			return nil, err
 		}
 	}
-	files := make([]string, cfg.Files)
-	for i := range files {
-		files[i] = filepath.Join(dirs[i%cfg.Dirs], fmt.Sprintf("f%07d", i))
+	// Directories are filled one after another, perDir files each, and
+	// worker w owns directories w, w+Workers, ...: a meta-create cut short
+	// by CreateFor leaves full directories (and one partial one per
+	// worker), so that meta-ls lists directories of the same size on
+	// every target.
+	perDir := (cfg.Files + cfg.Dirs - 1) / cfg.Dirs
+	files := make([][]string, cfg.Workers) // per worker, in creation order
+	for i := range cfg.Files {
+		d := i / perDir
+		files[d%cfg.Workers] = append(files[d%cfg.Workers], filepath.Join(dirs[d], fmt.Sprintf("f%07d", i)))
 	}
 	payload := make([]byte, cfg.FileSize)
 	for i := range payload {
@@ -120,11 +127,10 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 
 	m := &metaRun{cfg: cfg}
-	// Worker w owns files w, w+Workers, w+2*Workers, ...; mine[w] is how
-	// many of them exist once meta-create is done.
+	// mine[w] is how many of files[w] exist once meta-create is done.
 	mine := make([]int, cfg.Workers)
-	for i := range files {
-		mine[i%cfg.Workers]++
+	for w := range files {
+		mine[w] = len(files[w])
 	}
 	var deadline time.Time // zero: no cap
 	perFile := func(op func(path string) (int64, error)) phaseFunc {
@@ -139,7 +145,7 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 				if k > 0 && !deadline.IsZero() && t0.After(deadline) {
 					break
 				}
-				b, err := op(files[w+k*cfg.Workers])
+				b, err := op(files[w][k])
 				if err != nil {
 					return n, nb, err
 				}
@@ -183,12 +189,18 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 	if err := m.phase(ctx, MetaLs, false, func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
 		var n int
-		for i := w; i < len(dirs); i += cfg.Workers {
+		listed := ""
+		for _, f := range files[w][:mine[w]] {
+			dir := filepath.Dir(f)
+			if dir == listed {
+				continue
+			}
+			listed = dir
 			if err := ctx.Err(); err != nil {
 				return n, 0, err
 			}
 			t0 := time.Now()
-			k, err := m.listLong(dirs[i])
+			k, err := m.listLong(dir)
 			if err != nil {
 				return n, 0, err
 			}

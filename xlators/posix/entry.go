@@ -35,12 +35,24 @@ func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errn
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	g, err := s.entryGFID(p, name)
 	e := errno(err)
-	switch {
-	case err == unix.ENODATA:
-		g, e = s.adopt(p, pg, name, &st, xl.NewGFID())
-		if e == 0 && !isDir {
-			st.Nlink++ // the new handle
+	if err == unix.ENODATA {
+		// An entry op labels what it makes under the name's lock: wait
+		// for one in flight rather than adopt its object.
+		l := s.lockName(pg, name)
+		g, err = s.entryGFID(p, name)
+		e = errno(err)
+		if err == nil { // labelled meanwhile: what it is now
+			e = errno(unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW))
 		}
+		if err == unix.ENODATA {
+			g, e = s.adopt(p, pg, name, &st, xl.NewGFID())
+			if e == 0 && !isDir {
+				st.Nlink++ // the new handle
+			}
+		}
+		l.unlock()
+	}
+	switch {
 	case err == nil && !isDir && st.Nlink == 1:
 		// Not fatal: the object is there, only its gfid does not reach it.
 		if he := s.linkName(p, name, g); he == 0 {

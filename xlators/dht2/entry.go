@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -110,7 +111,8 @@ func inAnchorFamily(g xl.GFID) bool {
 	return g == AnchorGFID || g == bucket(uint16(g[4])<<8)
 }
 
-// anchor makes sure set i has the anchor and token t's bucket.
+// anchor makes sure set i has the anchor and token t's bucket. The first
+// time, it makes all the buckets: the last one standing for them all.
 func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	if d.anchored[i][t>>8].Load() {
 		return 0
@@ -118,11 +120,24 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	root := xl.WithCall(ctx, &xl.Call{})
 	x := d.subs[i]
 	if !d.anchorMade[i].Load() {
-		if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
-			d.log.Error("dht2: anchor", "set", i, "errno", e)
-			return e
+		last := bucket(uint16(buckets-1) << 8)
+		if _, e := x.Getattr(root, last); e != 0 {
+			if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
+				d.log.Error("dht2: anchor", "set", i, "errno", e)
+				return e
+			}
+			for b := range buckets {
+				if e := ensureDir(root, x, AnchorGFID, fmt.Sprintf("%02x", b), bucket(uint16(b)<<8)); e != 0 {
+					d.log.Error("dht2: anchor bucket", "set", i, "bucket", b, "errno", e)
+					return e
+				}
+			}
+		}
+		for b := range buckets {
+			d.anchored[i][b].Store(true)
 		}
 		d.anchorMade[i].Store(true)
+		return 0
 	}
 	if e := ensureDir(root, x, AnchorGFID, fmt.Sprintf("%02x", t>>8), bucket(t)); e != 0 {
 		d.log.Error("dht2: anchor bucket", "set", i, "token", t, "errno", e)
@@ -132,14 +147,25 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	return 0
 }
 
-// ensureDir makes sure name in parent is the directory g.
+// ensureDir makes sure name in parent is the directory g. It asks by GFID
+// first: a lookup by name of a directory another client is making could
+// find it before it is labelled, and the store would adopt it under a
+// GFID of its own.
 func ensureDir(ctx context.Context, x xl.Xlator, parent xl.GFID, name string, g xl.GFID) syscall.Errno {
-	a, e := x.Lookup(ctx, parent, name)
-	if e == syscall.ENOENT {
+	a, e := x.Getattr(ctx, g)
+	if e != 0 {
 		a, e = x.Mkdir(ctx, parent, name, g, 0o700)
-		if e == syscall.EEXIST {
-			a, e = x.Lookup(ctx, parent, name)
+	}
+	for n := 0; e == syscall.EEXIST && n < 50; n++ {
+		// Being made by another client, or made: wait for its label.
+		time.Sleep(time.Millisecond)
+		a, e = x.Getattr(ctx, g)
+		if e == syscall.ESTALE {
+			e = syscall.EEXIST
 		}
+	}
+	if e == syscall.EEXIST {
+		a, e = x.Lookup(ctx, parent, name)
 	}
 	if e != 0 {
 		return e

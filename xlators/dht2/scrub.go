@@ -169,9 +169,10 @@ func (d *DHT2) scanSet(ctx context.Context, l *Layout, i int, lim *limiter, stub
 	if l.Set(0) == i {
 		todo = append(todo, xl.RootGFID)
 	}
-	if _, e := x.Lookup(ctx, xl.RootGFID, AnchorName); e == 0 {
+	// By GFID: a lookup by name could adopt an anchor being made.
+	if _, e := x.Getattr(ctx, AnchorGFID); e == 0 {
 		todo = append(todo, AnchorGFID)
-	} else if e != syscall.ENOENT {
+	} else if e != syscall.ESTALE && e != syscall.ENOENT {
 		return fmt.Errorf("dht2: scrub: set %d: anchor: %w", i, e)
 	}
 	for len(todo) > 0 {

@@ -50,7 +50,9 @@
 //     power loss of fewer machines than all. Concurrent syncs share each
 //     journal's fdatasync (group commit): a journal syncs once for every
 //     sync waiting when it starts, and entries of other writers ride
-//     along.
+//     along. For a second after a sync the leader has every new entry
+//     synced as it is appended, so that a client fsyncing after each
+//     write finds the syncs under way instead of starting them.
 //   - Terms are durable before a brick sends or accepts anything in them
 //     (journal.StartTerm fsyncs), so fencing holds across power losses.
 //
@@ -110,12 +112,16 @@
 // Options.Consistency chooses what a read promises:
 //
 //   - Linearizable (default): the read sees every write acknowledged
-//     before it arrived, on any brick. Before serving, the leader
-//     confirms with a quorum that it still leads its term (one heartbeat
-//     round shared by all reads that arrive together), then waits until
-//     the entries committed when the read arrived that touch the object
-//     read have been applied. A leader cut off from its quorum serves no
-//     read (ENOTCONN after the request timeout).
+//     before it arrived, on any brick. The leader confirms with a quorum
+//     that it still leads its term (one heartbeat round shared by all
+//     reads that arrive together), and serves the read from its store
+//     once the entries committed when the read arrived that touch the
+//     object read have been applied. Reads that leave no trace (all but
+//     Open and Opendir) are served while the round is out and answered
+//     once it is confirmed, so a cold read's disk time hides the round's;
+//     if the round fails the result is thrown away. A leader cut off
+//     from its quorum serves no read (ENOTCONN after the request
+//     timeout).
 //   - Lease: the leader serves reads from its applied state, after the
 //     entries committed when the read arrived, without a round, for as
 //     long as it holds its etcd session. A leader paused or partitioned

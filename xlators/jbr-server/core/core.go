@@ -194,6 +194,13 @@ type State struct {
 	Commit    uint64 // highest index known committed
 }
 
+// syncEagerTicks is how many ticks after a Sync a leader keeps asking
+// for every entry to be synced as it is appended: a client that fsyncs
+// after each write then finds the fdatasyncs under way and waits about
+// one sync, not a write round and then a sync round, while writers that
+// never sync pay for none.
+const syncEagerTicks = 10
+
 // resendAge is how many ticks a resend to a lagging follower, or a
 // recovering leader's fetch, may stay unanswered before it is repeated.
 const resendAge = 2
@@ -227,6 +234,7 @@ type Core struct {
 	matched    map[ID]uint64    // written and matching, per replica
 	syncMatch  map[ID]uint64    // synced and matching, per replica
 	syncCommit uint64           // committed and synced on a quorum up to here
+	syncEager  int              // ticks left of syncing entries as they are appended
 	byReq      map[ReqID]uint64 // in-flight requests, for dedup of retries
 	termStart  uint64           // first index of this term: commits count from here
 	serving    bool             // what was recovered has committed: take requests
@@ -373,7 +381,7 @@ func (c *Core) Elected(term uint64) {
 	c.pending = map[uint64]Entry{}
 	c.matched = map[ID]uint64{}
 	c.syncMatch = map[ID]uint64{}
-	c.syncCommit = 0
+	c.syncCommit, c.syncEager = 0, 0
 	c.byReq = map[ReqID]uint64{}
 	c.sentCommit = map[ID]uint64{}
 	c.resending = map[ID]resend{}
@@ -435,7 +443,7 @@ func (c *Core) stepDown() {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: c.pending[i].Req, Index: i, Err: ErrStepDown, Leader: None})
 	}
 	c.role, c.serving, c.pending, c.matched, c.probes, c.byReq = Follower, false, nil, nil, nil, nil
-	c.syncMatch, c.syncCommit = nil, 0
+	c.syncMatch, c.syncCommit, c.syncEager = nil, 0, 0
 	c.sentCommit, c.resending, c.rounds, c.fetching = nil, nil, nil, None
 	c.setLeader(None)
 }
@@ -463,6 +471,10 @@ func (c *Core) appendLocal(req ReqID, key [16]byte, data []byte) Entry {
 	c.st.LastTerm = c.st.Term
 	e := Entry{Term: c.st.Term, Index: c.st.LastIndex, Req: req, Key: key, Data: data}
 	c.rd.Appends = append(c.rd.Appends, e)
+	if c.syncEager > 0 {
+		c.syncWant = e.Index // carried by the appends below (see Ready)
+		c.askSync()
+	}
 	for _, p := range c.cfg.Peers {
 		if p != c.cfg.ID {
 			c.send(Message{Type: MsgAppend, To: p, Index: prev, LogTerm: prevTerm, Round: c.round, Entries: []Entry{e}})
@@ -512,6 +524,7 @@ func (c *Core) Sync() uint64 {
 	if c.role != Leader || !c.serving {
 		return 0
 	}
+	c.syncEager = syncEagerTicks
 	target := c.st.LastIndex
 	if target <= c.syncCommit || target <= c.syncWant {
 		return target // done, or asked already
@@ -657,6 +670,9 @@ func (c *Core) confirmRounds() {
 func (c *Core) Tick() {
 	switch c.role {
 	case Leader:
+		if c.syncEager > 0 {
+			c.syncEager--
+		}
 		for p, r := range c.resending {
 			if r.ticks++; r.ticks >= resendAge {
 				delete(c.resending, p)

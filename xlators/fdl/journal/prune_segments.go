@@ -1,0 +1,85 @@
+package journal
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+)
+
+// PruneThrough deletes the oldest segments whose records all have
+// indexes up to through and are applied and synced, never the active
+// segment, and never a segment of a term the Retain guard keeps (nor any
+// after it, so what is left stays contiguous). Unlike PruneUpTo it cuts
+// inside a term: a term can be long, and a size bound must hold during
+// it. It returns the bytes given back and the highest index deleted, 0
+// if none. A later Open resumes from the first segment left; the entries
+// deleted count as synced.
+func (j *Journal) PruneThrough(through uint64) (freed int64, upTo uint64, err error) {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return 0, 0, ErrClosed
+	}
+	limit := min(through, j.synced)
+	var terms []uint64
+	n := 0
+	for _, s := range j.segs[:max(len(j.segs)-1, 0)] { // the last one is active
+		if s.last > limit || s.last < s.first {
+			break
+		}
+		if k := len(terms); k == 0 || terms[k-1] != s.term {
+			terms = append(terms, s.term)
+		}
+		n++
+	}
+	j.mu.Unlock()
+	if n == 0 {
+		return 0, 0, nil
+	}
+	// Ask the guard before taking any lock: it may call the journal.
+	keepFrom := ^uint64(0)
+	if keep := j.retain.Load(); keep != nil {
+		for _, t := range terms {
+			if (*keep)(t) {
+				keepFrom = t
+				break
+			}
+		}
+	}
+
+	j.pruneMu.Lock()
+	defer j.pruneMu.Unlock()
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return 0, 0, ErrClosed
+	}
+	var victims []*segment
+	for _, s := range j.segs[:max(len(j.segs)-1, 0)] {
+		if len(victims) == n || s.term >= keepFrom || s.last > limit || s.last < s.first {
+			break
+		}
+		victims = append(victims, s)
+	}
+	j.mu.Unlock()
+
+	removed := 0
+	for _, s := range victims { // oldest first: what is left stays contiguous
+		if err = os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		err = nil
+		removed++
+		freed += s.size
+		upTo = s.last
+	}
+	if removed > 0 {
+		if serr := j.dirf.Sync(); err == nil {
+			err = serr
+		}
+		j.mu.Lock()
+		j.segs = j.segs[removed:]
+		j.mu.Unlock()
+	}
+	return freed, upTo, err
+}

@@ -216,6 +216,12 @@ func New(opts Options) (*DHT2, error) {
 	}
 	d.cancel = cancel
 	w := opts.Layout.Watch(ctx)
+	// A layout saved between the load and the watch is not delivered.
+	lctx, lcancel = context.WithTimeout(ctx, 30*time.Second)
+	if l, err := opts.Layout.Load(lctx); err == nil {
+		d.install(l)
+	}
+	lcancel()
 	d.wg.Add(1)
 	go d.watch(w)
 	if opts.ScrubInterval > 0 {

@@ -111,8 +111,7 @@ func inAnchorFamily(g xl.GFID) bool {
 	return g == AnchorGFID || g == bucket(uint16(g[4])<<8)
 }
 
-// anchor makes sure set i has the anchor and token t's bucket. The first
-// time, it makes all the buckets: the last one standing for them all.
+// anchor makes sure set i has the anchor and token t's bucket.
 func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	if d.anchored[i][t>>8].Load() {
 		return 0
@@ -120,24 +119,11 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	root := xl.WithCall(ctx, &xl.Call{})
 	x := d.subs[i]
 	if !d.anchorMade[i].Load() {
-		last := bucket(uint16(buckets-1) << 8)
-		if _, e := x.Getattr(root, last); e != 0 {
-			if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
-				d.log.Error("dht2: anchor", "set", i, "errno", e)
-				return e
-			}
-			for b := range buckets {
-				if e := ensureDir(root, x, AnchorGFID, fmt.Sprintf("%02x", b), bucket(uint16(b)<<8)); e != 0 {
-					d.log.Error("dht2: anchor bucket", "set", i, "bucket", b, "errno", e)
-					return e
-				}
-			}
-		}
-		for b := range buckets {
-			d.anchored[i][b].Store(true)
+		if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
+			d.log.Error("dht2: anchor", "set", i, "errno", e)
+			return e
 		}
 		d.anchorMade[i].Store(true)
-		return 0
 	}
 	if e := ensureDir(root, x, AnchorGFID, fmt.Sprintf("%02x", t>>8), bucket(t)); e != 0 {
 		d.log.Error("dht2: anchor bucket", "set", i, "token", t, "errno", e)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -94,22 +95,40 @@ func (s *EtcdStore) Save(ctx context.Context, l *Layout) error {
 	return nil
 }
 
-// Watch delivers each layout put after the call. The goroutine it starts
-// ends with ctx.
+// Watch delivers each layout put after the call. A watch that etcd ends
+// (a lost leader, a compaction) is started again, after reading the
+// current layout so that nothing is missed. The goroutine it starts ends
+// with ctx.
 func (s *EtcdStore) Watch(ctx context.Context) <-chan *Layout {
 	out := make(chan *Layout, 1)
-	wc := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.key)
 	go func() {
 		defer close(out)
-		for r := range wc {
-			for _, ev := range r.Events {
-				if ev.Type != clientv3.EventTypePut {
-					continue
+		var rev int64 // the last revision seen; 0: from now
+		for ctx.Err() == nil {
+			opts := []clientv3.OpOption{}
+			if rev > 0 {
+				opts = append(opts, clientv3.WithRev(rev+1))
+			}
+			for r := range s.cli.Watch(clientv3.WithRequireLeader(ctx), s.key, opts...) {
+				if r.Err() != nil {
+					break
 				}
-				l := new(Layout)
-				if l.UnmarshalBinary(ev.Kv.Value) != nil {
-					continue
+				for _, ev := range r.Events {
+					rev = ev.Kv.ModRevision
+					l := new(Layout)
+					if ev.Type != clientv3.EventTypePut || l.UnmarshalBinary(ev.Kv.Value) != nil {
+						continue
+					}
+					deliver(out, l)
 				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if l, r, err := s.load(ctx); err == nil {
+				rev = r
 				deliver(out, l)
 			}
 		}

@@ -81,6 +81,10 @@ func BrickVolfile(v *volume.Volume, brickIndex int) *Graph {
 			},
 			Subvolumes: subs,
 		})
+		if m := v.Option(volume.OptJournalMaxSize); m != "0" {
+			jbr := g.Nodes[len(g.Nodes)-1]
+			jbr.Options = append(jbr.Options, Option{Key: "journal-max-size", Value: m})
+		}
 	}
 	if v.Sets() > 1 && v.Replica == 1 {
 		// Fences the tokens a rebalance moves away, so that a client with

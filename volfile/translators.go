@@ -58,7 +58,7 @@ func (f *fdlXl) Close() error { return errors.Join(f.FDL.Close(), f.j.Close()) }
 // come from the volume's jbr.* options; sync-directory is the store's
 // directory, synced at checkpoints.
 var jbrServerOptions = []string{"volume", "set", "self", "replicas", "journal", "sync-directory",
-	"quorum", "consistency", "request-timeout", "lease-ttl"}
+	"quorum", "consistency", "request-timeout", "lease-ttl", "journal-max-size"}
 
 // jbrServer builds cluster/jbr-server: it opens the journal and campaigns
 // for leadership in etcd, and stops both after the translator.
@@ -112,7 +112,16 @@ func (env Env) jbrServer(children []xl.Xlator, opts map[string]string) (xl.Xlato
 	if env.Etcd == nil {
 		return nil, errors.New("needs etcd for its leader election")
 	}
-	j, err := journal.Open(opts["journal"], journal.Options{Logger: env.Logger})
+	jo := journal.Options{Logger: env.Logger}
+	if v, ok := opts["journal-max-size"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("option journal-max-size %q: want a count of bytes from 0", v)
+		}
+		// The journal is pruned a segment at a time: several fit.
+		o.JournalMaxBytes, jo.SegmentSize = n, min(journal.DefaultSegmentSize, max(n/4, 1<<20))
+	}
+	j, err := journal.Open(opts["journal"], jo)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,11 @@ const (
 	// reads each brick, in bytes per second (0: unbounded).
 	OptScrubInterval = "recon.scrub-interval"
 	OptScrubRate     = "recon.scrub-rate"
+	// OptJournalMaxSize bounds each brick's journal, in bytes (0:
+	// unbounded): past it, a brick deletes its oldest segments that are
+	// applied and synced. A replica away while entries it lacks are
+	// deleted is resynced in full by gluon recon run.
+	OptJournalMaxSize = "jbr.journal-max-size"
 )
 
 // ErrBadOption is wrapped by errors about unknown option keys and bad
@@ -61,6 +66,15 @@ var KnownOptions = []OptionInfo{
 	{Key: OptConsistency, Default: "linearizable",
 		Help:  "what reads see: linearizable (every acknowledged write), lease (the leader's state while its lease holds) or follower (any replica's state)",
 		check: checkConsistency},
+	{Key: OptJournalMaxSize, Default: "0",
+		Help: "bytes each brick's journal may hold before its oldest applied and synced segments are deleted; 0 for unbounded, else at least 4194304",
+		check: func(_ *Volume, val string) error {
+			n, err := strconv.ParseUint(val, 10, 63)
+			if err != nil || (n != 0 && n < 4<<20) {
+				return fmt.Errorf("%q: want 0 (unbounded) or a whole number of bytes from 4194304", val)
+			}
+			return nil
+		}},
 	{Key: OptLeaseTTL, Default: "3s",
 		Help:  "the leader's etcd lease; a dead leader is replaced after about this long (whole seconds, 1s to 1m)",
 		check: checkLeaseTTL},

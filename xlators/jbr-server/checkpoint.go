@@ -33,6 +33,7 @@ func (s *Server) checkpointer(ctx context.Context) {
 			if err := s.checkpoint(ctx); err != nil {
 				s.log.Warn("jbr: checkpoint failed", "err", err)
 			}
+			s.pruneJournal()
 		}
 	}
 }

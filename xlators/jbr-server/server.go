@@ -90,6 +90,10 @@ type Options struct {
 	// replays every entry known committed, from the first.
 	Sync               func(context.Context) error
 	CheckpointInterval time.Duration
+	// JournalMaxBytes bounds the journal: after each checkpoint, while it
+	// holds more, its oldest applied and synced segments are deleted
+	// (see pruneJournal). 0 means unbounded. It needs Sync.
+	JournalMaxBytes int64
 	// FsyncChild makes Fsync on the leader also fsync the local store;
 	// without it Fsync only waits until the entries proposed before it
 	// are committed and synced in a quorum of journals.
@@ -134,6 +138,8 @@ type Server struct {
 	ckMu     sync.Mutex // one checkpoint at a time
 	snap     atomic.Pointer[snapshot]
 	lastWarn atomic.Int64 // unix nanos of the last quorum warning
+	// lastPruneWarn is unix nanos of the last journal-bound warning.
+	lastPruneWarn atomic.Int64
 
 	loop *loop
 }

@@ -15,6 +15,17 @@ import (
 // if none. A later Open resumes from the first segment left; the entries
 // deleted count as synced.
 func (j *Journal) PruneThrough(through uint64) (freed int64, upTo uint64, err error) {
+	return j.pruneSegments(through, 0)
+}
+
+// PruneOver is PruneThrough that stops once the journal holds at most
+// maxBytes (Stat's Bytes): it deletes only what a size bound needs,
+// leaving the rest for replicas that may still ask for it.
+func (j *Journal) PruneOver(maxBytes int64, through uint64) (freed int64, upTo uint64, err error) {
+	return j.pruneSegments(through, max(maxBytes, 0))
+}
+
+func (j *Journal) pruneSegments(through uint64, maxBytes int64) (freed int64, upTo uint64, err error) {
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
@@ -22,11 +33,16 @@ func (j *Journal) PruneThrough(through uint64) (freed int64, upTo uint64, err er
 	}
 	limit := min(through, j.synced)
 	var terms []uint64
+	var total int64
+	for _, s := range j.segs {
+		total += s.size
+	}
 	n := 0
 	for _, s := range j.segs[:max(len(j.segs)-1, 0)] { // the last one is active
-		if s.last > limit || s.last < s.first {
+		if s.last > limit || s.last < s.first || total <= maxBytes {
 			break
 		}
+		total -= s.size
 		if k := len(terms); k == 0 || terms[k-1] != s.term {
 			terms = append(terms, s.term)
 		}

@@ -88,3 +88,26 @@ func TestPruneThroughRetained(t *testing.T) {
 		t.Fatalf("without a guard: %+v, want only the active segment", st)
 	}
 }
+
+// PruneOver deletes only as many of the oldest segments as the bound
+// needs.
+func TestPruneOver(t *testing.T) {
+	j := threeTerms(t, 45)
+	defer closeJ(t, j)
+	st := j.Stat()
+	bound := st.Bytes / 2
+	freed, _, err := j.PruneOver(bound, 45)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := j.Stat()
+	if after.Bytes > bound || after.Bytes+freed != st.Bytes {
+		t.Fatalf("PruneOver(%d): %d bytes left, %d freed, of %d", bound, after.Bytes, freed, st.Bytes)
+	}
+	if after.Segments < 2 {
+		t.Fatalf("PruneOver(%d) left %d segments: it deleted more than the bound needs", bound, after.Segments)
+	}
+	if freed, _, err := j.PruneOver(bound, 45); err != nil || freed != 0 {
+		t.Fatalf("PruneOver under the bound = %d, %v; want nothing", freed, err)
+	}
+}

@@ -133,6 +133,11 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	return 0
 }
 
+// anchorMode lets every caller make, look up and remove inodes in the
+// anchor: the sets check the caller's permissions against the anchor, and
+// DHT2 asks the name's own directory first (see probe).
+const anchorMode = 0o777
+
 // ensureDir makes sure name in parent is the directory g. It asks by GFID
 // first: a lookup by name of a directory another client is making could
 // find it before it is labelled, and the store would adopt it under a
@@ -140,7 +145,7 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 func ensureDir(ctx context.Context, x xl.Xlator, parent xl.GFID, name string, g xl.GFID) syscall.Errno {
 	a, e := x.Getattr(ctx, g)
 	if e != 0 {
-		a, e = x.Mkdir(ctx, parent, name, g, 0o700)
+		a, e = x.Mkdir(ctx, parent, name, g, anchorMode)
 	}
 	for n := 0; e == syscall.EEXIST && n < 50; n++ {
 		// Being made by another client, or made: wait for its label.
@@ -321,6 +326,9 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 			return x.Unlink(ctx, parent, name)
 		})
 	}
+	if e := d.probe(ctx, parent, name); e != 0 {
+		return e
+	}
 	g := en.attr.GFID
 	k := anchorKey(g, parent, name)
 	e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) syscall.Errno {
@@ -332,7 +340,7 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 	switch e {
 	case 0:
 	case syscall.ENOENT, syscall.ESTALE: // the name dangled: it was never visible
-		d.unstub(ctx, parent, name, en.attr.IsDir())
+		d.unstub(asRoot(ctx), parent, name, en.attr.IsDir())
 		return syscall.ENOENT
 	default:
 		return e
@@ -345,6 +353,18 @@ func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool
 	}
 	return 0
 }
+
+// probe asks name's directory whether the caller may remove or replace
+// name there, with every rule the sets apply (write and search
+// permission, the sticky bit): renaming a name onto itself changes
+// nothing. The anchor, where a remote name's visibility switches, is
+// writable by all, so the name's own directory must be asked first.
+func (d *DHT2) probe(ctx context.Context, parent xl.GFID, name string) syscall.Errno {
+	return d.at(ctx, parent, func(x xl.Xlator) syscall.Errno { return x.Rename(ctx, parent, name, parent, name, 0) })
+}
+
+// asRoot is ctx for DHT2's own housekeeping.
+func asRoot(ctx context.Context) context.Context { return xl.WithCall(ctx, &xl.Call{}) }
 
 // undo reverts a first step after the second failed; what it cannot undo
 // is left to the scrubber.

@@ -65,6 +65,7 @@ type cluster struct {
 	src    *MemStore
 	d      *DHT2
 	want   atomic.Int32 // the set new directories go to; -1: Spread
+	wrap   func(xl.Xlator) xl.Xlator
 }
 
 func newCluster(t testing.TB, sets int, opts Options) *cluster {
@@ -73,8 +74,14 @@ func newCluster(t testing.TB, sets int, opts Options) *cluster {
 
 // newClusterOf has stores sets, the layout spreading over the first sets.
 func newClusterOf(t testing.TB, stores, sets int, opts Options) *cluster {
+	return newClusterWith(t, stores, sets, opts, nil)
+}
+
+// newClusterWith puts wrap (if not nil) above each set's guard, as a
+// brick puts features/access.
+func newClusterWith(t testing.TB, stores, sets int, opts Options, wrap func(xl.Xlator) xl.Xlator) *cluster {
 	t.Helper()
-	c := &cluster{t: t, src: NewMemStore(Even(sets))}
+	c := &cluster{t: t, src: NewMemStore(Even(sets)), wrap: wrap}
 	c.want.Store(-1)
 	for range stores {
 		c.addSet()
@@ -98,7 +105,11 @@ func (c *cluster) addSet() int {
 	c.dirs = append(c.dirs, dir)
 	c.stores = append(c.stores, s)
 	c.guards = append(c.guards, g)
-	c.counts = append(c.counts, newCounting(g))
+	var top xl.Xlator = g
+	if c.wrap != nil {
+		top = c.wrap(g)
+	}
+	c.counts = append(c.counts, newCounting(top))
 	return len(c.stores) - 1
 }
 

@@ -86,6 +86,13 @@ func (d *DHT2) Rename(ctx context.Context, oldParent xl.GFID, oldName string, ne
 			return e
 		}
 	}
+	if src.remote {
+		// The move switches visibility in the anchor: ask the old
+		// directory first (a local name's own rename asks it).
+		if e := d.probe(ctx, oldParent, oldName); e != 0 {
+			return e
+		}
+	}
 	if dir && oldParent != newParent {
 		// Before the move: a crash after it must not leave the old
 		// parent recorded, which could let a later rename make a loop.
@@ -116,7 +123,7 @@ func (d *DHT2) resolve(ctx context.Context, parent xl.GFID, name string) (entry,
 		}
 		return en, 0
 	case syscall.ENOENT, syscall.ESTALE:
-		if e := d.unstub(ctx, parent, name, en.attr.IsDir()); e != 0 && e != syscall.ENOENT {
+		if e := d.unstub(asRoot(ctx), parent, name, en.attr.IsDir()); e != 0 && e != syscall.ENOENT {
 			return en, e
 		}
 		return en, syscall.ENOENT

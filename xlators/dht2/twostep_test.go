@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gluon-fs/gluon/xlators/access"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -335,4 +336,49 @@ func TestDanglingNameIsFree(t *testing.T) {
 	if _, _, e := c.d.Create(bg, p1, "live", xl.NewGFID(), syscall.O_RDWR|syscall.O_EXCL, 0o644); e != syscall.EEXIST {
 		t.Errorf("exclusive create of a live remote name: %v", e)
 	}
+}
+
+// TestRemoteNamesKeepPermissions: with access control on each set, as on
+// bricks, a caller who may not write a directory cannot remove, rename
+// or replace its remote names, though their inodes live in an anchor
+// anyone may write.
+func TestRemoteNamesKeepPermissions(t *testing.T) {
+	c := newClusterWith(t, 3, 3, Options{}, func(x xl.Xlator) xl.Xlator {
+		a, err := access.New(x, access.Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	})
+	p0 := c.mkdirOn(xl.RootGFID, "p0", 0)
+	must(c.d.Setattr(bg, p0, xl.SetattrIn{Valid: xl.SetMode, Mode: 0o755}))(t)
+	pub := c.mkdirOn(xl.RootGFID, "pub", 2)
+	must(c.d.Setattr(bg, pub, xl.SetattrIn{Valid: xl.SetMode, Mode: 0o777}))(t)
+	c.mkdirOn(p0, "sub", 1)
+	f := c.create(pub, "f", nil)
+	must(c.d.Link(bg, f, p0, "link"))(t)
+	c.create(pub, "g", nil)
+	user := xl.WithCall(bg, &xl.Call{Uid: 65534, Gid: 65534})
+	for op, e := range map[string]syscall.Errno{
+		"rmdir":          c.d.Rmdir(user, p0, "sub"),
+		"unlink":         c.d.Unlink(user, p0, "link"),
+		"rename out":     c.d.Rename(user, p0, "sub", pub, "sub", 0),
+		"rename link":    c.d.Rename(user, p0, "link", pub, "l2", 0),
+		"rename over it": c.d.Rename(user, pub, "g", p0, "link", 0),
+	} {
+		if e != syscall.EACCES {
+			t.Errorf("%s by a user without write permission: %v, want EACCES", op, e)
+		}
+	}
+	for _, name := range []string{"sub", "link"} {
+		if _, e := c.d.Lookup(bg, p0, name); e != 0 {
+			t.Errorf("%s after the denied ops: %v", name, e)
+		}
+	}
+	// Where the user may write, remote names work for the user.
+	a := must(c.d.Mkdir(user, pub, "mine", xl.NewGFID(), 0o755))(t)
+	if a.Uid != 65534 {
+		t.Errorf("the user's directory belongs to %d", a.Uid)
+	}
+	ok(t, c.d.Rmdir(user, pub, "mine"))
 }

@@ -218,11 +218,15 @@ func (m *migration) copyEntry(parent xl.GFID, de *xl.Dirent) error {
 	stub := !inAnchorFamily(parent) && TokenOf(g) != TokenOf(parent)
 	var e syscall.Errno
 	switch {
-	case stub && a.IsDir():
-		_, e = dst.Mkdir(ctx, parent, de.Name, g, 0o700)
-		m.p.Names++
 	case stub:
-		_, e = dst.Mknod(ctx, parent, de.Name, g, stubMode, 0)
+		if a.IsDir() {
+			_, e = dst.Mkdir(ctx, parent, de.Name, g, 0o700)
+		} else {
+			_, e = dst.Mknod(ctx, parent, de.Name, g, stubMode, 0)
+		}
+		if e == 0 { // the owner, which the sticky bit asks about
+			_, e = dst.Setattr(ctx, g, xl.SetattrIn{Valid: xl.SetUid | xl.SetGid, Uid: a.Uid, Gid: a.Gid})
+		}
 		m.p.Names++
 	case m.copied[g]:
 		_, e = dst.Link(ctx, g, parent, de.Name)

@@ -35,9 +35,13 @@
 // Remote names. A name whose inode carries another token than its
 // directory's (a subdirectory with its own token, a hard link or a rename
 // across tokens) is two halves: a stub on the directory's home (an empty
-// regular file whose GFID is the inode's) and the inode's name in its own
-// home's hidden anchor directory (AnchorName, in each set's root), keyed
-// by inode, parent and name. The name is visible only while both exist.
+// regular file, or an empty directory for a directory so that link counts
+// hold, whose GFID is the inode's masked by a hash of its place) and the
+// inode's name in its own home's hidden anchor directory (AnchorName, in
+// each set's root, one bucket per 256 tokens), keyed by inode, parent and
+// name. The name is visible only while both exist. Both halves are made
+// with ordinary entry ops, so any store and any replication below works:
+// the stores need no notion of nameless inodes.
 // Two-step ops make the invisible half first and switch visibility with a
 // single op on one set (see entry.go), so a crash between steps leaves an
 // orphan anchor name or a dangling stub, never a broken visible entry.
@@ -57,10 +61,21 @@
 //
 // Statfs adds up all sets.
 //
+// Permissions. The sets check each request against its caller (features/
+// access on the bricks). The anchor is writable by all; before a remote
+// name is removed or moved, the name's own directory is asked whether the
+// caller may (a rename of the name onto itself), so the usual write,
+// search and sticky-bit rules hold.
+//
 // Limits. Unlink and rmdir look the name up first (two round trips) to
-// tell a stub from a local name. A replace by rename across tokens removes
+// tell a stub from a local name; mkdir of a directory whose token lives
+// elsewhere costs three requests (inode, parent pointer, stub). A replace by rename across tokens removes
 // the target first, and RENAME_EXCHANGE across tokens is three renames:
 // neither is atomic. A rename's check that a directory does not move under
 // itself reads each ancestor's parent pointer (an xattr DHT2 keeps on
 // directories). Scrub holds every remote name in memory while it runs.
+// A stub made by a rename belongs to the renamer, so a sticky directory
+// judges its removal by that owner. Sets are named by their index in the
+// layout: a layout that renumbers them (Layout.Without) needs clients
+// rebuilt over the new list of subvolumes.
 package dht2

@@ -57,10 +57,7 @@ type Guard struct {
 // ReloadEvery is how often a Guard rereads its persisted fences.
 const ReloadEvery = time.Second
 
-var (
-	_ xl.Xlator    = (*Guard)(nil)
-	_ xl.Lifecycle = (*Guard)(nil)
-)
+var _ xl.Xlator = (*Guard)(nil)
 
 // NewGuard wraps next, loading the fences it persisted.
 func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
@@ -114,14 +111,6 @@ func (g *Guard) maybeLoad(ctx context.Context) {
 	if time.Now().UnixNano()-g.loaded.Load() >= int64(g.every) {
 		g.load(ctx)
 	}
-}
-
-// Close closes the child if it has a lifecycle.
-func (g *Guard) Close() error {
-	if c, ok := g.next.(xl.Lifecycle); ok {
-		return c.Close()
-	}
-	return nil
 }
 
 // Fenced reports whether token t is refused.

@@ -270,6 +270,9 @@ func (l *loop) append(ce core.Entry) error {
 }
 
 func (l *loop) route(m core.Message) {
+	if (m.Type == core.MsgFetch || m.Type == core.MsgResend) && m.To == l.s.id && l.resyncNeeded(m) {
+		return // pruned from the journal: recon resyncs the peer (recon_resync.go)
+	}
 	if (m.Type == core.MsgFetch || m.Type == core.MsgResend) && m.To == l.s.id {
 		// Answer from the journal, off the loop: a recovering leader's
 		// fetch, or our share of a lagging follower's entries.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gluon-fs/gluon/xlators/fdl/journal"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
+	"github.com/gluon-fs/gluon/xlators/protocol/client"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -28,7 +29,10 @@ const (
 type connector interface{ Connected() bool }
 
 // peer sends messages to one other replica of the set, in order: one
-// IpcStep call at a time, each carrying everything queued meanwhile.
+// IpcStep call at a time, each carrying everything queued meanwhile. The
+// calls want no reply (protocol/client.NoReply): answers travel as
+// messages of their own, so over the protocol a call returns once it is
+// written, and the peer's server sends nothing back.
 type peer struct {
 	id   core.ID
 	x    xl.Xlator
@@ -99,7 +103,7 @@ func (p *peer) run(ctx context.Context) {
 			if len(batch) == 0 {
 				break
 			}
-			cctx, cancel := context.WithTimeout(ctx, p.s.opts.RequestTimeout)
+			cctx, cancel := context.WithTimeout(client.NoReply(ctx), p.s.opts.RequestTimeout)
 			_, e := p.x.Ipc(cctx, IpcStep, xl.Xdata{stepKey: encodeMessages(p.s.setID(), batch)})
 			cancel()
 			if ctx.Err() != nil {

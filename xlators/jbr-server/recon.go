@@ -61,6 +61,9 @@ type JournalStat struct {
 	Segments   int    `json:"segments"`
 	Terms      int    `json:"terms"`
 	Bytes      int64  `json:"bytes"`
+	// NeedsResync, on a leader, lists the followers it cannot catch up
+	// from its journal (see FastForward).
+	NeedsResync []Resync `json:"needs_resync,omitempty"`
 }
 
 func (s *Server) reconJournal() *xl.Result {
@@ -68,6 +71,7 @@ func (s *Server) reconJournal() *xl.Result {
 	b, err := json.Marshal(JournalStat{
 		Term: st.Term, FirstIndex: st.FirstIndex, LastIndex: st.LastIndex,
 		Applied: st.Applied, Synced: st.Synced, Segments: st.Segments, Terms: len(st.Terms), Bytes: st.Bytes,
+		NeedsResync: s.NeedsResync(),
 	})
 	if err != nil {
 		return &xl.Result{Errno: syscall.EIO}

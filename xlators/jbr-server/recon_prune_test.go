@@ -19,7 +19,7 @@ func TestJournalStaysBounded(t *testing.T) {
 	cl := newCaller()
 	fd := create(t, c.n[0].srv, cl, "f", 0)
 	block := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
-	const blocks = 512                                      // 2 MiB: 8 times the bound
+	const blocks = 512                                     // 2 MiB: 8 times the bound
 	write1 := func(i int) {
 		b := append([]byte(nil), block...)
 		b[0] = byte(i)

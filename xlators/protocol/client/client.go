@@ -41,6 +41,19 @@ import (
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
+type noReplyKey struct{}
+
+// NoReply marks the requests made with ctx as wanting no reply (the
+// protocol's FlagNoReply): a call returns once its request is written,
+// with no error, or ENOTCONN when the connection died first; the server
+// serves it and sends nothing back, not even an error. Only for requests
+// whose outcome the caller learns some other way and that carry no data
+// to return, such as replication's peer messages. Other translators pass
+// ctx along unchanged, so the mark reaches the client below them.
+func NoReply(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noReplyKey{}, true)
+}
+
 // Options configures a Client.
 type Options struct {
 	Addr   string // host:port of the brick's protocol/server

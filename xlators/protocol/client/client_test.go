@@ -525,3 +525,32 @@ func TestNewValidatesOptions(t *testing.T) {
 		}
 	}
 }
+
+// A request marked NoReply returns once it is written; the server serves
+// it and answers nothing, not even an error.
+func TestNoReply(t *testing.T) {
+	b := startBrick(t, memfs.New(memfs.Options{}), "127.0.0.1:0", server.Options{})
+	c, _ := newClient(t, b.addr, client.Options{})
+	ctx := context.Background()
+	nr := client.NoReply(ctx)
+	const n = 50
+	for i := range n {
+		if _, e := c.Mkdir(nr, xl.RootGFID, fmt.Sprint("d", i), xl.NewGFID(), 0o755); e != 0 {
+			t.Fatalf("mkdir %d without a reply: %v", i, e)
+		}
+	}
+	if _, e := c.Mkdir(nr, xl.RootGFID, "d0", xl.NewGFID(), 0o755); e != 0 {
+		t.Errorf("failing mkdir without a reply: %v, want no error", e)
+	}
+	for i := range n {
+		eventually(t, fmt.Sprint("d", i, " made"), func() bool {
+			_, e := c.Lookup(ctx, xl.RootGFID, fmt.Sprint("d", i))
+			return e == 0
+		})
+	}
+	// Replies still pair up with their requests after requests that
+	// wanted none.
+	if _, e := c.Lookup(ctx, xl.RootGFID, "nope"); e != syscall.ENOENT {
+		t.Errorf("lookup of a missing name: %v, want ENOENT", e)
+	}
+}

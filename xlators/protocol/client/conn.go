@@ -84,8 +84,9 @@ type call struct {
 	data  []byte // the caller's write data, sent in place
 	dst   []byte // the caller's read buffer, filled in place
 
-	state atomic.Int32
-	sent  chan struct{} // closed after the writev carrying data; set before sending
+	state   atomic.Int32
+	sent    chan struct{} // closed after the writev carrying data; set before sending
+	written chan struct{} // no-reply calls: closed once the frame is written
 
 	done chan struct{} // closed once res is set
 	res  *xl.Result    // nil: never sent, the connection died; try another
@@ -183,6 +184,9 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 	if len(cl.frame)-wire.HeaderSize+len(cl.data) > cn.maxReq {
 		return &xl.Result{Errno: syscall.EINVAL}
 	}
+	if ctx.Value(noReplyKey{}) != nil {
+		return cn.post(cl)
+	}
 
 	cn.mu.Lock()
 	if cn.dead {
@@ -196,6 +200,31 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 	cn.queue = append(cn.queue, cl)
 	cn.flush(false)
 	return cn.wait(ctx, id, cl)
+}
+
+// post sends a no-reply request and returns once it is written: not
+// pending, never answered. Waiting for the write keeps a fast sender to
+// one frame in the socket at a time, batching what queues meanwhile. It
+// returns ENOTCONN if the connection dies first, whether or not the frame
+// got out.
+func (cn *conn) post(cl *call) *xl.Result {
+	wire.SetNoReply(cl.frame)
+	cl.written = make(chan struct{})
+	cn.mu.Lock()
+	dead := cn.dead
+	cn.mu.Unlock()
+	if dead {
+		return nil
+	}
+	cn.wmu.Lock()
+	cn.queue = append(cn.queue, cl)
+	cn.flush(false)
+	select {
+	case <-cl.written:
+		return &xl.Result{}
+	case <-cn.dying:
+		return &xl.Result{Errno: syscall.ENOTCONN}
+	}
 }
 
 // abandon gives up on a call whose ctx ended. Its reply, if any, will be
@@ -344,6 +373,13 @@ func (cn *conn) writeBatch() {
 	_, err := wv.WriteTo(cn.nc)
 	if sent != nil {
 		close(sent)
+	}
+	if err == nil {
+		for _, cl := range batch {
+			if cl.written != nil {
+				close(cl.written)
+			}
+		}
 	}
 	clear(iov)
 	cn.iov = iov[:0]

@@ -444,20 +444,24 @@ type reader struct {
 
 // request is a decoded request, admitted under the connection's budget.
 type request struct {
-	id     uint64
-	call   *xl.Call
-	f      *xl.Fop
-	in     *[]byte // pooled buffer behind f.Data
-	weight int64
-	ctx    context.Context
-	cancel context.CancelFunc
+	id      uint64
+	noReply bool // the client wants no reply (wire.FlagNoReply)
+	call    *xl.Call
+	f       *xl.Fop
+	in      *[]byte // pooled buffer behind f.Data
+	weight  int64
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // read reads and serves requests. A quick request is served inline, by
 // the goroutine that read it (see inline.go); otherwise, or when more
 // frames are waiting already, the reading passes to a new goroutine and
-// the old one ends with its request. The goroutine that finds the
-// connection broken tears it down.
+// the old one ends with its request. A request that wants no reply is
+// served inline even so: its sender did not wait for the one before it,
+// and expects them served in order (the watchdog still hands the reading
+// over if it is slow). The goroutine that finds the connection broken
+// tears it down.
 func (c *conn) read(rd *reader) {
 	for {
 		rq, err := c.next(rd)
@@ -466,7 +470,7 @@ func (c *conn) read(rd *reader) {
 			return
 		}
 		c.wg.Add(1)
-		if rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op) {
+		if !rq.noReply && (rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op)) {
 			go c.read(rd)
 			c.handle(rq)
 			return
@@ -518,7 +522,7 @@ func (c *conn) next(rd *reader) (*request, error) {
 		if _, err := io.ReadFull(br, meta); err != nil {
 			return nil, truncated(err)
 		}
-		rq := &request{id: h.ID, call: new(xl.Call), f: new(xl.Fop)}
+		rq := &request{id: h.ID, noReply: h.Flags&wire.FlagNoReply != 0, call: new(xl.Call), f: new(xl.Fop)}
 		var data []byte
 		if h.DataLen > 0 {
 			rq.in = bufpool.Get(int(h.DataLen))
@@ -618,7 +622,15 @@ func (c *conn) handle(rq *request) {
 	if rq.in != nil {
 		bufpool.Put(rq.in)
 	}
-	c.send(reply{id: rq.id, res: res, buf: out, weight: rq.weight})
+	r := reply{id: rq.id, res: res, buf: out, weight: rq.weight}
+	if rq.noReply {
+		if res.Errno != 0 {
+			c.log.Debug("request without a reply failed", "id", rq.id, "op", f.Op, "errno", res.Errno)
+		}
+		c.recycle(&r)
+		return
+	}
+	c.send(r)
 }
 
 // dispatch performs f on the graph. A panic in a translator fails only

@@ -77,6 +77,11 @@ func AppendRequest(b []byte, id uint64, c *xl.Call, f *xl.Fop) []byte {
 	return b
 }
 
+// SetNoReply sets FlagNoReply in the request frame that starts b.
+func SetNoReply(b []byte) {
+	binary.LittleEndian.PutUint16(b[6:], FlagNoReply)
+}
+
 // AppendReply appends a reply frame, header and metadata, to b. The data
 // section, which the caller sends right after, is r.Data.
 func AppendReply(b []byte, id uint64, r *xl.Result) []byte {

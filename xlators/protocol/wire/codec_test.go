@@ -147,7 +147,8 @@ func TestParseHeaderRejects(t *testing.T) {
 		"magic":          mod(func(b []byte) { b[0] ^= 1 }),
 		"type zero":      mod(func(b []byte) { b[5] = 0 }),
 		"type unknown":   mod(func(b []byte) { b[5] = 200 }),
-		"flags":          mod(func(b []byte) { b[6] = 1 }),
+		"flags":          mod(func(b []byte) { b[6] = 2 }),
+		"no-reply reply": mod(func(b []byte) { b[5], b[6] = byte(TypeReply), 1 }),
 		"over max frame": mod(func(b []byte) { binary.LittleEndian.PutUint32(b[16:], 1001) }),
 		"data over len":  mod(func(b []byte) { binary.LittleEndian.PutUint32(b[20:], 101) }),
 		"ping payload":   mod(func(b []byte) { b[5] = byte(TypePing) }),
@@ -157,6 +158,9 @@ func TestParseHeaderRejects(t *testing.T) {
 		if _, err := ParseHeader(b, 1000); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err %v, want ErrMalformed", name, err)
 		}
+	}
+	if h, err := ParseHeader(mod(SetNoReply), 1000); err != nil || h.Flags != FlagNoReply {
+		t.Errorf("no-reply request: %+v, %v", h, err)
 	}
 	h, err := ParseHeader(mod(func(b []byte) { b[4] = Version + 1 }), 1000)
 	if !errors.Is(err, ErrVersion) || h.ID != 9 || h.Version != Version+1 {

@@ -7,7 +7,7 @@
 //	0  magic    u32  "glun"
 //	4  version  u8   Version
 //	5  type     u8   request, reply, ping, pong, handshake, cancel
-//	6  flags    u16  zero
+//	6  flags    u16  FlagNoReply on a request; zero otherwise
 //	8  id       u64  request id; a reply carries its request's id
 //	16 len      u32  payload bytes
 //	20 datalen  u32  trailing raw bytes of the payload (write data, read data)
@@ -20,7 +20,7 @@
 // Decoders never panic, and never allocate more than the bytes they were
 // handed can justify.
 //
-// Version 2 added the cancel frame.
+// Version 2 added the cancel frame, version 3 the no-reply flag.
 package wire
 
 import (
@@ -34,7 +34,7 @@ const (
 	Magic uint32 = 'g' | 'l'<<8 | 'u'<<16 | 'n'<<24
 	// Version is the protocol version. Bump it on any incompatible change,
 	// a new frame type included.
-	Version = 2
+	Version = 3
 	// HeaderSize is the fixed frame header length.
 	HeaderSize = 24
 	// DefaultMaxFrame bounds a frame's payload unless configured otherwise.
@@ -42,6 +42,11 @@ const (
 	// MinMaxFrame is the smallest payload limit a peer may announce.
 	MinMaxFrame = 64 << 10
 )
+
+// FlagNoReply marks a request whose sender wants no reply: the server
+// serves it and sends nothing back, errors included. For messages whose
+// answers travel as requests of their own (replication's peer steps).
+const FlagNoReply uint16 = 1
 
 // Type is a frame's kind.
 type Type uint8
@@ -96,6 +101,7 @@ func malformed(format string, args ...any) error {
 type Header struct {
 	Version uint8 // set by ParseHeader; PutHeader always writes Version
 	Type    Type
+	Flags   uint16
 	ID      uint64
 	Len     uint32 // payload bytes after the header
 	DataLen uint32 // trailing raw data bytes, included in Len
@@ -110,7 +116,7 @@ func PutHeader(b []byte, h Header) {
 	binary.LittleEndian.PutUint32(b[0:], Magic)
 	b[4] = Version
 	b[5] = byte(h.Type)
-	binary.LittleEndian.PutUint16(b[6:], 0)
+	binary.LittleEndian.PutUint16(b[6:], h.Flags)
 	binary.LittleEndian.PutUint64(b[8:], h.ID)
 	binary.LittleEndian.PutUint32(b[16:], h.Len)
 	binary.LittleEndian.PutUint32(b[20:], h.DataLen)
@@ -140,11 +146,12 @@ func ParseHeader(b []byte, maxFrame int) (Header, error) {
 	h.ID = binary.LittleEndian.Uint64(b[8:])
 	h.Len = binary.LittleEndian.Uint32(b[16:])
 	h.DataLen = binary.LittleEndian.Uint32(b[20:])
-	if fl := binary.LittleEndian.Uint16(b[6:]); fl != 0 {
-		return h, malformed("unknown flags %#04x", fl)
-	}
+	h.Flags = binary.LittleEndian.Uint16(b[6:])
 	if h.Type == 0 || h.Type >= typeEnd {
 		return h, malformed("unknown frame type %d", uint8(h.Type))
+	}
+	if h.Flags != 0 && (h.Type != TypeRequest || h.Flags != FlagNoReply) {
+		return h, malformed("unknown flags %#04x on a %v", h.Flags, h.Type)
 	}
 	if uint64(h.Len) > uint64(maxFrame) {
 		return h, malformed("%v payload of %d bytes exceeds limit %d", h.Type, h.Len, maxFrame)

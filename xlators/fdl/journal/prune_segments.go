@@ -99,3 +99,14 @@ func (j *Journal) pruneSegments(through uint64, maxBytes int64) (freed int64, up
 	}
 	return freed, upTo, err
 }
+
+// FirstIndex returns the index of the oldest record held, the next
+// index when there is none: what PruneThrough and PruneOver have left.
+func (j *Journal) FirstIndex() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.segs) > 0 {
+		return j.segs[0].first
+	}
+	return j.written + 1
+}

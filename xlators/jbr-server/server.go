@@ -136,6 +136,7 @@ type Server struct {
 	kick    chan struct{} // the journal: durability moved, or it failed
 
 	ckMu     sync.Mutex // one checkpoint at a time
+	stepMu   sync.Mutex // one batch of peer messages into the inbox at a time
 	snap     atomic.Pointer[snapshot]
 	lastWarn atomic.Int64 // unix nanos of the last quorum warning
 	// lastPruneWarn is unix nanos of the last journal-bound warning.
@@ -409,6 +410,7 @@ func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
 			"their_volume", id.volume, "their_set", id.set)
 		return syscall.EINVAL
 	}
+	ins := make([]inbound, 0, len(ms))
 	for _, m := range ms {
 		if m.To != s.id || m.From == s.id || s.peers[m.From] == nil {
 			s.log.Warn("jbr: refusing a peer message not meant for this brick", "from", m.From, "to", m.To)
@@ -423,6 +425,15 @@ func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
 			}
 			in.entries = append(in.entries, en)
 		}
+		ins = append(ins, in)
+	}
+	// Peers do not wait for one batch to be taken before sending the
+	// next, and the protocol serves them in order as a rule, not always:
+	// keep each batch whole. The core copes with messages out of order,
+	// as with lost ones.
+	s.stepMu.Lock()
+	defer s.stepMu.Unlock()
+	for _, in := range ins {
 		select {
 		case s.inbox <- in:
 		case <-s.stop:

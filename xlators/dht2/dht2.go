@@ -144,7 +144,9 @@ type DHT2 struct {
 	migrateMu sync.Mutex
 	scrub     scrubber
 
-	crashHook func(step string) bool // tests only
+	crashHook   func(step string) bool // tests only
+	migrateHook func(step string)      // tests only
+	stageQuiet  time.Duration          // see quietFor
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -188,6 +190,7 @@ func New(opts Options) (*DHT2, error) {
 		anchored:   make([]*[buckets]atomic.Bool, len(opts.Subvols)),
 		anchorMade: make([]atomic.Bool, len(opts.Subvols)),
 	}
+	d.stageQuiet = quietFor
 	for i := range d.anchored {
 		d.anchored[i] = new([buckets]atomic.Bool)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,7 +21,10 @@ type MigrateProgress struct {
 	Files int   // files, symlinks and device nodes copied
 	Names int   // stubs and extra hard links copied
 	Bytes int64 // file data copied
-	Done  bool  // the token is served by its new set
+	// Precopied files were staged before the freeze and needed no copy
+	// under it.
+	Precopied int
+	Done      bool // the token is served by its new set
 }
 
 // copyChunk is the unit of file data copied.
@@ -35,24 +39,32 @@ const copyChunk = 1 << 20
 //  1. The target's Guard stops refusing the token (it may have given it
 //     away before), and any leftover of an interrupted earlier attempt on
 //     the target is removed.
-//  2. Freeze: this client's requests for the token wait, and those in
+//  2. Precopy: the data of the token's files that were left alone for a
+//     second is staged on the target, under the anchor, while clients go
+//     on using the source.
+//  3. Freeze: this client's requests for the token wait, and those in
 //     flight finish.
-//  3. Fence: the source's Guard refuses the token from now on, so that
+//  4. Fence: the source's Guard refuses the token from now on, so that
 //     other clients, whose layouts are stale, cannot change what is being
 //     copied; they wait for the new layout and retry at the new home.
-//  4. Copy the token's namespace: its directories with their entries
-//     (files with data, attributes and xattrs, hard links, stubs), and the
+//  5. Copy the token's namespace: its directories with their entries
+//     (files with attributes and xattrs, hard links, stubs), and the
 //     token's inodes in the anchor (the root's entries too for token 0).
-//  5. Route the token to the target, unfreeze, remove the source's copy.
+//     A staged file whose size and times are unchanged is named as is;
+//     others are copied now.
+//  6. Route the token to the target, unfreeze, remove the source's copy.
 //
-// Limits: the token is frozen for all of its copy, so requests for it
-// wait that long (a token is 1/65,536 of the namespace, but one huge file
-// makes a long copy); there is no pre-copy pass. A set without a Guard
-// cannot be fenced: other clients may then change the source during the
-// copy and lose that change; MigrateToken logs that and goes on. If
-// MigrateToken fails, the source is unfenced and the target's partial copy
-// removed. Open fds follow their file: the new home serves them
-// anonymously.
+// Limits: the token is frozen while its namespace is copied and its
+// changed files' data with it, so requests for it wait that long (a
+// token is 1/65,536 of the namespace, but one huge file being written
+// makes a long freeze). A set without a Guard cannot be fenced: other
+// clients may then change the source during the copy and lose that
+// change; MigrateToken logs that and goes on. If MigrateToken fails, the
+// source is unfenced and the target's partial copy removed; if its
+// process dies after the fence, the token stays fenced until a migration
+// of it runs again. Open fds follow their file, the new home serving them
+// anonymously; a file unlinked while open is not copied, and its fds see
+// ESTALE after the move.
 func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress func(MigrateProgress)) error {
 	if to < 0 || to >= len(d.subs) {
 		return fmt.Errorf("dht2: migrate token %d: no set %d of %d", token, to, len(d.subs))
@@ -70,6 +82,7 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 		src:      d.subs[from],
 		dst:      d.subs[to],
 		copied:   map[xl.GFID]bool{},
+		staged:   map[xl.GFID]stamp{},
 		p:        MigrateProgress{Token: token, From: from, To: to},
 		progress: progress,
 	}
@@ -82,6 +95,16 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 	}
 	if err := m.remove(m.dst); err != nil {
 		return fmt.Errorf("dht2: migrate token %d: clearing set %d: %w", token, to, err)
+	}
+	if err := m.precopy(); err != nil {
+		m.ctx = context.WithoutCancel(m.ctx)
+		if rerr := m.remove(m.dst); rerr != nil {
+			d.log.Error("dht2: migrate: removing a partial copy", "token", token, "set", to, "err", rerr)
+		}
+		return fmt.Errorf("dht2: migrate token %d: precopy to set %d: %w", token, to, err)
+	}
+	if d.migrateHook != nil {
+		d.migrateHook("precopied")
 	}
 	d.gates[token].Lock()
 	frozen := true
@@ -96,7 +119,11 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 	} else if e != 0 {
 		return fmt.Errorf("dht2: migrate token %d: fence on set %d: %w", token, from, e)
 	}
-	if err := m.copy(); err != nil {
+	err := m.copy()
+	if err == nil {
+		err = m.dropStages()
+	}
+	if err != nil {
 		wctx := context.WithoutCancel(m.ctx)
 		d.fence(wctx, m.src, IpcUnfence, toks)
 		m.ctx = wctx
@@ -131,6 +158,7 @@ type migration struct {
 	token    uint16
 	src, dst xl.Xlator
 	copied   map[xl.GFID]bool
+	staged   map[xl.GFID]stamp // precopied, not yet named
 	p        MigrateProgress
 	progress func(MigrateProgress)
 }
@@ -279,6 +307,27 @@ func (m *migration) copyFile(parent xl.GFID, name string, a xl.Attr) error {
 		_, e := dst.Mknod(ctx, parent, name, g, a.Mode, a.Rdev)
 		return errnoErr(name, e)
 	}
+	if st, ok := m.staged[g]; ok {
+		delete(m.staged, g)
+		stage := stageName(g)
+		cur, e := src.Getattr(ctx, g)
+		if e == 0 && stampOf(cur) == st {
+			// Unchanged since it was staged: name the staged inode.
+			if _, e = dst.Link(ctx, g, parent, name); e == 0 {
+				m.p.Precopied++
+				return errnoErr(name, dst.Unlink(ctx, bucket(m.token), stage))
+			}
+		}
+		if e := dst.Unlink(ctx, bucket(m.token), stage); e != 0 && e != syscall.ENOENT {
+			return errnoErr(name, e)
+		}
+	}
+	return m.copyData(parent, name, a)
+}
+
+// copyData makes name in parent on the target as a copy of regular file a.
+func (m *migration) copyData(parent xl.GFID, name string, a xl.Attr) error {
+	ctx, src, dst, g := m.ctx, m.src, m.dst, a.GFID
 	wfd, _, e := dst.Create(ctx, parent, name, g, syscall.O_WRONLY, a.Mode&0o7777)
 	if e != 0 {
 		return errnoErr(name, e)
@@ -312,7 +361,7 @@ func (m *migration) copyFile(parent xl.GFID, name string, a xl.Attr) error {
 				return errnoErr(name, e)
 			}
 			if n == 0 {
-				end = p // shrank meanwhile (only by a client without the new layout)
+				end = p // shrank meanwhile
 				break
 			}
 			if _, e := dst.Write(ctx, wfd, buf[:n], p); e != 0 {
@@ -325,6 +374,74 @@ func (m *migration) copyFile(parent xl.GFID, name string, a xl.Attr) error {
 	}
 	if _, e := dst.Truncate(ctx, g, a.Size); e != 0 {
 		return errnoErr(name, e)
+	}
+	return nil
+}
+
+// stamp is what changes when a file's data does.
+type stamp struct {
+	size         uint64
+	mtime, ctime xl.Timespec
+}
+
+func stampOf(a xl.Attr) stamp { return stamp{a.Size, a.Mtime, a.Ctime} }
+
+// quiet is how long a file must have been left alone to be staged: file
+// times come from a coarse clock, and a write during staging must show.
+const quietFor = time.Second
+
+// stageName is the anchor name a staged copy of g waits under.
+func stageName(g xl.GFID) string { return g.String() + ".stage" }
+
+// precopy stages, before the freeze, the data of the token's regular
+// files that nobody changed for a while: the copy under the freeze then
+// links a staged inode whose file is still unchanged instead of copying
+// its data again.
+func (m *migration) precopy() error {
+	if e := m.d.anchor(m.ctx, m.p.To, m.token); e != 0 {
+		return e
+	}
+	return m.roots(m.src, m.stageEntry)
+}
+
+func (m *migration) stageEntry(parent xl.GFID, de *xl.Dirent) error {
+	a := de.Attr
+	g := a.GFID
+	switch {
+	case !inAnchorFamily(parent) && TokenOf(g) != TokenOf(parent): // a stub
+		return nil
+	case a.IsDir():
+		return m.list(m.src, g, func(c *xl.Dirent) error { return m.stageEntry(g, c) })
+	case a.Mode&syscall.S_IFMT != syscall.S_IFREG || a.Size == 0:
+		return nil
+	}
+	if _, ok := m.staged[g]; ok {
+		return nil // another name of it
+	}
+	if q := m.d.stageQuiet; time.Since(a.Mtime.Time()) < q || time.Since(a.Ctime.Time()) < q {
+		return nil
+	}
+	stage := stageName(g)
+	err := m.copyData(bucket(m.token), stage, a)
+	if err == nil {
+		if cur, e := m.src.Getattr(m.ctx, g); e == 0 && stampOf(cur) == stampOf(a) {
+			m.staged[g] = stampOf(a)
+			return nil
+		}
+	}
+	if e := m.dst.Unlink(m.ctx, bucket(m.token), stage); e != 0 && e != syscall.ENOENT {
+		return errnoErr(stage, e)
+	}
+	return err
+}
+
+// dropStages removes staged copies whose files went away meanwhile.
+func (m *migration) dropStages() error {
+	for g := range m.staged {
+		if e := m.dst.Unlink(m.ctx, bucket(m.token), stageName(g)); e != 0 && e != syscall.ENOENT {
+			return errnoErr(stageName(g), e)
+		}
+		delete(m.staged, g)
 	}
 	return nil
 }

@@ -280,3 +280,56 @@ func TestScrubDuringMigration(t *testing.T) {
 		t.Errorf("f: %q", got)
 	}
 }
+
+// TestMigratePrecopy: files are staged on the target before the freeze,
+// and only those that changed meanwhile are copied under it.
+func TestMigratePrecopy(t *testing.T) {
+	c := newClusterOf(t, 2, 1, Options{})
+	c.d.stageQuiet = 0 // stage files however new
+	dir := c.mkdirOn(xl.RootGFID, "d", 0)
+	want := map[string][]byte{}
+	for i := range 5 {
+		name := fmt.Sprintf("f%d", i)
+		want[name] = content(name, i)
+		c.create(dir, name, want[name])
+	}
+	c.create(dir, "empty", nil) // nothing to stage
+	c.d.migrateHook = func(string) {
+		// A change between the precopy and the freeze.
+		a := must(c.d.Lookup(bg, dir, "f3"))(t)
+		fd := must(c.d.Open(bg, a.GFID, syscall.O_WRONLY))(t)
+		must(c.d.Write(bg, fd, []byte("more"), int64(a.Size)))(t)
+		c.d.Release(bg, fd)
+		want["f3"] = append(want["f3"], "more"...)
+	}
+	var last MigrateProgress
+	if err := c.d.MigrateToken(bg, TokenOf(dir), 1, func(p MigrateProgress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	c.move(c.src, TokenOf(dir), 1)
+	if last.Precopied != 4 || last.Files != 6 {
+		t.Errorf("progress %+v, want 6 files of which 4 precopied", last)
+	}
+	for name, b := range want {
+		a := must(c.d.Lookup(bg, dir, name))(t)
+		if got := read(t, c.d, a.GFID); !bytes.Equal(got, b) {
+			t.Errorf("%s: %d bytes, want %d", name, len(got), len(b))
+		}
+		if _, e := c.stores[1].Getattr(bg, a.GFID); e != 0 {
+			t.Errorf("%s is not on the new home: %v", name, e)
+		}
+	}
+	// No staged copy is left behind.
+	for name, a := range list(t, c.d, dir) {
+		if _, e := c.stores[1].Lookup(bg, bucket(TokenOf(dir)), stageName(a.GFID)); e != syscall.ENOENT {
+			t.Errorf("stage of %s: %v", name, e)
+		}
+		if a.Nlink != 1 {
+			t.Errorf("%s: nlink %d", name, a.Nlink)
+		}
+	}
+	st, err := c.d.Scrub(bg)
+	if err != nil || st.Orphans+st.Dangling+st.Errors != 0 {
+		t.Errorf("scrub: %+v, %v", st, err)
+	}
+}

@@ -62,7 +62,8 @@ const copyChunk = 1 << 20
 // change; MigrateToken logs that and goes on. If MigrateToken fails, the
 // source is unfenced and the target's partial copy removed; if its
 // process dies after the fence, the token stays fenced until a migration
-// of it runs again. Open fds follow their file, the new home serving them
+// of it runs again, and what it had copied stays on the target (unseen,
+// and left alone by Scrub) until then. Open fds follow their file, the new home serving them
 // anonymously; a file unlinked while open is not copied, and its fds see
 // ESTALE after the move.
 func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress func(MigrateProgress)) error {

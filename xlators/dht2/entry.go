@@ -14,17 +14,18 @@ import (
 )
 
 // Two-step entry ops. A name in directory P whose inode carries another
-// token than P's is remote: P's home holds a stub (an empty regular file
-// with the inode's GFID) and the inode's home holds the inode under the
-// anchor directory, named key(inode, P, name). A remote name is visible
-// only while both halves exist, so every op makes the half that is not yet
-// visible first and switches visibility with one op on one set:
+// token than P's is remote: P's home holds a stub (an empty regular file,
+// or an empty directory for a directory, see stubGFID) and the inode's
+// home holds the inode under its bucket of the anchor directory, named
+// key(inode, P, name). A remote name is visible only while both halves
+// exist, so every op makes the half that is not yet visible first and
+// switches visibility with one op on one set:
 //
-//	mkdir   anchor dir, then stub            crash: orphan inode
-//	link    stub, then anchor link           crash: dangling stub
-//	unlink  anchor name, then stub           crash: dangling stub
-//	rmdir   anchor dir, then stub            crash: dangling stub
-//	rename  new stub, anchor rename, old stub  crash: a dangling stub
+//	mkdir   anchor dir, then stub                     crash: orphan inode
+//	link    stub, then anchor link                    crash: dangling stub
+//	unlink  probe P, anchor name, then stub           crash: dangling stub
+//	rmdir   probe P, anchor dir, then stub            crash: dangling stub
+//	rename  new stub, anchor rename, then old stub    crash: dangling stub
 //
 // Lookup and Readdir hide a stub whose anchor name is missing; Scrub
 // removes both kinds of leftovers.

@@ -295,7 +295,7 @@ func (d *DHT2) install(l *Layout) bool {
 	close(d.changed)
 	d.changed = make(chan struct{})
 	d.chMu.Unlock()
-	d.log.Info("dht2: layout", "version", l.Version, "sets", l.Sets)
+	d.log.Debug("dht2: layout", "version", l.Version, "sets", l.Sets)
 	return true
 }
 

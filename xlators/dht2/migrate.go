@@ -136,9 +136,13 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 	d.override(token, to, d.layout.Load().Version)
 	d.gates[token].Unlock()
 	frozen = false
-	if err := m.remove(m.src); err != nil {
-		// Fenced, so harmless; a later migration back clears it first.
-		d.log.Warn("dht2: migrate: leaving the source's copy", "token", token, "set", from, "err", err)
+	// An empty token leaves nothing to remove: nothing changes under the
+	// fence.
+	if m.found > 0 {
+		if err := m.remove(m.src); err != nil {
+			// Fenced, so harmless; a later migration back clears it first.
+			d.log.Warn("dht2: migrate: leaving the source's copy", "token", token, "set", from, "err", err)
+		}
 	}
 	m.p.Done = true
 	m.report()
@@ -160,6 +164,7 @@ type migration struct {
 	src, dst xl.Xlator
 	copied   map[xl.GFID]bool
 	staged   map[xl.GFID]stamp // precopied, not yet named
+	found    int               // top-level objects the copy met
 	p        MigrateProgress
 	progress func(MigrateProgress)
 }
@@ -236,7 +241,10 @@ func (m *migration) copy() error {
 			return err
 		}
 	}
-	return m.roots(m.src, m.copyEntry)
+	return m.roots(m.src, func(parent xl.GFID, de *xl.Dirent) error {
+		m.found++
+		return m.copyEntry(parent, de)
+	})
 }
 
 // copyEntry copies name in parent, which exists on the target.

@@ -5,7 +5,9 @@
 // out of the volume's status by itself. A brick of a replicated volume
 // campaigns in its set's election, keeps a journal under its directory
 // (volfile.JournalDir) and replicates through its peers; see package
-// volfile for the graph.
+// volfile for the graph. It also reconciles: as its set's leader it
+// scrubs the set and resyncs followers in full, as a follower it
+// fast-forwards its log when told to (recon.go).
 package brick
 
 import (
@@ -19,7 +21,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gluon-fs/gluon/recon"
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
@@ -53,7 +57,8 @@ const etcdTimeout = 10 * time.Second
 // and returns nil. Errors: etcd unreachable (within volume.ConnectTimeout),
 // a missing or stopped volume, a bad brick index, a brick directory that
 // posix cannot use, an address in use, or another daemon serving the brick
-// for longer than two lease TTLs.
+// for longer than two lease TTLs. A brick told to fast-forward its log
+// for a full resync rebuilds its graph and serves again, on a new port.
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
@@ -87,21 +92,52 @@ func Run(ctx context.Context, cfg Config) error {
 	if v.State == volume.StateStopped {
 		return fmt.Errorf("brick: volume %s is stopped", v.Name)
 	}
-	b := v.Bricks[cfg.Index]
+	m, err := newReconMetrics(cfg.Metrics, v.Name, cfg.Index)
+	if err != nil {
+		return fmt.Errorf("brick: %w", err)
+	}
+	defer m.unregister()
+	for {
+		ff, err := serve(ctx, cfg, cli, store, v, m, ttl, log)
+		if err != nil || ff == nil {
+			return err
+		}
+		// The leader found the entries this brick lacks pruned: move the
+		// log on and serve again; the leader repairs the store.
+		if err := fastForward(ctx, cli, v, cfg.Index, *ff, log); err != nil {
+			return fmt.Errorf("brick %s: fast-forwarding the journal: %w", v.Bricks[cfg.Index], err)
+		}
+		gctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		nv, err := store.Get(gctx, cfg.Volume)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("brick: %w", err)
+		}
+		if nv.ID != v.ID || nv.State == volume.StateStopped {
+			return nil
+		}
+		v = nv
+	}
+}
 
+// serve builds the brick's graph and serves it until ctx ends or the
+// volume is stopped or deleted (nil, nil), or until the reconciler asks
+// for the log to be fast-forwarded (the mark, nil).
+func serve(ctx context.Context, cfg Config, cli *clientv3.Client, store *volume.Store, v *volume.Volume, m *reconMetrics, ttl time.Duration, log *slog.Logger) (*recon.Resync, error) {
+	b := v.Bricks[cfg.Index]
 	g := volfile.BrickVolfile(v, cfg.Index)
 	srvNode := g.Top()
 	if srvNode.Type != volfile.TypeServer || len(srvNode.Subvolumes) != 1 {
-		return fmt.Errorf("brick %s: volfile top is %s, want %s over one subvolume", b, srvNode.Type, volfile.TypeServer)
+		return nil, fmt.Errorf("brick %s: volfile top is %s, want %s over one subvolume", b, srvNode.Type, volfile.TypeServer)
 	}
 	export, err := g.Subgraph(srvNode.Subvolumes[0])
 	if err != nil {
-		return fmt.Errorf("brick %s: %w", b, err)
+		return nil, fmt.Errorf("brick %s: %w", b, err)
 	}
 	env := volfile.Env{Logger: log, Etcd: cli, Metrics: cfg.Metrics}
 	top, closeGraph, err := volfile.Build(ctx, export, volfile.DefaultRegistry(env))
 	if err != nil {
-		return fmt.Errorf("brick %s: %w", b, err)
+		return nil, fmt.Errorf("brick %s: %w", b, err)
 	}
 	defer closeGraph()
 
@@ -111,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("brick %s: %w", b, err)
+		return nil, fmt.Errorf("brick %s: %w", b, err)
 	}
 	addr := advertised(ln.Addr().(*net.TCPAddr), b.Host)
 	srv := server.New(top, server.Options{Volume: export.Top().Name, Logger: log})
@@ -130,13 +166,30 @@ func Run(ctx context.Context, cfg Config) error {
 	reg, err := register(ctx, store, v.Name, cfg.Index, addr, ttl, log)
 	if err != nil {
 		stopServer()
-		return fmt.Errorf("brick %s: %w", b, err)
+		return nil, fmt.Errorf("brick %s: %w", b, err)
 	}
 	log.Info("brick online", "addr", addr, "dir", b.Path)
+
+	rctx, stopRecon := context.WithCancel(ctx)
+	reconDone := make(chan struct{})
+	fastFwd := make(chan recon.Resync, 1)
+	if v.Replica > 1 {
+		set := cfg.Index / v.Replica
+		rc := &reconciler{
+			cli: cli, store: store, vol: v.Name, set: set, self: cfg.Index % v.Replica, replicas: v.Replica,
+			top: top, log: log, m: m, fastFwd: fastFwd,
+			resyncOpts: recon.VolumeOptions{Logger: log, Set: set},
+		}
+		go func() { defer close(reconDone); rc.run(rctx) }()
+	} else {
+		close(reconDone)
+	}
+	defer func() { stopRecon(); <-reconDone }()
 
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	changes := store.WatchVolume(wctx, v.Name)
+	var ff *recon.Resync
 wait:
 	for {
 		select {
@@ -146,6 +199,9 @@ wait:
 		case serveErr = <-served:
 			serving = false
 			log.Error("brick server failed", "err", serveErr)
+			break wait
+		case mk := <-fastFwd:
+			ff = &mk
 			break wait
 		case nv, ok := <-changes:
 			switch {
@@ -164,6 +220,8 @@ wait:
 			}
 		}
 	}
+	stopRecon()
+	<-reconDone
 	// Leave the volume's status first, so clients stop choosing us.
 	if err := reg.Close(); err != nil {
 		log.Warn("brick deregistration failed; the lease expires on its own", "err", err, "ttl", ttl)
@@ -173,9 +231,9 @@ wait:
 	for range changes {
 	}
 	if err != nil {
-		return fmt.Errorf("brick %s: %w", b, err)
+		return nil, fmt.Errorf("brick %s: %w", b, err)
 	}
-	return nil
+	return ff, nil
 }
 
 // advertised is the address clients dial: the listener's IP unless it is a

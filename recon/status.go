@@ -31,6 +31,9 @@ type SetState struct {
 	Plan      *Plan   `json:"plan,omitempty"`
 	PlanError string  `json:"plan_error,omitempty"`
 	Last      *Result `json:"last_result,omitempty"`
+	// Resyncs are the full resyncs under way, by replica (index in the
+	// set; see ResyncPrefix).
+	Resyncs map[int]Resync `json:"resyncs,omitempty"`
 }
 
 // BrickState is one brick of a SetState.
@@ -80,6 +83,12 @@ func Status(ctx context.Context, cli *clientv3.Client, vol string) ([]SetState, 
 		}
 		if s.Last, err = LastResult(ctx, cli, vol, ss.Set); err != nil {
 			return nil, err
+		}
+		if s.Resyncs, err = Resyncs(ctx, cli, vol, ss.Set); err != nil {
+			return nil, err
+		}
+		if len(s.Resyncs) == 0 {
+			s.Resyncs = nil
 		}
 		s.Plan, err = planFromStatus(s.Bricks, st.Replica/2+1)
 		if err != nil {

@@ -295,51 +295,6 @@ func TestReconMinorityFollower(t *testing.T) {
 	t.Logf("entries on brick %d only (leader %d dead, brick %d away) rolled forward", holder, leader, away)
 }
 
-// TestReconFullResync: a follower's store is lost (its disk replaced)
-// while its journal survives: replication has nothing to ship, since the
-// journal says everything was applied. verify finds the store empty,
-// run resyncs it in full from the leader (walking the namespace by GFID
-// and copying what differs), and verify then finds the replicas
-// identical. A replica whose journal range was pruned is in the same
-// place.
-func TestReconFullResync(t *testing.T) {
-	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
-	v := c.open()
-	w := newCaller(v.Top)
-	writeFiles(t, w, 0, 40)
-	leader, _ := c.leader(-1, 0)
-	c.converge()
-	f := (leader + 1) % replicas
-	c.stop(f)
-	wipeStore(t, c.dirs[f])
-	c.start(f)
-	c.waitOnline(f)
-	c.poll("the journals to converge", func() (bool, string) {
-		st, err := c.status()
-		if err != nil {
-			return false, err.Error()
-		}
-		return sameJournals(st)
-	})
-	code, sets := c.verify()
-	if code == 0 || !recon.Differs(sets) {
-		t.Fatalf("verify of a wiped replica: exit %d, %+v", code, sets)
-	}
-	code, out, errs := c.reconRun("run", volName)
-	if code != 0 {
-		t.Fatalf("gluon recon run: exit %d: %s\n%s", code, errs, out)
-	}
-	t.Logf("gluon recon run:\n%s", out)
-	if !strings.Contains(out, "40 made") {
-		t.Errorf("run did not remake the 40 files:\n%s", out)
-	}
-	c.verifyIdentical()
-	if ok, why := sameTrees(c.dirs); !ok {
-		t.Error(why)
-	}
-	checkFiles(t, w, 0, 40)
-}
-
 // wipeStore removes a stopped brick's store, keeping its journal.
 func wipeStore(t *testing.T, dir string) {
 	t.Helper()

@@ -90,7 +90,8 @@ entries behind the leader's commit (and, estimated from the leader's
 mean record size, in bytes), and its journal's size on disk and range of
 records; what reconciliation would do from
 those positions (ship entries to a laggard, drop a divergent tail, or
-resync a replica in full); whether the term is reconciled (every
+resync a replica in full) and the full resyncs under way; whether the
+term is reconciled (every
 replica holds the same non-zero reconciliation id in etcd, which verify
 and run set); and the result of the last verify or run.`,
 		Example: `  gluon recon status vol0
@@ -140,6 +141,9 @@ func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
 			for _, c := range s.Plan.Catchups {
 				needs[c.ID] = catchupText(c)
 			}
+		}
+		for rep, r := range s.Resyncs {
+			needs[rep] = fmt.Sprintf("full resync: %s to %d/%d", r.State, r.Term, r.Index)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BRICK\tONLINE\tROLE\tLAST\tCOMMIT\tAPPLIED\tLAG\tJOURNAL\tRECON ID\tNEEDS")

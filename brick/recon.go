@@ -1,0 +1,316 @@
+package brick
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gluon-fs/gluon/recon"
+	"github.com/gluon-fs/gluon/volfile"
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/fdl/journal"
+	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Reconciliation in the brick daemon.
+//
+// Every brick of a replicated volume runs a reconciler beside its
+// graph. On the leader of its set it scrubs the set every
+// recon.scrub-interval at recon.scrub-rate (recon.Run: compare every
+// replica with this one by checksum and repair what differs), and drives
+// the full resync of followers whose needed entries its journal pruned:
+// it marks them in etcd (recon.ResyncPrefix), and once a follower has
+// fast-forwarded its log it repairs the follower's store and clears the
+// mark. On a follower marked for a fast-forward it has Run restart the
+// brick's graph with the log moved on (jbrserver.FastForward).
+
+// reconTick is how often the reconciler looks at its jbr-server and at
+// the resync marks: a few local calls and an etcd read.
+const reconTick = time.Second
+
+// reconMetrics count what the scrubs and resyncs of one brick did.
+type reconMetrics struct {
+	reg                          prometheus.Registerer
+	rounds, found, repaired, res prometheus.Counter
+}
+
+func newReconMetrics(reg prometheus.Registerer, vol string, index int) (*reconMetrics, error) {
+	labels := prometheus.Labels{"volume": vol, "brick": strconv.Itoa(index)}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "recon", Name: name, Help: help, ConstLabels: labels})
+	}
+	m := &reconMetrics{
+		reg:      reg,
+		rounds:   counter("scrub_rounds_total", "Scrub rounds this brick ran as its set's leader."),
+		found:    counter("scrub_found_total", "Differences scrubs found between a replica and its leader."),
+		repaired: counter("scrub_repaired_total", "Objects scrubs repaired (made, removed, data or metadata fixed)."),
+		res:      counter("resyncs_total", "Followers this brick, as leader, resynced in full."),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for i, c := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res} {
+		if err := reg.Register(c); err != nil {
+			for _, done := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res}[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("registering recon metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *reconMetrics) unregister() {
+	if m.reg != nil {
+		for _, c := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res} {
+			m.reg.Unregister(c)
+		}
+	}
+}
+
+// reconciler is one brick's reconciliation duties; run owns it.
+type reconciler struct {
+	cli        *clientv3.Client
+	store      *volume.Store
+	vol        string
+	set, self  int // replica set, and this brick's index in it
+	replicas   int
+	top        xl.Xlator
+	log        *slog.Logger
+	m          *reconMetrics
+	lastScrub  time.Time
+	fastFwd    chan<- recon.Resync // to Run: restart fast-forwarded
+	resyncOpts recon.VolumeOptions
+}
+
+// run works until ctx ends, or until it has asked Run for a fast-forward.
+func (r *reconciler) run(ctx context.Context) {
+	r.lastScrub = time.Now()
+	t := time.NewTicker(reconTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.step(ctx); err != nil {
+			if errors.Is(err, errFastForward) || ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("recon: reconciler", "err", err)
+		}
+	}
+}
+
+var errFastForward = errors.New("fast-forward asked")
+
+func (r *reconciler) step(ctx context.Context) error {
+	st, err := r.status(ctx)
+	if err != nil {
+		return err
+	}
+	marks, err := recon.Resyncs(ctx, r.cli, r.vol, r.set)
+	if err != nil {
+		return err
+	}
+	switch st.Role {
+	case "follower":
+		mk, ok := marks[r.self]
+		if !ok || mk.State != recon.ResyncFastForward {
+			return nil
+		}
+		if st.LastIndex >= mk.Index {
+			mk.State = recon.ResyncRepair
+			return recon.MarkResync(ctx, r.cli, r.vol, r.set, r.self, mk)
+		}
+		r.log.Warn("recon: restarting to fast-forward the log for a full resync", "term", mk.Term, "index", mk.Index, "last_index", st.LastIndex)
+		select {
+		case r.fastFwd <- mk:
+		default:
+		}
+		return errFastForward
+	case "leader":
+		return r.lead(ctx, marks)
+	}
+	return nil
+}
+
+// lead marks the followers the journal cannot catch up, repairs those
+// that have fast-forwarded, and scrubs when it is time.
+func (r *reconciler) lead(ctx context.Context, marks map[int]recon.Resync) error {
+	js, err := r.journal(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range js.NeedsResync {
+		if mk, ok := marks[n.Replica]; ok && mk.State == recon.ResyncFastForward {
+			continue // it has yet to restart
+		}
+		r.log.Warn("recon: a follower needs entries this journal pruned: resyncing it in full",
+			"replica", n.Replica, "after", n.After, "fast_forward_to", n.Index)
+		mk := recon.Resync{State: recon.ResyncFastForward, Term: n.Term, Index: n.Index, Since: time.Now().UTC()}
+		if err := recon.MarkResync(ctx, r.cli, r.vol, r.set, n.Replica, mk); err != nil {
+			return err
+		}
+	}
+	var repair []int
+	for rep, mk := range marks {
+		stuck := slices.ContainsFunc(js.NeedsResync, func(n jbrserver.Resync) bool { return n.Replica == rep })
+		if mk.State == recon.ResyncRepair && !stuck {
+			repair = append(repair, rep)
+		}
+	}
+	if len(repair) > 0 {
+		return r.repair(ctx, repair)
+	}
+	if time.Since(r.lastScrub) >= r.scrubInterval(ctx) {
+		return r.scrub(ctx)
+	}
+	return nil
+}
+
+// repair resyncs the stores of fast-forwarded followers from this one.
+func (r *reconciler) repair(ctx context.Context, reps []int) error {
+	start := time.Now()
+	sets, err := recon.Run(ctx, r.cli, r.vol, r.resyncOpts)
+	if err != nil {
+		return err
+	}
+	if len(sets) != 1 || sets[0].Error != "" {
+		return fmt.Errorf("full resync of set %d: %+v", r.set, sets)
+	}
+	for _, b := range sets[0].Bricks {
+		rep := b.Index - r.set*r.replicas
+		if !slices.Contains(reps, rep) {
+			continue
+		}
+		if b.Error != "" || len(b.Diffs) > 0 {
+			r.log.Warn("recon: full resync incomplete; trying again", "replica", rep, "err", b.Error, "left", len(b.Diffs))
+			continue
+		}
+		if err := recon.ClearResync(ctx, r.cli, r.vol, r.set, rep); err != nil {
+			return err
+		}
+		r.m.res.Inc()
+		var moved recon.Moved
+		if b.Moved != nil {
+			moved = *b.Moved
+		}
+		r.log.Warn("recon: full resync done", "replica", rep, "objects", b.Objects, "found", b.Found,
+			"moved", moved, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// scrubInterval reads recon.scrub-interval, which may change while the
+// brick runs.
+func (r *reconciler) scrubInterval(ctx context.Context) time.Duration {
+	v, err := r.store.Get(ctx, r.vol)
+	if err != nil {
+		return time.Hour
+	}
+	return v.Duration(volume.OptScrubInterval)
+}
+
+// scrub compares every replica of the set with this leader's store, at
+// recon.scrub-rate, and repairs what differs.
+func (r *reconciler) scrub(ctx context.Context) error {
+	r.lastScrub = time.Now()
+	v, err := r.store.Get(ctx, r.vol)
+	if err != nil {
+		return err
+	}
+	rate, err := strconv.ParseInt(v.Option(volume.OptScrubRate), 10, 64)
+	if err != nil || rate < 0 {
+		rate = 0
+	}
+	opts := r.resyncOpts
+	opts.BytesPerSec = rate
+	sets, err := recon.Run(ctx, r.cli, r.vol, opts)
+	r.lastScrub = time.Now() // the interval runs from the end of a round
+	if err != nil {
+		return err
+	}
+	r.m.rounds.Inc()
+	for _, s := range sets {
+		if s.Error != "" {
+			r.log.Warn("recon scrub: set not scrubbed", "err", s.Error)
+		}
+		for _, b := range s.Bricks {
+			if b.Found == 0 && b.Error == "" && len(b.Diffs) == 0 {
+				continue
+			}
+			var moved recon.Moved
+			if b.Moved != nil {
+				moved = *b.Moved
+			}
+			r.m.found.Add(float64(b.Found))
+			r.m.repaired.Add(float64(moved.Created + moved.Removed + moved.Data + moved.Meta))
+			r.log.Warn("recon scrub: a replica differed from its leader", "brick", b.Brick, "found", b.Found,
+				"repaired", moved, "left", len(b.Diffs), "err", b.Error)
+			for _, d := range b.Diffs {
+				r.log.Warn("recon scrub: difference left", "brick", b.Brick, "diff", d.String())
+			}
+		}
+	}
+	return nil
+}
+
+func (r *reconciler) status(ctx context.Context) (*jbrserver.Status, error) {
+	out, e := r.top.Ipc(xl.WithCall(ctx, &xl.Call{}), jbrserver.IpcStatus, nil)
+	if e != 0 {
+		return nil, fmt.Errorf("asking the jbr-server its status: %w", e)
+	}
+	var st jbrserver.Status
+	if err := json.Unmarshal(out["status"], &st); err != nil {
+		return nil, fmt.Errorf("jbr-server status: %w", err)
+	}
+	return &st, nil
+}
+
+func (r *reconciler) journal(ctx context.Context) (*jbrserver.JournalStat, error) {
+	out, e := r.top.Ipc(xl.WithCall(ctx, &xl.Call{}), jbrserver.IpcReconJournal, nil)
+	if e != 0 {
+		return nil, fmt.Errorf("asking the jbr-server its journal: %w", e)
+	}
+	var js jbrserver.JournalStat
+	if err := json.Unmarshal(out["journal"], &js); err != nil {
+		return nil, fmt.Errorf("jbr-server journal: %w", err)
+	}
+	return &js, nil
+}
+
+// fastForward moves the log in a stopped brick's journal on to where
+// the leader said, and marks the brick for the repair of its store.
+func fastForward(ctx context.Context, cli *clientv3.Client, v *volume.Volume, index int, mk recon.Resync, log *slog.Logger) error {
+	dir := filepath.Join(v.Bricks[index].Path, volfile.JournalDir)
+	jo := journal.Options{Logger: log}
+	if n, err := strconv.ParseInt(v.Option(volume.OptJournalMaxSize), 10, 64); err == nil && n > 0 {
+		jo.SegmentSize = min(journal.DefaultSegmentSize, max(n/4, 1<<20)) // as volfile opens it
+	}
+	j, err := journal.Open(dir, jo)
+	if err != nil {
+		return err
+	}
+	if err := jbrserver.FastForward(j, mk.Term, mk.Index); err != nil {
+		j.Close()
+		return err
+	}
+	if err := j.Close(); err != nil {
+		return err
+	}
+	log.Warn("recon: log fast-forwarded; the leader repairs the store", "term", mk.Term, "index", mk.Index)
+	mk.State = recon.ResyncRepair
+	return recon.MarkResync(ctx, cli, v.Name, index/v.Replica, index%v.Replica, mk)
+}

@@ -1,0 +1,184 @@
+package systest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gluon-fs/gluon/recon"
+	"github.com/gluon-fs/gluon/volume"
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// journalBound is the jbr.journal-max-size of these tests: the smallest
+// the option takes.
+const journalBound = 4 << 20
+
+// bigBlock is block i of a big file: 1 MiB, different for every block.
+func bigBlock(i int) []byte {
+	return bytes.Repeat([]byte(fmt.Sprintf("<%07d>", i)), (1<<20)/9+1)[:1<<20]
+}
+
+// writeBig writes blocks [from, to) of name, 1 MiB each, creating it
+// first if from is 0.
+func writeBig(t *testing.T, w *caller, name string, from, to int) {
+	t.Helper()
+	ctx := context.Background()
+	var fd xl.Fd
+	if from == 0 {
+		fd = w.create(t, name, syscall.O_WRONLY)
+	} else {
+		a, e := w.top.Lookup(w.ctx(ctx), xl.RootGFID, name)
+		if e != 0 {
+			t.Fatalf("lookup %s: %v", name, e)
+		}
+		if fd, e = w.top.Open(w.ctx(ctx), a.GFID, syscall.O_WRONLY); e != 0 {
+			t.Fatalf("open %s: %v", name, e)
+		}
+	}
+	defer w.top.Release(w.ctx(ctx), fd)
+	for i := from; i < to; i++ {
+		b := bigBlock(i)
+		if n, e := w.top.Write(w.ctx(ctx), fd, b, int64(i)<<20); e != 0 || n != len(b) {
+			t.Fatalf("write block %d of %s: %d, %v", i, name, n, e)
+		}
+	}
+}
+
+// checkBig reads name back: it must hold blocks [0, n).
+func checkBig(t *testing.T, w *caller, name string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	a, e := w.top.Lookup(w.ctx(ctx), xl.RootGFID, name)
+	if e != 0 {
+		t.Fatalf("acknowledged %s lost: %v", name, e)
+	}
+	fd, e := w.top.Open(w.ctx(ctx), a.GFID, syscall.O_RDONLY)
+	if e != 0 {
+		t.Fatalf("open %s: %v", name, e)
+	}
+	got, e := w.readAll(fd)
+	w.top.Release(w.ctx(ctx), fd)
+	if e != 0 || len(got) != n<<20 {
+		t.Fatalf("%s: %d bytes, %v; want %d", name, len(got), e, n<<20)
+	}
+	for i := range n {
+		if !bytes.Equal(got[i<<20:(i+1)<<20], bigBlock(i)) {
+			t.Fatalf("%s: block %d differs", name, i)
+		}
+	}
+}
+
+// reconStatus runs gluon recon status --json.
+func (c *cluster) reconStatus() ([]recon.SetState, error) {
+	code, out, errs := c.reconRun("status", volName, "--json")
+	var st []recon.SetState
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st) != 1 {
+		return nil, fmt.Errorf("gluon recon status --json: exit %d, %v, %s", code, err, errs)
+	}
+	return st, nil
+}
+
+// TestReconJournalBounded: with jbr.journal-max-size, a write stream of
+// eight times the bound leaves every brick's journal under it once the
+// bricks' checkpoints have caught up, as gluon recon status shows, and
+// the replicas end identical with every write present.
+func TestReconJournalBounded(t *testing.T) {
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s", volume.OptJournalMaxSize: fmt.Sprint(journalBound)})
+	v := c.open()
+	w := newCaller(v.Top)
+	const blocks = 8 * journalBound >> 20
+	start := time.Now()
+	writeBig(t, w, "big", 0, blocks)
+	t.Logf("wrote %d MiB in %v", blocks, time.Since(start).Round(time.Millisecond))
+	c.converge()
+	c.poll("every brick's journal under jbr.journal-max-size", func() (bool, string) {
+		st, err := c.reconStatus()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, b := range st[0].Bricks {
+			if b.Journal == nil || b.Journal.Bytes > journalBound || b.Journal.FirstIndex <= 1 {
+				return false, fmt.Sprintf("brick %d: journal %+v", b.Index, b.Journal)
+			}
+		}
+		return true, ""
+	})
+	_, out, _ := c.reconRun("status", volName)
+	t.Logf("gluon recon status after %d MiB with a %d MiB bound:\n%s", blocks, journalBound>>20, out)
+	c.verifyIdentical()
+	checkBig(t, w, "big", blocks)
+}
+
+// TestReconPrunedReplicaResynced: a follower is away while the others
+// write four times the journal bound, so the leader prunes the entries
+// it lacks. When it returns the leader finds them gone and marks it for
+// a full resync; the follower's daemon fast-forwards its log to the
+// leader's commit index and serves again; the leader repairs its store
+// by GFID walk (files made and removed while it was away, a big file's
+// blocks) and clears the mark. verify then finds the replicas identical
+// and every acknowledged write present.
+func TestReconPrunedReplicaResynced(t *testing.T) {
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s", volume.OptJournalMaxSize: fmt.Sprint(journalBound)})
+	v := c.open()
+	w := newCaller(v.Top)
+	writeFiles(t, w, 0, 20)
+	leader, _ := c.leader(-1, 0)
+	c.converge()
+	f := (leader + 1) % replicas
+	js, err := c.jbrStatus(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.kill(f)
+	const blocks = 4 * journalBound >> 20
+	writeBig(t, w, "big", 0, blocks)
+	writeFiles(t, w, 20, 40)
+	if e := v.Top.Unlink(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != 0 {
+		t.Fatal(e)
+	}
+	c.poll("the leader to prune the entries the follower lacks", func() (bool, string) {
+		st, err := c.reconStatus()
+		if err != nil {
+			return false, err.Error()
+		}
+		lj := st[0].Bricks[leader].Journal
+		return lj != nil && lj.FirstIndex > js.LastIndex+1, fmt.Sprintf("leader's journal %+v, follower at %d", lj, js.LastIndex)
+	})
+
+	c.start(f)
+	c.waitOnline(f)
+	c.poll("the full resync to be marked, done and cleared", func() (bool, string) {
+		fl, err1 := os.ReadFile(c.logs[f])
+		ll, err2 := os.ReadFile(c.logs[leader])
+		if err1 != nil || err2 != nil {
+			return false, fmt.Sprint(err1, err2)
+		}
+		if !bytes.Contains(fl, []byte("recon: log fast-forwarded")) || !bytes.Contains(ll, []byte("recon: full resync done")) {
+			return false, "no fast-forward and resync logged yet"
+		}
+		marks, err := recon.Resyncs(context.Background(), c.cli, volName, 0)
+		return err == nil && len(marks) == 0, fmt.Sprintf("marks %+v, %v", marks, err)
+	})
+	c.converge()
+	c.verifyIdentical()
+	checkFiles(t, w, 0, 3)
+	checkFiles(t, w, 4, 40)
+	if _, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != syscall.ENOENT {
+		t.Errorf("lookup of the removed %s: %v, want ENOENT", fileName(3), e)
+	}
+	checkBig(t, w, "big", blocks)
+	if b, err := os.ReadFile(c.logs[leader]); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "full resync") {
+				t.Log(l)
+			}
+		}
+	}
+}

@@ -114,7 +114,8 @@
 //   - Linearizable (default): the read sees every write acknowledged
 //     before it arrived, on any brick. The leader confirms with a quorum
 //     that it still leads its term (one heartbeat round shared by all
-//     reads that arrive together), and serves the read from its store
+//     reads that arrive together, sent to as many followers as a quorum
+//     needs, those that answered the latest rounds), and serves the read from its store
 //     once the entries committed when the read arrived that touch the
 //     object read have been applied. Reads that leave no trace (all but
 //     Open and Opendir) are served while the round is out and answered

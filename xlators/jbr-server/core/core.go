@@ -22,6 +22,7 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -638,10 +639,19 @@ func (c *Core) ReadIndex() uint64 {
 		return 0
 	}
 	c.round++
+	// Ask only as many followers as a quorum needs, those that answered
+	// the latest rounds: each round costs every follower asked a message
+	// each way. The others learn the round from the next tick's
+	// heartbeat, which confirms it should one asked have gone quiet.
+	asked := make([]ID, 0, len(c.cfg.Peers)-1)
 	for _, p := range c.cfg.Peers {
 		if p != c.cfg.ID {
-			c.heartbeat(p)
+			asked = append(asked, p)
 		}
+	}
+	slices.SortStableFunc(asked, func(a, b ID) int { return cmp.Compare(c.rounds[b], c.rounds[a]) })
+	for _, p := range asked[:min(len(asked), c.quorum-1)] {
+		c.heartbeat(p)
 	}
 	c.confirmRounds()
 	return c.round

@@ -68,8 +68,8 @@
 //
 // Run prints an estimate of the total before it starts (Report.Estimate)
 // and the table header shows it next to the time taken. Larger --runtime,
-// --rounds, --size and --read-size give steadier numbers when there is
-// time.
+// --rounds, --size, --read-size and --meta-files give steadier numbers
+// when there is time.
 //
 // fio runs with --output-format=json and its output is decoded
 // (ParseFioJSON). Latencies are fio's total latency percentiles (lat_ns,

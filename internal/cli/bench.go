@@ -69,6 +69,8 @@ when it is a terminal.`,
 				return usagef("--jobs %d: need at least 1", cfg.Jobs)
 			case cfg.MetaWorkers < 1:
 				return usagef("--meta-workers %d: need at least 1", cfg.MetaWorkers)
+			case cfg.MetaFiles < 1:
+				return usagef("--meta-files %d: need at least 1", cfg.MetaFiles)
 			case cfg.Size == "":
 				return usagef("--size: empty")
 			case cmd.Flags().Changed("workloads") && len(cfg.Workloads) == 0:
@@ -91,11 +93,12 @@ when it is a terminal.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "run every workload on every target `N` times; the table shows medians")
-	f.DurationVar(&cfg.Runtime, "runtime", bench.DefaultRuntime, "run time of each fio workload (the cap of the one-pass ones)")
+	f.DurationVar(&cfg.Runtime, "runtime", bench.DefaultRuntime, "run time of each fio workload (the cap of the one-pass ones, and of meta-create)")
 	f.StringVar(&cfg.Size, "size", bench.DefaultSize, "file `SIZE` per job of randwrite, randwrite-fsync and randrw (K, M, G)")
 	f.StringVar(&cfg.ReadSize, "read-size", "", "`SIZE` of the file seqwrite writes and the read workloads read (default 4 x --size)")
 	f.IntVar(&cfg.Jobs, "jobs", bench.DefaultJobs, "parallel fio jobs of randrw")
 	f.IntVar(&cfg.MetaWorkers, "meta-workers", bench.DefaultMetaWorkers, "parallel workers of meta")
+	f.IntVar(&cfg.MetaFiles, "meta-files", bench.DefaultMetaFiles, "files meta creates (fewer if meta-create reaches --runtime first)")
 	f.StringSliceVar(&cfg.Workloads, "workloads", nil, "comma-separated `LIST` of workloads to run (default all)")
 	f.BoolVar(&cfg.KeepCaches, "keep-caches", false, "do not drop the kernel caches before cold runs (no root needed; they are then not cold)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "`DIR` for the files of local, loopback, gluon and gluster (default $TMPDIR or /tmp)")

@@ -42,6 +42,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--jobs", "0", "local"}, "--jobs 0"},
 		{[]string{"--meta-workers", "0", "local"}, "--meta-workers 0"},
 		{[]string{"--meta-workers", "100", "local"}, "meta workers 100: want 1..64"},
+		{[]string{"--meta-files", "0", "local"}, "--meta-files 0"},
 		{[]string{"--size", "lots", "local"}, `size "lots"`},
 		{[]string{"--size", "4k", "local"}, "at least 1M"},
 		{[]string{"--read-size", "1x", "local"}, `size "1x"`},

@@ -103,7 +103,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		// The leader found the entries this brick lacks pruned: move the
-		// log on and serve again; the leader repairs the store.
+		// log on and serve again; the leader repairs the store. (Or this
+		// brick was elected while being resynced: serve again, behind
+		// another leader.)
 		if err := fastForward(ctx, cli, v, cfg.Index, *ff, log); err != nil {
 			return fmt.Errorf("brick %s: fast-forwarding the journal: %w", v.Bricks[cfg.Index], err)
 		}

@@ -124,10 +124,22 @@ func (r *reconciler) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mk, marked := marks[r.self]
+	if marked && st.Role != "follower" {
+		// Elected while being resynced: its store is not the set's, and a
+		// log behind the others cannot even finish recovering. Restart,
+		// which leaves the election and joins it again at the back, so
+		// another brick leads (fast-forwarding first if that was asked).
+		r.log.Warn("recon: elected while being resynced; restarting to hand leadership over", "role", st.Role, "resync", mk.State)
+		select {
+		case r.fastFwd <- mk:
+		default:
+		}
+		return errFastForward
+	}
 	switch st.Role {
 	case "follower":
-		mk, ok := marks[r.self]
-		if !ok || mk.State != recon.ResyncFastForward {
+		if !marked || mk.State != recon.ResyncFastForward {
 			return nil
 		}
 		if st.LastIndex >= mk.Index {
@@ -292,8 +304,12 @@ func (r *reconciler) journal(ctx context.Context) (*jbrserver.JournalStat, error
 }
 
 // fastForward moves the log in a stopped brick's journal on to where
-// the leader said, and marks the brick for the repair of its store.
+// the leader said, and marks the brick for the repair of its store. A
+// brick restarted only to step down has nothing to do.
 func fastForward(ctx context.Context, cli *clientv3.Client, v *volume.Volume, index int, mk recon.Resync, log *slog.Logger) error {
+	if mk.State != recon.ResyncFastForward {
+		return nil // only stepping down: the mark stays for the leader
+	}
 	dir := filepath.Join(v.Bricks[index].Path, volfile.JournalDir)
 	jo := journal.Options{Logger: log}
 	if n, err := strconv.ParseInt(v.Option(volume.OptJournalMaxSize), 10, 64); err == nil && n > 0 {

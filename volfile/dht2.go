@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gluon-fs/gluon/volume"
@@ -17,7 +21,10 @@ const layoutTimeout = 30 * time.Second
 
 // dht2 builds cluster/dht2 over the volume's replica sets, in set order.
 // The layout comes from etcd and is watched; a volume mounted for the
-// first time gets an even one over its sets (see EnsureLayout).
+// first time gets an even one over its sets (see EnsureLayout). The
+// volume's definition is watched too: when add-brick gives it more sets,
+// their subgraphs are built and a DHT2 over every set takes over, so that
+// a mounted client reaches the tokens a rebalance moves to them.
 func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, error) {
 	if len(children) == 0 {
 		return nil, errors.New("wants the volume's replica sets as subvolumes, has none")
@@ -29,7 +36,7 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 	if err := volume.ValidName(vol); err != nil {
 		return nil, fmt.Errorf("option volume: %w", err)
 	}
-	o := dht2.Options{Subvols: children, Logger: env.Logger, Registerer: env.Metrics}
+	o := dht2.Options{Logger: env.Logger, Registerer: env.Metrics}
 	if v, ok := opts["scrub-interval"]; ok {
 		d, err := duration(v)
 		if err != nil {
@@ -47,9 +54,8 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 		return nil, err
 	}
 	o.Layout = store
-	return dht2.New(o)
+	return newGrowing(env, vol, children, o)
 }
-
 // LayoutStore is where a volume's layout is kept: dht2.EtcdStore, or
 // dht2.MemStore in tests.
 type LayoutStore interface {
@@ -91,4 +97,145 @@ func (env Env) dht2Guard(children []xl.Xlator, opts map[string]string) (xl.Xlato
 		return nil, err
 	}
 	return dht2.NewGuard(children[0], dht2.GuardOptions{Logger: env.Logger})
+}
+
+// oldGrace is how long a replaced DHT2 lives on for the requests that
+// were in flight on it.
+const oldGrace = 10 * time.Second
+
+// growing is cluster/dht2 for a volume that may gain sets: a DHT2 over
+// the sets the volume has, replaced by one over more sets when add-brick
+// adds them. Requests go to the newest; one in flight on an older DHT2
+// finishes there, and the older one is closed oldGrace later. The
+// subgraphs built for new sets are closed with the graph.
+type growing struct {
+	xl.Funnel
+	env    Env
+	vol    string
+	opts   dht2.Options // Subvols: every set so far
+	log    *slog.Logger
+	cur    atomic.Pointer[dht2.DHT2]
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	old     []*time.Timer // each closes a replaced DHT2
+	oldWG   sync.WaitGroup
+	closers []xl.Lifecycle // of the sets' subgraphs built here, in build order
+	built   map[string]xl.Xlator
+}
+
+var (
+	_ xl.Xlator    = (*growing)(nil)
+	_ xl.Lifecycle = (*growing)(nil)
+)
+
+func newGrowing(env Env, vol string, sets []xl.Xlator, o dht2.Options) (*growing, error) {
+	o.Subvols = slices.Clip(sets)
+	d, err := dht2.New(o)
+	if err != nil {
+		return nil, err
+	}
+	g := &growing{env: env, vol: vol, opts: o, log: env.Logger.With("volume", vol), done: make(chan struct{}), built: map[string]xl.Xlator{}}
+	if g.log == nil {
+		g.log = slog.Default().With("volume", vol)
+	}
+	g.cur.Store(d)
+	g.Funnel = xl.Funnel{H: func(ctx context.Context, f *xl.Fop) *xl.Result {
+		return xl.Dispatch(ctx, g.cur.Load(), f)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	store := volume.NewStore(env.Etcd)
+	store.Logger = g.log
+	go g.follow(store.WatchVolume(ctx, vol))
+	return g, nil
+}
+
+// follow grows the DHT2 whenever the volume has more sets than it.
+func (g *growing) follow(defs <-chan *volume.Volume) {
+	defer close(g.done)
+	for v := range defs {
+		if v == nil || v.Sets() <= len(g.opts.Subvols) {
+			continue
+		}
+		if err := g.grow(v); err != nil {
+			g.log.Error("dht2: cannot reach the volume's new replica sets; remount to use them", "sets", v.Sets(), "err", err)
+		}
+	}
+}
+
+// grow builds the subgraphs of v's sets beyond those it has and puts a
+// DHT2 over all of them in front.
+func (g *growing) grow(v *volume.Volume) error {
+	graph, err := ClientVolfile(v)
+	if err != nil {
+		return err
+	}
+	reg := DefaultRegistry(g.env)
+	top := graph.Top()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sets := slices.Clone(g.opts.Subvols)
+	for _, name := range top.Subvolumes[len(sets):] {
+		sub, err := graph.Subgraph(name)
+		if err != nil {
+			return err
+		}
+		for _, n := range sub.Nodes {
+			if _, ok := g.built[n.Name]; ok {
+				continue
+			}
+			x, err := buildNode(n, g.built, reg)
+			if err != nil {
+				return err
+			}
+			g.built[n.Name] = x
+			if c, ok := x.(xl.Lifecycle); ok {
+				g.closers = append(g.closers, c)
+			}
+		}
+		sets = append(sets, g.built[name])
+	}
+	o := g.opts
+	o.Subvols = sets
+	d, err := dht2.New(o)
+	if err != nil {
+		return err
+	}
+	g.opts = o
+	prev := g.cur.Swap(d)
+	g.oldWG.Add(1)
+	g.old = append(g.old, time.AfterFunc(oldGrace, func() {
+		defer g.oldWG.Done()
+		prev.Close()
+	}))
+	g.log.Info("dht2: reaching the volume's new replica sets", "sets", len(sets))
+	return nil
+}
+
+// MigrateToken moves a token with the current DHT2 (see package
+// rebalance).
+func (g *growing) MigrateToken(ctx context.Context, token uint16, to int, progress func(dht2.MigrateProgress)) error {
+	return g.cur.Load().MigrateToken(ctx, token, to, progress)
+}
+
+// Close stops following the volume, then closes every DHT2 and the
+// subgraphs built for new sets, newest first.
+func (g *growing) Close() error {
+	g.cancel()
+	<-g.done
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	errs := []error{g.cur.Load().Close()}
+	for _, t := range g.old {
+		if t.Stop() { // not fired: close it now
+			t.Reset(0)
+		}
+	}
+	g.oldWG.Wait()
+	for _, c := range slices.Backward(g.closers) {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }

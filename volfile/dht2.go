@@ -56,6 +56,7 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 	o.Layout = store
 	return newGrowing(env, vol, children, o)
 }
+
 // LayoutStore is where a volume's layout is kept: dht2.EtcdStore, or
 // dht2.MemStore in tests.
 type LayoutStore interface {

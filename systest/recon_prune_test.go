@@ -182,3 +182,30 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 		}
 	}
 }
+
+// TestReconResyncedLeaderStepsDown: a brick marked for a full resync
+// must not lead (its store is not the set's). Marked while it leads, it
+// restarts, another brick takes over, repairs it and clears the mark.
+func TestReconResyncedLeaderStepsDown(t *testing.T) {
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
+	v := c.open()
+	w := newCaller(v.Top)
+	writeFiles(t, w, 0, 10)
+	leader, term := c.leader(-1, 0)
+	c.converge()
+	ctx := context.Background()
+	mk := recon.Resync{State: recon.ResyncRepair, Term: term, Since: time.Now().UTC()}
+	if err := recon.MarkResync(ctx, c.cli, volName, 0, leader, mk); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := c.leader(leader, term)
+	c.poll("the new leader to repair the old one and clear its mark", func() (bool, string) {
+		marks, err := recon.Resyncs(ctx, c.cli, volName, 0)
+		return err == nil && len(marks) == 0, fmt.Sprintf("marks %+v, %v", marks, err)
+	})
+	t.Logf("brick %d, marked for a resync, handed leadership to brick %d", leader, next)
+	writeFiles(t, w, 10, 20)
+	c.converge()
+	c.verifyIdentical()
+	checkFiles(t, w, 0, 20)
+}

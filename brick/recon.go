@@ -31,8 +31,11 @@ import (
 // the full resync of followers whose needed entries its journal pruned:
 // it marks them in etcd (recon.ResyncPrefix), and once a follower has
 // fast-forwarded its log it repairs the follower's store and clears the
-// mark. On a follower marked for a fast-forward it has Run restart the
-// brick's graph with the log moved on (jbrserver.FastForward).
+// mark. On a follower it marks a recovering leader that asked for
+// entries its journal pruned, and when marked itself for a fast-forward
+// it has Run restart the brick's graph with the log moved on
+// (jbrserver.FastForward). A brick elected while marked restarts too,
+// leaving the election to a brick holding the set's store.
 
 // reconTick is how often the reconciler looks at its jbr-server and at
 // the resync marks: a few local calls and an etcd read.
@@ -137,6 +140,13 @@ func (r *reconciler) step(ctx context.Context) error {
 		}
 		return errFastForward
 	}
+	js, err := r.journal(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.mark(ctx, marks, js.NeedsResync); err != nil {
+		return err
+	}
 	switch st.Role {
 	case "follower":
 		if !marked || mk.State != recon.ResyncFastForward {
@@ -153,33 +163,36 @@ func (r *reconciler) step(ctx context.Context) error {
 		}
 		return errFastForward
 	case "leader":
-		return r.lead(ctx, marks)
+		return r.lead(ctx, marks, js.NeedsResync)
 	}
 	return nil
 }
 
-// lead marks the followers the journal cannot catch up, repairs those
-// that have fast-forwarded, and scrubs when it is time.
-func (r *reconciler) lead(ctx context.Context, marks map[int]recon.Resync) error {
-	js, err := r.journal(ctx)
-	if err != nil {
-		return err
-	}
-	for _, n := range js.NeedsResync {
+// mark records in etcd the peers this brick's journal cannot catch up:
+// a leader's lagging followers, or a recovering leader that asked a
+// follower for what it pruned.
+func (r *reconciler) mark(ctx context.Context, marks map[int]recon.Resync, stuck []jbrserver.Resync) error {
+	for _, n := range stuck {
 		if mk, ok := marks[n.Replica]; ok && mk.State == recon.ResyncFastForward {
 			continue // it has yet to restart
 		}
-		r.log.Warn("recon: a follower needs entries this journal pruned: resyncing it in full",
+		r.log.Warn("recon: a replica needs entries this journal pruned: resyncing it in full",
 			"replica", n.Replica, "after", n.After, "fast_forward_to", n.Index)
 		mk := recon.Resync{State: recon.ResyncFastForward, Term: n.Term, Index: n.Index, Since: time.Now().UTC()}
 		if err := recon.MarkResync(ctx, r.cli, r.vol, r.set, n.Replica, mk); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// lead repairs the followers that have fast-forwarded, and scrubs when
+// it is time.
+func (r *reconciler) lead(ctx context.Context, marks map[int]recon.Resync, stuck []jbrserver.Resync) error {
 	var repair []int
 	for rep, mk := range marks {
-		stuck := slices.ContainsFunc(js.NeedsResync, func(n jbrserver.Resync) bool { return n.Replica == rep })
-		if mk.State == recon.ResyncRepair && !stuck {
+		behind := slices.ContainsFunc(stuck, func(n jbrserver.Resync) bool { return n.Replica == rep })
+		if mk.State == recon.ResyncRepair && !behind {
 			repair = append(repair, rep)
 		}
 	}

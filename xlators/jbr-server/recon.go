@@ -61,8 +61,8 @@ type JournalStat struct {
 	Segments   int    `json:"segments"`
 	Terms      int    `json:"terms"`
 	Bytes      int64  `json:"bytes"`
-	// NeedsResync, on a leader, lists the followers it cannot catch up
-	// from its journal (see FastForward).
+	// NeedsResync lists the peers this brick cannot catch up from its
+	// journal (see FastForward).
 	NeedsResync []Resync `json:"needs_resync,omitempty"`
 }
 

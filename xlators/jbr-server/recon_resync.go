@@ -17,7 +17,8 @@ import (
 // leader's resend would find nothing to send, and the follower would
 // stay behind forever. The leader notices it on each resend (resyncNeeded)
 // and reports the follower in its journal status (IpcReconJournal), with
-// its own commit index then. The brick daemons and recon do the rest:
+// its own commit index then. So does a follower asked by a recovering
+// leader for entries it pruned: that leader cannot finish recovering. The brick daemons and recon do the rest:
 // the follower's log is fast-forwarded to that index while it is stopped
 // (FastForward), replication ships it everything after, and recon
 // repairs its store from the leader's by GFID walk (recon.Repair).
@@ -27,12 +28,12 @@ import (
 // it is stuck.
 const resyncTTL = 3 * time.Second
 
-// Resync is a follower the leader cannot catch up from its journal.
+// Resync is a peer this brick cannot catch up from its journal.
 type Resync struct {
 	Replica int `json:"replica"`
-	// After is the follower's last index the leader saw; Term and Index
-	// the leader's commit when it noticed: the follower's log may be
-	// fast-forwarded there.
+	// After is where the peer's log ends, as far as this brick saw; Term
+	// and Index this brick's commit when it noticed: the peer's log may
+	// be fast-forwarded there.
 	After uint64 `json:"after"`
 	Term  uint64 `json:"term"`
 	Index uint64 `json:"index"`
@@ -58,13 +59,9 @@ func (l *loop) resyncNeeded(m core.Message) bool {
 	if len(sp) == 0 || sp[0].jfirst >= l.s.j.FirstIndex() {
 		return false
 	}
+	// A lagging follower (a resend), or a recovering leader (a fetch)
+	// that cannot finish recovering from us.
 	peer := m.From
-	if m.Type == core.MsgFetch {
-		// A recovering leader needs what we pruned: it cannot finish
-		// recovering from us.
-		l.s.log.Warn("jbr: a recovering leader asks for entries this journal pruned", "peer", peer, "after", m.Index)
-		return true
-	}
 	st := l.c.State()
 	term, _ := l.log.Term(st.Commit)
 	rs := &l.s.resync
@@ -76,14 +73,15 @@ func (l *loop) resyncNeeded(m core.Message) bool {
 	rs.seen[int(peer)] = resyncSeen{r: Resync{Replica: int(peer), After: m.Index, Term: term, Index: st.Commit}, at: time.Now()}
 	rs.mu.Unlock()
 	if !known {
-		l.s.log.Warn("jbr: a follower needs entries this journal pruned: it needs a full resync",
-			"peer", peer, "after", m.Index, "first_held", sp[0].first, "commit", st.Commit)
+		l.s.log.Warn("jbr: a peer needs entries this journal pruned: it needs a full resync",
+			"peer", peer, "asked", m.Type.String(), "after", m.Index, "first_held", sp[0].first, "commit", st.Commit)
 	}
 	return true
 }
 
-// NeedsResync lists the followers this leader cannot catch up from its
-// journal, as of the last few resends.
+// NeedsResync lists the peers this brick cannot catch up from its
+// journal, as of the last few resends (on a leader) or fetches (from a
+// recovering leader).
 func (s *Server) NeedsResync() []Resync {
 	rs := &s.resync
 	rs.mu.Lock()

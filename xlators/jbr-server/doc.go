@@ -38,16 +38,23 @@
 //
 //   - A write (any mutating request) is acknowledged once a quorum has it
 //     written (write(2)) to their journals. It survives the crash or
-//     SIGKILL of any number of brick processes, and the power loss of
-//     fewer bricks than a quorum. A power loss of a quorum of machines at
-//     once may lose writes acknowledged since those journals last synced
-//     (at most the journal's SyncInterval, 200 ms by default, plus the
-//     disks' caches if they lie), exactly what a local file system loses
-//     of writes not fsynced; what survives is a prefix of each journal.
+//     SIGKILL of any number of brick processes: the records are in the
+//     kernel's page cache, and recovery reads them. A brick whose machine
+//     loses power loses what its journal had not synced yet (records of
+//     the last SyncInterval, 200 ms by default, or more if the disk's
+//     cache lies); what survives is a prefix of its journal, and the
+//     leader sends it the rest again. An acknowledged write is lost only
+//     if no brick holding it takes part in electing the next leader:
+//     the bricks of its write quorum lost power before syncing it, or
+//     some lost power and the others were down when a leader was
+//     elected without them. That is what a local file system risks for
+//     writes not fsynced.
 //   - Fsync and fdatasync on the leader, and writes through an O_SYNC or
 //     O_DSYNC fd, return once every entry proposed before them is
-//     committed and fdatasynced in a quorum of journals: they survive any
-//     power loss of fewer machines than all. Concurrent syncs share each
+//     committed and fdatasynced in a quorum of journals: they survive a
+//     power loss of every machine at once (disks that honour flushes
+//     assumed), since every leader's quorum includes one of those
+//     journals. Concurrent syncs share each
 //     journal's fdatasync (group commit): a journal syncs once for every
 //     sync waiting when it starts, and entries of other writers ride
 //     along. For a second after a sync the leader has every new entry

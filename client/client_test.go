@@ -1,4 +1,4 @@
-package client
+package client_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gluon-fs/gluon/brick"
+	"github.com/gluon-fs/gluon/client"
 	"github.com/gluon-fs/gluon/internal/etcdtest"
 	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -56,14 +57,14 @@ func TestOpenWaitsForBricks(t *testing.T) {
 	}
 
 	type opened struct {
-		v   *Volume
+		v   *client.Volume
 		err error
 	}
 	ch := make(chan opened, 1)
 	octx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	go func() {
-		v, err := Open(octx, cli, "v0", Options{Logger: quiet()})
+		v, err := client.Open(octx, cli, "v0", client.Options{Logger: quiet()})
 		ch <- opened{v, err}
 	}()
 	runBrick(t, cli.Endpoints())
@@ -91,7 +92,7 @@ func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("missing", func(t *testing.T) {
 		cli := etcdtest.Start(t)
-		_, err := Open(ctx, cli, "nosuch", Options{Logger: quiet()})
+		_, err := client.Open(ctx, cli, "nosuch", client.Options{Logger: quiet()})
 		if !errors.Is(err, volume.ErrNotFound) {
 			t.Errorf("Open(nosuch) = %v, want ErrNotFound", err)
 		}
@@ -103,7 +104,7 @@ func TestOpenErrors(t *testing.T) {
 		if err := s.Create(ctx, v); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Open(ctx, cli, "v0", Options{Logger: quiet()})
+		_, err := client.Open(ctx, cli, "v0", client.Options{Logger: quiet()})
 		if err == nil || !strings.Contains(err.Error(), "not started") {
 			t.Errorf("Open(created volume) = %v, want not started", err)
 		}
@@ -120,7 +121,7 @@ func TestOpenErrors(t *testing.T) {
 		}
 		octx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
-		_, err := Open(octx, cli, "v0", Options{Logger: quiet()})
+		_, err := client.Open(octx, cli, "v0", client.Options{Logger: quiet()})
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "127.0.0.1:/srv/b0") {
 			t.Errorf("Open with the brick offline = %v, want a deadline error naming the brick", err)
 		}
@@ -139,7 +140,7 @@ func TestOpenErrors(t *testing.T) {
 		octx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := Open(octx, cli, "v0", Options{Logger: quiet()})
+		_, err := client.Open(octx, cli, "v0", client.Options{Logger: quiet()})
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "brick 2 (127.0.0.1:/srv/b2)") {
 			t.Errorf("Open with the replica set offline = %v, want a deadline error naming the bricks", err)
 		}

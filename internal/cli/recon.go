@@ -232,11 +232,7 @@ func sizeText(n int64) string {
 var errDiffer = errors.New("replicas differ")
 
 func (a *reconCLI) reconVerifyCmd() *cobra.Command {
-	var (
-		asJSON bool
-		set    int
-		rate   int64
-	)
+	var f walkFlags
 	cmd := &cobra.Command{
 		Use:   "verify VOLUME [--set N] [--json]",
 		Short: "Compare the replicas of every set; exit 1 if any differ",
@@ -255,21 +251,15 @@ be compared), 0 if every replica is identical. Nothing is repaired; see
   gluon recon verify vol0 --set 2 --json`,
 		Args: volumeArg,
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			return a.reconWalk(cmd.Context(), args[0], set, rate, asJSON, false)
+			return a.reconWalk(cmd.Context(), args[0], f, false)
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().IntVar(&set, "set", -1, "only replica set `N`")
-	cmd.Flags().Int64Var(&rate, "rate", 0, "read at most `BYTES` per second per brick (0: unbounded)")
+	f.add(cmd)
 	return cmd
 }
 
 func (a *reconCLI) reconRunCmd() *cobra.Command {
-	var (
-		asJSON bool
-		set    int
-		rate   int64
-	)
+	var f walkFlags
 	cmd := &cobra.Command{
 		Use:   "run VOLUME [--set N] [--json]",
 		Short: "Repair replicas that differ from their leader, now",
@@ -288,26 +278,37 @@ gluon's back, or a replica whose journal range is gone.`,
   gluon recon run vol0 --set 1 --json`,
 		Args: volumeArg,
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			return a.reconWalk(cmd.Context(), args[0], set, rate, asJSON, true)
+			return a.reconWalk(cmd.Context(), args[0], f, true)
 		}),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().IntVar(&set, "set", -1, "only replica set `N`")
-	cmd.Flags().Int64Var(&rate, "rate", 0, "read at most `BYTES` per second per brick (0: unbounded)")
+	f.add(cmd)
 	return cmd
 }
 
+// walkFlags are the flags verify and run share.
+type walkFlags struct {
+	asJSON bool
+	set    int
+	rate   int64
+}
+
+func (f *walkFlags) add(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&f.set, "set", -1, "only replica set `N`")
+	cmd.Flags().Int64Var(&f.rate, "rate", 0, "read at most `BYTES` per second per brick (0: unbounded)")
+}
+
 // reconWalk runs verify or run and prints the reports.
-func (a *reconCLI) reconWalk(ctx context.Context, vol string, set int, rate int64, asJSON, repair bool) error {
-	if set < -1 {
-		return usagef("--set %d: sets are numbered from 0", set)
+func (a *reconCLI) reconWalk(ctx context.Context, vol string, f walkFlags, repair bool) error {
+	if f.set < -1 {
+		return usagef("--set %d: sets are numbered from 0", f.set)
 	}
-	if rate < 0 {
-		return usagef("--rate %d: must not be negative", rate)
+	if f.rate < 0 {
+		return usagef("--rate %d: must not be negative", f.rate)
 	}
 	var sets []recon.SetReport
 	err := a.withReconEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
-		opts := recon.VolumeOptions{Logger: a.log, Set: set, BytesPerSec: rate}
+		opts := recon.VolumeOptions{Logger: a.log, Set: f.set, BytesPerSec: f.rate}
 		p := newProgress(a.stderr)
 		defer p.done()
 		opts.Progress = p.update
@@ -322,7 +323,7 @@ func (a *reconCLI) reconWalk(ctx context.Context, vol string, set int, rate int6
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if f.asJSON {
 		err = writeJSON(a.stdout, sets)
 	} else {
 		err = writeReports(a.stdout, vol, sets)

@@ -293,27 +293,24 @@ func (r *reconciler) scrub(ctx context.Context) error {
 }
 
 func (r *reconciler) status(ctx context.Context) (*jbrserver.Status, error) {
-	out, e := r.top.Ipc(xl.WithCall(ctx, &xl.Call{}), jbrserver.IpcStatus, nil)
-	if e != 0 {
-		return nil, fmt.Errorf("asking the jbr-server its status: %w", e)
-	}
-	var st jbrserver.Status
-	if err := json.Unmarshal(out["status"], &st); err != nil {
-		return nil, fmt.Errorf("jbr-server status: %w", err)
-	}
-	return &st, nil
+	return ipcJSON[jbrserver.Status](ctx, r.top, jbrserver.IpcStatus, "status")
 }
 
 func (r *reconciler) journal(ctx context.Context) (*jbrserver.JournalStat, error) {
-	out, e := r.top.Ipc(xl.WithCall(ctx, &xl.Call{}), jbrserver.IpcReconJournal, nil)
+	return ipcJSON[jbrserver.JournalStat](ctx, r.top, jbrserver.IpcReconJournal, "journal")
+}
+
+// ipcJSON asks top for op and decodes the JSON it returns under key.
+func ipcJSON[T any](ctx context.Context, top xl.Xlator, op xl.IpcOp, key string) (*T, error) {
+	out, e := top.Ipc(xl.WithCall(ctx, &xl.Call{}), op, nil)
 	if e != 0 {
-		return nil, fmt.Errorf("asking the jbr-server its journal: %w", e)
+		return nil, fmt.Errorf("asking the jbr-server its %s: %w", key, e)
 	}
-	var js jbrserver.JournalStat
-	if err := json.Unmarshal(out["journal"], &js); err != nil {
-		return nil, fmt.Errorf("jbr-server journal: %w", err)
+	var v T
+	if err := json.Unmarshal(out[key], &v); err != nil {
+		return nil, fmt.Errorf("jbr-server %s: %w", key, err)
 	}
-	return &js, nil
+	return &v, nil
 }
 
 // fastForward moves the log in a stopped brick's journal on to where

@@ -140,6 +140,19 @@ func (j *Journal) PruneUpTo(upToTerm uint64) (uint64, error) {
 	return j.prune(upToTerm, false)
 }
 
+// firstRetained returns the first of terms the Retain guard keeps. It
+// calls the guard, so the caller must hold none of the journal's locks.
+func (j *Journal) firstRetained(terms []uint64) (uint64, bool) {
+	if keep := j.retain.Load(); keep != nil {
+		for _, t := range terms {
+			if (*keep)(t) {
+				return t, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // prune deletes old terms; all says every term up to upToTerm must go or
 // none.
 func (j *Journal) prune(upToTerm uint64, all bool) (uint64, error) {
@@ -164,16 +177,11 @@ func (j *Journal) prune(upToTerm uint64, all bool) (uint64, error) {
 	j.mu.Unlock()
 
 	// Ask the guard before taking any lock.
-	if keep := j.retain.Load(); keep != nil {
-		for _, t := range terms {
-			if (*keep)(t) {
-				if all {
-					return 0, fmt.Errorf("%w: term %d", ErrRetained, t)
-				}
-				limit = t - 1
-				break
-			}
+	if t, ok := j.firstRetained(terms); ok {
+		if all {
+			return 0, fmt.Errorf("%w: term %d", ErrRetained, t)
 		}
+		limit = t - 1
 	}
 
 	j.pruneMu.Lock()

@@ -53,14 +53,9 @@ func (j *Journal) pruneSegments(through uint64, maxBytes int64) (freed int64, up
 		return 0, 0, nil
 	}
 	// Ask the guard before taking any lock: it may call the journal.
-	keepFrom := ^uint64(0)
-	if keep := j.retain.Load(); keep != nil {
-		for _, t := range terms {
-			if (*keep)(t) {
-				keepFrom = t
-				break
-			}
-		}
+	keepFrom, ok := j.firstRetained(terms)
+	if !ok {
+		keepFrom = ^uint64(0)
 	}
 
 	j.pruneMu.Lock()

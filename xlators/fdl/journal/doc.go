@@ -78,10 +78,15 @@
 //
 // # Pruning
 //
-// Prune and PruneUpTo delete whole terms, oldest first, never the current
-// one, and only once all of their entries are applied and synced.
-// Replication or reconciliation installs a guard with Retain to keep the
-// terms replicas may still need to compare; neither deletes a retained
-// term. Prune is all or nothing; PruneUpTo deletes as many as qualify,
-// which is how a size bound is kept (fdl's Options.MaxBytes).
+// Only applied and synced records are deleted, whole segments at a time,
+// oldest first and never the active segment. Prune and PruneUpTo delete
+// whole terms, never the current one: fdl's Options.MaxBytes bound ends
+// a term and calls PruneUpTo. PruneThrough deletes segments up to a
+// record index, inside a term too, and PruneOver stops once the journal
+// holds at most a byte count: jbr-server keeps jbr.journal-max-size with
+// it. A Retain guard, if installed, keeps the terms it names and every
+// term after; Prune fails rather than delete part of what it was asked.
+// A replica that lags behind what its leader's journal still holds is
+// caught up by a full resync (see jbr-server's NeedsResync and
+// FastForward).
 package journal

@@ -107,11 +107,12 @@ func (j *Journal) Unapplied(fn func(*Record) error) error {
 	})
 }
 
-// Retain installs the reconciliation guard: Prune and PruneUpTo never
-// delete a term for which keep returns true, nor any term after it, since
-// what is left must stay contiguous. Replication or reconciliation sets
-// it to keep the terms that replicas may still need to compare; nil
-// removes it. keep is called with no journal lock held, so it may call
+// Retain installs the reconciliation guard: no Prune method ever
+// deletes a term for which keep returns true, nor any term after it, since
+// what is left must stay contiguous. It is for keeping the terms that
+// replicas may still need to compare (nothing in gluon installs one
+// today: replicas that lag behind a pruned journal get a full resync);
+// nil removes it. keep is called with no journal lock held, so it may call
 // the journal.
 func (j *Journal) Retain(keep func(term uint64) bool) {
 	if keep == nil {

@@ -35,7 +35,6 @@ package recon
 
 import (
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +48,7 @@ import (
 
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/xlators/fdl/journal"
+	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -150,14 +150,6 @@ const (
 	StateApplied  = "applied"
 	StateSynced   = "synced"
 	StateReplaced = "replaced"
-)
-
-// posKey is where jbr-server records an entry's place in the replicated
-// log, in the journal record's call xdata: term, index and the commit
-// index known when written, little-endian u64s (see jbr-server's log.go).
-const (
-	posKey = "jbr.pos"
-	noopOp = "jbr.noop"
 )
 
 // copyAttempts bounds retries of a copy that caught a running brick's
@@ -420,7 +412,7 @@ func (j *Journal) replaced() (map[uint64]bool, error) {
 	var live []held // indexes increasing
 	out := map[uint64]bool{}
 	err := j.j.Iterate(0, 0, func(rec *journal.Record) error {
-		_, index, _, ok := position(rec)
+		_, index, _, ok := jbrserver.Position(rec)
 		if !ok {
 			return nil
 		}
@@ -434,16 +426,6 @@ func (j *Journal) replaced() (map[uint64]bool, error) {
 	return out, err
 }
 
-// position reads a record's place in the replicated log.
-func position(rec *journal.Record) (term, index, commit uint64, ok bool) {
-	pos := rec.Call.Xdata[posKey]
-	if len(pos) != 24 {
-		return 0, 0, 0, false
-	}
-	le := binary.LittleEndian
-	return le.Uint64(pos), le.Uint64(pos[8:]), le.Uint64(pos[16:]), true
-}
-
 // describe turns a record into an Entry, State aside.
 func describe(rec *journal.Record) *Entry {
 	f, c := &rec.Fop, &rec.Call
@@ -454,7 +436,7 @@ func describe(rec *journal.Record) *Entry {
 		Uid: c.Uid, Gid: c.Gid,
 		Name: f.Name, Name2: f.Name2,
 	}
-	if t, i, commit, ok := position(rec); ok {
+	if t, i, commit, ok := jbrserver.Position(rec); ok {
 		e.Term, e.Index, e.Commit = t, i, commit
 	}
 	if c.Seq != 0 {
@@ -462,7 +444,7 @@ func describe(rec *journal.Record) *Entry {
 	}
 	if f.Op == xl.OpIpc {
 		e.Op, e.Name = "Ipc("+f.Name+")", ""
-		if f.Name == noopOp {
+		if jbrserver.IsNoop(rec) {
 			e.Op = "noop"
 		}
 		return e

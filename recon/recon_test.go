@@ -22,6 +22,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// jbr-server's on-disk format, spelled out here so that a change to it
+// breaks these tests.
+const (
+	posKey = "jbr.pos"  // term, index, commit: little-endian u64s
+	noopOp = "jbr.noop" // the Ipc name of a leader's no-op record
+)
+
 // pos is jbr-server's record of an entry's place in the replicated log.
 func pos(term, index, commit uint64) xl.Xdata {
 	b := make([]byte, 24)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gluon-fs/gluon/xlators/fdl"
 	"github.com/gluon-fs/gluon/xlators/fdl/journal"
+	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -46,7 +47,7 @@ func (j *Journal) Replay(ctx context.Context, x xl.Xlator, opts ReplayOptions, f
 	var commit uint64
 	replicated := false
 	err = j.j.Iterate(0, 0, func(rec *journal.Record) error {
-		if _, _, c, ok := position(rec); ok {
+		if _, _, c, ok := jbrserver.Position(rec); ok {
 			replicated = true
 			commit = max(commit, c)
 		}
@@ -63,7 +64,7 @@ func (j *Journal) Replay(ctx context.Context, x xl.Xlator, opts ReplayOptions, f
 			st.Skipped++
 			return nil
 		}
-		if _, index, _, ok := position(rec); replicated && (!ok || index > commit) {
+		if _, index, _, ok := jbrserver.Position(rec); replicated && (!ok || index > commit) {
 			st.Uncommitted++
 			if !opts.Uncommitted {
 				st.Skipped++

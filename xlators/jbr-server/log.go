@@ -80,15 +80,13 @@ var errForeign = errors.New("jbr: journal record without a replication position"
 // entryOf turns a journal record back into a log entry, and returns the
 // commit index known when it was written.
 func entryOf(rec *journal.Record) (*entry, uint64, error) {
-	pos := rec.Call.Xdata[posKey]
-	if len(pos) != 24 {
+	term, index, commit, ok := Position(rec)
+	if !ok {
 		return nil, 0, fmt.Errorf("%w: record %d (%v)", errForeign, rec.Index, rec.Fop.Op)
 	}
-	le := binary.LittleEndian
 	e := &entry{jidx: rec.Index}
-	e.Term, e.Index = le.Uint64(pos), le.Uint64(pos[8:])
-	commit := le.Uint64(pos[16:])
-	if rec.Fop.Op == xl.OpIpc && rec.Fop.Name == noopOp {
+	e.Term, e.Index = term, index
+	if IsNoop(rec) {
 		e.noop = true
 		return e, commit, nil
 	}

@@ -2,9 +2,11 @@ package jbrserver
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"syscall"
 
+	"github.com/gluon-fs/gluon/xlators/fdl/journal"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -77,4 +79,22 @@ func (s *Server) reconJournal() *xl.Result {
 		return &xl.Result{Errno: syscall.EIO}
 	}
 	return &xl.Result{Xdata: xl.Xdata{"journal": b}}
+}
+
+// Position reads a journal record's place in the replicated log: its
+// term and index, and the commit index known when it was written. ok is
+// false for a record jbr-server did not write.
+func Position(rec *journal.Record) (term, index, commit uint64, ok bool) {
+	pos := rec.Call.Xdata[posKey]
+	if len(pos) != 24 {
+		return 0, 0, 0, false
+	}
+	le := binary.LittleEndian
+	return le.Uint64(pos), le.Uint64(pos[8:]), le.Uint64(pos[16:]), true
+}
+
+// IsNoop reports whether rec is a leader's no-op record: it holds no
+// request.
+func IsNoop(rec *journal.Record) bool {
+	return rec.Fop.Op == xl.OpIpc && rec.Fop.Name == noopOp
 }

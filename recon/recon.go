@@ -21,7 +21,9 @@
 // Run and Scrub do that on a running volume, reading every replica's own
 // store (jbrserver.ReconKey), and record per term and per replica a
 // reconciliation id in etcd (IDPrefix): a term is reconciled when every
-// replica holds the same non-zero id.
+// replica holds the same non-zero id. A full resync in progress (a
+// replica behind its leader's pruned journal) is marked in etcd
+// (ResyncPrefix, MarkResync) for the brick daemons to carry out.
 //
 // Journals are read from a copy taken by Open, never in place: the
 // journal package takes an exclusive lock and repairs a torn tail when it

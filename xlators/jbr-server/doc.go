@@ -182,9 +182,16 @@
 // have been applied just before a crash. An O_APPEND write must
 // therefore carry the offset its client believes is the end of the file,
 // as FUSE does; live, it appends. Later entries wait until a leader says
-// they committed. Reconciliation of
-// stores that diverged beyond the journals (a pruned journal, a replaced
-// disk) is left to the recon package; the seam is marked "recon:" in New.
+// they committed.
+//
+// With Options.JournalMaxBytes (jbr.journal-max-size) each checkpoint
+// prunes the journal's oldest synced segments (journal.PruneOver). A
+// peer that then needs entries gone from the journal (a lagging
+// follower, or a recovering leader asking a follower) is reported by
+// NeedsResync, and the brick daemon (package brick) does a full resync:
+// it fast-forwards that brick's log while it is stopped (FastForward),
+// and the recon package repairs its store from the leader's by GFID. The
+// recon package also repairs stores that diverged behind gluon's back.
 //
 // # Goroutines
 //

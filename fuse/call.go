@@ -26,9 +26,7 @@ type volume struct {
 	seq    atomic.Uint64
 	groups groupCache
 	log    *slog.Logger
-	// attrTimeout is how long the kernel caches attributes, and so how
-	// long the mount trusts what it knows of a file's capabilities.
-	attrTimeout time.Duration
+	xattrs *xattrCache
 }
 
 // call returns the context for an op, with the caller's xl.Call attached,

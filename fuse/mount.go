@@ -39,6 +39,8 @@ type Options struct {
 	// Debug logs every FUSE request and reply.
 	Debug  bool
 	Logger *slog.Logger // default slog.Default()
+
+	now func() time.Time // the clock of caches; tests set it
 }
 
 // MountPoint is a mounted volume. (Go allows no type named like the Mount
@@ -91,7 +93,9 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 		fsName = fsType
 	}
 	attr := timeout(opts.AttrTimeout, defaultTimeout)
-	v.attrTimeout = attr
+	// What the mount knows of extended attributes is as stale as the
+	// kernel's attributes may be.
+	v.xattrs = newXattrCache(attr, opts.now)
 	entry := timeout(opts.EntryTimeout, defaultTimeout)
 	fsOpts := &fs.Options{
 		AttrTimeout:    &attr,

@@ -2,9 +2,7 @@ package fuse
 
 import (
 	"context"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
@@ -18,33 +16,24 @@ type node struct {
 	fs.Inode
 	vol  *volume
 	gfid xl.GFID
-	// noCaps is when, in Unix nanoseconds, what the mount knows of the
-	// object's lack of file capabilities goes stale. Setxattr of them
-	// makes it negative, and smaller each time, so that the answer of a
-	// Getxattr that raced with it is not kept.
-	noCaps atomic.Int64
 }
 
 // capsXattr holds file capabilities. The kernel reads it before the
 // first write to each file, to clear it (file_remove_privs).
 const capsXattr = "security.capability"
 
-// knownNoCaps notes that n has no file capabilities: it was just made,
-// or a brick said so when noCaps was "was". Like its attributes, the
-// knowledge is trusted for the attribute timeout.
-func (n *node) knownNoCaps(was int64) {
-	if t := n.vol.attrTimeout; t > 0 {
-		n.noCaps.CompareAndSwap(was, time.Now().Add(t).UnixNano())
-	}
-}
+// OnForget drops what the mount knows of the object's extended
+// attributes once the kernel has forgotten it.
+func (n *node) OnForget() { n.vol.xattrs.invalidate(n.gfid) }
 
-// mayHaveCaps forgets that n has no file capabilities.
-func (n *node) mayHaveCaps() {
-	for {
-		was := n.noCaps.Load()
-		if n.noCaps.CompareAndSwap(was, min(was, 0)-1) {
-			return
-		}
+// changed drops what the mount knows of the extended attributes of the
+// object ch, if the kernel knows it.
+func (n *node) changed(ch *fs.Inode) {
+	if ch == nil {
+		return
+	}
+	if c, ok := ch.Operations().(*node); ok {
+		n.vol.xattrs.invalidate(c.gfid)
 	}
 }
 
@@ -69,6 +58,7 @@ var (
 	_ fs.NodeSetxattrer     = (*node)(nil)
 	_ fs.NodeListxattrer    = (*node)(nil)
 	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeOnForgetter    = (*node)(nil)
 )
 
 // child returns the node for a (new or known) object the translator
@@ -124,7 +114,9 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrI
 		// Only bits we do not act on (ctime, lock owner): report attributes.
 		a, e = n.vol.top.Getattr(ctx, n.gfid)
 	} else {
+		// A chmod rewrites the ACL's mask, a chown clears capabilities.
 		a, e = n.vol.top.Setattr(ctx, n.gfid, s)
+		n.vol.xattrs.invalidate(n.gfid)
 	}
 	if e != 0 {
 		return errno(ctx, e)
@@ -204,7 +196,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
-	return errno(ctx, n.vol.top.Unlink(ctx, n.gfid, name))
+	e := n.vol.top.Unlink(ctx, n.gfid, name)
+	n.changed(n.GetChild(name))
+	return errno(ctx, e)
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
@@ -239,11 +233,15 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		n.vol.top.Release(context.WithoutCancel(ctx), fd)
 		return nil, nil, 0, e
 	}
+	c := ch.Operations().(*node)
 	if flags&syscall.O_EXCL != 0 {
 		// A new file: the kernel's capabilities probe before its first
 		// write needs no round trip.
-		c := ch.Operations().(*node)
-		c.knownNoCaps(c.noCaps.Load())
+		n.vol.xattrs.knownAbsent(c.gfid, capsXattr)
+	} else {
+		// Perhaps an existing file, truncated: the bricks clear its
+		// capabilities.
+		n.vol.xattrs.invalidate(c.gfid)
 	}
 	return ch, &file{vol: n.vol, fd: fd}, noFlush(flags), 0
 }
@@ -301,16 +299,15 @@ func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno 
 // Getxattr copies the value into dest. A too-small dest gets ERANGE with
 // the size; go-fuse answers a size probe (empty dest) with that size.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	caps := attr == capsXattr
-	was := n.noCaps.Load()
-	if caps && time.Now().UnixNano() < was {
+	absent, token := n.vol.xattrs.lookup(n.gfid, attr)
+	if absent {
 		return 0, syscall.ENODATA
 	}
 	ctx, done := n.vol.call(ctx)
 	defer done()
 	v, e := n.vol.top.Getxattr(ctx, n.gfid, attr)
-	if caps && e == syscall.ENODATA {
-		n.knownNoCaps(was)
+	if e == syscall.ENODATA {
+		n.vol.xattrs.noteAbsent(n.gfid, attr, token)
 	}
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -321,13 +318,14 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	return uint32(copy(dest, v)), 0
 }
 
+// Setxattr and Removexattr drop what is known of the object after the
+// change, so that an answer read before it is not kept.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if attr == capsXattr {
-		n.mayHaveCaps()
-	}
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
-	return errno(ctx, n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags))
+	e := n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags)
+	n.vol.xattrs.invalidate(n.gfid)
+	return errno(ctx, e)
 }
 
 // Listxattr writes the names NUL-terminated, with Getxattr's size rules.
@@ -357,5 +355,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
-	return errno(ctx, n.vol.top.Removexattr(ctx, n.gfid, attr))
+	e := n.vol.top.Removexattr(ctx, n.gfid, attr)
+	n.vol.xattrs.invalidate(n.gfid)
+	return errno(ctx, e)
 }

@@ -16,7 +16,7 @@ import (
 //
 //	batch:   version u8, set u32, volume length u16, volume, count u32,
 //	         then count messages
-//	message: type u8, flags u8 (1 = reject), from i32, to i32,
+//	message: type u8, flags u8 (1 = reject, 2 = resyncing), from i32, to i32,
 //	         term, index, logTerm, lastTerm, lastIndex, commit, round, sync u64,
 //	         entry count u32, then the entries
 //	entry:   term, index u64, client [16], seq u64, key [16],
@@ -26,7 +26,7 @@ import (
 // encodeRequest). The version changes whenever the layout does; a brick
 // refuses a batch of a version it does not know.
 const (
-	codecVersion = 2 // 2: sync
+	codecVersion = 3 // 2: sync; 3: resyncing
 	stepKey      = "m"
 	msgFixed     = 1 + 1 + 4 + 4 + 8*8 + 4
 	entryFixed   = 8 + 8 + 16 + 8 + 16 + 4
@@ -38,7 +38,10 @@ func appendMessage(b []byte, m *core.Message) []byte {
 	le := binary.LittleEndian
 	var flags byte
 	if m.Reject {
-		flags = 1
+		flags |= 1
+	}
+	if m.Resyncing {
+		flags |= 2
 	}
 	b = append(b, byte(m.Type), flags)
 	b = le.AppendUint32(b, uint32(int32(m.From)))
@@ -114,6 +117,7 @@ func decodeMessages(b []byte) (setID, []core.Message, error) {
 		m.Type = core.MsgType(d.u8())
 		flags := d.u8()
 		m.Reject = flags&1 != 0
+		m.Resyncing = flags&2 != 0
 		m.From = core.ID(int32(d.u32()))
 		m.To = core.ID(int32(d.u32()))
 		m.Term, m.Index, m.LogTerm = d.u64(), d.u64(), d.u64()
@@ -134,7 +138,7 @@ func decodeMessages(b []byte) (setID, []core.Message, error) {
 		if d.bad {
 			return id, nil, errCodec
 		}
-		if !m.Type.Valid() || flags > 1 {
+		if !m.Type.Valid() || flags > 3 {
 			return id, nil, fmt.Errorf("%w: type %d flags %d", errCodec, m.Type, flags)
 		}
 		ms = append(ms, m)

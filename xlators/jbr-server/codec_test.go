@@ -21,7 +21,7 @@ func sampleMessages() []core.Message {
 			}},
 		{Type: core.MsgAppendResp, From: 2, To: 0, Term: 5, Index: 11, Round: 3, Sync: 10},
 		{Type: core.MsgAppendResp, From: 2, To: 0, Term: 6, Reject: true, LastIndex: 4},
-		{Type: core.MsgProbeResp, From: 1, To: 0, Term: 5, LastTerm: 4, LastIndex: 9},
+		{Type: core.MsgProbeResp, From: 1, To: 0, Term: 5, LastTerm: 4, LastIndex: 9, Resyncing: true},
 	}
 }
 

@@ -149,6 +149,16 @@ func (l *loop) elector(ev election.Event) {
 func (l *loop) request(r *request) {
 	role, _ := l.c.Role()
 	switch {
+	case r.kind == resyncOn || r.kind == resyncOff:
+		switch on := r.kind == resyncOn; {
+		case on && !l.c.Resyncing():
+			l.s.log.Warn("jbr: being resynced in full: this brick neither votes nor serves until its store is repaired")
+		case !on && l.c.Resyncing():
+			l.s.log.Warn("jbr: full resync done: this brick votes and serves again")
+		}
+		l.c.SetResyncing(r.kind == resyncOn)
+		l.s.publish() // reads see the mark once the caller is answered
+		r.reply <- answer{}
 	case l.broken:
 		r.reply <- answer{errno: syscall.EIO}
 	case role != core.Leader:
@@ -497,7 +507,7 @@ func (s *Server) publish() core.Role {
 		s.log.Info("jbr: leadership changed", "role", role, "leader", leader, "term", st.Term)
 	}
 	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm,
-		commit: st.Commit, syncCommit: s.loop.c.SyncCommit()})
+		commit: st.Commit, syncCommit: s.loop.c.SyncCommit(), resyncing: s.loop.c.Resyncing()})
 	s.metrics.role.Set(float64(role))
 	s.metrics.term.Set(float64(st.Term))
 	return role

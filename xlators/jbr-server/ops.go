@@ -17,6 +17,8 @@ const (
 	propose   requestKind = iota // replicate and apply a mutating request
 	readRound                    // confirm leadership for a read
 	barrier                      // wait until everything proposed so far commits
+	resyncOn                     // mark a full resync (Core.SetResyncing)
+	resyncOff                    // clear it
 )
 
 // request is a caller waiting on the loop.
@@ -254,6 +256,11 @@ func (s *Server) syncQuorum() syscall.Errno {
 func (s *Server) read(ctx context.Context, f *xl.Fop) *xl.Result {
 	var index uint64
 	switch s.opts.Consistency {
+	case FollowerRead:
+		if s.snap.Load().resyncing {
+			// Its store lacks what the resync has yet to copy.
+			return &xl.Result{Errno: syscall.EREMOTE}
+		}
 	case Linearizable:
 		sn := s.snap.Load()
 		if sn.role != core.Leader {

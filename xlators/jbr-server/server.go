@@ -31,6 +31,9 @@ const (
 	IpcLeader xl.IpcOp = "jbr.leader"
 	// IpcStatus returns Xdata{"status": Status as JSON}.
 	IpcStatus xl.IpcOp = "jbr.status"
+	// IpcResync marks the brick as being resynced in full, with
+	// Xdata{"resync": "1"}, or clears the mark ("0"): see SetResyncing.
+	IpcResync xl.IpcOp = "jbr.resync"
 )
 
 // Consistency levels for reads (see the package doc).
@@ -154,6 +157,7 @@ type snapshot struct {
 	lastIndex, commit uint64
 	lastTerm          uint64
 	syncCommit        uint64 // committed and synced on a quorum up to here
+	resyncing         bool   // the store is being resynced in full
 }
 
 // Status describes a server, for operators (gluon recon status).
@@ -169,6 +173,9 @@ type Status struct {
 	Commit      uint64 `json:"commit"`
 	Applied     uint64 `json:"applied"`
 	Consistency string `json:"consistency"`
+	// Resyncing: the brick's store is being resynced in full; it neither
+	// votes nor serves (SetResyncing).
+	Resyncing bool `json:"resyncing,omitempty"`
 }
 
 var (
@@ -334,7 +341,21 @@ func (s *Server) Status() Status {
 		Role: sn.role.String(), Leader: int(sn.leader), Term: sn.term,
 		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit,
 		Applied: s.apply.appliedIndex(), Consistency: s.opts.Consistency,
+		Resyncing: sn.resyncing,
 	}
+}
+
+// SetResyncing marks this brick as being resynced in full, or clears the
+// mark once its store is repaired (package brick does, from recon's etcd
+// marks). While marked it journals and applies what its leader sends,
+// but counts toward no quorum, refuses follower reads (EREMOTE), and
+// takes no requests should it be elected.
+func (s *Server) SetResyncing(on bool) syscall.Errno {
+	kind := resyncOff
+	if on {
+		kind = resyncOn
+	}
+	return s.ask(&request{kind: kind}).errno
 }
 
 func (s *Server) setID() setID { return setID{volume: s.opts.Volume, set: uint32(s.opts.Set)} }
@@ -393,6 +414,12 @@ func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
 		return &xl.Result{Xdata: xl.Xdata{"status": b}}
 	case IpcReconJournal:
 		return s.reconJournal()
+	case IpcResync:
+		on, err := strconv.ParseBool(string(f.Xdata["resync"]))
+		if err != nil {
+			return &xl.Result{Errno: syscall.EINVAL}
+		}
+		return &xl.Result{Errno: s.SetResyncing(on)}
 	}
 	return xl.Dispatch(ctx, s.child, f)
 }

@@ -113,6 +113,9 @@ type Message struct {
 	Round     uint64 // Append: the leader's latest read round; AppendResp: the latest round the follower saw
 	Sync      uint64 // Append: fdatasync your journal up to here; AppendResp: highest index synced and matching
 	Reject    bool
+	// Resyncing, on an AppendResp or ProbeResp, says the sender is being
+	// resynced in full (see Core.SetResyncing): it counts toward no quorum.
+	Resyncing bool
 	Entries   []Entry
 }
 
@@ -249,6 +252,8 @@ type Core struct {
 	fetchAge   int    // ticks it has been outstanding
 	recovered  uint64 // our journal agrees with the best tail up to here
 
+	resyncing bool // this replica's store is being resynced in full: no vote
+
 	rd Ready
 }
 
@@ -277,11 +282,38 @@ func New(cfg Config, st State) (*Core, error) {
 // Role returns this replica's role and the leader it knows of. A leader
 // whose recovered entries have not committed yet is still Recovering.
 func (c *Core) Role() (Role, ID) {
-	if c.role == Leader && !c.serving {
+	if c.role == Leader && !c.serves() {
 		return Recovering, c.leader
 	}
 	return c.role, c.leader
 }
+
+// serves reports whether this leader takes client requests: what it
+// recovered has committed, and its store is not being resynced.
+func (c *Core) serves() bool { return c.serving && !c.resyncing }
+
+// SetResyncing marks this replica as being resynced in full (its journal
+// range was pruned from its leader's, its log fast-forwarded, and its
+// store is being repaired behind the log) or, with false, caught up.
+// While marked it still journals and applies what it receives, so that it
+// is current once its store is repaired, but it is not allowed to vote:
+// its acks and probe answers carry Message.Resyncing, which leaders count
+// toward no quorum (commit, sync, read round, recovery), and as a leader
+// it takes no requests. Cleared, it acknowledges its journal afresh, and
+// counts from then on.
+func (c *Core) SetResyncing(on bool) {
+	if on == c.resyncing {
+		return
+	}
+	c.resyncing = on
+	if !on && c.role == Follower {
+		c.acked, c.syncAcked = 0, 0 // what it acked was not counted
+		c.ackLeader()
+	}
+}
+
+// Resyncing reports whether this replica is marked by SetResyncing.
+func (c *Core) Resyncing() bool { return c.resyncing }
 
 // State returns the durable state.
 func (c *Core) State() State { return c.st }
@@ -337,6 +369,7 @@ func (c *Core) NotifyCommit() {
 func (c *Core) send(m Message) {
 	m.From = c.cfg.ID
 	m.Term = c.st.Term
+	m.Resyncing = c.resyncing && (m.Type == MsgAppendResp || m.Type == MsgProbeResp)
 	c.rd.Messages = append(c.rd.Messages, m)
 }
 
@@ -453,7 +486,7 @@ func (c *Core) stepDown() {
 // (term, index), appended locally and sent to every follower. A retry of a
 // request still in flight joins the original instead of being applied twice.
 func (c *Core) Propose(req ReqID, key [16]byte, data []byte) {
-	if c.role != Leader || !c.serving {
+	if c.role != Leader || !c.serves() {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: req, Err: ErrNotLeader, Leader: c.otherLeader()})
 		return
 	}
@@ -522,7 +555,7 @@ func (c *Core) progress() {
 // returns the index Ready.SyncCommit must reach for that; 0 when this
 // replica does not lead. Concurrent Syncs share the journals' fdatasyncs.
 func (c *Core) Sync() uint64 {
-	if c.role != Leader || !c.serving {
+	if c.role != Leader || !c.serves() {
 		return 0
 	}
 	c.syncEager = syncEagerTicks
@@ -635,7 +668,7 @@ func (c *Core) commitTo(index uint64) {
 // Ready.ReadRound reaches the round, from a store that has applied every
 // entry up to the commit index at the time of the call.
 func (c *Core) ReadIndex() uint64 {
-	if c.role != Leader || !c.serving {
+	if c.role != Leader || !c.serves() {
 		return 0
 	}
 	c.round++
@@ -727,6 +760,10 @@ func (c *Core) Step(m Message) {
 		if c.role != Leader {
 			return
 		}
+		if m.Resyncing {
+			c.nonVoting(m)
+			return
+		}
 		if m.Round > c.rounds[m.From] {
 			c.rounds[m.From] = m.Round
 			c.confirmRounds()
@@ -743,7 +780,7 @@ func (c *Core) Step(m Message) {
 		}
 		c.send(Message{Type: MsgProbeResp, To: m.From, LastTerm: c.st.LastTerm, LastIndex: c.st.LastIndex})
 	case MsgProbeResp:
-		if c.role == Recovering && !m.Reject {
+		if c.role == Recovering && !m.Reject && !m.Resyncing {
 			c.probes[m.From] = m
 			c.maybeRecovered()
 		}
@@ -760,6 +797,21 @@ func (c *Core) Step(m Message) {
 }
 
 func replyType(t MsgType) MsgType { return t + 1 }
+
+// nonVoting takes an ack from a follower being resynced: it is fed what
+// it lacks, as any follower, but what it holds counts toward no quorum,
+// not even what it acknowledged before it was marked.
+func (c *Core) nonVoting(m Message) {
+	delete(c.matched, m.From)
+	delete(c.syncMatch, m.From)
+	delete(c.rounds, m.From)
+	switch r, ok := c.resending[m.From]; {
+	case m.Reject && m.LastIndex < c.st.LastIndex:
+		c.resend(m.From, m.LastIndex)
+	case !m.Reject && ok && m.Index > r.after:
+		delete(c.resending, m.From)
+	}
+}
 
 func (c *Core) onAppend(m Message) {
 	if c.role != Follower {

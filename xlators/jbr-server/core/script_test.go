@@ -268,6 +268,8 @@ func (c *cluster) run(line string) {
 		}
 	case "propose": // propose ID SEQ DATA
 		c.r[id(1)].core.Propose(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
+	case "resync": // resync ID on|off: mark or clear a full resync
+		c.r[id(1)].core.SetResyncing(f[2] == "on")
 	case "cut":
 		c.cut[id(1)] = true
 	case "heal":

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gluon-fs/gluon/internal/tick"
 	"github.com/gluon-fs/gluon/recon"
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
@@ -99,21 +100,16 @@ type reconciler struct {
 // run works until ctx ends, or until it has asked Run for a fast-forward.
 func (r *reconciler) run(ctx context.Context) {
 	r.lastScrub = time.Now()
-	t := time.NewTicker(reconTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	tick.Every(ctx, reconTick, func() bool {
+		err := r.step(ctx)
+		if errors.Is(err, errFastForward) || ctx.Err() != nil {
+			return false
 		}
-		if err := r.step(ctx); err != nil {
-			if errors.Is(err, errFastForward) || ctx.Err() != nil {
-				return
-			}
+		if err != nil {
 			r.log.Warn("recon: reconciler", "err", err)
 		}
-	}
+		return true
+	})
 }
 
 var errFastForward = errors.New("fast-forward asked")

@@ -11,6 +11,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gluon-fs/gluon/internal/tick"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -250,24 +251,18 @@ func (d *DHT2) list(ctx context.Context, x xl.Xlator, dir xl.GFID, lim *limiter,
 // scrubLoop scrubs every interval until ctx ends.
 func (d *DHT2) scrubLoop(ctx context.Context, every time.Duration) {
 	defer d.wg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, every, func() bool {
 		st, err := d.Scrub(ctx)
 		switch {
 		case errors.Is(err, context.Canceled):
-			return
+			return false
 		case err != nil:
 			d.log.Warn("dht2: scrub", "err", err)
 		case st.Orphans+st.Dangling+st.Errors > 0:
 			d.log.Info("dht2: scrub", "orphans", st.Orphans, "dangling", st.Dangling, "errors", st.Errors)
 		}
-	}
+		return true
+	})
 }
 
 // limiter paces requests; a nil ticker is no limit.

@@ -3,7 +3,8 @@ package jbrserver
 import (
 	"context"
 	"fmt"
-	"time"
+
+	"github.com/gluon-fs/gluon/internal/tick"
 )
 
 // checkpoint syncs the store and marks what was applied before as
@@ -23,17 +24,11 @@ func (s *Server) checkpoint(ctx context.Context) error {
 }
 
 func (s *Server) checkpointer(ctx context.Context) {
-	t := time.NewTicker(s.opts.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.checkpoint(ctx); err != nil {
-				s.log.Warn("jbr: checkpoint failed", "err", err)
-			}
-			s.pruneJournal()
+	tick.Every(ctx, s.opts.CheckpointInterval, func() bool {
+		if err := s.checkpoint(ctx); err != nil {
+			s.log.Warn("jbr: checkpoint failed", "err", err)
 		}
-	}
+		s.pruneJournal()
+		return true
+	})
 }

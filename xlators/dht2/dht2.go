@@ -181,8 +181,12 @@ func New(opts Options) (*DHT2, error) {
 	if opts.Layout == nil {
 		return nil, errors.New("dht2: no layout source")
 	}
+	subs := make([]xl.Xlator, len(opts.Subvols))
+	for i, s := range opts.Subvols {
+		subs[i] = reqIDs(s)
+	}
 	d := &DHT2{
-		subs:       opts.Subvols,
+		subs:       subs,
 		src:        opts.Layout,
 		policy:     opts.Policy,
 		log:        opts.Logger,

@@ -59,6 +59,11 @@
 // s) for the version that moves the token, and retries at the new home.
 // See MigrateToken for the protocol and its limits.
 //
+// Request ids. Every mutating request DHT2 sends a set carries a Seq of
+// its own (see reqIDs): a replicated set takes a second request with the
+// same (Client, Seq) for a retry and does not apply it, and one request
+// from above is often several on one set.
+//
 // Statfs adds up all sets.
 //
 // Permissions. The sets check each request against its caller (features/

@@ -21,12 +21,13 @@ import (
 
 // volume is the state every node of one mount shares.
 type volume struct {
-	top    xl.Xlator
-	client [16]byte // owns this mount's fds in the translators below
-	seq    atomic.Uint64
-	groups groupCache
-	log    *slog.Logger
-	xattrs *xattrCache
+	top      xl.Xlator
+	client   [16]byte // owns this mount's fds in the translators below
+	seq      atomic.Uint64
+	groups   groupCache
+	log      *slog.Logger
+	xattrs   *xattrCache
+	prefetch *prefetcher
 }
 
 // call returns the context for an op, with the caller's xl.Call attached,

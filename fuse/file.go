@@ -116,6 +116,7 @@ type dir struct {
 	off   uint64 // cookie to continue after batch
 	eof   bool
 	last  *xl.Dirent // the entry Readdirent returned last
+	list  *listing   // the listing in progress, for xattr readahead
 }
 
 // readdirBatch is how many entries one translator Readdir asks for.
@@ -137,6 +138,10 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		}
 		cctx, done := d.node.vol.call(ctx)
 		defer done()
+		if d.off == 0 || d.list == nil {
+			d.list = newListing(d.node.vol.xattrs.now())
+			d.node.listed.Store(d.list)
+		}
 		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
 		if e != 0 {
 			return nil, errno(cctx, e)
@@ -160,6 +165,9 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		if e := d.fill(ctx, de); e != 0 {
 			return nil, e
 		}
+	}
+	if de.Name != "." && de.Name != ".." {
+		d.list.add(de.Attr.GFID)
 	}
 	d.last = de
 	return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0

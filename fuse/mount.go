@@ -84,7 +84,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 		lg = slog.Default()
 	}
 	lg = lg.With("mount", dir)
-	v := &volume{top: top, log: lg}
+	v := &volume{top: top, log: lg, prefetch: newPrefetcher()}
 	if _, err := rand.Read(v.client[:]); err != nil {
 		return nil, fmt.Errorf("fuse: mount: client id: %w", err)
 	}
@@ -144,6 +144,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	go func() {
 		defer close(m.done)
 		server.Serve()
+		v.prefetch.stop()
 	}()
 	if err := server.WaitMount(); err != nil {
 		if uerr := m.Unmount(); uerr != nil {

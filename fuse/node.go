@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -16,6 +17,8 @@ type node struct {
 	fs.Inode
 	vol  *volume
 	gfid xl.GFID
+	// listed is this directory's last listing, for xattr readahead.
+	listed atomic.Pointer[listing]
 }
 
 // capsXattr holds file capabilities. The kernel reads it before the
@@ -305,6 +308,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	}
 	ctx, done := n.vol.call(ctx)
 	defer done()
+	if token != nil {
+		n.vol.prefetchXattr(n, attr, xl.CallFrom(ctx))
+	}
 	v, e := n.vol.top.Getxattr(ctx, n.gfid, attr)
 	if e == syscall.ENODATA {
 		n.vol.xattrs.noteAbsent(n.gfid, attr, token)

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,12 +36,12 @@ func (c *xattrCounter) calls(name string) int {
 	return c.n[name]
 }
 
-// fakeClock is time.Now moved forward by advance.
-type fakeClock struct{ skew atomic.Int64 }
+// fakeClock stands still but when advanced.
+type fakeClock struct{ ns atomic.Int64 }
 
-func (c *fakeClock) now() time.Time            { return time.Now().Add(time.Duration(c.skew.Load())) }
-func (c *fakeClock) advance(d time.Duration)   { c.skew.Add(int64(d)) }
-func (c *fakeClock) opts(t *testing.T) Options { return Options{Logger: testLogger(t), now: c.now} }
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
 func mountWith(t *testing.T, top xl.Xlator, o Options) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -63,7 +64,8 @@ func mountWith(t *testing.T, top xl.Xlator, o Options) string {
 func TestXattrAbsenceCached(t *testing.T) {
 	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
 	var clock fakeClock
-	dir := mountWith(t, c, clock.opts(t))
+	clock.ns.Store(time.Now().UnixNano())
+	dir := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
 	fn := filepath.Join(dir, "f")
 	if err := os.WriteFile(fn, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -155,5 +157,51 @@ func TestXattrCacheBounds(t *testing.T) {
 	c.noteAbsent(g, "a", tok)
 	if absent, _ := c.lookup(g, "a"); absent {
 		t.Error("an answer from before an invalidation was kept")
+	}
+}
+
+// After ls -l's first getxattr in a directory just listed, the mount asks
+// ahead for the other entries, so ls's questions for them are answered
+// without a round trip each.
+func TestXattrReadahead(t *testing.T) {
+	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
+	dir := mountWith(t, c, Options{Logger: testLogger(t)})
+	const files, name = 50, "user.probe"
+	sub := filepath.Join(dir, "d")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir(sub)
+	if err != nil || len(ents) != files {
+		t.Fatalf("readdir: %d entries, %v", len(ents), err)
+	}
+	get := func(e os.DirEntry) {
+		t.Helper()
+		if _, err := unix.Getxattr(filepath.Join(sub, e.Name()), name, nil); err != unix.ENODATA {
+			t.Fatalf("getxattr %s: %v, want ENODATA", e.Name(), err)
+		}
+	}
+	get(ents[0])
+	// The readahead asks once for each entry (the first perhaps twice,
+	// racing with the getxattr that started it); wait for it.
+	for deadline := time.Now().Add(30 * time.Second); c.calls(name) < files; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d entries asked ahead", c.calls(name), files)
+		}
+	}
+	before := c.calls(name)
+	if before > files+1 {
+		t.Errorf("readahead asked %d times for %d files", before, files)
+	}
+	for _, e := range ents {
+		get(e)
+	}
+	if n := c.calls(name) - before; n != 0 {
+		t.Errorf("%d getxattrs reached the translators after the readahead, want 0", n)
 	}
 }

@@ -1,0 +1,181 @@
+package fuse
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Extended attribute readahead. ls -l lists a directory, then asks for
+// security.selinux and system.posix_acl_access of each entry, one at a
+// time, in its own (sorted) order: two round trips per file, each asked
+// once, which no cache answers. Once a getxattr of a name misses for an
+// entry of a directory this mount has just listed, the mount asks for the
+// same name of the next entries of the listing in parallel, as readahead
+// does for data, and keeps the absences the bricks report. The bricks do
+// the work ls would have asked of them anyway, but not one round trip at
+// a time.
+
+const (
+	// prefetchWindow is how many entries one miss asks ahead for.
+	prefetchWindow = 256
+	// prefetchParallel bounds the getxattrs in flight for prefetches.
+	prefetchParallel = 16
+	// prefetchNames bounds the names prefetched per listing.
+	prefetchNames = 4
+	// listingLife is how long after a listing a miss still prefetches:
+	// long enough for ls -l of a large directory.
+	listingLife = time.Minute
+)
+
+// listing is the order in which this mount last listed a directory, and
+// how far the prefetch of each name has gone.
+type listing struct {
+	at time.Time
+
+	mu     sync.Mutex
+	gfids  []xl.GFID
+	cursor map[string]int  // next index to prefetch, by name
+	busy   map[string]bool // a window is in flight, by name
+}
+
+func newListing(now time.Time) *listing {
+	return &listing{at: now, cursor: make(map[string]int), busy: make(map[string]bool)}
+}
+
+// add appends an entry the listing returned; past the xattr cache's
+// bound, prefetching more is useless.
+func (l *listing) add(g xl.GFID) {
+	l.mu.Lock()
+	if len(l.gfids) < xattrMaxObjs {
+		l.gfids = append(l.gfids, g)
+	}
+	l.mu.Unlock()
+}
+
+// next claims the next window of entries for which to prefetch name, or
+// nil when there is none or one is already in flight.
+func (l *listing) next(name string) []xl.GFID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, ok := l.cursor[name]
+	if !ok && len(l.cursor) >= prefetchNames {
+		return nil
+	}
+	if l.busy[name] || i >= len(l.gfids) {
+		return nil
+	}
+	end := min(i+prefetchWindow, len(l.gfids))
+	l.cursor[name] = end
+	l.busy[name] = true
+	return l.gfids[i:end:end]
+}
+
+func (l *listing) done(name string) {
+	l.mu.Lock()
+	l.busy[name] = false
+	l.mu.Unlock()
+}
+
+// prefetcher runs the prefetches of a mount. Every goroutine it starts
+// ends by stop, which the mount calls once the kernel sends no more
+// requests.
+type prefetcher struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	sem    chan struct{}
+
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func newPrefetcher() *prefetcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &prefetcher{ctx: ctx, cancel: cancel, sem: make(chan struct{}, prefetchParallel)}
+}
+
+// goOn runs f in a goroutine unless the prefetcher is stopped.
+func (p *prefetcher) goOn(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// stop cancels the prefetches in flight and waits for them.
+func (p *prefetcher) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+}
+
+// prefetchXattr reads ahead name for the entries of n's parent's listing,
+// if a miss of n's name may be part of a listing's walk. c is the caller
+// that missed: the prefetch asks as it would.
+func (v *volume) prefetchXattr(n *node, name string, c *xl.Call) {
+	if v.xattrs.ttl <= 0 {
+		return
+	}
+	_, pi := n.Parent()
+	if pi == nil {
+		return
+	}
+	parent, ok := pi.Operations().(*node)
+	if !ok {
+		return
+	}
+	l := parent.listed.Load()
+	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
+		return
+	}
+	window := l.next(name)
+	if window == nil {
+		return
+	}
+	call := *c
+	call.Xdata = nil
+	if !v.prefetch.goOn(func() { v.prefetchWindow(l, name, window, &call) }) {
+		l.done(name)
+	}
+}
+
+// prefetchWindow asks for name of each object of window not yet known,
+// prefetchParallel at a time.
+func (v *volume) prefetchWindow(l *listing, name string, window []xl.GFID, c *xl.Call) {
+	defer l.done(name)
+	p := v.prefetch
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, g := range window {
+		absent, token := v.xattrs.lookup(g, name)
+		if absent || token == nil {
+			continue
+		}
+		select {
+		case p.sem <- struct{}{}:
+		case <-p.ctx.Done():
+			return
+		}
+		call := *c
+		call.Seq = v.seq.Add(1)
+		wg.Go(func() {
+			defer func() { <-p.sem }()
+			if _, e := v.top.Getxattr(xl.WithCall(p.ctx, &call), g, name); e == syscall.ENODATA {
+				v.xattrs.noteAbsent(g, name, token)
+			}
+		})
+	}
+}

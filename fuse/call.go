@@ -28,6 +28,7 @@ type volume struct {
 	log      *slog.Logger
 	xattrs   *xattrCache
 	prefetch *prefetcher
+	listings listings
 }
 
 // call returns the context for an op, with the caller's xl.Call attached,

@@ -139,8 +139,7 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		cctx, done := d.node.vol.call(ctx)
 		defer done()
 		if d.off == 0 || d.list == nil {
-			d.list = newListing(d.node.vol.xattrs.now())
-			d.node.listed.Store(d.list)
+			d.list = d.node.vol.listings.start(d.node.gfid, d.node.vol.xattrs.now())
 		}
 		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
 		if e != 0 {

@@ -2,7 +2,6 @@ package fuse
 
 import (
 	"context"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -17,8 +16,6 @@ type node struct {
 	fs.Inode
 	vol  *volume
 	gfid xl.GFID
-	// listed is this directory's last listing, for xattr readahead.
-	listed atomic.Pointer[listing]
 }
 
 // capsXattr holds file capabilities. The kernel reads it before the

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,8 @@ const (
 	prefetchParallel = 16
 	// prefetchNames bounds the names prefetched per listing.
 	prefetchNames = 4
+	// listingsKept bounds the listings remembered, and so their memory.
+	listingsKept = 8
 	// listingLife is how long after a listing a miss still prefetches:
 	// long enough for ls -l of a large directory.
 	listingLife = time.Minute
@@ -34,7 +37,8 @@ const (
 // listing is the order in which this mount last listed a directory, and
 // how far the prefetch of each name has gone.
 type listing struct {
-	at time.Time
+	dir xl.GFID
+	at  time.Time
 
 	mu     sync.Mutex
 	gfids  []xl.GFID
@@ -42,8 +46,8 @@ type listing struct {
 	busy   map[string]bool // a window is in flight, by name
 }
 
-func newListing(now time.Time) *listing {
-	return &listing{at: now, cursor: make(map[string]int), busy: make(map[string]bool)}
+func newListing(dir xl.GFID, now time.Time) *listing {
+	return &listing{dir: dir, at: now, cursor: make(map[string]int), busy: make(map[string]bool)}
 }
 
 // add appends an entry the listing returned; past the xattr cache's
@@ -78,6 +82,37 @@ func (l *listing) done(name string) {
 	l.mu.Lock()
 	l.busy[name] = false
 	l.mu.Unlock()
+}
+
+// listings are the last directories the mount listed, newest last.
+type listings struct {
+	mu   sync.Mutex
+	last []*listing
+}
+
+// start records a new listing of dir and returns it.
+func (ls *listings) start(dir xl.GFID, now time.Time) *listing {
+	l := newListing(dir, now)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.last = slices.DeleteFunc(ls.last, func(o *listing) bool { return o.dir == dir })
+	if len(ls.last) >= listingsKept {
+		ls.last = slices.Delete(ls.last, 0, 1)
+	}
+	ls.last = append(ls.last, l)
+	return l
+}
+
+// of returns the last listing of dir, or nil.
+func (ls *listings) of(dir xl.GFID) *listing {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, l := range ls.last {
+		if l.dir == dir {
+			return l
+		}
+	}
+	return nil
 }
 
 // prefetcher runs the prefetches of a mount. Every goroutine it starts
@@ -137,7 +172,7 @@ func (v *volume) prefetchXattr(n *node, name string, c *xl.Call) {
 	if !ok {
 		return
 	}
-	l := parent.listed.Load()
+	l := v.listings.of(parent.gfid)
 	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
 		return
 	}

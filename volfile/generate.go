@@ -86,11 +86,11 @@ func BrickVolfile(v *volume.Volume, brickIndex int) *Graph {
 			jbr.Options = append(jbr.Options, Option{Key: "journal-max-size", Value: m})
 		}
 	}
-	if v.Sets() > 1 && v.Replica == 1 {
+	if v.Sets() > 1 {
 		// Fences the tokens a rebalance moves away, so that a client with
-		// a stale layout never applies a request here. Not yet over
-		// jbr-server: the guard reads its fences when built, and a
-		// follower answers EREMOTE.
+		// a stale layout never applies a request here. Over jbr-server
+		// the leader's guard takes the fences and persists them through
+		// the set; a brick that becomes leader rereads them first.
 		below = g.add(&Node{Name: v.Name + "-dht2-guard", Type: TypeDHT2Guard, Subvolumes: []string{below}})
 	}
 	below = g.add(&Node{Name: b.Path, Type: TypeAccess, Subvolumes: []string{below}})

@@ -98,9 +98,14 @@ volume vol-jbr-1
     subvolumes vol-posix vol-client-3 vol-client-5
 end-volume
 
+volume vol-dht2-guard
+    type cluster/dht2-guard
+    subvolumes vol-jbr-1
+end-volume
+
 volume /b4
     type features/access
-    subvolumes vol-jbr-1
+    subvolumes vol-dht2-guard
 end-volume
 
 volume vol-server

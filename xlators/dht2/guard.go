@@ -40,12 +40,18 @@ type GuardOptions struct {
 //
 // The fences are kept in an xattr of the root below the guard, so they
 // survive restarts and, above jbr-server, replicate to the set's other
-// bricks. A guard rereads them every ReloadEvery: a brick that becomes
-// its set's leader learns the fences within that time, and one whose
-// child cannot answer yet (a follower) starts with none.
+// bricks. A guard rereads them every ReloadEvery. Above a replicated
+// set's server (a child that is a Leader), the leader's guard is the one
+// that takes requests and changes fences: a follower's guard, whose
+// child cannot answer, starts with none and passes requests down to be
+// refused there; once its brick leads, in a term it has not read the
+// fences in, it reads them before it lets a request through, and refuses
+// requests with its child's error until it has.
 type Guard struct {
 	xl.Funnel
 	next   xl.Xlator
+	lead   Leader        // next as a replicated set's server, or nil
+	term   atomic.Uint64 // the term the fences were last read in; 0: none
 	log    *slog.Logger
 	every  time.Duration
 	mu     sync.Mutex // serializes fence changes, loads and persistence
@@ -57,6 +63,13 @@ type Guard struct {
 // ReloadEvery is how often a Guard rereads its persisted fences.
 const ReloadEvery = time.Second
 
+// Leader is a replicated set's server below a Guard (jbr-server): who
+// leads, in which term. Only a leader takes requests; its writes, the
+// fences among them, reach the followers' stores beneath their guards.
+type Leader interface {
+	LeaderTerm() (term uint64, leading bool)
+}
+
 var _ xl.Xlator = (*Guard)(nil)
 
 // NewGuard wraps next, loading the fences it persisted.
@@ -65,6 +78,7 @@ func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
 		return nil, errors.New("dht2: guard without a child")
 	}
 	g := &Guard{next: next, log: opts.Logger, every: ReloadEvery}
+	g.lead, _ = next.(Leader)
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -77,19 +91,25 @@ func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
 
 // load reads the persisted fences; g.mu is held. Failing, it keeps what it
 // knows.
-func (g *Guard) load(ctx context.Context) {
+func (g *Guard) load(ctx context.Context) syscall.Errno {
 	g.loaded.Store(time.Now().UnixNano())
 	v, e := g.next.Getxattr(xl.WithCall(ctx, &xl.Call{}), xl.RootGFID, fenceXattr)
 	switch {
 	case e == syscall.ENODATA:
 		v = nil
 	case e != 0:
-		return
+		return e
 	}
-	var want [Tokens]bool
+	want := new([Tokens]bool)
 	for _, t := range decodeRuns(v) {
 		want[t] = true
 	}
+	g.set(want)
+	return 0
+}
+
+// set makes want the fences; g.mu is held.
+func (g *Guard) set(want *[Tokens]bool) {
 	for t := range want {
 		if g.fenced[t].Swap(want[t]) != want[t] {
 			if want[t] {
@@ -99,6 +119,29 @@ func (g *Guard) load(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// current makes sure that, if the child leads a replicated set, the
+// fences were read in its current term.
+func (g *Guard) current(ctx context.Context) syscall.Errno {
+	if g.lead == nil {
+		return 0
+	}
+	term, leading := g.lead.LeaderTerm()
+	if !leading || g.term.Load() == term {
+		return 0 // a follower's child refuses requests itself
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.term.Load() == term {
+		return 0
+	}
+	if e := g.load(ctx); e != 0 {
+		g.log.Warn("dht2: guard: reading the fences as a new leader", "term", term, "errno", e)
+		return e
+	}
+	g.term.Store(term)
+	return 0
 }
 
 // maybeLoad rereads the fences if they are older than g.every and no other
@@ -117,7 +160,14 @@ func (g *Guard) maybeLoad(ctx context.Context) {
 func (g *Guard) Fenced(t uint16) bool { return g.fenced[t].Load() }
 
 func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
-	if f.Op == xl.OpIpc && (f.Name == string(IpcFence) || f.Name == string(IpcUnfence)) {
+	fence := f.Op == xl.OpIpc && (f.Name == string(IpcFence) || f.Name == string(IpcUnfence))
+	if f.Op != xl.OpIpc || fence {
+		// Ipc passes: a client asks a follower who leads.
+		if e := g.current(ctx); e != 0 {
+			return &xl.Result{Errno: e}
+		}
+	}
+	if fence {
 		return &xl.Result{Errno: g.setFence(ctx, decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence))}
 	}
 	g.maybeLoad(ctx)
@@ -157,15 +207,14 @@ func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
 func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Errno {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	want := new([Tokens]bool)
+	for t := range want {
+		want[t] = g.fenced[t].Load()
+	}
 	changed := false
 	for _, t := range toks {
-		if g.fenced[t].Swap(on) != on {
-			changed = true
-			if on {
-				g.any.Add(1)
-			} else {
-				g.any.Add(-1)
-			}
+		if want[t] != on {
+			want[t], changed = on, true
 		}
 	}
 	if !changed {
@@ -173,17 +222,19 @@ func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Er
 	}
 	var runs []byte // start, end (inclusive) pairs of fenced tokens
 	for t := 0; t < Tokens; t++ {
-		if !g.fenced[t].Load() {
+		if !want[t] {
 			continue
 		}
 		r := t
-		for r+1 < Tokens && g.fenced[r+1].Load() {
+		for r+1 < Tokens && want[r+1] {
 			r++
 		}
 		runs = binary.BigEndian.AppendUint16(runs, uint16(t))
 		runs = binary.BigEndian.AppendUint16(runs, uint16(r))
 		t = r
 	}
+	// Persisted first: a fence the child refuses (a follower's) is not
+	// one this guard keeps.
 	root := xl.WithCall(ctx, &xl.Call{})
 	var e syscall.Errno
 	if len(runs) == 0 {
@@ -196,8 +247,10 @@ func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Er
 	}
 	if e != 0 {
 		g.log.Error("dht2: guard: persisting fences", "errno", e)
+		return e
 	}
-	return e
+	g.set(want)
+	return 0
 }
 
 // decodeRuns reads the persisted fences.

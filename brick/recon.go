@@ -35,8 +35,10 @@ import (
 // mark. On a follower it marks a recovering leader that asked for
 // entries its journal pruned, and when marked itself for a fast-forward
 // it has Run restart the brick's graph with the log moved on
-// (jbrserver.FastForward). A brick elected while marked restarts too,
-// leaving the election to a brick holding the set's store.
+// (jbrserver.FastForward). While marked, its jbr-server neither votes
+// nor serves (jbrserver.IpcResync), until the mark is cleared. A brick
+// elected while marked restarts too, leaving the election to a brick
+// holding the set's store.
 
 // reconTick is how often the reconciler looks at its jbr-server and at
 // the resync marks: a few local calls and an etcd read.
@@ -100,7 +102,7 @@ type reconciler struct {
 // run works until ctx ends, or until it has asked Run for a fast-forward.
 func (r *reconciler) run(ctx context.Context) {
 	r.lastScrub = time.Now()
-	tick.Every(ctx, reconTick, func() bool {
+	step := func() bool {
 		err := r.step(ctx)
 		if errors.Is(err, errFastForward) || ctx.Err() != nil {
 			return false
@@ -109,7 +111,11 @@ func (r *reconciler) run(ctx context.Context) {
 			r.log.Warn("recon: reconciler", "err", err)
 		}
 		return true
-	})
+	}
+	// At once, too: a brick restarted for a resync must stop voting soon.
+	if step() {
+		tick.Every(ctx, reconTick, step)
+	}
 }
 
 var errFastForward = errors.New("fast-forward asked")
@@ -124,6 +130,13 @@ func (r *reconciler) step(ctx context.Context) error {
 		return err
 	}
 	mk, marked := marks[r.self]
+	if marked != st.Resyncing {
+		// Marked, it must neither vote nor serve with a store being
+		// repaired; cleared, it counts again without a restart.
+		if err := r.setResyncing(ctx, marked); err != nil {
+			return err
+		}
+	}
 	if marked && st.Role != "follower" {
 		// Elected while being resynced: its store is not the set's, and a
 		// log behind the others cannot even finish recovering. Restart,
@@ -284,6 +297,14 @@ func (r *reconciler) scrub(ctx context.Context) error {
 				r.log.Warn("recon scrub: difference left", "brick", b.Brick, "diff", d.String())
 			}
 		}
+	}
+	return nil
+}
+
+func (r *reconciler) setResyncing(ctx context.Context, on bool) error {
+	x := xl.Xdata{"resync": []byte(strconv.FormatBool(on))}
+	if _, e := r.top.Ipc(xl.WithCall(ctx, &xl.Call{}), jbrserver.IpcResync, x); e != 0 {
+		return fmt.Errorf("telling the jbr-server of its resync: %w", e)
 	}
 	return nil
 }

@@ -154,6 +154,9 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 
 	c.start(f)
 	c.waitOnline(f)
+	// Writes go on through the resync: the leader and the other follower
+	// make the quorum whether or not the marked replica is counted.
+	writeFiles(t, w, 40, 45)
 	c.poll("the full resync to be marked, done and cleared", func() (bool, string) {
 		fl, err1 := os.ReadFile(c.logs[f])
 		ll, err2 := os.ReadFile(c.logs[leader])
@@ -166,10 +169,22 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 		marks, err := recon.Resyncs(context.Background(), c.cli, volName, 0)
 		return err == nil && len(marks) == 0, fmt.Sprintf("marks %+v, %v", marks, err)
 	})
+	// Marked, it stopped voting and serving; cleared, it votes again
+	// without another restart.
+	if fl, err := os.ReadFile(c.logs[f]); err != nil || !bytes.Contains(fl, []byte("jbr: being resynced in full")) {
+		t.Errorf("the resynced replica never stopped voting (%v)", err)
+	}
+	c.poll("the resynced replica to vote again", func() (bool, string) {
+		js, err := c.jbrStatus(f)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !js.Resyncing, fmt.Sprintf("status %+v", js)
+	})
 	c.converge()
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 3)
-	checkFiles(t, w, 4, 40)
+	checkFiles(t, w, 4, 45)
 	if _, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != syscall.ENOENT {
 		t.Errorf("lookup of the removed %s: %v, want ENOENT", fileName(3), e)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,9 +79,14 @@ func (l *listing) next(name string) []xl.GFID {
 	return l.gfids[i:end:end]
 }
 
-func (l *listing) done(name string) {
+// done ends the window in flight for name; useless ends reading ahead
+// name in this listing.
+func (l *listing) done(name string, useless bool) {
 	l.mu.Lock()
 	l.busy[name] = false
+	if useless {
+		l.cursor[name] = len(l.gfids)
+	}
 	l.mu.Unlock()
 }
 
@@ -183,20 +189,26 @@ func (v *volume) prefetchXattr(n *node, name string, c *xl.Call) {
 	call := *c
 	call.Xdata = nil
 	if !v.prefetch.goOn(func() { v.prefetchWindow(l, name, window, &call) }) {
-		l.done(name)
+		l.done(name, false)
 	}
 }
 
 // prefetchWindow asks for name of each object of window not yet known,
-// prefetchParallel at a time.
+// prefetchParallel at a time. Only absence is kept: if the window found
+// the name on every object it asked, reading ahead is given up for it.
 func (v *volume) prefetchWindow(l *listing, name string, window []xl.GFID, c *xl.Call) {
-	defer l.done(name)
 	p := v.prefetch
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	var (
+		wg            sync.WaitGroup
+		asked, absent atomic.Int32
+	)
+	defer func() {
+		wg.Wait()
+		l.done(name, asked.Load() > 0 && absent.Load() == 0)
+	}()
 	for _, g := range window {
-		absent, token := v.xattrs.lookup(g, name)
-		if absent || token == nil {
+		known, token := v.xattrs.lookup(g, name)
+		if known || token == nil {
 			continue
 		}
 		select {
@@ -208,7 +220,13 @@ func (v *volume) prefetchWindow(l *listing, name string, window []xl.GFID, c *xl
 		call.Seq = v.seq.Add(1)
 		wg.Go(func() {
 			defer func() { <-p.sem }()
-			if _, e := v.top.Getxattr(xl.WithCall(p.ctx, &call), g, name); e == syscall.ENODATA {
+			_, e := v.top.Getxattr(xl.WithCall(p.ctx, &call), g, name)
+			if e == 0 {
+				asked.Add(1)
+			}
+			if e == syscall.ENODATA {
+				asked.Add(1)
+				absent.Add(1)
 				v.xattrs.noteAbsent(g, name, token)
 			}
 		})

@@ -409,6 +409,7 @@ func (s *Store) createFile(ctx context.Context, p *dirRef, name string, g xl.GFI
 	if e == 0 {
 		if e = errno(unix.Linkat(fd, "", p.fd, name, unix.AT_EMPTY_PATH)); e != 0 {
 			unix.Unlinkat(s.hfd, hpath(g), 0)
+			s.evictAnon(&g)
 		}
 	}
 	if e != 0 {

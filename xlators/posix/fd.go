@@ -165,13 +165,77 @@ func (s *Store) file(fd xl.Fd) (*file, syscall.Errno) {
 		return f, 0
 	}
 	// No O_TRUNC: the file was truncated when it was first opened.
-	n, e := s.openGFID(fd.GFID, openFlags(fd.Flags)&^unix.O_TRUNC)
+	k := anonKey{fd.GFID, openFlags(fd.Flags) &^ unix.O_TRUNC}
+	f, gen := s.cachedAnon(k)
+	if f != nil {
+		return f, 0
+	}
+	n, e := s.openGFID(k.gfid, k.flags)
 	if e != 0 {
 		return nil, e
 	}
-	f := &file{gfid: fd.GFID, fd: n}
+	f = &file{gfid: k.gfid, fd: n}
 	f.refs.Store(1)
+	s.keepAnon(k, f, gen)
 	return f, 0
+}
+
+// maxAnon bounds the anonymous fds kept open.
+const maxAnon = 64
+
+type anonKey struct {
+	gfid  xl.GFID
+	flags int
+}
+
+// cachedAnon returns a referenced anonymous fd for k, or nil and the
+// eviction generation to hand keepAnon.
+func (s *Store) cachedAnon(k anonKey) (*file, uint64) {
+	s.anonMu.Lock()
+	defer s.anonMu.Unlock()
+	if f := s.anon[k]; f != nil && f.acquire() {
+		return f, 0
+	}
+	return nil, s.anonGen
+}
+
+// keepAnon caches f for k unless an eviction happened since gen: the
+// handle f was opened by may be gone, and the fd must not outlive it.
+func (s *Store) keepAnon(k anonKey, f *file, gen uint64) {
+	s.anonMu.Lock()
+	defer s.anonMu.Unlock()
+	if gen != s.anonGen || s.closed.Load() || s.anon[k] != nil {
+		return
+	}
+	if s.anon == nil {
+		s.anon = make(map[anonKey]*file)
+	}
+	if len(s.anon) >= maxAnon {
+		for ok, of := range s.anon { // any one: map order is random
+			delete(s.anon, ok)
+			of.put()
+			break
+		}
+	}
+	f.refs.Add(1)
+	s.anon[k] = f
+}
+
+// evictAnon closes the cached anonymous fds of g (of every object if g is
+// nil), so that ops on a removed object find it gone, as they would
+// opening it. Called after the handle is removed: an fd opened before
+// then is not kept (keepAnon sees the new generation), and one opened
+// after failed to open.
+func (s *Store) evictAnon(g *xl.GFID) {
+	s.anonMu.Lock()
+	defer s.anonMu.Unlock()
+	s.anonGen++
+	for k, f := range s.anon {
+		if g == nil || k.gfid == *g {
+			delete(s.anon, k)
+			f.put()
+		}
+	}
 }
 
 // openFlags keeps the open flags a brick honours. O_DIRECT is dropped:

@@ -472,7 +472,9 @@ func (s *Store) removeHandle(g xl.GFID, st *unix.Stat_t) bool {
 	if unix.Fstatat(s.hfd, h, &hs, unix.AT_SYMLINK_NOFOLLOW) != nil || hs.Dev != st.Dev || hs.Ino != st.Ino {
 		return false
 	}
-	if err := unix.Unlinkat(s.hfd, h, 0); err != nil && err != unix.ENOENT {
+	err := unix.Unlinkat(s.hfd, h, 0)
+	s.evictAnon(&g)
+	if err != nil && err != unix.ENOENT {
 		s.log.Error("posix: removing handle", "gfid", g, "err", err)
 		return false
 	}

@@ -90,6 +90,14 @@ type Store struct {
 	fds   map[uint64]*file
 	nextH atomic.Uint64
 
+	// anon keeps the anonymous fds of file (see there) for reuse: a
+	// follower applies every replicated write through one, which would
+	// otherwise cost a stat, an open and a close each. An entry holds a
+	// reference and goes when its handle is removed (evictAnon).
+	anonMu  sync.Mutex
+	anon    map[anonKey]*file
+	anonGen uint64 // bumped by every eviction
+
 	closed atomic.Bool
 }
 
@@ -217,6 +225,7 @@ func (s *Store) Close() error {
 	for _, f := range fds {
 		s.release(f)
 	}
+	s.evictAnon(nil)
 	s.dirs.clear()
 	s.root.put()
 	for _, fd := range []int{s.hfd, s.xfd} {

@@ -104,10 +104,13 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut
 	return 0
 }
 
-func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
 	s := setattrIn(in)
+	if f, ok := fh.(*file); ok && s.Valid != 0 {
+		f.wrote.Store(true) // ftruncate: its close reports like a write's
+	}
 	var a xl.Attr
 	var e syscall.Errno
 	if s.Valid == 0 {

@@ -111,12 +111,54 @@ func TestReadOnlyCloseSkipsFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		want := int32(1)
-		if flags == os.O_RDONLY {
-			want = 0
+		if n := c.n.Load() - before; n != 0 {
+			t.Errorf("open flags %#x, read only: %d flushes on close, want 0", flags, n)
 		}
-		if n := c.n.Load() - before; n != want {
-			t.Errorf("open flags %#x: %d flushes on close, want %d", flags, n, want)
+	}
+}
+
+// A descriptor that wrote nothing has nothing to flush, whatever its open
+// flags: creating an empty file costs no Flush. One that wrote, extended
+// or truncated is flushed on close.
+func TestCloseWithoutWriteSkipsFlush(t *testing.T) {
+	c := &flushCounter{Base: xl.Base{Xlator: newLeaf(t)}}
+	dir, _ := mount(t, c)
+	empty := filepath.Join(dir, "empty")
+	f, err := os.OpenFile(empty, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.n.Load(); n != 0 {
+		t.Errorf("%d flushes for creating an empty file, want 0", n)
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Errorf("empty file after close: %v, %v", fi, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		do   func(*os.File) error
+	}{
+		{"write", func(f *os.File) error { _, err := f.Write([]byte("data")); return err }},
+		{"fallocate", func(f *os.File) error { return unix.Fallocate(int(f.Fd()), 0, 0, 4096) }},
+		{"ftruncate", func(f *os.File) error { return f.Truncate(1) }},
+	} {
+		before := c.n.Load()
+		f, err := os.OpenFile(filepath.Join(dir, tc.name), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.do(f); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.n.Load() - before; n != 1 {
+			t.Errorf("%s then close: %d flushes, want 1", tc.name, n)
 		}
 	}
 }

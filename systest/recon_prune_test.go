@@ -224,3 +224,81 @@ func TestReconResyncedLeaderStepsDown(t *testing.T) {
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 20)
 }
+
+// TestReconJournalPrunedByDefault: bricks prune what every replica of
+// the set holds, whatever jbr.journal-max-size says. The cap here (16
+// MiB, so 4 MiB segments) is never reached: with all replicas up, a
+// write stream of five segments leaves every journal at its active
+// segment or two, as gluon recon status shows. With a follower away, the
+// others keep every entry it lacks, and it catches up from their
+// journals when it returns, with no full resync.
+func TestReconJournalPrunedByDefault(t *testing.T) {
+	const limit, seg = 16 << 20, 4 << 20 // segments are a quarter of the cap
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s", volume.OptJournalMaxSize: fmt.Sprint(limit)})
+	v := c.open()
+	w := newCaller(v.Top)
+	small := func() (bool, string) {
+		st, err := c.reconStatus()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, b := range st[0].Bricks {
+			if b.Journal == nil || b.Journal.Bytes > 2*seg || b.Journal.FirstIndex <= 1 {
+				return false, fmt.Sprintf("brick %d: journal %+v", b.Index, b.Journal)
+			}
+		}
+		return true, ""
+	}
+	const blocks = 5 * seg >> 20
+	writeBig(t, w, "big", 0, blocks)
+	c.converge()
+	c.poll("every brick's journal pruned to a segment or two", small)
+	_, out, _ := c.reconRun("status", volName)
+	t.Logf("gluon recon status after %d MiB, all replicas up:\n%s", blocks, out)
+
+	leader, _ := c.leader(-1, 0)
+	f := (leader + 1) % replicas
+	js, err := c.jbrStatus(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.kill(f)
+	const more = 5 // MiB: the cap is not reached
+	writeBig(t, w, "big2", 0, more)
+	writeFiles(t, w, 0, 10)
+	// Give the running bricks a few checkpoints to prune what they may.
+	c.poll("the running bricks to keep what the follower lacks", func() (bool, string) {
+		st, err := c.reconStatus()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, b := range st[0].Bricks {
+			if b.Index == f {
+				continue
+			}
+			if b.Journal == nil || b.Journal.Synced < b.Journal.LastIndex {
+				return false, fmt.Sprintf("brick %d not checkpointed: %+v", b.Index, b.Journal)
+			}
+			if b.Journal.FirstIndex > js.LastIndex+1 {
+				t.Fatalf("brick %d pruned what the follower lacks: journal %+v, follower at %d", b.Index, b.Journal, js.LastIndex)
+			}
+		}
+		return true, ""
+	})
+	c.start(f)
+	c.waitOnline(f)
+	c.converge()
+	c.poll("every brick's journal pruned again", small)
+	for _, i := range []int{leader, f} {
+		if b, err := os.ReadFile(c.logs[i]); err != nil || bytes.Contains(b, []byte("full resync")) || bytes.Contains(b, []byte("fast-forwarded")) {
+			t.Errorf("brick %d: a full resync (%v)", i, err)
+		}
+	}
+	if marks, err := recon.Resyncs(context.Background(), c.cli, volName, 0); err != nil || len(marks) != 0 {
+		t.Errorf("resync marks %+v, %v", marks, err)
+	}
+	c.verifyIdentical()
+	checkBig(t, w, "big", blocks)
+	checkBig(t, w, "big2", more)
+	checkFiles(t, w, 0, 10)
+}

@@ -41,10 +41,13 @@ const (
 	// reads each brick, in bytes per second (0: unbounded).
 	OptScrubInterval = "recon.scrub-interval"
 	OptScrubRate     = "recon.scrub-rate"
-	// OptJournalMaxSize bounds each brick's journal, in bytes (0:
-	// unbounded): past it, a brick deletes its oldest segments that are
-	// applied and synced. A replica away while entries it lacks are
-	// deleted is resynced in full by gluon recon run.
+	// OptJournalMaxSize is the hard cap on each brick's journal, in
+	// bytes (0: none). Whatever it says, a brick prunes the segments
+	// every replica of its set holds durably; a replica that is away
+	// holds that back, and the cap is what still bounds the journal then:
+	// past it, a brick deletes its oldest segments that are applied and
+	// synced, and a replica away while entries it lacks are deleted is
+	// resynced in full by gluon recon run.
 	OptJournalMaxSize = "jbr.journal-max-size"
 )
 
@@ -67,7 +70,7 @@ var KnownOptions = []OptionInfo{
 		Help:  "what reads see: linearizable (every acknowledged write), lease (the leader's state while its lease holds) or follower (any replica's state)",
 		check: checkConsistency},
 	{Key: OptJournalMaxSize, Default: "0",
-		Help: "bytes each brick's journal may hold before its oldest applied and synced segments are deleted; 0 for unbounded, else at least 4194304",
+		Help: "hard cap on each brick's journal in bytes: past it, its oldest applied and synced segments are deleted even if a replica that is away still needs them (it is then resynced in full); 0 for none, else at least 4194304. Segments every replica holds are pruned regardless",
 		check: func(_ *Volume, val string) error {
 			n, err := strconv.ParseUint(val, 10, 63)
 			if err != nil || (n != 0 && n < 4<<20) {

@@ -184,9 +184,16 @@
 // as FUSE does; live, it appends. Later entries wait until a leader says
 // they committed.
 //
-// With Options.JournalMaxBytes (jbr.journal-max-size) each checkpoint
-// prunes the journal's oldest synced segments (journal.PruneOver). A
-// peer that then needs entries gone from the journal (a lagging
+// After each checkpoint a brick prunes the segments whose entries every
+// replica holds committed and durably in its journal
+// (core.DurableEverywhere: the leader's minimum of its followers' synced
+// acknowledgements, sent to followers on heartbeats) and it has applied
+// and synced itself (journal.PruneThrough); no replica needs those to
+// catch up, and reconciliation starts after them. A replica that is
+// down, lagging or being resynced holds them back. With
+// Options.JournalMaxBytes (jbr.journal-max-size) each checkpoint also
+// prunes the oldest synced segments past that cap (journal.PruneOver),
+// needed or not. A peer that then needs entries gone from the journal (a lagging
 // follower, or a recovering leader asking a follower) is reported by
 // NeedsResync, and the brick daemon (package brick) does a full resync:
 // it fast-forwards that brick's log while it is stopped (FastForward),

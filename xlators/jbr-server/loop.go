@@ -507,7 +507,8 @@ func (s *Server) publish() core.Role {
 		s.log.Info("jbr: leadership changed", "role", role, "leader", leader, "term", st.Term)
 	}
 	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm,
-		commit: st.Commit, syncCommit: s.loop.c.SyncCommit(), resyncing: s.loop.c.Resyncing()})
+		commit: st.Commit, syncCommit: s.loop.c.SyncCommit(), resyncing: s.loop.c.Resyncing(),
+		pruneTo: s.loop.prunable()})
 	s.metrics.role.Set(float64(role))
 	s.metrics.term.Set(float64(st.Term))
 	return role

@@ -59,3 +59,75 @@ func TestJournalStaysBounded(t *testing.T) {
 		}
 	}
 }
+
+// Without JournalMaxBytes, each brick prunes what every replica holds:
+// a long write stream leaves every journal a few segments long. With a
+// follower stopped, the others keep every entry it lacks, and it
+// catches up from their journals when it returns, with no full resync;
+// then they prune again.
+func TestJournalPrunedWhereEveryReplicaHolds(t *testing.T) {
+	const seg = 64 << 10
+	c := startCluster(t, 3, Options{CheckpointInterval: 10 * time.Millisecond}, seg)
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	block := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
+	const blocks = 256                                     // 1 MiB: 16 segments
+	write1 := func(i int) {
+		b := append([]byte(nil), block...)
+		b[0] = byte(i)
+		write(t, c.n[0].srv, cl, fd, string(b), int64(i*len(block)))
+	}
+	small := func() bool {
+		for _, nd := range c.n {
+			// The active segment and the one holding the prunable
+			// index stay, and a checkpoint may lag by one more.
+			if st := nd.j.Stat(); st.Bytes > 3*seg || st.FirstIndex <= 1 {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range blocks {
+		write1(i)
+	}
+	c.converged(0)
+	c.waitFor("every journal pruned to a few segments", small)
+
+	c.stop(2)
+	held := c.n[2].j.Stat().LastIndex
+	for i := blocks; i < 2*blocks; i++ {
+		write1(i)
+	}
+	c.converged(0)
+	commit := c.n[0].srv.Status().Commit
+	c.waitFor("the running bricks to checkpoint", func() bool {
+		return c.n[0].j.Synced() >= commit && c.n[1].j.Synced() >= commit
+	})
+	c.n[0].srv.pruneJournal() // at least once after the checkpoint
+	c.n[1].srv.pruneJournal()
+	for i, nd := range c.n[:2] {
+		if st := nd.j.Stat(); st.FirstIndex > held+1 {
+			t.Fatalf("brick %d pruned entries the stopped brick lacks: journal from %d, it holds up to %d", i, st.FirstIndex, held)
+		}
+	}
+
+	c.start(2, nil)
+	c.n[2].el.Observe(0, 5)
+	c.converged(0)
+	if rs := c.n[0].srv.NeedsResync(); len(rs) != 0 {
+		t.Fatalf("the returning brick needs a full resync: %+v", rs)
+	}
+	c.waitFor("every journal pruned again", small)
+	for i, nd := range c.n {
+		got, err := os.ReadFile(filepath.Join(nd.dir, "f"))
+		if err != nil || len(got) != 2*blocks*len(block) {
+			t.Fatalf("brick %d: f has %d bytes (%v), want %d", i, len(got), err, 2*blocks*len(block))
+		}
+		for k := range 2 * blocks {
+			if got[k*len(block)] != byte(k) {
+				t.Fatalf("brick %d: block %d of f differs", i, k)
+			}
+		}
+	}
+}

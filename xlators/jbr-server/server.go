@@ -93,9 +93,10 @@ type Options struct {
 	// replays every entry known committed, from the first.
 	Sync               func(context.Context) error
 	CheckpointInterval time.Duration
-	// JournalMaxBytes bounds the journal: after each checkpoint, while it
-	// holds more, its oldest applied and synced segments are deleted
-	// (see pruneJournal). 0 means unbounded. It needs Sync.
+	// JournalMaxBytes caps the journal: after each checkpoint, while it
+	// holds more, its oldest applied and synced segments are deleted even
+	// if a replica still needs them (see pruneJournal). 0 means no cap;
+	// what every replica holds is pruned regardless. Pruning needs Sync.
 	JournalMaxBytes int64
 	// FsyncChild makes Fsync on the leader also fsync the local store;
 	// without it Fsync only waits until the entries proposed before it
@@ -158,6 +159,7 @@ type snapshot struct {
 	lastTerm          uint64
 	syncCommit        uint64 // committed and synced on a quorum up to here
 	resyncing         bool   // the store is being resynced in full
+	pruneTo           uint64 // journal index of core.DurableEverywhere: prunable up to here
 }
 
 // Status describes a server, for operators (gluon recon status).

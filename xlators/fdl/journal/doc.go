@@ -82,9 +82,11 @@
 // oldest first and never the active segment. Prune and PruneUpTo delete
 // whole terms, never the current one: fdl's Options.MaxBytes bound ends
 // a term and calls PruneUpTo. PruneThrough deletes segments up to a
-// record index, inside a term too, and PruneOver stops once the journal
-// holds at most a byte count: jbr-server keeps jbr.journal-max-size with
-// it. A Retain guard, if installed, keeps the terms it names and every
+// record index, inside a term too: jbr-server prunes with it, after each
+// checkpoint, through the index every replica of the set holds durably
+// (what no replica can need from this journal). PruneOver stops once the
+// journal holds at most a byte count: jbr-server keeps the hard cap
+// jbr.journal-max-size with it, needed or not. A Retain guard, if installed, keeps the terms it names and every
 // term after; Prune fails rather than delete part of what it was asked.
 // A replica that lags behind what its leader's journal still holds is
 // caught up by a full resync (see jbr-server's NeedsResync and

@@ -108,7 +108,7 @@ type Message struct {
 	Index     uint64 // Append: index before Entries; AppendResp: highest index written and matching the leader; Fetch, FetchResp: entries after this
 	LogTerm   uint64 // Append: term of the entry at Index, so a follower can detect a divergent tail
 	LastTerm  uint64 // ProbeResp
-	LastIndex uint64 // ProbeResp, and AppendResp on Reject as a hint
+	LastIndex uint64 // ProbeResp, and AppendResp on Reject as a hint; Append: every replica's journal holds entries up to here durably (see Core.DurableEverywhere)
 	Commit    uint64 // Append: the leader's commit index
 	Round     uint64 // Append: the leader's latest read round; AppendResp: the latest round the follower saw
 	Sync      uint64 // Append: fdatasync your journal up to here; AppendResp: highest index synced and matching
@@ -254,6 +254,8 @@ type Core struct {
 
 	resyncing bool // this replica's store is being resynced in full: no vote
 
+	durableAll uint64 // every replica holds committed entries up to here durably
+
 	rd Ready
 }
 
@@ -378,7 +380,7 @@ func (c *Core) send(m Message) {
 func (c *Core) heartbeat(to ID) {
 	c.sentCommit[to] = c.st.Commit
 	c.send(Message{Type: MsgAppend, To: to, Index: c.st.LastIndex, LogTerm: c.st.LastTerm,
-		Commit: c.st.Commit, Round: c.round})
+		Commit: c.st.Commit, Round: c.round, LastIndex: c.durableAll})
 }
 
 // adopt moves to a newer term; the caller decides the role.
@@ -616,7 +618,19 @@ func (c *Core) advanceSyncCommit() {
 		c.syncCommit = q
 		c.rd.SyncCommit = q
 	}
+	// held[0] is 0 for a replica not heard from in this term, or being
+	// resynced: it holds the index back.
+	c.durableAll = max(c.durableAll, min(held[0], c.st.Commit))
 }
+
+// DurableEverywhere returns an index up to which every entry is
+// committed and durable in the journal of every replica of the set: no
+// replica can need them from another's journal, to catch up or to
+// reconcile. A leader computes it from its followers' synced
+// acknowledgements (a replica it has not heard from this term, or one
+// being resynced, holds it at what was known before); followers learn it
+// from the leader's heartbeats. It never decreases, and is 0 until known.
+func (c *Core) DurableEverywhere() uint64 { return c.durableAll }
 
 func (c *Core) ack(from ID, index uint64) {
 	if index > c.matched[from] {
@@ -820,6 +834,7 @@ func (c *Core) onAppend(m Message) {
 	c.setLeader(m.From)
 	c.seenRound = max(c.seenRound, m.Round)
 	c.syncWant = max(c.syncWant, m.Sync)
+	c.durableAll = max(c.durableAll, m.LastIndex)
 	if m.Index > c.st.LastIndex {
 		c.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: c.st.LastIndex, Round: c.seenRound})
 		return

@@ -256,6 +256,10 @@ func (c *cluster) run(line string) {
 		if got := c.r[id(1)].syncCommit; got != num(t, f[2]) {
 			t.Errorf("%q: sync commit %d", line, got)
 		}
+	case "expect-durable": // expect-durable ID INDEX (DurableEverywhere)
+		if got := c.r[id(1)].core.DurableEverywhere(); got != num(t, f[2]) {
+			t.Errorf("%q: durable everywhere %d", line, got)
+		}
 	case "read": // read ID: start a read round
 		c.r[id(1)].core.ReadIndex()
 	case "expect-read-round": // expect-read-round ID ROUND (highest confirmed)

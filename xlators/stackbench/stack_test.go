@@ -125,57 +125,41 @@ func workdir(b *testing.B, x xl.Xlator, ctx context.Context) (xl.GFID, xl.Fd) {
 	return dir, fd
 }
 
-// BenchmarkStackWrite4k is fio's randwrite: 4 KiB writes at random
-// offsets in a 64 MiB file, each one call.
-func BenchmarkStackWrite4k(b *testing.B) {
+// transfer runs op (a Write or a Read) with a size-byte buffer at at(i)
+// of workdir's file, after filling its first fill bytes.
+func transfer(b *testing.B, op func(xl.Xlator, context.Context, xl.Fd, []byte, int64) (int, syscall.Errno), size int, fill int64, at func(i int) int64) {
 	each(b, func(b *testing.B, x xl.Xlator, ctx context.Context) {
 		_, fd := workdir(b, x, ctx)
-		data := make([]byte, 4096)
-		b.SetBytes(int64(len(data)))
+		chunk := make([]byte, 1<<20)
+		for off := int64(0); off < fill; off += int64(len(chunk)) {
+			_, e := x.Write(ctx, fd, chunk, off)
+			must(b, "fill", e)
+		}
+		buf := make([]byte, size)
+		b.SetBytes(int64(size))
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			off := int64(i*7919%16384) * 4096
-			if _, e := x.Write(ctx, fd, data, off); e != 0 {
+			if _, e := op(x, ctx, fd, buf, at(i)); e != 0 {
 				b.Fatal(e)
 			}
 		}
 	})
+}
+
+// BenchmarkStackWrite4k is fio's randwrite: 4 KiB writes at random
+// offsets in a 64 MiB file, each one call.
+func BenchmarkStackWrite4k(b *testing.B) {
+	transfer(b, xl.Xlator.Write, 4096, 0, func(i int) int64 { return int64(i*7919%16384) * 4096 })
 }
 
 // BenchmarkStackWrite1M is a sequential writer's request.
 func BenchmarkStackWrite1M(b *testing.B) {
-	each(b, func(b *testing.B, x xl.Xlator, ctx context.Context) {
-		_, fd := workdir(b, x, ctx)
-		data := make([]byte, 1<<20)
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if _, e := x.Write(ctx, fd, data, int64(i%256)<<20); e != 0 {
-				b.Fatal(e)
-			}
-		}
-	})
+	transfer(b, xl.Xlator.Write, 1<<20, 0, func(i int) int64 { return int64(i%256) << 20 })
 }
 
 // BenchmarkStackRead4k reads 4 KiB at random offsets of a cached file.
 func BenchmarkStackRead4k(b *testing.B) {
-	each(b, func(b *testing.B, x xl.Xlator, ctx context.Context) {
-		_, fd := workdir(b, x, ctx)
-		chunk := make([]byte, 1<<20)
-		for off := int64(0); off < 16<<20; off += int64(len(chunk)) {
-			_, e := x.Write(ctx, fd, chunk, off)
-			must(b, "fill", e)
-		}
-		dst := make([]byte, 4096)
-		b.SetBytes(int64(len(dst)))
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			off := int64(i*7919%4096) * 4096
-			if _, e := x.Read(ctx, fd, dst, off); e != 0 {
-				b.Fatal(e)
-			}
-		}
-	})
+	transfer(b, xl.Xlator.Read, 4096, 16<<20, func(i int) int64 { return int64(i*7919%4096) * 4096 })
 }
 
 // BenchmarkStackGetxattrCaps is the security.capability probe the kernel

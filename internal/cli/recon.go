@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"golang.org/x/term"
 
 	"github.com/gluon-fs/gluon/recon"
 	"github.com/gluon-fs/gluon/volume"
@@ -162,12 +161,12 @@ func writeReconStatus(w io.Writer, vol string, sets []recon.SetState) error {
 			if b.Lag >= 0 {
 				lag = strconv.FormatInt(b.Lag, 10)
 				if b.Lag > 0 && b.LagBytes >= 0 {
-					lag += " (~" + sizeText(b.LagBytes) + ")"
+					lag += " (~" + byteSize(b.LagBytes) + ")"
 				}
 			}
 			journal := "-"
 			if j := b.Journal; j != nil {
-				journal = fmt.Sprintf("%s, %d-%d", sizeText(j.Bytes), j.FirstIndex, j.LastIndex)
+				journal = fmt.Sprintf("%s, %d-%d", byteSize(j.Bytes), j.FirstIndex, j.LastIndex)
 			}
 			id := "-"
 			if v := s.IDs[k]; v != 0 {
@@ -213,19 +212,7 @@ func movedText(m recon.Moved) string {
 	if m.Zero() {
 		return "nothing"
 	}
-	return fmt.Sprintf("%d made, %d removed, %d data (%s), %d metadata", m.Created, m.Removed, m.Data, sizeText(m.Bytes), m.Meta)
-}
-
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	return fmt.Sprintf("%d made, %d removed, %d data (%s), %d metadata", m.Created, m.Removed, m.Data, byteSize(m.Bytes), m.Meta)
 }
 
 // errDiffer makes verify exit non-zero.
@@ -353,7 +340,7 @@ func writeReports(w io.Writer, vol string, sets []recon.SetReport) error {
 			case len(b.Diffs) > 0:
 				state = fmt.Sprintf("%d differences", len(b.Diffs))
 			}
-			fmt.Fprintf(w, "  brick %d %s: %d objects, %s read, %s\n", b.Index, b.Brick, b.Objects, sizeText(b.Bytes), state)
+			fmt.Fprintf(w, "  brick %d %s: %d objects, %s read, %s\n", b.Index, b.Brick, b.Objects, byteSize(b.Bytes), state)
 			if b.Moved != nil {
 				fmt.Fprintf(w, "    repaired: %s\n", movedText(*b.Moved))
 			}
@@ -381,8 +368,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer) *progress {
-	f, ok := w.(*os.File)
-	return &progress{w: w, tty: ok && term.IsTerminal(int(f.Fd())), per: map[[2]int][2]int64{}}
+	return &progress{w: w, tty: isTerminal(w), per: map[[2]int][2]int64{}}
 }
 
 func (p *progress) update(set, brick, objects int, bytes int64) {
@@ -401,7 +387,7 @@ func (p *progress) update(set, brick, objects int, bytes int64) {
 		objs += v[0]
 		total += v[1]
 	}
-	fmt.Fprintf(p.w, "\r\033[Kscanning %d bricks: %d objects, %s", len(p.per), objs, sizeText(total))
+	fmt.Fprintf(p.w, "\r\033[Kscanning %d bricks: %d objects, %s", len(p.per), objs, byteSize(total))
 }
 
 func (p *progress) done() {
@@ -504,10 +490,7 @@ still roll back) unless --uncommitted. The journal is read from a copy.`,
 				return err
 			}
 			defer s.Close()
-			tty := false
-			if f, ok := a.stderr.(*os.File); ok {
-				tty = term.IsTerminal(int(f.Fd()))
-			}
+			tty := isTerminal(a.stderr)
 			var drawn time.Time
 			opts := recon.ReplayOptions{Uncommitted: uncommitted}
 			if tty {

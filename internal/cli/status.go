@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -40,9 +39,7 @@ entries the leader has committed that it has not applied.
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSON(a.stdout, st)
 			}
 			return writeStatus(a.stdout, st)
 		}),

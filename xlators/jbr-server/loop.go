@@ -280,10 +280,11 @@ func (l *loop) append(ce core.Entry) error {
 }
 
 func (l *loop) route(m core.Message) {
-	if (m.Type == core.MsgFetch || m.Type == core.MsgResend) && m.To == l.s.id && l.resyncNeeded(m) {
-		return // pruned from the journal: recon resyncs the peer (recon_resync.go)
-	}
 	if (m.Type == core.MsgFetch || m.Type == core.MsgResend) && m.To == l.s.id {
+		sp := l.log.spans(m.Index)
+		if l.resyncNeeded(m, sp) {
+			return // pruned from the journal: recon resyncs the peer (recon_resync.go)
+		}
 		// Answer from the journal, off the loop: a recovering leader's
 		// fetch, or our share of a lagging follower's entries.
 		st := l.c.State()
@@ -294,7 +295,7 @@ func (l *loop) route(m core.Message) {
 			resp.Commit = st.Commit
 		}
 		select {
-		case l.s.fetches <- fetch{msg: resp, spans: l.log.spans(m.Index)}:
+		case l.s.fetches <- fetch{msg: resp, spans: sp}:
 		default: // the fetcher is busy: the peer asks again
 		}
 		return

@@ -53,9 +53,9 @@ type resyncSeen struct {
 
 // resyncNeeded reports whether the entries after m.Index that a resend
 // (or a recovering leader's fetch) asks for are gone from the journal,
-// and if so records the peer as needing a full resync.
-func (l *loop) resyncNeeded(m core.Message) bool {
-	sp := l.log.spans(m.Index)
+// and if so records the peer as needing a full resync. sp is where those
+// entries are in the journal (jlog.spans).
+func (l *loop) resyncNeeded(m core.Message, sp []span) bool {
 	if len(sp) == 0 || sp[0].jfirst >= l.s.j.FirstIndex() {
 		return false
 	}

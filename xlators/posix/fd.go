@@ -158,8 +158,8 @@ func (s *Store) lookupFd(fd xl.Fd, dir bool) *file {
 // file returns the open regular file for fd. A handle the store does not
 // know, e.g. one from before a restart, is served by an anonymous fd
 // opened by GFID with the same flags, as GlusterFS does. It is not
-// counted open: it lives for one op, which needs the file but not its
-// handle.
+// counted open: the op needs the file but not its handle, and the fd is
+// kept for the next op on the object (keepAnon) until its handle goes.
 func (s *Store) file(fd xl.Fd) (*file, syscall.Errno) {
 	if f := s.lookupFd(fd, false); f != nil {
 		return f, 0

@@ -205,30 +205,23 @@ func New(opts Options) (*DHT2, error) {
 		d.log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// Watch before the load: a layout saved in between is delivered.
+	w := opts.Layout.Watch(ctx)
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
 	l, err := opts.Layout.Load(lctx)
 	lcancel()
+	if err == nil {
+		err = d.fits(l)
+	}
+	if err == nil {
+		d.layout.Store(l)
+		err = d.scrub.init(opts)
+	}
 	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := d.fits(l); err != nil {
-		cancel()
-		return nil, err
-	}
-	d.layout.Store(l)
-	if err := d.scrub.init(opts); err != nil {
-		cancel()
+		cancel() // ends the watch
 		return nil, err
 	}
 	d.cancel = cancel
-	w := opts.Layout.Watch(ctx)
-	// A layout saved between the load and the watch is not delivered.
-	lctx, lcancel = context.WithTimeout(ctx, 30*time.Second)
-	if l, err := opts.Layout.Load(lctx); err == nil {
-		d.install(l)
-	}
-	lcancel()
 	d.wg.Add(1)
 	go d.watch(w)
 	if opts.ScrubInterval > 0 {

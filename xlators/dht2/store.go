@@ -95,16 +95,20 @@ func (s *EtcdStore) Save(ctx context.Context, l *Layout) error {
 	return nil
 }
 
-// Watch delivers each layout put after the call. A watch that etcd ends
-// (a lost leader, a compaction) is started again, after reading the
-// current layout so that nothing is missed. The goroutine it starts ends
-// with ctx.
+// Watch delivers the stored layout, then each one put after it. Each
+// watch, the first and any that etcd ends (a lost leader, a compaction),
+// starts just after a read of the current layout, so that nothing put
+// meanwhile is missed. The goroutine it starts ends with ctx.
 func (s *EtcdStore) Watch(ctx context.Context) <-chan *Layout {
 	out := make(chan *Layout, 1)
 	go func() {
 		defer close(out)
 		var rev int64 // the last revision seen; 0: from now
 		for ctx.Err() == nil {
+			if l, r, err := s.load(ctx); err == nil {
+				rev = r
+				deliver(out, l)
+			}
 			opts := []clientv3.OpOption{}
 			if rev > 0 {
 				opts = append(opts, clientv3.WithRev(rev+1))
@@ -126,10 +130,6 @@ func (s *EtcdStore) Watch(ctx context.Context) <-chan *Layout {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
-			}
-			if l, r, err := s.load(ctx); err == nil {
-				rev = r
-				deliver(out, l)
 			}
 		}
 	}()

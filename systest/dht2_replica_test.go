@@ -6,35 +6,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gluon-fs/gluon/internal/etcdtest"
-	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/dht2"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
-
-// newReplicatedDvol is a distributed volume of sets replica-3 sets, each
-// brick a "gluon brick" process.
-func newReplicatedDvol(t *testing.T, sets int) *dvol {
-	cli := etcdtest.Start(t)
-	d := &dvol{t: t, cli: cli, store: volume.NewStore(cli), top: t.TempDir(), clog: &syncBuffer{}}
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	v := &volume.Volume{Name: dvolName, Replica: 3}
-	for i := range 3 * sets {
-		v.Bricks = append(v.Bricks, d.brickDir(i))
-	}
-	if err := d.store.Create(ctx, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.store.SetState(ctx, dvolName, volume.StateStarted); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.stop)
-	for i := range v.Bricks {
-		d.start(i)
-	}
-	return d
-}
 
 // TestDHT2ReplicatedSetsKeepNames: on a distributed volume of replica-3
 // sets, every directory made in the root keeps its name while files are
@@ -44,7 +18,7 @@ func newReplicatedDvol(t *testing.T, sets int) *dvol {
 // set took the second for a retry of the first and never made the stub,
 // so the name vanished.
 func TestDHT2ReplicatedSetsKeepNames(t *testing.T) {
-	d := newReplicatedDvol(t, 2)
+	d := newDvolReplica(t, 2, 3)
 	top := d.open().Top
 	c := newCaller(top)
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)

@@ -46,12 +46,18 @@ const dvolName = "dv"
 const workloadPause = 5 * time.Millisecond
 
 func newDvol(t *testing.T, sets int) *dvol {
+	return newDvolReplica(t, sets, 1)
+}
+
+// newDvolReplica is a distributed volume of sets sets of replica bricks
+// each, every brick a "gluon brick" process.
+func newDvolReplica(t *testing.T, sets, replica int) *dvol {
 	cli := etcdtest.Start(t)
 	d := &dvol{t: t, cli: cli, store: volume.NewStore(cli), top: t.TempDir(), clog: &syncBuffer{}}
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	v := &volume.Volume{Name: dvolName, Replica: 1}
-	for i := range sets {
+	v := &volume.Volume{Name: dvolName, Replica: replica}
+	for i := range replica * sets {
 		v.Bricks = append(v.Bricks, d.brickDir(i))
 	}
 	if err := d.store.Create(ctx, v); err != nil {
@@ -61,7 +67,7 @@ func newDvol(t *testing.T, sets int) *dvol {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.stop)
-	for i := range sets {
+	for i := range v.Bricks {
 		d.start(i)
 	}
 	return d

@@ -138,9 +138,6 @@ func newGrowing(env Env, vol string, sets []xl.Xlator, o dht2.Options) (*growing
 		return nil, err
 	}
 	g := &growing{env: env, vol: vol, opts: o, log: env.Logger.With("volume", vol), done: make(chan struct{}), built: map[string]xl.Xlator{}}
-	if g.log == nil {
-		g.log = slog.Default().With("volume", vol)
-	}
 	g.cur.Store(d)
 	g.Funnel = xl.Funnel{H: func(ctx context.Context, f *xl.Fop) *xl.Result {
 		return xl.Dispatch(ctx, g.cur.Load(), f)

@@ -208,8 +208,14 @@ func (r *reconciler) lead(ctx context.Context, marks map[int]recon.Resync, stuck
 	if len(repair) > 0 {
 		return r.repair(ctx, repair)
 	}
-	if time.Since(r.lastScrub) >= r.scrubInterval(ctx) {
-		return r.scrub(ctx)
+	// recon.scrub-interval and recon.scrub-rate may change while the
+	// brick runs.
+	v, err := r.store.Get(ctx, r.vol)
+	if err != nil {
+		return err
+	}
+	if rate, interval := recon.ScrubSettings(v); time.Since(r.lastScrub) >= interval {
+		return r.scrub(ctx, rate)
 	}
 	return nil
 }
@@ -247,28 +253,10 @@ func (r *reconciler) repair(ctx context.Context, reps []int) error {
 	return nil
 }
 
-// scrubInterval reads recon.scrub-interval, which may change while the
-// brick runs.
-func (r *reconciler) scrubInterval(ctx context.Context) time.Duration {
-	v, err := r.store.Get(ctx, r.vol)
-	if err != nil {
-		return time.Hour
-	}
-	return v.Duration(volume.OptScrubInterval)
-}
-
 // scrub compares every replica of the set with this leader's store, at
-// recon.scrub-rate, and repairs what differs.
-func (r *reconciler) scrub(ctx context.Context) error {
+// rate bytes per second, and repairs what differs.
+func (r *reconciler) scrub(ctx context.Context, rate int64) error {
 	r.lastScrub = time.Now()
-	v, err := r.store.Get(ctx, r.vol)
-	if err != nil {
-		return err
-	}
-	rate, err := strconv.ParseInt(v.Option(volume.OptScrubRate), 10, 64)
-	if err != nil || rate < 0 {
-		rate = 0
-	}
 	opts := r.resyncOpts
 	opts.BytesPerSec = rate
 	sets, err := recon.Run(ctx, r.cli, r.vol, opts)

@@ -49,7 +49,7 @@ func Scrub(ctx context.Context, cli *clientv3.Client, vol string, opts ScrubOpti
 		if err != nil {
 			return st, err
 		}
-		rate, interval := scrubSettings(v)
+		rate, interval := ScrubSettings(v)
 		start := time.Now()
 		sets, err := Run(ctx, cli, vol, VolumeOptions{Logger: log, Set: -1, BytesPerSec: rate})
 		if err != nil {
@@ -94,8 +94,9 @@ func Scrub(ctx context.Context, cli *clientv3.Client, vol string, opts ScrubOpti
 	}
 }
 
-// scrubSettings reads a volume's scrub rate and interval.
-func scrubSettings(v *volume.Volume) (rate int64, interval time.Duration) {
+// ScrubSettings reads a volume's scrub rate (bytes per second, 0 for
+// unbounded) and interval, as Scrub and the bricks' own scrubs use them.
+func ScrubSettings(v *volume.Volume) (rate int64, interval time.Duration) {
 	interval = v.Duration(volume.OptScrubInterval)
 	if interval <= 0 {
 		interval = time.Hour

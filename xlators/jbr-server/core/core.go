@@ -243,6 +243,7 @@ type Core struct {
 	termStart  uint64           // first index of this term: commits count from here
 	serving    bool             // what was recovered has committed: take requests
 	sentCommit map[ID]uint64
+	held       []uint64 // sortedHeld's result, reused
 	resending  map[ID]resend
 	round      uint64 // latest read round started
 	rounds     map[ID]uint64
@@ -606,14 +607,21 @@ func (c *Core) syncAck(from ID, index uint64) {
 	c.advanceSyncCommit()
 }
 
+// sortedHeld returns every replica's index in m, ascending. It runs on
+// every acknowledgement, twice: the slice is c.held, reused.
+func (c *Core) sortedHeld(m map[ID]uint64) []uint64 {
+	c.held = c.held[:0]
+	for _, id := range c.cfg.Peers {
+		c.held = append(c.held, m[id])
+	}
+	slices.Sort(c.held)
+	return c.held
+}
+
 // advanceSyncCommit moves the synced commit index to the highest
 // committed index a quorum holds synced.
 func (c *Core) advanceSyncCommit() {
-	held := make([]uint64, 0, len(c.cfg.Peers))
-	for _, id := range c.cfg.Peers {
-		held = append(held, c.syncMatch[id])
-	}
-	slices.Sort(held)
+	held := c.sortedHeld(c.syncMatch)
 	if q := min(held[len(held)-c.quorum], c.st.Commit); q > c.syncCommit {
 		c.syncCommit = q
 		c.rd.SyncCommit = q
@@ -645,11 +653,7 @@ func (c *Core) ack(from ID, index uint64) {
 // advanceCommit commits up to the highest index a quorum holds, if that
 // entry is of this term.
 func (c *Core) advanceCommit() {
-	held := make([]uint64, 0, len(c.cfg.Peers))
-	for _, id := range c.cfg.Peers {
-		held = append(held, c.matched[id])
-	}
-	slices.Sort(held)
+	held := c.sortedHeld(c.matched)
 	q := held[len(held)-c.quorum]
 	if q <= c.st.Commit || q < c.termStart {
 		return

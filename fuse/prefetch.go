@@ -165,11 +165,9 @@ func (p *prefetcher) stop() {
 
 // prefetchXattr reads ahead name for the entries of n's parent's listing,
 // if a miss of n's name may be part of a listing's walk. c is the caller
-// that missed: the prefetch asks as it would.
+// that missed: the prefetch asks as it would. Getxattr calls it only
+// for a miss the cache can keep, so never with the cache off.
 func (v *volume) prefetchXattr(n *node, name string, c *xl.Call) {
-	if v.xattrs.ttl <= 0 {
-		return
-	}
 	_, pi := n.Parent()
 	if pi == nil {
 		return

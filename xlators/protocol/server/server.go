@@ -528,7 +528,7 @@ func (c *conn) next(rd *reader) (*request, error) {
 			rq.in = bufpool.Get(int(h.DataLen))
 			data = *rq.in
 			if _, err := io.ReadFull(br, data); err != nil {
-				bufpool.Put(rq.in)
+				rq.free()
 				return nil, truncated(err)
 			}
 		}
@@ -537,9 +537,7 @@ func (c *conn) next(rd *reader) (*request, error) {
 			rd.meta = nil
 		}
 		if err != nil {
-			if rq.in != nil {
-				bufpool.Put(rq.in)
-			}
+			rq.free()
 			return nil, fmt.Errorf("request %d: %w", h.ID, err)
 		}
 
@@ -549,19 +547,23 @@ func (c *conn) next(rd *reader) (*request, error) {
 		}
 		rq.weight = min(max(weight, minWeight), connBudget)
 		if err := c.budget.Acquire(c.ctx, rq.weight); err != nil {
-			if rq.in != nil {
-				bufpool.Put(rq.in)
-			}
+			rq.free()
 			return nil, err
 		}
 		if err := c.admit(rq); err != nil {
 			c.budget.Release(rq.weight)
-			if rq.in != nil {
-				bufpool.Put(rq.in)
-			}
+			rq.free()
 			return nil, err
 		}
 		return rq, nil
+	}
+}
+
+// free returns the pooled buffer behind rq's data, if any.
+func (rq *request) free() {
+	if rq.in != nil {
+		bufpool.Put(rq.in)
+		rq.in = nil
 	}
 }
 
@@ -619,9 +621,7 @@ func (c *conn) handle(rq *request) {
 	delete(c.inflight, rq.id)
 	c.mu.Unlock()
 	rq.cancel()
-	if rq.in != nil {
-		bufpool.Put(rq.in)
-	}
+	rq.free()
 	r := reply{id: rq.id, res: res, buf: out, weight: rq.weight}
 	if rq.noReply {
 		if res.Errno != 0 {

@@ -227,3 +227,16 @@ func TestOpenPaths(t *testing.T) {
 		t.Errorf("copies left behind: %v", left)
 	}
 }
+
+func TestBrickPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"server1:/data/b0":  "/data/b0",
+		"server1:/data/a:b": "/data/a:b",
+		"[::1]:/bricks/b0":  "/bricks/b0",
+		"[fe80::1]:/x:y/b1": "/x:y/b1",
+	} {
+		if got := brickPath(in); got != want {
+			t.Errorf("brickPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gluon-fs/gluon/client"
+	"github.com/gluon-fs/gluon/volume"
 	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
 	protoclient "github.com/gluon-fs/gluon/xlators/protocol/client"
@@ -333,11 +334,15 @@ func settle(ctx context.Context, cli *clientv3.Client, vol string, set int, dead
 	return pending, nil
 }
 
+// brickPath is the PATH of a status's HOST:PATH, which is what a brick
+// serves its store as. (The first colon ends the host: a path may hold
+// colons.)
 func brickPath(hostPath string) string {
-	if i := strings.LastIndex(hostPath, ":"); i >= 0 {
-		return hostPath[i+1:]
+	b, err := volume.ParseBrick(hostPath)
+	if err != nil {
+		return hostPath // the brick refuses the name, and says so
 	}
-	return hostPath
+	return b.Path
 }
 
 // IDPrefix is where reconciliation ids live in etcd:

@@ -47,53 +47,51 @@ func envInt(t *testing.T, name string, def int) int {
 func TestReconMeasureCatchUp(t *testing.T) {
 	measuring(t)
 	mib := envInt(t, "RECON_BENCH_MIB", 1024)
-	{
-		c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
-		v := c.open()
-		w := newCaller(v.Top)
-		leader, _ := c.leader(-1, 0)
-		f := (leader + 1) % replicas
-		c.kill(f)
-		const files = 16
-		fds := make([]xl.Fd, files)
-		for i := range fds {
-			fds[i] = w.create(t, fmt.Sprintf("big-%02d", i), syscall.O_WRONLY)
-		}
-		data := make([]byte, 1<<20)
-		for i := range data {
-			data[i] = byte(i * 7)
-		}
-		var wg sync.WaitGroup
-		for k := range files {
-			wg.Go(func() {
-				for j := k; j < mib; j += files {
-					if n, e := v.Top.Write(w.ctx(context.Background()), fds[k], data, int64(j/files)<<20); e != 0 || n != len(data) {
-						t.Errorf("write: %d, %v", n, e)
-						return
-					}
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
+	v := c.open()
+	w := newCaller(v.Top)
+	leader, _ := c.leader(-1, 0)
+	f := (leader + 1) % replicas
+	c.kill(f)
+	const files = 16
+	fds := make([]xl.Fd, files)
+	for i := range fds {
+		fds[i] = w.create(t, fmt.Sprintf("big-%02d", i), syscall.O_WRONLY)
+	}
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var wg sync.WaitGroup
+	for k := range files {
+		wg.Go(func() {
+			for j := k; j < mib; j += files {
+				if n, e := v.Top.Write(w.ctx(context.Background()), fds[k], data, int64(j/files)<<20); e != 0 || n != len(data) {
+					t.Errorf("write: %d, %v", n, e)
+					return
 				}
-			})
-		}
-		wg.Wait()
+			}
+		})
+	}
+	wg.Wait()
+	st, err := c.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lj := st.Sets[0].Bricks[st.Sets[0].Leader].JBR
+	t.Logf("follower %d missed %d MiB: leader at index %d", f, mib, lj.LastIndex)
+	start := time.Now()
+	c.start(f)
+	c.poll("the follower to catch up", func() (bool, string) {
 		st, err := c.status()
 		if err != nil {
-			t.Fatal(err)
+			return false, err.Error()
 		}
-		lj := st.Sets[0].Bricks[st.Sets[0].Leader].JBR
-		t.Logf("follower %d missed %d MiB: leader at index %d", f, mib, lj.LastIndex)
-		start := time.Now()
-		c.start(f)
-		c.poll("the follower to catch up", func() (bool, string) {
-			st, err := c.status()
-			if err != nil {
-				return false, err.Error()
-			}
-			return sameJournals(st)
-		})
-		took := time.Since(start)
-		t.Logf("caught up %d MiB in %v (%.0f MiB/s)", mib, took.Round(time.Millisecond), float64(mib)/took.Seconds())
-		c.verifyIdentical()
-	}
+		return sameJournals(st)
+	})
+	took := time.Since(start)
+	t.Logf("caught up %d MiB in %v (%.0f MiB/s)", mib, took.Round(time.Millisecond), float64(mib)/took.Seconds())
+	c.verifyIdentical()
 }
 
 // TestReconMeasureFullResync: a follower's store of RECON_BENCH_FILES
@@ -106,45 +104,43 @@ func TestReconMeasureCatchUp(t *testing.T) {
 func TestReconMeasureFullResync(t *testing.T) {
 	measuring(t)
 	files := envInt(t, "RECON_BENCH_FILES", 10000)
-	{
-		c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
-		v := c.open()
-		data := make([]byte, 4096)
-		var wg sync.WaitGroup
-		const writers = 8
-		for k := range writers {
-			wg.Go(func() {
-				w := newCaller(v.Top)
-				for i := k; i < files; i += writers {
-					ctx := context.Background()
-					fd, _, e := v.Top.Create(w.ctx(ctx), xl.RootGFID, fmt.Sprintf("f%06d", i), xl.NewGFID(), syscall.O_WRONLY|syscall.O_CREAT, 0o644)
-					if e != 0 {
-						t.Errorf("create: %v", e)
-						return
-					}
-					if _, e := v.Top.Write(w.ctx(ctx), fd, data, 0); e != 0 {
-						t.Errorf("write: %v", e)
-						return
-					}
-					v.Top.Release(w.ctx(ctx), fd)
+	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
+	v := c.open()
+	data := make([]byte, 4096)
+	var wg sync.WaitGroup
+	const writers = 8
+	for k := range writers {
+		wg.Go(func() {
+			w := newCaller(v.Top)
+			for i := k; i < files; i += writers {
+				ctx := context.Background()
+				fd, _, e := v.Top.Create(w.ctx(ctx), xl.RootGFID, fmt.Sprintf("f%06d", i), xl.NewGFID(), syscall.O_WRONLY|syscall.O_CREAT, 0o644)
+				if e != 0 {
+					t.Errorf("create: %v", e)
+					return
 				}
-			})
-		}
-		wg.Wait()
-		leader, _ := c.leader(-1, 0)
-		c.converge()
-		f := (leader + 1) % replicas
-		c.stop(f)
-		wipeStore(t, c.dirs[f])
-		c.start(f)
-		c.waitOnline(f)
-		start := time.Now()
-		code, out, errs := c.reconRunWithin(20*time.Minute, "run", volName)
-		took := time.Since(start)
-		if code != 0 {
-			t.Fatalf("gluon recon run: exit %d: %s\n%s", code, errs, out)
-		}
-		t.Logf("full resync of %d files in %v (%.0f files/s):\n%s", files, took.Round(time.Millisecond), float64(files)/took.Seconds(), out)
-		c.verifyIdentical()
+				if _, e := v.Top.Write(w.ctx(ctx), fd, data, 0); e != 0 {
+					t.Errorf("write: %v", e)
+					return
+				}
+				v.Top.Release(w.ctx(ctx), fd)
+			}
+		})
 	}
+	wg.Wait()
+	leader, _ := c.leader(-1, 0)
+	c.converge()
+	f := (leader + 1) % replicas
+	c.stop(f)
+	wipeStore(t, c.dirs[f])
+	c.start(f)
+	c.waitOnline(f)
+	start := time.Now()
+	code, out, errs := c.reconRunWithin(20*time.Minute, "run", volName)
+	took := time.Since(start)
+	if code != 0 {
+		t.Fatalf("gluon recon run: exit %d: %s\n%s", code, errs, out)
+	}
+	t.Logf("full resync of %d files in %v (%.0f files/s):\n%s", files, took.Round(time.Millisecond), float64(files)/took.Seconds(), out)
+	c.verifyIdentical()
 }

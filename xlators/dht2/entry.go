@@ -117,7 +117,7 @@ func (d *DHT2) anchor(ctx context.Context, i int, t uint16) syscall.Errno {
 	if d.anchored[i][t>>8].Load() {
 		return 0
 	}
-	root := xl.WithCall(ctx, &xl.Call{})
+	root := asRoot(ctx)
 	x := d.subs[i]
 	if !d.anchorMade[i].Load() {
 		if e := ensureDir(root, x, xl.RootGFID, AnchorName, AnchorGFID); e != 0 {
@@ -392,7 +392,7 @@ const xattrPrefix = "trusted.dht2."
 // setParent records dir's parent. A directory without one (a crash right
 // after its mkdir) only weakens the rename check, so failures are logged.
 func (d *DHT2) setParent(ctx context.Context, dir, parent xl.GFID) {
-	root := xl.WithCall(ctx, &xl.Call{})
+	root := asRoot(ctx)
 	e := d.at(ctx, dir, func(x xl.Xlator) syscall.Errno { return x.Setxattr(root, dir, parentXattr, parent[:], 0) })
 	if e != 0 {
 		d.log.Warn("dht2: recording a directory's parent", "gfid", dir, "errno", e)
@@ -401,7 +401,7 @@ func (d *DHT2) setParent(ctx context.Context, dir, parent xl.GFID) {
 
 // under reports whether dir is q or one of q's ancestors.
 func (d *DHT2) under(ctx context.Context, dir, q xl.GFID) (bool, syscall.Errno) {
-	root := xl.WithCall(ctx, &xl.Call{})
+	root := asRoot(ctx)
 	for range maxDepth {
 		if q == dir {
 			return true, 0

@@ -93,7 +93,7 @@ func NewGuard(next xl.Xlator, opts GuardOptions) (*Guard, error) {
 // knows.
 func (g *Guard) load(ctx context.Context) syscall.Errno {
 	g.loaded.Store(time.Now().UnixNano())
-	v, e := g.next.Getxattr(xl.WithCall(ctx, &xl.Call{}), xl.RootGFID, fenceXattr)
+	v, e := g.next.Getxattr(asRoot(ctx), xl.RootGFID, fenceXattr)
 	switch {
 	case e == syscall.ENODATA:
 		v = nil
@@ -235,7 +235,7 @@ func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Er
 	}
 	// Persisted first: a fence the child refuses (a follower's) is not
 	// one this guard keeps.
-	root := xl.WithCall(ctx, &xl.Call{})
+	root := asRoot(ctx)
 	var e syscall.Errno
 	if len(runs) == 0 {
 		e = g.next.Removexattr(root, xl.RootGFID, fenceXattr)

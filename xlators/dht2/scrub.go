@@ -83,7 +83,7 @@ func (d *DHT2) Scrub(ctx context.Context) (ScrubStats, error) {
 	anchors := map[string]seen{} // by key
 	lim := newLimiter(d.scrub.rate)
 	defer lim.stop()
-	rctx := xl.WithCall(ctx, &xl.Call{})
+	rctx := asRoot(ctx)
 	for i := range l.Sets {
 		if err := d.scanSet(rctx, l, i, lim, stubs, anchors, &st); err != nil {
 			return st, err

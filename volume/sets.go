@@ -88,11 +88,8 @@ func (s *Store) AddBricks(ctx context.Context, name string, bricks []Brick) (*Vo
 			if o.Name == name {
 				continue
 			}
-			if b, ob, ok := sharedBrick(add, o); ok {
-				if b == ob {
-					return nil, fmt.Errorf("volume %s: brick %s is already part of volume %s", name, b, o.Name)
-				}
-				return nil, fmt.Errorf("volume %s: brick %s overlaps brick %s of volume %s", name, b, ob, o.Name)
+			if err := brickConflict(add, o); err != nil {
+				return nil, err
 			}
 		}
 		val, err := json.Marshal(&nv)

@@ -110,11 +110,8 @@ func (s *Store) Create(ctx context.Context, v *Volume) error {
 			if o.Name == v.Name {
 				return fmt.Errorf("volume %s already exists", v.Name)
 			}
-			if b, ob, ok := sharedBrick(v, o); ok {
-				if b == ob {
-					return fmt.Errorf("volume %s: brick %s is already part of volume %s", v.Name, b, o.Name)
-				}
-				return fmt.Errorf("volume %s: brick %s overlaps brick %s of volume %s", v.Name, b, ob, o.Name)
+			if err := brickConflict(v, o); err != nil {
+				return err
 			}
 		}
 		r, err := s.cli.Txn(ctx).If(
@@ -131,15 +128,20 @@ func (s *Store) Create(ctx context.Context, v *Volume) error {
 	return fmt.Errorf("volume %s: create: too many concurrent updates", v.Name)
 }
 
-func sharedBrick(v, o *Volume) (Brick, Brick, bool) {
+// brickConflict is the error for a brick of v that is, or overlaps, a
+// brick of volume o, or nil: a brick belongs to one volume only.
+func brickConflict(v, o *Volume) error {
 	for _, b := range v.Bricks {
 		for _, ob := range o.Bricks {
-			if b.Host == ob.Host && (nested(b.Path, ob.Path) || nested(ob.Path, b.Path)) {
-				return b, ob, true
+			switch {
+			case b == ob:
+				return fmt.Errorf("volume %s: brick %s is already part of volume %s", v.Name, b, o.Name)
+			case b.Host == ob.Host && (nested(b.Path, ob.Path) || nested(ob.Path, b.Path)):
+				return fmt.Errorf("volume %s: brick %s overlaps brick %s of volume %s", v.Name, b, ob, o.Name)
 			}
 		}
 	}
-	return Brick{}, Brick{}, false
+	return nil
 }
 
 // Get returns the named volume; the error wraps ErrNotFound if there is

@@ -92,6 +92,7 @@ func (p *peer) take() []core.Message {
 func (p *peer) run(ctx context.Context) {
 	backoff := backoffMin
 	failing := false
+	sendCtx := client.NoReply(ctx) // every batch's: marked once
 	for {
 		select {
 		case <-ctx.Done():
@@ -103,7 +104,7 @@ func (p *peer) run(ctx context.Context) {
 			if len(batch) == 0 {
 				break
 			}
-			cctx, cancel := context.WithTimeout(client.NoReply(ctx), p.s.opts.RequestTimeout)
+			cctx, cancel := context.WithTimeout(sendCtx, p.s.opts.RequestTimeout)
 			_, e := p.x.Ipc(cctx, IpcStep, xl.Xdata{stepKey: encodeMessages(p.s.setID(), batch)})
 			cancel()
 			if ctx.Err() != nil {

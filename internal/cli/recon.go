@@ -357,43 +357,69 @@ func writeReports(w io.Writer, vol string, sets []recon.SetReport) error {
 	return nil
 }
 
-// progress draws one status line on a terminal; elsewhere it is silent,
-// so that logs and pipes get only the report.
-type progress struct {
+// statusLine is one line redrawn on a terminal, at most every 100ms;
+// elsewhere it is silent, so that logs and pipes get only the report.
+type statusLine struct {
 	w     io.Writer
 	tty   bool
-	mu    sync.Mutex
-	per   map[[2]int][2]int64 // (set, brick) -> objects, bytes
 	drawn time.Time
 }
 
+func newStatusLine(w io.Writer) statusLine { return statusLine{w: w, tty: isTerminal(w)} }
+
+// due reports whether to draw now, and if so counts it as drawn.
+func (l *statusLine) due() bool {
+	if !l.tty || time.Since(l.drawn) < 100*time.Millisecond {
+		return false
+	}
+	l.drawn = time.Now()
+	return true
+}
+
+func (l *statusLine) draw(format string, args ...any) {
+	fmt.Fprintf(l.w, "\r\033[K"+format, args...)
+}
+
+// done clears the line, if it was drawn.
+func (l *statusLine) done() {
+	if !l.drawn.IsZero() {
+		fmt.Fprint(l.w, "\r\033[K")
+	}
+}
+
+// progress is the status line of verify and run, summed over bricks.
+type progress struct {
+	mu   sync.Mutex
+	line statusLine
+	per  map[[2]int][2]int64 // (set, brick) -> objects, bytes
+}
+
 func newProgress(w io.Writer) *progress {
-	return &progress{w: w, tty: isTerminal(w), per: map[[2]int][2]int64{}}
+	return &progress{line: newStatusLine(w), per: map[[2]int][2]int64{}}
 }
 
 func (p *progress) update(set, brick, objects int, bytes int64) {
-	if !p.tty {
+	if !p.line.tty {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.per[[2]int{set, brick}] = [2]int64{int64(objects), bytes}
-	if time.Since(p.drawn) < 100*time.Millisecond {
+	if !p.line.due() {
 		return
 	}
-	p.drawn = time.Now()
 	var objs, total int64
 	for _, v := range p.per {
 		objs += v[0]
 		total += v[1]
 	}
-	fmt.Fprintf(p.w, "\r\033[Kscanning %d bricks: %d objects, %s", len(p.per), objs, byteSize(total))
+	p.line.draw("scanning %d bricks: %d objects, %s", len(p.per), objs, byteSize(total))
 }
 
 func (p *progress) done() {
-	if p.tty && !p.drawn.IsZero() {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.line.done()
 }
 
 func (a *reconCLI) reconScrubCmd() *cobra.Command {
@@ -490,23 +516,19 @@ still roll back) unless --uncommitted. The journal is read from a copy.`,
 				return err
 			}
 			defer s.Close()
-			tty := isTerminal(a.stderr)
-			var drawn time.Time
+			line := newStatusLine(a.stderr)
 			opts := recon.ReplayOptions{Uncommitted: uncommitted}
-			if tty {
+			if line.tty {
 				opts.Progress = func(n int) {
-					if time.Since(drawn) >= 100*time.Millisecond {
-						drawn = time.Now()
-						fmt.Fprintf(a.stderr, "\r\033[Kapplied %d entries", n)
+					if line.due() {
+						line.draw("applied %d entries", n)
 					}
 				}
 			}
 			st, err := j.Replay(cmd.Context(), s, opts, func(e *recon.Entry, err error) {
 				a.log.Warn("recon replay: the store refused an entry", "term", e.Term, "index", e.Index, "op", e.Op, "err", err)
 			})
-			if tty && !drawn.IsZero() {
-				fmt.Fprint(a.stderr, "\r\033[K")
-			}
+			line.done()
 			if err != nil {
 				return err
 			}

@@ -103,3 +103,23 @@ func TestReconStatusText(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusLine(t *testing.T) {
+	var buf strings.Builder
+	l := statusLine{w: &buf, tty: true}
+	l.done()
+	if buf.Len() != 0 {
+		t.Fatalf("done before any draw wrote %q", buf.String())
+	}
+	if !l.due() {
+		t.Fatal("first due: false, want true")
+	}
+	l.draw("applied %d entries", 3)
+	l.done()
+	if want := "\r\033[Kapplied 3 entries\r\033[K"; buf.String() != want {
+		t.Errorf("wrote %q, want %q", buf.String(), want)
+	}
+	if (&statusLine{w: &buf}).due() {
+		t.Error("due off a terminal: true, want false")
+	}
+}

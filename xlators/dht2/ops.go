@@ -286,12 +286,8 @@ func (d *DHT2) Create(ctx context.Context, parent xl.GFID, name string, gfid xl.
 // dangling reports whether name in parent was a dangling stub, which it
 // removes: the name is free.
 func (d *DHT2) dangling(ctx context.Context, parent xl.GFID, name string) bool {
-	en, e := d.entry(ctx, parent, name)
-	if e != 0 || !en.remote {
-		return false
-	}
-	_, e = d.resolve(ctx, parent, name)
-	return e == syscall.ENOENT
+	en, e := d.resolve(ctx, parent, name)
+	return e == syscall.ENOENT && en.remote
 }
 
 func (d *DHT2) Mknod(ctx context.Context, parent xl.GFID, name string, gfid xl.GFID, mode uint32, rdev uint64) (a xl.Attr, e syscall.Errno) {

@@ -125,12 +125,7 @@ func TestReconJournalBounded(t *testing.T) {
 // blocks) and clears the mark. verify then finds the replicas identical
 // and every acknowledged write present.
 func TestReconPrunedReplicaResynced(t *testing.T) {
-	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s", volume.OptJournalMaxSize: fmt.Sprint(journalBound)})
-	v := c.open()
-	w := newCaller(v.Top)
-	writeFiles(t, w, 0, 20)
-	leader, _ := c.leader(-1, 0)
-	c.converge()
+	c, w, leader, _ := newWritten(t, map[string]string{volume.OptLeaseTTL: "1s", volume.OptJournalMaxSize: fmt.Sprint(journalBound)}, 20)
 	f := (leader + 1) % replicas
 	js, err := c.jbrStatus(f)
 	if err != nil {
@@ -140,7 +135,7 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 	const blocks = 4 * journalBound >> 20
 	writeBig(t, w, "big", 0, blocks)
 	writeFiles(t, w, 20, 40)
-	if e := v.Top.Unlink(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != 0 {
+	if e := w.top.Unlink(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != 0 {
 		t.Fatal(e)
 	}
 	c.poll("the leader to prune the entries the follower lacks", func() (bool, string) {
@@ -185,7 +180,7 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 3)
 	checkFiles(t, w, 4, 45)
-	if _, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != syscall.ENOENT {
+	if _, e := w.top.Lookup(w.ctx(context.Background()), xl.RootGFID, fileName(3)); e != syscall.ENOENT {
 		t.Errorf("lookup of the removed %s: %v, want ENOENT", fileName(3), e)
 	}
 	checkBig(t, w, "big", blocks)
@@ -202,12 +197,7 @@ func TestReconPrunedReplicaResynced(t *testing.T) {
 // must not lead (its store is not the set's). Marked while it leads, it
 // restarts, another brick takes over, repairs it and clears the mark.
 func TestReconResyncedLeaderStepsDown(t *testing.T) {
-	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
-	v := c.open()
-	w := newCaller(v.Top)
-	writeFiles(t, w, 0, 10)
-	leader, term := c.leader(-1, 0)
-	c.converge()
+	c, w, leader, term := newWritten(t, map[string]string{volume.OptLeaseTTL: "1s"}, 10)
 	ctx := context.Background()
 	mk := recon.Resync{State: recon.ResyncRepair, Term: term, Since: time.Now().UTC()}
 	if err := recon.MarkResync(ctx, c.cli, volName, 0, leader, mk); err != nil {

@@ -75,10 +75,9 @@ func (c *cluster) verifyIdentical() {
 		c.t.Fatalf("gluon recon status: exit %d, %s\n%s", code, errs, out)
 	}
 	c.t.Logf("gluon recon status:\n%s", out)
-	code, out, errs = c.reconRun("status", volName, "--json")
-	var st []recon.SetState
-	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st) != 1 {
-		c.t.Fatalf("gluon recon status --json: exit %d, %v, %s\n%s", code, err, errs, out)
+	st, err := c.reconStatus()
+	if err != nil {
+		c.t.Fatal(err)
 	}
 	for _, b := range st[0].Bricks {
 		if b.Journal == nil || b.Journal.Bytes <= 0 || b.Lag != 0 || b.LagBytes != 0 {
@@ -87,8 +86,20 @@ func (c *cluster) verifyIdentical() {
 	}
 }
 
-// files writes files name-i for i in [from, to) through w, each holding
-// fileData(i), and returns the names acknowledged.
+// newWritten is a cluster whose client wrote files [0, n) and whose
+// bricks all hold them; it returns the leader that took them and its term.
+func newWritten(t *testing.T, opts map[string]string, n int) (*cluster, *caller, int, uint64) {
+	t.Helper()
+	c := newCluster(t, opts)
+	w := newCaller(c.open().Top)
+	writeFiles(t, w, 0, n)
+	leader, term := c.leader(-1, 0)
+	c.converge()
+	return c, w, leader, term
+}
+
+// writeFiles writes files fileName(i) for i in [from, to) through w,
+// each holding fileData(i).
 func writeFiles(t *testing.T, w *caller, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
@@ -336,12 +347,7 @@ func wipeStore(t *testing.T, dir string) {
 // from the leader, copying only what differs, and logs each; verify then
 // exits 0.
 func TestReconRepairsCorruption(t *testing.T) {
-	c := newCluster(t, map[string]string{volume.OptLeaseTTL: "1s"})
-	v := c.open()
-	w := newCaller(v.Top)
-	writeFiles(t, w, 0, 10)
-	leader, _ := c.leader(-1, 0)
-	c.converge()
+	c, w, leader, _ := newWritten(t, map[string]string{volume.OptLeaseTTL: "1s"}, 10)
 	f := (leader + 2) % replicas
 	fh, err := os.OpenFile(filepath.Join(c.dirs[f], fileName(4)), os.O_WRONLY, 0)
 	if err != nil {

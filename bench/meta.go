@@ -127,7 +127,8 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	}
 
 	m := &metaRun{cfg: cfg}
-	// mine[w] is how many of files[w] exist once meta-create is done.
+	// mine[w] is how many of files[w] a phase works on: all of them for
+	// meta-create, then those it created.
 	mine := make([]int, cfg.Workers)
 	for w := range files {
 		mine[w] = len(files[w])
@@ -157,22 +158,20 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 		}
 	}
 
-	created := make([]int, cfg.Workers)
 	create := perFile(func(p string) (int64, error) { return m.createFile(p, payload) })
 	if cfg.CreateFor > 0 {
 		deadline = time.Now().Add(cfg.CreateFor)
 	}
 	if err := m.phase(ctx, MetaCreate, false, func(ctx context.Context, w int, lat *[]time.Duration) (int, int64, error) {
 		n, nb, err := create(ctx, w, lat)
-		created[w] = n
+		mine[w] = n // the later phases work on what was created
 		return n, nb, err
 	}); err != nil {
 		return nil, err
 	}
 	deadline = time.Time{}
-	mine = created
 	total := 0
-	for _, n := range created {
+	for _, n := range mine {
 		total += n
 	}
 	if err := m.phase(ctx, MetaStat, cfg.DropCaches, perFile(func(p string) (int64, error) {

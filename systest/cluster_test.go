@@ -612,6 +612,26 @@ func (c *caller) create(t *testing.T, name string, flags uint32) xl.Fd {
 	return fd
 }
 
+// readFile reads file name of directory dir through the client graph;
+// the error names the step that failed.
+func (c *caller) readFile(dir xl.GFID, name string) ([]byte, error) {
+	ctx := context.Background()
+	a, e := c.top.Lookup(c.ctx(ctx), dir, name)
+	if e != 0 {
+		return nil, fmt.Errorf("lookup %s: %w", name, e)
+	}
+	fd, e := c.top.Open(c.ctx(ctx), a.GFID, syscall.O_RDONLY)
+	if e != 0 {
+		return nil, fmt.Errorf("open %s: %w", name, e)
+	}
+	defer c.top.Release(c.ctx(ctx), fd)
+	got, e := c.readAll(fd)
+	if e != 0 {
+		return nil, fmt.Errorf("read %s: %w", name, e)
+	}
+	return got, nil
+}
+
 // readAll reads a whole file through the client graph.
 func (c *caller) readAll(fd xl.Fd) ([]byte, syscall.Errno) {
 	var out []byte

@@ -286,19 +286,9 @@ func (w *workload) read(seed uint64) {
 
 // check reads file name of directory i and compares it with its content.
 func check(c *caller, dir xl.GFID, i int, name string) error {
-	ctx := context.Background()
-	a, e := c.top.Lookup(c.ctx(ctx), dir, name)
-	if e != 0 {
-		return fmt.Errorf("lookup %s/%s: %v", dirName(i), name, e)
-	}
-	fd, e := c.top.Open(c.ctx(ctx), a.GFID, syscall.O_RDONLY)
-	if e != 0 {
-		return fmt.Errorf("open %s/%s: %v", dirName(i), name, e)
-	}
-	got, e := c.readAll(fd)
-	c.top.Release(c.ctx(ctx), fd)
-	if e != 0 {
-		return fmt.Errorf("read %s/%s: %v", dirName(i), name, e)
+	got, err := c.readFile(dir, name)
+	if err != nil {
+		return fmt.Errorf("in %s: %w", dirName(i), err)
 	}
 	if !bytes.Equal(got, content(name)) {
 		return fmt.Errorf("%s/%s: %d bytes differ from the %d written", dirName(i), name, len(got), len(content(name)))

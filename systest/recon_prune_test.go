@@ -54,19 +54,12 @@ func writeBig(t *testing.T, w *caller, name string, from, to int) {
 // checkBig reads name back: it must hold blocks [0, n).
 func checkBig(t *testing.T, w *caller, name string, n int) {
 	t.Helper()
-	ctx := context.Background()
-	a, e := w.top.Lookup(w.ctx(ctx), xl.RootGFID, name)
-	if e != 0 {
-		t.Fatalf("acknowledged %s lost: %v", name, e)
+	got, err := w.readFile(xl.RootGFID, name)
+	if err != nil {
+		t.Fatalf("acknowledged %s lost: %v", name, err)
 	}
-	fd, e := w.top.Open(w.ctx(ctx), a.GFID, syscall.O_RDONLY)
-	if e != 0 {
-		t.Fatalf("open %s: %v", name, e)
-	}
-	got, e := w.readAll(fd)
-	w.top.Release(w.ctx(ctx), fd)
-	if e != 0 || len(got) != n<<20 {
-		t.Fatalf("%s: %d bytes, %v; want %d", name, len(got), e, n<<20)
+	if len(got) != n<<20 {
+		t.Fatalf("%s: %d bytes; want %d", name, len(got), n<<20)
 	}
 	for i := range n {
 		if !bytes.Equal(got[i<<20:(i+1)<<20], bigBlock(i)) {

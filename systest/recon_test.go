@@ -123,21 +123,11 @@ func fileData(i int) []byte {
 func checkFiles(t *testing.T, w *caller, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
-		ctx := w.ctx(context.Background())
-		a, e := w.top.Lookup(ctx, xl.RootGFID, fileName(i))
-		if e != 0 {
-			t.Errorf("acknowledged %s lost: %v", fileName(i), e)
-			continue
-		}
-		fd, e := w.top.Open(w.ctx(context.Background()), a.GFID, syscall.O_RDONLY)
-		if e != 0 {
-			t.Errorf("open %s: %v", fileName(i), e)
-			continue
-		}
-		got, e := w.readAll(fd)
-		w.top.Release(w.ctx(context.Background()), fd)
-		if e != 0 || !bytes.Equal(got, fileData(i)) {
-			t.Errorf("%s: %d bytes, %v; want its %d bytes", fileName(i), len(got), e, len(fileData(i)))
+		got, err := w.readFile(xl.RootGFID, fileName(i))
+		if err != nil {
+			t.Errorf("acknowledged %s lost: %v", fileName(i), err)
+		} else if !bytes.Equal(got, fileData(i)) {
+			t.Errorf("%s: %d bytes; want its %d bytes", fileName(i), len(got), len(fileData(i)))
 		}
 	}
 }

@@ -46,11 +46,19 @@ type Access struct {
 	// leaves this to the server (FUSE_HANDLE_KILLPRIV_V2). The set is
 	// kept from the attributes every op returns, so that a write by root,
 	// or to a file without such bits, costs no lookup; nprivs lets the
-	// common case, no such file, skip the lock.
-	privMu sync.Mutex
-	privs  map[xl.GFID]struct{}
-	nprivs atomic.Int64
+	// common case, no such file, skip the lock. Files removed while they
+	// carried the bits stay in the set, so it is bounded by maxPrivs:
+	// past that, overflow makes every write by a caller other than root
+	// look at the attributes, slower but never wrong.
+	privMu   sync.Mutex
+	privs    map[xl.GFID]struct{}
+	nprivs   atomic.Int64
+	maxPrivs int
+	overflow atomic.Bool
 }
+
+// maxPrivs is the default bound of Access.privs: 64 KiB of GFIDs.
+const maxPrivs = 4096
 
 var _ xl.Xlator = (*Access)(nil)
 
@@ -63,7 +71,7 @@ func New(child xl.Xlator, opts Options) (*Access, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Access{Base: xl.Base{Xlator: child}, log: log.With("xlator", "access"), privs: map[xl.GFID]struct{}{}}, nil
+	return &Access{Base: xl.Base{Xlator: child}, log: log.With("xlator", "access"), privs: map[xl.GFID]struct{}{}, maxPrivs: maxPrivs}, nil
 }
 
 // Permission bits of a check, as in the mode's rwx triplets.
@@ -488,8 +496,12 @@ func (x *Access) note(a *xl.Attr) {
 	switch {
 	case hasPriv(a):
 		x.privMu.Lock()
-		x.privs[a.GFID] = struct{}{}
-		x.nprivs.Store(int64(len(x.privs)))
+		if _, ok := x.privs[a.GFID]; ok || len(x.privs) < x.maxPrivs {
+			x.privs[a.GFID] = struct{}{}
+			x.nprivs.Store(int64(len(x.privs)))
+		} else if !x.overflow.Swap(true) {
+			x.log.Warn("more set-id files than the set of them holds: writes by users other than root now check attributes first", "max", x.maxPrivs)
+		}
 		x.privMu.Unlock()
 	case x.nprivs.Load() > 0 && isReg(a):
 		x.forget(a.GFID)
@@ -506,14 +518,19 @@ func (x *Access) forget(g xl.GFID) {
 // dropPriv clears the set-id bits of an fd's file before a caller
 // without CAP_FSETID modifies it.
 func (x *Access) dropPriv(ctx context.Context, fd xl.Fd) syscall.Errno {
-	if isRoot(xl.CallFrom(ctx)) || x.nprivs.Load() == 0 {
+	if isRoot(xl.CallFrom(ctx)) {
 		return 0
 	}
-	x.privMu.Lock()
-	_, ok := x.privs[fd.GFID]
-	x.privMu.Unlock()
-	if !ok {
-		return 0
+	if !x.overflow.Load() {
+		if x.nprivs.Load() == 0 {
+			return 0
+		}
+		x.privMu.Lock()
+		_, ok := x.privs[fd.GFID]
+		x.privMu.Unlock()
+		if !ok {
+			return 0
+		}
 	}
 	a, errno := x.Xlator.Getattr(ctx, fd.GFID)
 	if errno != 0 {

@@ -465,6 +465,30 @@ func TestWriteByUserClearsSetuid(t *testing.T) {
 	}
 }
 
+// Once more set-id files were seen than the set of them holds, a write
+// by a user still clears the bits of a file that did not fit.
+func TestWriteClearsSetuidPastTheBound(t *testing.T) {
+	f := newFixture(t)
+	f.x.maxPrivs = 0
+	ctx := as(alice)
+	fd, errno := f.x.Open(ctx, f.g("d/suid"), syscall.O_WRONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if len(f.x.privs) != 0 || !f.x.overflow.Load() {
+		t.Fatalf("the set holds %d files past a bound of 0, overflow %v", len(f.x.privs), f.x.overflow.Load())
+	}
+	if _, errno := f.x.Write(ctx, fd, []byte("x"), 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := f.x.Release(ctx, fd); errno != 0 {
+		t.Fatal(errno)
+	}
+	if got := f.attr("d/suid").Mode &^ syscall.S_IFMT; got != 0o777 {
+		t.Errorf("mode %#o, want %#o", got, 0o777)
+	}
+}
+
 func TestTruncateByUserClearsSetuid(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

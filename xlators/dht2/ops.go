@@ -150,6 +150,7 @@ func (d *DHT2) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) (ents
 		}
 		if TokenOf(de.Attr.GFID) != tok {
 			remote = append(remote, len(out))
+			de.NoXattrs = false // the stub's: its inode's are unknown
 		}
 		out = append(out, de)
 	}

@@ -68,7 +68,7 @@ func (s *Store) openDir(g xl.GFID) (*file, syscall.Errno) {
 }
 
 // Readdir returns up to max entries after cookie off, without "." and
-// "..", each with its attributes.
+// "..", each with its attributes and whether it has client xattrs.
 func (s *Store) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
 	if max <= 0 {
 		return nil, syscall.EINVAL
@@ -113,7 +113,7 @@ func (s *Store) readEntries(ds *dirStream, g xl.GFID, max int) ([]xl.Dirent, sys
 		a, e := s.entry(ds.d, g, name)
 		switch e {
 		case 0:
-			out = append(out, xl.Dirent{Name: name, Off: doff, Attr: a})
+			out = append(out, xl.Dirent{Name: name, Off: doff, Attr: a, NoXattrs: s.entryNoXattrs(ds.d, name)})
 		case syscall.ENOENT: // removed meanwhile
 		default:
 			s.log.Warn("posix: readdir: skipping an entry", "dir", g, "name", name, "err", e)

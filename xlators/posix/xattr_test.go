@@ -338,3 +338,56 @@ func TestXattrSpillConcurrent(t *testing.T) {
 		t.Error(msg)
 	}
 }
+
+// Readdir tells which entries have no client xattr, so that clients can
+// answer getxattr of them without asking; the store's own xattrs do not
+// count, a spilled value does.
+func TestReaddirNoXattrs(t *testing.T) {
+	for _, at := range []bool{true, false} {
+		t.Run(map[bool]string{true: "getxattrat", false: "proc"}[at], func(t *testing.T) {
+			b := newBrick(t)
+			b.xattrAt = b.xattrAt && at
+			d := b.mkdir(xl.RootGFID, "d")
+			plain := b.file(d, "plain", "x")
+			user := b.file(d, "user", "")
+			ok(t, b.Setxattr(bg, user, "user.k", []byte("v"), 0))
+			trusted := b.file(d, "trusted", "")
+			ok(t, b.Setxattr(bg, trusted, "trusted.other", []byte("v"), 0))
+			spilled := b.file(d, "spilled", "")
+			// A spill leaves only the store's marker on the object.
+			if err := unix.Lsetxattr(b.handlePath(spilled), spillPrefix+spillKey("user.big"), []byte("user.big"), 0); err != nil {
+				t.Fatal(err)
+			}
+			sub := b.mkdir(d, "sub")
+			_, e := b.Symlink(bg, d, "ln", xl.NewGFID(), "plain")
+			ok(t, e)
+
+			list := func() map[string]bool {
+				t.Helper()
+				fd, e := b.Opendir(bg, d)
+				ok(t, e)
+				defer b.Releasedir(bg, fd)
+				got := make(map[string]bool)
+				for _, de := range b.readdirAll(fd, 3) {
+					got[de.Name] = de.NoXattrs
+				}
+				return got
+			}
+			check := func(step string, w map[string]bool) {
+				t.Helper()
+				got := list()
+				for name, nox := range w {
+					if got[name] != nox {
+						t.Errorf("%s: %s NoXattrs %v, want %v", step, name, got[name], nox)
+					}
+				}
+			}
+			check("start", map[string]bool{"plain": true, "ln": true, "sub": true, "user": false, "trusted": false, "spilled": false})
+
+			ok(t, b.Setxattr(bg, plain, "user.new", []byte("v"), 0))
+			ok(t, b.Setxattr(bg, sub, "user.new", []byte("v"), 0))
+			ok(t, b.Removexattr(bg, user, "user.k"))
+			check("after set and remove", map[string]bool{"plain": false, "sub": false, "user": true})
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package posix
 
 import (
+	"bytes"
 	"runtime"
 	"unsafe"
 
@@ -60,4 +61,55 @@ func (s *Store) entryGFID(p *dirRef, name string) (xl.GFID, error) {
 		n, err = unix.Lgetxattr(p.proc+name, gfidXattr, g[:])
 	}
 	return gfidOf(g, n, err)
+}
+
+// listxattrat lists the xattr names of path in dfd without following it
+// (listxattrat(2), which came with getxattrat(2)).
+func listxattrat(dfd int, path string, dst []byte) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return 0, err
+	}
+	var list unsafe.Pointer
+	if len(dst) > 0 {
+		list = unsafe.Pointer(&dst[0])
+	}
+	r, _, e := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dfd), uintptr(unsafe.Pointer(p)),
+		unix.AT_SYMLINK_NOFOLLOW, uintptr(list), uintptr(len(dst)), 0)
+	runtime.KeepAlive(dst)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// entryNoXattrs reports whether name in p has no client xattr, only the
+// store's own (a spill marker stands for a client's). Readdir answers it
+// so that clients need not ask each entry for the names ls asks about.
+// Any failure, a list too long for the buffer included, answers false:
+// not known.
+func (s *Store) entryNoXattrs(p *dirRef, name string) bool {
+	var buf [512]byte
+	var n int
+	var err error
+	if s.xattrAt {
+		n, err = listxattrat(p.fd, name, buf[:])
+	} else {
+		n, err = unix.Llistxattr(p.proc+name, buf[:])
+	}
+	if err != nil {
+		return false
+	}
+	for list := buf[:n]; len(list) > 0; {
+		i := bytes.IndexByte(list, 0)
+		if i < 0 {
+			i = len(list)
+		}
+		x := list[:i]
+		if len(x) > 0 && (!bytes.HasPrefix(x, []byte(xattrPrefix)) || bytes.HasPrefix(x, []byte(spillPrefix))) {
+			return false
+		}
+		list = list[min(i+1, len(list)):]
+	}
+	return true
 }

@@ -73,6 +73,11 @@ type Dirent struct {
 	Name string
 	Off  uint64
 	Attr Attr
+	// NoXattrs reports that the object had no extended attribute a client
+	// can see when it was listed, so a getxattr of any name would have
+	// answered ENODATA. False means nothing is known: ask. A translator
+	// that replaces Attr with another object's must clear it.
+	NoXattrs bool
 }
 
 // Statfs is statfs(2) for a volume.

@@ -50,6 +50,12 @@ const (
 	resEnd
 )
 
+// Dirent flags, one uvarint after each dirent's attributes (version 4).
+const (
+	direntNoXattrs = 1 << iota
+	direntEnd
+)
+
 const (
 	callUid = 1 << iota
 	callGid
@@ -295,6 +301,11 @@ func AppendResult(b []byte, r *xl.Result) []byte {
 			b = appendString(b, d.Name)
 			b = binary.AppendUvarint(b, d.Off)
 			b = appendAttr(b, &d.Attr)
+			var f uint64
+			if d.NoXattrs {
+				f |= direntNoXattrs
+			}
+			b = binary.AppendUvarint(b, f)
 		}
 	}
 	if m&resStatfs != 0 {
@@ -693,6 +704,11 @@ func (d *decoder) result(r *xl.Result) {
 			de.Name = d.str()
 			de.Off = d.uvarint()
 			d.attr(&de.Attr)
+			f := d.uvarint()
+			if f >= direntEnd {
+				d.fail("unknown dirent flags %#x", f)
+			}
+			de.NoXattrs = f&direntNoXattrs != 0
 		}
 	}
 	if m&resStatfs != 0 {

@@ -195,6 +195,13 @@ func TestDecodeRejects(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrMalformed", name, err)
 		}
 	}
+	// A dirent flag this side does not know is a newer peer's: refused,
+	// not dropped.
+	dirent := AppendResult(nil, &xl.Result{Dirents: []xl.Dirent{{Name: "x", Off: 1, NoXattrs: true}}})
+	dirent[len(dirent)-1] = direntEnd
+	if err := DecodeResult(dirent, nil, &xl.Result{}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unknown dirent flag: err %v, want ErrMalformed", err)
+	}
 	// Counts claiming more entries than the bytes could hold fail before
 	// anything is allocated for them.
 	for name, meta := range map[string][]byte{

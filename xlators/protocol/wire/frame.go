@@ -20,7 +20,8 @@
 // Decoders never panic, and never allocate more than the bytes they were
 // handed can justify.
 //
-// Version 2 added the cancel frame, version 3 the no-reply flag.
+// Version 2 added the cancel frame, version 3 the no-reply flag, version 4
+// the dirent flags (xl.Dirent.NoXattrs).
 package wire
 
 import (
@@ -34,7 +35,7 @@ const (
 	Magic uint32 = 'g' | 'l'<<8 | 'u'<<16 | 'n'<<24
 	// Version is the protocol version. Bump it on any incompatible change,
 	// a new frame type included.
-	Version = 3
+	Version = 4
 	// HeaderSize is the fixed frame header length.
 	HeaderSize = 24
 	// DefaultMaxFrame bounds a frame's payload unless configured otherwise.

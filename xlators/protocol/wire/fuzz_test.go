@@ -58,7 +58,7 @@ func samples() map[xl.Op]struct {
 		xl.OpFsync:      {xl.Fop{Op: xl.OpFsync, Fd: fd, Flags: 1}, xl.Result{Errno: syscall.EIO}},
 		xl.OpRelease:    {xl.Fop{Op: xl.OpRelease, Fd: fd}, xl.Result{}},
 		xl.OpOpendir:    {xl.Fop{Op: xl.OpOpendir, GFID: g1}, xl.Result{Fd: fd}},
-		xl.OpReaddir:    {xl.Fop{Op: xl.OpReaddir, Fd: fd, Off: 2, Len: 128}, xl.Result{Dirents: []xl.Dirent{{Name: "x", Off: 3, Attr: attr}, {Name: "y", Off: 4, Attr: dir}}}},
+		xl.OpReaddir:    {xl.Fop{Op: xl.OpReaddir, Fd: fd, Off: 2, Len: 128}, xl.Result{Dirents: []xl.Dirent{{Name: "x", Off: 3, Attr: attr, NoXattrs: true}, {Name: "y", Off: 4, Attr: dir}}}},
 		xl.OpReleasedir: {xl.Fop{Op: xl.OpReleasedir, Fd: fd}, xl.Result{}},
 		xl.OpStatfs:     {xl.Fop{Op: xl.OpStatfs, GFID: g1}, xl.Result{Statfs: xl.Statfs{Blocks: 1 << 30, Bfree: 1 << 29, Bavail: 1 << 28, Files: 1 << 20, Ffree: 1 << 19, Bsize: 4096, Frsize: 4096, NameLen: 255}}},
 		xl.OpGetxattr:   {xl.Fop{Op: xl.OpGetxattr, GFID: g1, Name: "user.k"}, xl.Result{Data: []byte{}}},

@@ -138,6 +138,7 @@ type DHT2 struct {
 
 	anchorMade []atomic.Bool           // per set: the anchor exists
 	anchored   []*[buckets]atomic.Bool // per set: anchor buckets known to exist
+	noResolve  []atomic.Int64          // per set: unix ns until which IpcResolve is not tried
 
 	fds sync.Map // fdKey -> set index the fd was opened on
 
@@ -193,6 +194,7 @@ func New(opts Options) (*DHT2, error) {
 		changed:    make(chan struct{}),
 		anchored:   make([]*[buckets]atomic.Bool, len(opts.Subvols)),
 		anchorMade: make([]atomic.Bool, len(opts.Subvols)),
+		noResolve:  make([]atomic.Int64, len(opts.Subvols)),
 	}
 	d.stageQuiet = quietFor
 	for i := range d.anchored {

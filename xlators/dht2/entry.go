@@ -70,12 +70,20 @@ func stubMask(parent xl.GFID, name string) (m [16]byte) {
 
 // anchorKey names inode g's anchor entry for its name in parent.
 func anchorKey(g, parent xl.GFID, name string) string {
-	var b []byte
+	return hashedKey(g, parent, nameHash(name))
+}
+
+// nameHash is the part of an anchor key that stands for the name.
+func nameHash(name string) uint64 { return xxhash.Sum64String(name) }
+
+// hashedKey is anchorKey with the name's hash given.
+func hashedKey(g, parent xl.GFID, hash uint64) string {
+	b := make([]byte, 0, 36+1+36+1+16)
 	b = append(b, g.String()...)
 	b = append(b, '.')
 	b = append(b, parent.String()...)
 	b = append(b, '.')
-	return string(strconv.AppendUint(b, xxhash.Sum64String(name), 16))
+	return string(strconv.AppendUint(b, hash, 16))
 }
 
 // parseKey splits an anchor entry's name.
@@ -180,10 +188,11 @@ func (d *DHT2) inAnchor(ctx context.Context, g xl.GFID, f func(x xl.Xlator, b xl
 }
 
 // remoteAttr resolves the stub (parent, name) -> g through g's anchor
-// entry; ENOENT means the name dangles.
+// entry; ENOENT means the name dangles. It only reads: a missing bucket
+// (ESTALE) means a dangling name as well, so it is not made first.
 func (d *DHT2) remoteAttr(ctx context.Context, parent xl.GFID, name string, g xl.GFID) (a xl.Attr, e syscall.Errno) {
-	k := anchorKey(g, parent, name)
-	e = d.inAnchor(ctx, g, func(x xl.Xlator, b xl.GFID) (e syscall.Errno) { a, e = x.Lookup(ctx, b, k); return })
+	k, b := anchorKey(g, parent, name), bucket(TokenOf(g))
+	e = d.at(ctx, g, func(x xl.Xlator) (e syscall.Errno) { a, e = x.Lookup(ctx, b, k); return })
 	if e == 0 && a.GFID != g {
 		e = syscall.ENOENT
 	}

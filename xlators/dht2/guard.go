@@ -1,6 +1,7 @@
 package dht2
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -58,6 +59,7 @@ type Guard struct {
 	fenced [Tokens]atomic.Bool
 	any    atomic.Int32 // how many tokens are fenced: 0 skips the checks
 	loaded atomic.Int64 // unix nanoseconds of the last load attempt
+	runs   []byte       // the persisted fences as last read or written; g.mu
 }
 
 // ReloadEvery is how often a Guard rereads its persisted fences.
@@ -100,6 +102,10 @@ func (g *Guard) load(ctx context.Context) syscall.Errno {
 	case e != 0:
 		return e
 	}
+	if bytes.Equal(v, g.runs) {
+		return 0 // unchanged: no walk over the token space each reload
+	}
+	g.runs = v
 	want := new([Tokens]bool)
 	for _, t := range decodeRuns(v) {
 		want[t] = true
@@ -161,8 +167,9 @@ func (g *Guard) Fenced(t uint16) bool { return g.fenced[t].Load() }
 
 func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	fence := f.Op == xl.OpIpc && (f.Name == string(IpcFence) || f.Name == string(IpcUnfence))
-	if f.Op != xl.OpIpc || fence {
-		// Ipc passes: a client asks a follower who leads.
+	resolve := f.Op == xl.OpIpc && f.Name == string(IpcResolve)
+	if f.Op != xl.OpIpc || fence || resolve {
+		// Other Ipc passes: a client asks a follower who leads.
 		if e := g.current(ctx); e != 0 {
 			return &xl.Result{Errno: e}
 		}
@@ -171,6 +178,9 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 		return &xl.Result{Errno: g.setFence(ctx, decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence))}
 	}
 	g.maybeLoad(ctx)
+	if resolve {
+		return g.resolve(ctx, f.Xdata)
+	}
 	if g.any.Load() > 0 && g.refuses(ctx, f) {
 		return &xl.Result{Errno: ErrnoMoved}
 	}
@@ -249,6 +259,7 @@ func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Er
 		g.log.Error("dht2: guard: persisting fences", "errno", e)
 		return e
 	}
+	g.runs = runs
 	g.set(want)
 	return 0
 }

@@ -134,8 +134,9 @@ func (d *DHT2) release(ctx context.Context, fd xl.Fd, rel func(xl.Xlator, contex
 }
 
 // Readdir lists the directory's home only. An entry whose inode lives on
-// another set (a stub) takes its attributes from there; a stub whose
-// inode is gone (a dangling name) is left out.
+// another set (a stub) takes its attributes from there, one request per
+// such set for the whole batch (see resolveRemote); a stub whose inode is
+// gone (a dangling name) is left out.
 func (d *DHT2) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) (ents []xl.Dirent, e syscall.Errno) {
 	e = d.at(ctx, fd.GFID, func(x xl.Xlator) (e syscall.Errno) { ents, e = x.Readdir(ctx, fd, off, max); return })
 	if e != 0 {
@@ -157,16 +158,7 @@ func (d *DHT2) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) (ents
 	if len(remote) == 0 {
 		return out, 0
 	}
-	errs := make([]syscall.Errno, len(out))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for _, k := range remote {
-		g.Go(func() error {
-			out[k].Attr, errs[k] = d.remoteAttr(gctx, fd.GFID, out[k].Name, stubTarget(out[k].Attr.GFID, fd.GFID, out[k].Name))
-			return nil
-		})
-	}
-	g.Wait()
+	errs := d.resolveRemote(ctx, fd.GFID, out, remote)
 	keep := out[:0]
 	for k, de := range out {
 		switch errs[k] {

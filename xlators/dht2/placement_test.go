@@ -25,8 +25,8 @@ func TestOneSetPerDirectory(t *testing.T) {
 			t.Errorf("file in a directory of set %d made on set %d", home, got)
 		}
 		ok(t, c.d.Release(bg, fd))
-		if got := c.touched(); !slices.Equal(got, []int{home}) {
-			t.Errorf("create reached sets %v, want [%d]", got, home)
+		if got, n := c.touched(), c.counts[home].total(); !slices.Equal(got, []int{home}) || n != 2 {
+			t.Errorf("create and release reached sets %v with %d requests, want two to [%d]", got, n, home)
 		}
 		c.resetCounts()
 		_, e = c.d.Lookup(bg, dir, "f3")

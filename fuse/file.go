@@ -152,6 +152,7 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		if d.off == 0 || d.list == nil {
 			d.list = d.node.vol.listings.start(d.node.gfid, d.node.vol.xattrs.now())
 		}
+		gen := d.node.vol.xattrs.generation()
 		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
 		if e != 0 {
 			return nil, errno(cctx, e)
@@ -167,6 +168,7 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 				return nil, syscall.EIO
 			}
 		}
+		d.node.vol.xattrs.listed(gen, batch)
 		d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
 	}
 	de := &d.batch[d.next]

@@ -22,9 +22,18 @@ type node struct {
 // first write to each file, to clear it (file_remove_privs).
 const capsXattr = "security.capability"
 
+// aclXattr reports whether name is a POSIX ACL. gluon does not enforce
+// ACLs (the kernel checks the mode bits, default_permissions, and the
+// bricks do the same), so the mount answers them EOPNOTSUPP without a
+// round trip, as GlusterFS does when mounted without -o acl: storing an
+// ACL nobody honours would mislead, and ls -l asks for one per file.
+func aclXattr(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
+}
+
 // OnForget drops what the mount knows of the object's extended
 // attributes once the kernel has forgotten it.
-func (n *node) OnForget() { n.vol.xattrs.invalidate(n.gfid) }
+func (n *node) OnForget() { n.vol.xattrs.forget(n.gfid) }
 
 // changed drops what the mount knows of the extended attributes of the
 // object ch, if the kernel knows it.
@@ -302,6 +311,9 @@ func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno 
 // Getxattr copies the value into dest. A too-small dest gets ERANGE with
 // the size; go-fuse answers a size probe (empty dest) with that size.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if aclXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	absent, token := n.vol.xattrs.lookup(n.gfid, attr)
 	if absent {
 		return 0, syscall.ENODATA
@@ -327,6 +339,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // Setxattr and Removexattr drop what is known of the object after the
 // change, so that an answer read before it is not kept.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
 	e := n.vol.top.Setxattr(ctx, n.gfid, attr, data, flags)
@@ -359,6 +374,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
 	e := n.vol.top.Removexattr(ctx, n.gfid, attr)

@@ -18,22 +18,35 @@ import (
 //
 // Only absence is kept: it is what the kernel and ls ask about, and it
 // costs no copy of values, which the bricks may also change on their own
-// (they clear file capabilities on write).
+// (they clear file capabilities on write). Besides the answers to its
+// own questions, the mount learns from listings which objects have no
+// extended attribute at all (xl.Dirent.NoXattrs), as md-cache does from
+// readdirp: ls -l then asks the bricks nothing about them.
 type xattrCache struct {
 	ttl time.Duration // zero: keep nothing
 	now func() time.Time
 
 	mu   sync.Mutex
 	objs map[xl.GFID]*absentSet
+	// gen counts invalidations; recent holds the last objects
+	// invalidated, gen%len(recent) being the slot of the newest. A
+	// listing started at generation g is trusted for every object but
+	// those invalidated since.
+	gen    uint64
+	recent [64]xl.GFID
 }
 
 // absentSet is what is known of one object: the names it lacks, each
-// with when that knowledge goes stale. A fill stores its answer only if
-// the set it started from is still the object's: invalidation replaces
-// the set, so an answer that raced with a change is dropped.
+// with when that knowledge goes stale, and until when it lacks every
+// name. A fill stores its answer only if the set it started from is
+// still the object's: invalidation replaces the set, so an answer that
+// raced with a change is dropped.
 type absentSet struct {
 	names map[string]time.Time
+	none  time.Time
 }
+
+func newAbsentSet() *absentSet { return &absentSet{names: make(map[string]time.Time, 2)} }
 
 const (
 	// xattrMaxObjs bounds the objects known; beyond it some are
@@ -60,20 +73,76 @@ func (c *xattrCache) lookup(gfid xl.GFID, name string) (absent bool, token *abse
 	defer c.mu.Unlock()
 	s := c.objs[gfid]
 	if s != nil {
+		now := c.now()
+		if now.Before(s.none) {
+			return true, nil
+		}
 		if exp, ok := s.names[name]; ok {
-			if c.now().Before(exp) {
+			if now.Before(exp) {
 				return true, nil
 			}
 			delete(s.names, name)
 		}
 		return false, s
 	}
+	return false, c.addLocked(gfid)
+}
+
+// addLocked starts knowing gfid.
+func (c *xattrCache) addLocked(gfid xl.GFID) *absentSet {
 	if len(c.objs) >= xattrMaxObjs {
 		c.evictLocked()
 	}
-	s = &absentSet{names: make(map[string]time.Time, 2)}
+	s := newAbsentSet()
 	c.objs[gfid] = s
-	return false, s
+	return s
+}
+
+// generation is the point from which a listing about to be asked for
+// can be trusted; pass it to listed with the listing's entries.
+func (c *xattrCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// listed records that the entries marked NoXattrs lack every name,
+// except those invalidated since gen, about which the listing may be
+// older than this mount's own change: all of them if too many were to
+// tell which.
+func (c *xattrCache) listed(gen uint64, ents []xl.Dirent) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := c.gen - gen
+	if changed > uint64(len(c.recent)) {
+		return
+	}
+	exp := c.now().Add(c.ttl)
+	for i := range ents {
+		de := &ents[i]
+		if !de.NoXattrs || de.Attr.GFID.IsZero() || c.invalidatedLocked(de.Attr.GFID, changed) {
+			continue
+		}
+		s := c.objs[de.Attr.GFID]
+		if s == nil {
+			s = c.addLocked(de.Attr.GFID)
+		}
+		s.none = exp
+	}
+}
+
+// invalidatedLocked reports whether gfid is among the last n objects
+// invalidated.
+func (c *xattrCache) invalidatedLocked(gfid xl.GFID, n uint64) bool {
+	for i := range n {
+		if c.recent[(c.gen-i)%uint64(len(c.recent))] == gfid {
+			return true
+		}
+	}
+	return false
 }
 
 // noteAbsent records that gfid lacks name, as the translators said in
@@ -99,8 +168,21 @@ func (c *xattrCache) knownAbsent(gfid xl.GFID, name string) {
 }
 
 // invalidate forgets what is known of gfid, and turns away the answers of
-// questions asked before.
+// questions asked and listings begun before: gfid has changed.
 func (c *xattrCache) invalidate(gfid xl.GFID) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.objs, gfid)
+	c.gen++
+	c.recent[c.gen%uint64(len(c.recent))] = gfid
+	c.mu.Unlock()
+}
+
+// forget drops what is known of gfid, which has not changed: the kernel
+// has forgotten it.
+func (c *xattrCache) forget(gfid xl.GFID) {
 	if c.ttl <= 0 {
 		return
 	}
@@ -114,7 +196,7 @@ func (c *xattrCache) invalidate(gfid xl.GFID) {
 func (c *xattrCache) evictLocked() {
 	now := c.now()
 	for g, s := range c.objs {
-		fresh := false
+		fresh := now.Before(s.none)
 		for _, exp := range s.names {
 			if now.Before(exp) {
 				fresh = true

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -161,7 +162,7 @@ func TestXattrCacheBounds(t *testing.T) {
 }
 
 // After ls -l's first getxattr in a directory just listed, the mount asks
-// ahead for the other entries, so ls's questions for them are answered
+// ahead for the other entries that have xattrs, so ls's questions for them are answered
 // without a round trip each.
 func TestXattrReadahead(t *testing.T) {
 	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
@@ -173,6 +174,13 @@ func TestXattrReadahead(t *testing.T) {
 	}
 	for i := range files {
 		if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range files {
+		// Files with xattrs of their own: of the others, the listing
+		// tells the mount they lack name.
+		if err := unix.Setxattr(filepath.Join(sub, fmt.Sprint(i)), "user.other", []byte("v"), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,5 +211,155 @@ func TestXattrReadahead(t *testing.T) {
 	}
 	if n := c.calls(name) - before; n != 0 {
 		t.Errorf("%d getxattrs reached the translators after the readahead, want 0", n)
+	}
+}
+
+// A listing's xattr-free entries lack every name for the attribute
+// timeout, except those this mount changed while the listing was out.
+func TestXattrCacheListed(t *testing.T) {
+	var clock fakeClock
+	c := newXattrCache(time.Minute, clock.now)
+	free, other, changed := xl.NewGFID(), xl.NewGFID(), xl.NewGFID()
+	gen := c.generation()
+	c.invalidate(changed) // a setxattr finished while the listing was out
+	c.listed(gen, []xl.Dirent{
+		{Name: "free", Attr: xl.Attr{GFID: free}, NoXattrs: true},
+		{Name: "other", Attr: xl.Attr{GFID: other}},
+		{Name: "changed", Attr: xl.Attr{GFID: changed}, NoXattrs: true},
+	})
+	for g, want := range map[xl.GFID]bool{free: true, other: false, changed: false} {
+		for _, name := range []string{"security.selinux", "user.any"} {
+			if absent, _ := c.lookup(g, name); absent != want {
+				t.Errorf("%v %s: absent %v, want %v", g, name, absent, want)
+			}
+		}
+	}
+	clock.advance(time.Minute)
+	if absent, _ := c.lookup(free, "user.any"); absent {
+		t.Error("a listing trusted past the timeout")
+	}
+
+	// Too many changes meanwhile to tell which: the listing is not trusted.
+	gen = c.generation()
+	for range len(c.recent) + 1 {
+		c.invalidate(xl.NewGFID())
+	}
+	c.listed(gen, []xl.Dirent{{Name: "free", Attr: xl.Attr{GFID: free}, NoXattrs: true}})
+	if absent, _ := c.lookup(free, "user.any"); absent {
+		t.Error("a listing trusted across more changes than are remembered")
+	}
+}
+
+// ls -l of a directory asks the bricks nothing about entries the listing
+// said have no xattrs, and still finds the xattrs of those that have.
+// ACLs are answered EOPNOTSUPP without a round trip.
+func TestXattrFreeListing(t *testing.T) {
+	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
+	dir := mountWith(t, c, Options{Logger: testLogger(t)})
+	const files = 20
+	sub := filepath.Join(dir, "d")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(sub, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	with := filepath.Join(sub, "with")
+	if err := os.WriteFile(with, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(with, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	calls := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := 0
+		for _, k := range c.n {
+			n += k
+		}
+		return n
+	}
+	buf := make([]byte, 64)
+	// lsl lists sub and asks each entry what ls -l asks; it returns the
+	// getxattrs that reached the translators.
+	lsl := func() int {
+		t.Helper()
+		before := calls()
+		ents, err := os.ReadDir(sub)
+		if err != nil || len(ents) != files+2 {
+			t.Fatalf("readdir: %d entries, %v", len(ents), err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(sub, e.Name())
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := unix.Lgetxattr(p, "security.selinux", buf); err != unix.ENODATA && e.Name() != "with" {
+				t.Fatalf("%s: security.selinux: %v, want ENODATA", e.Name(), err)
+			}
+			if _, err := unix.Getxattr(p, "system.posix_acl_access", buf); err != unix.EOPNOTSUPP {
+				t.Fatalf("%s: system.posix_acl_access: %v, want EOPNOTSUPP", e.Name(), err)
+			}
+		}
+		return calls() - before
+	}
+	// Only "with" costs a round trip: its security.selinux.
+	if n := lsl(); n != 1 {
+		t.Errorf("ls -l: %d getxattrs reached the translators, want 1", n)
+	}
+	n, err := unix.Getxattr(with, "user.k", buf)
+	if err != nil || string(buf[:n]) != "v" {
+		t.Errorf("getxattr user.k of a file with xattrs: %q, %v", buf[:n], err)
+	}
+
+	// This mount's change is seen at once, and the next listing tells
+	// the mount again once it is undone.
+	f0 := filepath.Join(sub, "0")
+	if err := unix.Setxattr(f0, "user.k", []byte("w"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.Getxattr(f0, "user.k", buf); err != nil || string(buf[:n]) != "w" {
+		t.Errorf("getxattr after setxattr: %q, %v", buf[:n], err)
+	}
+	if err := unix.Removexattr(f0, "user.k"); err != nil {
+		t.Fatal(err)
+	}
+	before := calls()
+	if _, err := unix.Getxattr(f0, "user.k", buf); err != unix.ENODATA {
+		t.Errorf("getxattr after removexattr: %v, want ENODATA", err)
+	}
+	if calls() == before {
+		t.Error("getxattr after removexattr answered from what the listing said before")
+	}
+	// Nothing at all this time: "with" lacks security.selinux as it
+	// answered, and "0" everything, as the listing said again.
+	if n := lsl(); n != 0 {
+		t.Errorf("ls -l again: %d getxattrs reached the translators, want 0", n)
+	}
+
+	// user::rw- user:1000:r-- group::r-- mask::r-- other::r--
+	acl := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range [][3]uint32{{0x01, 6, ^uint32(0)}, {0x02, 4, 1000}, {0x04, 4, ^uint32(0)}, {0x10, 4, ^uint32(0)}, {0x20, 4, ^uint32(0)}} {
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[0]))
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[1]))
+		acl = binary.LittleEndian.AppendUint32(acl, e[2])
+	}
+	for i, err := range []error{
+		unix.Setxattr(f0, "system.posix_acl_access", acl, 0),
+		unix.Removexattr(f0, "system.posix_acl_access"),
+		unix.Setxattr(filepath.Join(sub, "dir"), "system.posix_acl_default", acl, 0),
+		unix.Removexattr(filepath.Join(sub, "dir"), "system.posix_acl_default"),
+	} {
+		if err != unix.EOPNOTSUPP {
+			t.Errorf("ACL change %d: %v, want EOPNOTSUPP", i, err)
+		}
 	}
 }

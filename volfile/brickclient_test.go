@@ -58,7 +58,9 @@ func TestClientFindsBrickInEtcd(t *testing.T) {
 	store := volume.NewStore(cli)
 	ctx := context.Background()
 	const export = "/bricks/b0"
-	v := &volume.Volume{Name: "v", Replica: 1, Bricks: []volume.Brick{{Host: "127.0.0.1", Path: export}}}
+	// Without write-behind the graph is the protocol client alone.
+	v := &volume.Volume{Name: "v", Replica: 1, Bricks: []volume.Brick{{Host: "127.0.0.1", Path: export}},
+		Options: map[string]string{volume.OptWriteBehind: "off"}}
 	if err := store.Create(ctx, v); err != nil {
 		t.Fatal(err)
 	}

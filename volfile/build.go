@@ -145,6 +145,8 @@ type Env struct {
 //	                    (required: its layout is read from etcd and
 //	                    watched), scrub-interval (run the scrubber)
 //	cluster/dht2-guard  one child; no options
+//	performance/write-behind one child; option window-size BYTES (per
+//	                    file; default 1 MiB)
 //
 // Durations are whole seconds or Go durations such as 500ms. The
 // protocol/server is not here: a brick builds the graph below it and
@@ -181,12 +183,13 @@ func DefaultRegistry(env Env) Registry {
 			}
 			return a, nil
 		},
-		TypeFDL:       env.fdl,
-		TypeJBRServer: env.jbrServer,
-		TypeJBRClient: env.jbrClient,
-		TypeClient:    env.protocolClient,
-		TypeDHT2:      env.dht2,
-		TypeDHT2Guard: env.dht2Guard,
+		TypeFDL:         env.fdl,
+		TypeJBRServer:   env.jbrServer,
+		TypeJBRClient:   env.jbrClient,
+		TypeClient:      env.protocolClient,
+		TypeDHT2:        env.dht2,
+		TypeDHT2Guard:   env.dht2Guard,
+		TypeWriteBehind: env.writeBehind,
 	}
 }
 

@@ -10,15 +10,16 @@ import (
 
 // Translator types gluon builds.
 const (
-	TypePosix     = "storage/posix"
-	TypeAccess    = "features/access"
-	TypeFDL       = "features/fdl"
-	TypeJBRServer = "cluster/jbr-server"
-	TypeJBRClient = "cluster/jbr-client"
-	TypeClient    = "protocol/client"
-	TypeServer    = "protocol/server"
-	TypeDHT2      = "cluster/dht2"
-	TypeDHT2Guard = "cluster/dht2-guard"
+	TypePosix       = "storage/posix"
+	TypeAccess      = "features/access"
+	TypeFDL         = "features/fdl"
+	TypeJBRServer   = "cluster/jbr-server"
+	TypeJBRClient   = "cluster/jbr-client"
+	TypeClient      = "protocol/client"
+	TypeServer      = "protocol/server"
+	TypeDHT2        = "cluster/dht2"
+	TypeDHT2Guard   = "cluster/dht2-guard"
+	TypeWriteBehind = "performance/write-behind"
 )
 
 // JournalDir is where a brick keeps its journal, relative to the brick
@@ -123,12 +124,15 @@ func (g *Graph) add(n *Node) string {
 // protocol/client per brick and, for a replicated volume, one
 // cluster/jbr-client per replica set, which sends each request to the
 // set's leader. A volume of several sets distributes over them with
-// cluster/dht2 on top, whose layout lives in etcd:
+// cluster/dht2, whose layout lives in etcd. On top, unless the volume
+// option performance.write-behind is off, is performance/write-behind,
+// as in GlusterFS:
 //
-//	VOL-dht2       cluster/dht2        option volume VOL
-//	  VOL-jbr-S    cluster/jbr-client  one per set (replica > 1)
-//	    VOL-client-J protocol/client   the set's bricks
-//	  VOL-client-J protocol/client     one per set (replica 1)
+//	VOL-write-behind performance/write-behind  option window-size BYTES
+//	  VOL-dht2       cluster/dht2        option volume VOL
+//	    VOL-jbr-S    cluster/jbr-client  one per set (replica > 1)
+//	      VOL-client-J protocol/client   the set's bricks
+//	    VOL-client-J protocol/client     one per set (replica 1)
 func ClientVolfile(v *volume.Volume) (*Graph, error) {
 	if v.Replica < 1 || len(v.Bricks) == 0 || len(v.Bricks)%v.Replica != 0 {
 		return nil, fmt.Errorf("volume %s: %d bricks in replica sets of %d", v.Name, len(v.Bricks), v.Replica)
@@ -161,6 +165,14 @@ func ClientVolfile(v *volume.Volume) (*Graph, error) {
 			Type:       TypeDHT2,
 			Options:    []Option{{Key: "volume", Value: v.Name}},
 			Subvolumes: sets,
+		})
+	}
+	if v.Option(volume.OptWriteBehind) == "on" {
+		g.add(&Node{
+			Name:       v.Name + "-write-behind",
+			Type:       TypeWriteBehind,
+			Options:    []Option{{Key: "window-size", Value: v.Option(volume.OptWriteBehindWindow)}},
+			Subvolumes: []string{g.Nodes[len(g.Nodes)-1].Name},
 		})
 	}
 	return g, nil

@@ -146,10 +146,16 @@ func TestClientVolfile(t *testing.T) {
     option remote-subvolume /bricks/b0
     option volume vol
 end-volume
+
+volume vol-write-behind
+    type performance/write-behind
+    option window-size 1048576
+    subvolumes vol-client-0
+end-volume
 `)
 
 	v := testVolume(t, 3, "h1:/b", "[::1]:/b", "h3:/b")
-	v.Options = map[string]string{volume.OptRetryTimeout: "2s"}
+	v.Options = map[string]string{volume.OptRetryTimeout: "2s", volume.OptWriteBehind: "off"}
 	if g, err = ClientVolfile(v); err != nil {
 		t.Fatal(err)
 	}
@@ -236,9 +242,17 @@ volume vol-dht2
     option volume vol
     subvolumes vol-jbr-0 vol-jbr-1
 end-volume
+
+volume vol-write-behind
+    type performance/write-behind
+    option window-size 1048576
+    subvolumes vol-dht2
+end-volume
 `)
 
-	if g, err = ClientVolfile(testVolume(t, 1, "h1:/b", "h2:/b")); err != nil {
+	v = testVolume(t, 1, "h1:/b", "h2:/b")
+	v.Options = map[string]string{volume.OptWriteBehindWindow: "65536"}
+	if g, err = ClientVolfile(v); err != nil {
 		t.Fatal(err)
 	}
 	checkRoundTrip(t, "ClientVolfile(2 x 1)", g, `volume vol-client-0
@@ -259,6 +273,12 @@ volume vol-dht2
     type cluster/dht2
     option volume vol
     subvolumes vol-client-0 vol-client-1
+end-volume
+
+volume vol-write-behind
+    type performance/write-behind
+    option window-size 65536
+    subvolumes vol-dht2
 end-volume
 `)
 }

@@ -16,6 +16,7 @@ import (
 	jbrserver "github.com/gluon-fs/gluon/xlators/jbr-server"
 	"github.com/gluon-fs/gluon/xlators/jbr-server/election"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
+	writebehind "github.com/gluon-fs/gluon/xlators/write-behind"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -287,4 +288,23 @@ func (env Env) protocolClient(children []xl.Xlator, opts map[string]string) (xl.
 		return nil, errors.New("without remote-port, finding the brick's port needs etcd")
 	}
 	return newBrickClient(env.Etcd, vol, volume.Brick{Host: opts["remote-host"], Path: opts["remote-subvolume"]}, o), nil
+}
+
+// writeBehind builds performance/write-behind over its one child.
+func (env Env) writeBehind(children []xl.Xlator, opts map[string]string) (xl.Xlator, error) {
+	if len(children) != 1 {
+		return nil, fmt.Errorf("wants one subvolume, has %d", len(children))
+	}
+	if err := CheckOptions(opts, []string{"window-size"}, nil); err != nil {
+		return nil, err
+	}
+	o := writebehind.Options{Logger: env.Logger, Metrics: env.Metrics}
+	if v, ok := opts["window-size"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("option window-size %q: want a positive count of bytes", v)
+		}
+		o.WindowSize = n
+	}
+	return writebehind.New(children[0], o)
 }

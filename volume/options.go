@@ -49,6 +49,11 @@ const (
 	// synced, and a replica away while entries it lacks are deleted is
 	// resynced in full by gluon recon run.
 	OptJournalMaxSize = "jbr.journal-max-size"
+	// OptWriteBehind turns the client's write-behind on or off (see
+	// package writebehind); OptWriteBehindWindow is its per-file window of
+	// acknowledged, unfinished bytes.
+	OptWriteBehind       = "performance.write-behind"
+	OptWriteBehindWindow = "performance.write-behind-window-size"
 )
 
 // ErrBadOption is wrapped by errors about unknown option keys and bad
@@ -90,6 +95,22 @@ var KnownOptions = []OptionInfo{
 	{Key: OptRetryTimeout, Default: "30s",
 		Help:  "how long a client retries a request while no leader answers, before failing it with ENOTCONN",
 		check: checkDuration(100*time.Millisecond, time.Hour)},
+	{Key: OptWriteBehind, Default: "on",
+		Help: "acknowledge writes from client memory and send them in the background (on or off); an error comes back on the next write, fsync or close of the fd",
+		check: func(_ *Volume, val string) error {
+			if val != "on" && val != "off" {
+				return errors.New("want on or off")
+			}
+			return nil
+		}},
+	{Key: OptWriteBehindWindow, Default: "1048576",
+		Help: "bytes per file that write-behind may hold acknowledged but unwritten (65536 to 1073741824)",
+		check: func(_ *Volume, val string) error {
+			if n, err := strconv.ParseUint(val, 10, 63); err != nil || n < 64<<10 || n > 1<<30 {
+				return fmt.Errorf("%q: want a whole number of bytes from 65536 to 1073741824", val)
+			}
+			return nil
+		}},
 	{Key: OptScrubInterval, Default: "1h",
 		Help:  "how often gluon recon scrub compares every replica with its leader and repairs what differs",
 		check: checkDuration(time.Second, 30*24*time.Hour)},

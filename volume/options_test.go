@@ -30,7 +30,7 @@ func TestCheckOption(t *testing.T) {
 		v             *Volume
 		key, val, msg string
 	}{
-		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: jbr.consistency, jbr.journal-max-size, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, recon.scrub-interval, recon.scrub-rate)`},
+		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: jbr.consistency, jbr.journal-max-size, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, performance.write-behind, performance.write-behind-window-size, recon.scrub-interval, recon.scrub-rate)`},
 		{v3, OptQuorum, "1", "want a majority, 2 to 3"},
 		{v3, OptQuorum, "4", "want a majority, 2 to 3"},
 		{v2, OptQuorum, "1", "the quorum must be 2"},

@@ -475,4 +475,3 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Error("negative window accepted")
 	}
 }
-

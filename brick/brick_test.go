@@ -159,7 +159,8 @@ func TestRunServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Fail fast once the brick is gone; the client's reconnect warnings are expected.
-	g.Top().Options = append(g.Top().Options, volfile.Option{Key: "dial-timeout", Value: "1"})
+	// Nodes[0] is the protocol client (write-behind may sit above it).
+	g.Nodes[0].Options = append(g.Nodes[0].Options, volfile.Option{Key: "dial-timeout", Value: "1"})
 	top, closeClient, err := volfile.Build(context.Background(), g, volfile.DefaultRegistry(volfile.Env{Etcd: e.cli, Logger: slog.New(slog.DiscardHandler)}))
 	if err != nil {
 		t.Fatal(err)

@@ -118,11 +118,59 @@ func (s *Server) handOff() bool {
 		if mark == c.seen {
 			// Inline since the last look, a handoff period ago at least.
 			if c.inline.CompareAndSwap(mark, 0) {
-				go c.read(c.rd)
+				s.goRead(c, c.rd)
 			}
 			continue
 		}
 		c.seen = mark
 	}
 	return busy
+}
+
+// maxIdleReaders bounds the goroutines parked in goRead's pool: enough
+// for the connections of a busy brick, each of which hands its reading
+// over once per slow request.
+const maxIdleReaders = 64
+
+// readJob is a connection's reading, handed to a pooled goroutine.
+type readJob struct {
+	c  *conn
+	rd *reader
+}
+
+// goRead hands the reading of c to a parked goroutine, or a new one if
+// none is parked. A slow request hands the reading over every time, so a
+// brick serving cold reads at queue depth 1 would otherwise start a
+// goroutine per request, and grow its stack again through the graph's
+// deep calls each time; a parked one has grown it already.
+func (s *Server) goRead(c *conn, rd *reader) {
+	j := readJob{c, rd}
+	select {
+	case s.readers <- j:
+	default:
+		// Under s.wg: the caller is a connection or the watchdog, which
+		// hold it, so Close is waiting at most.
+		s.wg.Add(1)
+		go s.reader(j)
+	}
+}
+
+// reader runs readings handed over by goRead until Close, or until more
+// goroutines than maxIdleReaders are parked.
+func (s *Server) reader(j readJob) {
+	defer s.wg.Done()
+	for {
+		j.c.read(j.rd)
+		if s.idleReaders.Add(1) > maxIdleReaders {
+			s.idleReaders.Add(-1)
+			return
+		}
+		select {
+		case j = <-s.readers:
+			s.idleReaders.Add(-1)
+		case <-s.ctx.Done():
+			s.idleReaders.Add(-1)
+			return
+		}
+	}
 }

@@ -103,6 +103,10 @@ type Server struct {
 	watching  atomic.Bool   // the watchdog is awake
 	wake      chan struct{} // wakes the watchdog
 	watchdog0 bool          // the watchdog was started; under mu
+
+	// Readers parked between connections' requests (goRead).
+	readers     chan readJob
+	idleReaders atomic.Int32
 }
 
 // fdKey identifies an fd as the store's Release does: by handle and GFID.
@@ -135,6 +139,7 @@ func New(top xl.Xlator, opts Options) *Server {
 		conns:    map[*conn]struct{}{},
 		fds:      map[fdKey]*openFd{},
 		wake:     make(chan struct{}, 1),
+		readers:  make(chan readJob),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -456,11 +461,11 @@ type request struct {
 
 // read reads and serves requests. A quick request is served inline, by
 // the goroutine that read it (see inline.go); otherwise, or when more
-// frames are waiting already, the reading passes to a new goroutine and
-// the old one ends with its request. A request that wants no reply is
-// served inline even so: its sender did not wait for the one before it,
-// and expects them served in order (the watchdog still hands the reading
-// over if it is slow). The goroutine that finds the connection broken
+// frames are waiting already, the reading passes to another goroutine
+// (goRead) and the old one ends with its request. A request that wants
+// no reply is served inline even so: its sender did not wait for the one
+// before it, and expects them served in order (the watchdog still hands
+// the reading over if it is slow). The goroutine that finds the connection broken
 // tears it down.
 func (c *conn) read(rd *reader) {
 	for {
@@ -471,7 +476,7 @@ func (c *conn) read(rd *reader) {
 		}
 		c.wg.Add(1)
 		if !rq.noReply && (rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op)) {
-			go c.read(rd)
+			c.s.goRead(c, rd)
 			c.handle(rq)
 			return
 		}

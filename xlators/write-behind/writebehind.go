@@ -166,7 +166,8 @@ func (x *WriteBehind) Close() error {
 const syncFlags = syscall.O_SYNC | syscall.O_DSYNC | syscall.O_DIRECT | syscall.O_APPEND
 
 func (x *WriteBehind) Write(ctx context.Context, fd xl.Fd, data []byte, off int64) (int, syscall.Errno) {
-	if len(data) == 0 || len(data) > xl.MaxIO {
+	// Writes that will fail anyway fail now, from below.
+	if len(data) == 0 || len(data) > xl.MaxIO || fd.Flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		return x.Xlator.Write(ctx, fd, data, off)
 	}
 	end := off + int64(len(data))

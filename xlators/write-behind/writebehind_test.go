@@ -325,6 +325,19 @@ func TestSyncWritesNotBehind(t *testing.T) {
 	}
 }
 
+// A write through a read-only fd fails at once.
+func TestReadOnlyFdFailsAtOnce(t *testing.T) {
+	wb := newWB(t, newSlowChild(), 0)
+	fd := create(t, wb, "f", syscall.O_RDWR)
+	ro, e := wb.Open(bg, fd.GFID, syscall.O_RDONLY)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := wb.Write(bg, ro, []byte("x"), 0); e != syscall.EBADF {
+		t.Fatalf("write through a read-only fd: %v, want EBADF", e)
+	}
+}
+
 // A sync write waits for the written-behind writes it overlaps.
 func TestSyncWriteAfterPending(t *testing.T) {
 	child := newSlowChild()

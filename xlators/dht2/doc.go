@@ -47,9 +47,9 @@
 // orphan anchor name or a dangling stub, never a broken visible entry.
 // Lookup and Readdir hide dangling stubs; Scrub (and a rate-limited
 // background loop, Options.ScrubInterval) removes both kinds and counts
-// them. Readdir lists only the directory's home; a stub's attributes come
-// from its inode's home, one extra round trip per such entry (in
-// parallel).
+// them. Readdir lists only the directory's home; the attributes of a
+// batch's stubs come from their inodes' homes, one IpcResolve per such
+// set (in parallel) that the set's Guard answers with local lookups.
 //
 // Moving tokens. MigrateToken copies a token's directories, files and
 // remote names to another set while clients work. Stale clients are kept
@@ -72,8 +72,10 @@
 // caller may (a rename of the name onto itself), so the usual write,
 // search and sticky-bit rules hold.
 //
-// Limits. Unlink and rmdir look the name up first (two round trips) to
-// tell a stub from a local name; mkdir of a directory whose token lives
+// Limits. Unlink of a local name is one request: the parent's Guard
+// refuses it for a stub, which is then removed in two steps. Rmdir looks
+// the name up first (two round trips) to tell a stub from a local name;
+// a lookup of a remote name is two round trips too, stub then anchor; mkdir of a directory whose token lives
 // elsewhere costs three requests (inode, parent pointer, stub). A replace by rename across tokens removes
 // the target first, and RENAME_EXCHANGE across tokens is three renames:
 // neither is atomic. A rename's check that a directory does not move under

@@ -324,6 +324,16 @@ func (d *DHT2) Rmdir(ctx context.Context, parent xl.GFID, name string) syscall.E
 // remove drops a name: a local one on the parent's home; a remote one at
 // its anchor (which checks type and emptiness), then its stub.
 func (d *DHT2) remove(ctx context.Context, parent xl.GFID, name string, dir bool) syscall.Errno {
+	if !dir && reserved(parent, name) == 0 {
+		// Most names are local: try it as one, which the parent's Guard
+		// refuses for a stub. (An rmdir must not remove a stub, which
+		// would skip the emptiness check, should a set not know the
+		// flag; unlink of a stub there leaves an orphan anchor name.)
+		e := d.at(ctx, parent, func(x xl.Xlator) syscall.Errno { return x.Unlink(localOnly(ctx), parent, name) })
+		if e != errnoRemote {
+			return e
+		}
+	}
 	en, e := d.entry(ctx, parent, name)
 	if e != 0 {
 		return e

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +28,26 @@ const fenceXattr = xattrPrefix + "fenced"
 // bypassKey in a request's Call Xdata lets the migrator read and clean up
 // a token it fenced.
 const bypassKey = "dht2.migrate"
+
+// localKey in an unlink's Call Xdata asks the Guard to unlink the name
+// only if it is local, answering errnoRemote for a stub, so that DHT2
+// need not look the name up first.
+const localKey = "dht2.local"
+
+// errnoRemote is a Guard's answer to a local-only unlink of a stub. It
+// never reaches applications.
+const errnoRemote = syscall.EXDEV
+
+// localOnly is ctx with localKey added to its Call.
+func localOnly(ctx context.Context) context.Context {
+	c := *xl.CallFrom(ctx)
+	c.Xdata = maps.Clone(c.Xdata)
+	if c.Xdata == nil {
+		c.Xdata = xl.Xdata{}
+	}
+	c.Xdata[localKey] = nil
+	return xl.WithCall(ctx, &c)
+}
 
 // GuardOptions configures a Guard.
 type GuardOptions struct {
@@ -183,6 +204,17 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	}
 	if g.any.Load() > 0 && g.refuses(ctx, f) {
 		return &xl.Result{Errno: ErrnoMoved}
+	}
+	if f.Op == xl.OpUnlink {
+		if _, ok := xl.CallFrom(ctx).Xdata[localKey]; ok {
+			a, e := g.next.Lookup(ctx, f.GFID, f.Name)
+			if e == 0 && TokenOf(a.GFID) != TokenOf(f.GFID) {
+				e = errnoRemote
+			}
+			if e != 0 {
+				return &xl.Result{Errno: e}
+			}
+		}
 	}
 	return xl.Dispatch(ctx, g.next, f)
 }

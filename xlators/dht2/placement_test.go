@@ -35,6 +35,12 @@ func TestOneSetPerDirectory(t *testing.T) {
 			t.Errorf("lookup reached sets %v with %d requests, want one to [%d]", got, n, home)
 		}
 		c.resetCounts()
+		ok(t, c.d.Unlink(bg, dir, "f4"))
+		if got, n := c.touched(), c.counts[home].total(); !slices.Equal(got, []int{home}) || n != 1 {
+			t.Errorf("unlink reached sets %v with %d requests, want one to [%d]", got, n, home)
+		}
+		c.create(dir, "f4", nil)
+		c.resetCounts()
 		ents := list(t, c.d, dir)
 		if len(ents) != 21 {
 			t.Errorf("listed %d entries, want 21", len(ents))

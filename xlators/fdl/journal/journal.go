@@ -122,6 +122,7 @@ type Journal struct {
 	written      uint64 // every index up to here is written (survives a process crash)
 	durable      uint64 // every index up to here is fdatasynced (survives a power loss)
 	want         uint64 // a caller wants every index up to here fdatasynced
+	lazyArmed    bool   // the syncer's SyncInterval timer runs
 	queue        []*pending
 	waiters      []*pending // written, waiting to be durable
 	segs         []*segment // ordered by term, then first index
@@ -677,6 +678,10 @@ func (j *Journal) flusher() {
 				n, err = j.writeBatch(batch)
 			}
 			j.mu.Lock()
+			// The syncer has nothing to do for records that only
+			// wait for its timer, which runs already: waking it per
+			// batch would cost a thread switch per write.
+			idle := j.lazyArmed && j.want <= j.durable && j.err == nil
 			for i, p := range batch {
 				putBuf(p.pooled)
 				p.buf, p.pooled = nil, nil
@@ -685,13 +690,17 @@ func (j *Journal) flusher() {
 				case i < n:
 					j.want = max(j.want, p.index)
 					j.waiters = append(j.waiters, p)
+					idle = false
 				default:
 					p.done <- err
 				}
 			}
+			idle = idle && err == nil
 			j.mu.Unlock()
 			j.notifyCaller()
-			j.wakeSync()
+			if !idle {
+				j.wakeSync()
+			}
 		}
 		j.saveApplied(applied)
 		if len(batch) > 0 {
@@ -714,13 +723,14 @@ func (j *Journal) syncer() {
 	lazy := time.NewTimer(j.syncIvl)
 	lazy.Stop()
 	defer lazy.Stop()
-	armed, due := false, false
+	due := false
 	stopping := false
 	for {
 		j.mu.Lock()
 		broken := j.err != nil && len(j.waiters) > 0
 		unsynced := j.written > j.durable && j.err == nil
 		wanted := j.want > j.durable
+		armed := j.lazyArmed
 		j.mu.Unlock()
 		switch {
 		case broken:
@@ -735,16 +745,23 @@ func (j *Journal) syncer() {
 			return
 		case unsynced && !armed:
 			lazy.Reset(j.syncIvl)
-			armed = true
+			j.setLazyArmed(true)
 		}
 		select {
 		case <-j.syncKick:
 		case <-lazy.C:
-			armed, due = false, true
+			j.setLazyArmed(false)
+			due = true
 		case <-j.done:
 			stopping = true
 		}
 	}
+}
+
+func (j *Journal) setLazyArmed(on bool) {
+	j.mu.Lock()
+	j.lazyArmed = on
+	j.mu.Unlock()
 }
 
 // sync makes every record written so far durable. Syncer only.

@@ -171,10 +171,17 @@ func (g *growing) grow(v *volume.Volume) error {
 		return err
 	}
 	reg := DefaultRegistry(g.env)
-	top := graph.Top()
+	// The volume's cluster/dht2, under whatever the graph puts on top.
+	top := graph.Node(g.vol + "-dht2")
+	if top == nil || top.Type != TypeDHT2 {
+		return fmt.Errorf("volume %s: the client graph has no %s-dht2", g.vol, g.vol)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	sets := slices.Clone(g.opts.Subvols)
+	if len(top.Subvolumes) < len(sets) {
+		return fmt.Errorf("volume %s: %d replica sets, fewer than the %d mounted", g.vol, len(top.Subvolumes), len(sets))
+	}
 	for _, name := range top.Subvolumes[len(sets):] {
 		sub, err := graph.Subgraph(name)
 		if err != nil {

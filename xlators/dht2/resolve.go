@@ -184,11 +184,14 @@ func (d *DHT2) resolveOn(ctx context.Context, s int, dir xl.GFID, out []xl.Diren
 	}
 	res, e := d.subs[s].Ipc(ctx, IpcResolve, xl.Xdata{"keys": encodeKeys(keys)})
 	b := res["attrs"]
-	switch {
-	case e == syscall.ENOTSUP || e == syscall.ENOSYS:
-		d.noResolve[s].Store(time.Now().Add(resolveRetry).UnixNano())
-		return ks
-	case e != 0 || len(b) != len(ks)*resolveRecordLen:
+	if e == 0 && len(b) != len(ks)*resolveRecordLen {
+		e = syscall.EIO
+	}
+	if e != 0 {
+		d.log.Debug("dht2: set cannot resolve names in batches", "set", s, "errno", e)
+		if e == syscall.ENOTSUP || e == syscall.ENOSYS {
+			d.noResolve[s].Store(time.Now().Add(resolveRetry).UnixNano())
+		}
 		return ks
 	}
 	var left []int

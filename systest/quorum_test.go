@@ -25,8 +25,10 @@ const (
 	// at a request's first failure, at the latest when the leader's
 	// request timeout ends the first attempt, and bounds the attempts
 	// after it too (TestRetryTimeout pins that). The rest is a generous
-	// margin for a loaded machine: this test is about never hanging.
-	hangBound = quorumRequestTimeout + quorumRetryTimeout + 10*time.Second
+	// margin for a loaded machine: this test is about never hanging. A
+	// getattr waits for the file's written-behind write to fail first
+	// (package writebehind), so it may take two such failures.
+	hangBound = 2*(quorumRequestTimeout+quorumRetryTimeout) + 10*time.Second
 )
 
 // outcome is how one request ended.
@@ -59,11 +61,16 @@ func TestQuorumLoss(t *testing.T) {
 	acked := map[int]bool{}
 	refused := map[int]bool{}         // slots whose write was refused with EROFS
 	refusedFiles := map[string]bool{} // files whose create was
+	// write writes slot and fsyncs it: write-behind acknowledges the
+	// write itself from memory and reports its failure at the fsync.
 	write := func(slot int) (syscall.Errno, time.Duration) {
 		start := time.Now()
 		n, e := v.Top.Write(w.ctx(context.Background()), fd, record(slot), int64(slot*recordSize))
 		if e == 0 && n != recordSize {
 			t.Fatalf("write of slot %d: short write %d", slot, n)
+		}
+		if e == 0 {
+			e = v.Top.Fsync(w.ctx(context.Background()), fd, true)
 		}
 		return e, time.Since(start)
 	}
@@ -242,7 +249,11 @@ func TestRetryTimeout(t *testing.T) {
 	const bound = request + retry + request + time.Second // the last a margin for a loaded machine
 	ops := map[string]func() syscall.Errno{
 		"write": func() syscall.Errno {
+			// Acknowledged by write-behind; the fsync reports its failure.
 			_, e := v.Top.Write(w.ctx(context.Background()), fd, record(0), 0)
+			if e == 0 {
+				e = v.Top.Fsync(w.ctx(context.Background()), fd, true)
+			}
 			return e
 		},
 		"read": func() syscall.Errno {

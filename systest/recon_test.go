@@ -505,6 +505,11 @@ func TestReconRandomized(t *testing.T) {
 		time.Sleep(time.Duration(200+rng.IntN(500)) * time.Millisecond)
 	}
 	stopWriters()
+	// What write-behind still holds reaches the bricks before they are
+	// compared; a write it failed to send would be reported here.
+	if e := v.Top.Flush(w.ctx(context.Background()), fd); e != 0 {
+		t.Fatalf("flush: %v", e)
+	}
 	c.converge()
 	c.verifyIdentical()
 	got, e := w.readAll(fd)

@@ -158,6 +158,11 @@ func regOp(ctx context.Context, h *history, x xl.Xlator, cl int, fd xl.Fd, in re
 func TestStaleLeader(t *testing.T) {
 	c := newCluster(t, map[string]string{
 		volume.OptLeaseTTL: "1s", volume.OptRetryTimeout: "20s", volume.OptRequestTimeout: "2s",
+		// Write-behind acknowledges a write before it leaves its client
+		// graph, so the other graph may read the old value after that:
+		// it gives close-to-open consistency, not linearizability across
+		// clients, as in GlusterFS. This test checks the replicas.
+		volume.OptWriteBehind: "off",
 	})
 	graphs := []*client.Volume{c.open(), c.open()}
 	fd := newCaller(graphs[0].Top).create(t, "registers", syscall.O_RDWR)

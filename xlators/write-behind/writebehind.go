@@ -15,7 +15,8 @@
 // merged into it (up to maxAggregate bytes).
 //
 // Writes through an fd opened with O_SYNC, O_DSYNC or O_DIRECT, and
-// O_APPEND writes, are not written behind: they are sent once the writes
+// O_APPEND writes, are not written behind (nor those through a read-only
+// fd, which fail at once): they are sent once the writes
 // they conflict with have finished (all of them, for O_APPEND), and the
 // caller waits for their result.
 //
@@ -50,6 +51,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -313,11 +315,8 @@ func (x *WriteBehind) send(in *inode, r *req) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for i, q := range in.reqs {
-		if q == r {
-			in.reqs = append(in.reqs[:i], in.reqs[i+1:]...)
-			break
-		}
+	if i := slices.Index(in.reqs, r); i >= 0 {
+		in.reqs = slices.Delete(in.reqs, i, i+1)
 	}
 	in.inflight--
 	r.n, r.err = n, e

@@ -155,13 +155,18 @@ func (d *DHT2) resolveRemote(ctx context.Context, dir xl.GFID, out []xl.Dirent, 
 			alone = append(alone, ks...)
 			continue
 		}
-		g.Go(func() error {
-			left := d.resolveOn(ctx, s, dir, out, ks, errs)
-			mu.Lock()
-			alone = append(alone, left...)
-			mu.Unlock()
-			return nil
-		})
+		for len(ks) > 0 {
+			n := min(len(ks), maxResolve)
+			chunk := ks[:n]
+			ks = ks[n:]
+			g.Go(func() error {
+				left := d.resolveOn(ctx, s, dir, out, chunk, errs)
+				mu.Lock()
+				alone = append(alone, left...)
+				mu.Unlock()
+				return nil
+			})
+		}
 	}
 	g.Wait()
 	g.SetLimit(16)

@@ -142,3 +142,21 @@ func TestListingFollowsMovedToken(t *testing.T) {
 		t.Errorf("the stale client did not learn the layout")
 	}
 }
+
+// TestResolveWire: attributes survive the answer's encoding, and a Guard
+// refuses a malformed request rather than guessing.
+func TestResolveWire(t *testing.T) {
+	a := xl.Attr{GFID: xl.NewGFID(), Mode: syscall.S_IFDIR | 0o755, Nlink: 3, Uid: 1, Gid: 2, Rdev: 3,
+		Size: 4096, Blocks: 8, Blksize: 4096, Atime: xl.Timespec{Sec: -1, Nsec: 5},
+		Mtime: xl.Timespec{Sec: 1 << 40, Nsec: 999999999}, Ctime: xl.Timespec{Sec: 7}}
+	b := appendAttr(nil, &a)
+	if len(b) != attrLen || readAttr(b) != a {
+		t.Errorf("attr %+v came back as %+v (%d bytes)", a, readAttr(b), len(b))
+	}
+	c := newCluster(t, 1, Options{})
+	for _, keys := range [][]byte{make([]byte, resolveKeyLen+1), make([]byte, (maxResolve+1)*resolveKeyLen)} {
+		if _, e := c.guards[0].Ipc(bg, IpcResolve, xl.Xdata{"keys": keys}); e != syscall.EINVAL {
+			t.Errorf("%d bytes of keys: %v, want EINVAL", len(keys), e)
+		}
+	}
+}

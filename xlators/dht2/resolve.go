@@ -146,8 +146,9 @@ func (d *DHT2) resolveRemote(ctx context.Context, dir xl.GFID, out []xl.Dirent, 
 		bySet[s] = append(bySet[s], k)
 	}
 	var (
+		alone []int // resolved one at a time
 		mu    sync.Mutex
-		alone []int
+		left  []int // what the batches left, under mu
 		g     errgroup.Group
 	)
 	for s, ks := range bySet {
@@ -160,15 +161,16 @@ func (d *DHT2) resolveRemote(ctx context.Context, dir xl.GFID, out []xl.Dirent, 
 			chunk := ks[:n]
 			ks = ks[n:]
 			g.Go(func() error {
-				left := d.resolveOn(ctx, s, dir, out, chunk, errs)
+				l := d.resolveOn(ctx, s, dir, out, chunk, errs)
 				mu.Lock()
-				alone = append(alone, left...)
+				left = append(left, l...)
 				mu.Unlock()
 				return nil
 			})
 		}
 	}
 	g.Wait()
+	alone = append(alone, left...)
 	g.SetLimit(16)
 	for _, k := range alone {
 		g.Go(func() error {

@@ -196,6 +196,8 @@ func TestDefaultRegistry(t *testing.T) {
 		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume j\n type cluster/jbr-server\n option volume v\n option set 0\n option self 0\n option replicas 1\n option lease-ttl soon\n option journal " + dir + "/j\n subvolumes p\nend-volume\n", "option lease-ttl"},
 		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\nend-volume\nvolume j\n type cluster/jbr-client\n option volume v\n subvolumes c\nend-volume\n", `missing option "set"`},
 		{"volume c\n type protocol/client\n option remote-host h\n option remote-port 1\n option remote-subvolume /b\nend-volume\nvolume j\n type cluster/jbr-client\n option volume v\n option set 0\n option retry-timeout -1s\n subvolumes c\nend-volume\n", "option retry-timeout"},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume w\n type performance/write-behind\n option window-size 1MB\n subvolumes p\nend-volume\n", `option window-size "1MB"`},
+		{"volume p\n type storage/posix\n option directory " + dir + "\nend-volume\nvolume w\n type performance/write-behind\n option flush-behind on\n subvolumes p\nend-volume\n", `unknown option "flush-behind"`},
 	}
 	for _, c := range cases {
 		_, _, err := Build(context.Background(), parse(t, c.volfile), DefaultRegistry(Env{}))

@@ -45,6 +45,13 @@ func TestListingResolvesPerSet(t *testing.T) {
 	for i := range 10 {
 		c.create(p, fmt.Sprintf("f%d", i), nil)
 	}
+	c.resetCounts()
+	if a := must(c.d.Lookup(bg, p, "d01"))(t); a.GFID != want["d01"] {
+		t.Errorf("lookup of d01: %v, want %v", a.GFID, want["d01"])
+	}
+	if n0, n1 := c.counts[0].total(), c.counts[1].total(); n0 != 1 || n1 != 1 || c.counts[2].total() != 0 {
+		t.Errorf("lookup of a name on another set: %d requests to the parent's home, %d to the inode's, want 1 and 1", n0, n1)
+	}
 	for _, max := range []int{256, 25} {
 		c.resetCounts()
 		got := readdirAll(t, c.d, p, max)

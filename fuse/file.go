@@ -49,7 +49,9 @@ func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadRes
 }
 
 // Write hands the kernel's request buffer down as is: one FUSE write, one
-// translator write, no copy.
+// translator write, no copy here. The buffer is the kernel's again once
+// Write returns: write-behind, which answers before the bricks do, keeps
+// a copy.
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	ctx, done := f.vol.mutation(ctx)
 	defer done()
@@ -84,7 +86,8 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 }
 
 // Flush runs on every close(2) of a descriptor of this handle, unless it
-// was opened read-only (noFlush). A handle that never wrote has nothing
+// was opened read-only (noFlush). It reports what went wrong with the
+// handle's written-behind writes, which close(2) returns. A handle that never wrote has nothing
 // to report either, as with noFlush, and is answered here: creating an
 // empty file (touch, O_CREAT then close) costs a round trip less.
 func (f *file) Flush(ctx context.Context) syscall.Errno {

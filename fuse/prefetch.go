@@ -12,14 +12,17 @@ import (
 )
 
 // Extended attribute readahead. ls -l lists a directory, then asks for
-// security.selinux and system.posix_acl_access of each entry, one at a
-// time, in its own (sorted) order: two round trips per file, each asked
-// once, which no cache answers. Once a getxattr of a name misses for an
-// entry of a directory this mount has just listed, the mount asks for the
-// same name of the next entries of the listing in parallel, as readahead
-// does for data, and keeps the absences the bricks report. The bricks do
-// the work ls would have asked of them anyway, but not one round trip at
-// a time.
+// security.selinux of each entry, one at a time, in its own (sorted)
+// order. The listing itself tells which entries have no xattr at all
+// (xattrCache.listed); for the others, which have some but most likely
+// not that one (user.* names set by Samba or backup tools), each
+// question would be a round trip. Once a getxattr of a name misses for
+// an entry of a directory this mount has just listed, the mount asks for
+// the same name of the next entries of the listing in parallel, as
+// readahead does for data, and keeps the absences the bricks report. The
+// bricks do the work ls would have asked of them anyway, but not one
+// round trip at a time. Entries already known to lack the name cost
+// nothing.
 
 const (
 	// prefetchWindow is how many entries one miss asks ahead for.

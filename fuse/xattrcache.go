@@ -8,8 +8,8 @@ import (
 )
 
 // xattrCache remembers which extended attributes objects lack, as
-// GlusterFS's md-cache does. ls -l asks for security.selinux and
-// system.posix_acl_access of every file it lists, and the kernel asks for
+// GlusterFS's md-cache does. ls -l asks for security.selinux of every
+// file it lists (ACLs are answered without asking), and the kernel asks for
 // security.capability before every first write; on most volumes none of
 // them exist, and without the cache each question is a round trip to the
 // bricks. An answer is trusted for the attribute timeout: another

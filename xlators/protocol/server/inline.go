@@ -17,13 +17,8 @@ import (
 // connection's other requests, and the frame that may cancel this one,
 // are not held up for long. Ops that were slow lately, such as reads from
 // disk or anything a replicating translator must agree on, are handed
-// off at once, unless the connection has had one request at a time for
-// a while (overlapWindow): a client that waits for each reply, such as
-// a reader at queue depth 1, sends nothing meanwhile, and a handoff per
-// request would wake a thread per request for nothing. Should it send
-// more after all, the watchdog lets the next request in as above, which
-// then sees the first in flight and turns handoffs back on. (GlusterFS's
-// epoll threads too run a fop until io-threads queues it.)
+// off at once. (GlusterFS's epoll threads too run a fop until io-threads
+// queues it.)
 const (
 	// quick is the average duration, lately, below which an op is served
 	// inline.
@@ -34,16 +29,7 @@ const (
 	// watchIdle is how many quiet periods the watchdog waits before it
 	// sleeps until the next request served inline.
 	watchIdle = 100
-	// overlapWindow is how long after a connection last had two
-	// requests in flight at once its slow requests are still handed off.
-	overlapWindow = time.Second
 )
-
-// overlapping reports whether c had two requests in flight at once
-// lately.
-func (c *conn) overlapping() bool {
-	return time.Now().UnixNano()-c.overlap.Load() < int64(overlapWindow)
-}
 
 // opTimes holds how long each op took lately: an exponentially weighted
 // moving average, in nanoseconds.

@@ -307,11 +307,9 @@ type conn struct {
 
 	rd *reader // the reading, passed from reader to reader
 	// inline is the mark of the request being served inline, if any
-	// (inline.go); seen is the watchdog's. overlap is when a request
-	// last arrived while another was in flight, in Unix nanoseconds.
-	inline  atomic.Int64
-	seen    int64
-	overlap atomic.Int64
+	// (inline.go); seen is the watchdog's.
+	inline atomic.Int64
+	seen   int64
 
 	// Set by the handshake, before the first request.
 	maxReply int
@@ -462,10 +460,9 @@ type request struct {
 }
 
 // read reads and serves requests. A quick request is served inline, by
-// the goroutine that read it (see inline.go), and so is a slow one while
-// the client sends one request at a time; otherwise, or when more frames
-// are waiting already, the reading passes to another goroutine (goRead)
-// and the old one ends with its request. A request that wants
+// the goroutine that read it (see inline.go); otherwise, or when more
+// frames are waiting already, the reading passes to another goroutine
+// (goRead) and the old one ends with its request. A request that wants
 // no reply is served inline even so: its sender did not wait for the one
 // before it, and expects them served in order (the watchdog still hands
 // the reading over if it is slow). The goroutine that finds the connection broken
@@ -478,7 +475,7 @@ func (c *conn) read(rd *reader) {
 			return
 		}
 		c.wg.Add(1)
-		if !rq.noReply && (rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op) && c.overlapping()) {
+		if !rq.noReply && (rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op)) {
 			c.s.goRead(c, rd)
 			c.handle(rq)
 			return
@@ -581,9 +578,6 @@ func (c *conn) admit(rq *request) error {
 	c.mu.Lock()
 	_, dup := c.inflight[rq.id]
 	if !dup {
-		if len(c.inflight) > 0 {
-			c.overlap.Store(time.Now().UnixNano())
-		}
 		c.inflight[rq.id] = cancel
 	}
 	c.mu.Unlock()

@@ -36,31 +36,54 @@ type volume struct {
 // after a FUSE_INTERRUPT: a hung request can still be broken off, but the
 // signals every Go program receives (SIGURG preemption, SIGCHLD) do not
 // turn a lookup that was about to succeed into EINTR, which open(2) and
-// most callers would report rather than retry.
+// most callers would report rather than retry. Watching for the
+// interrupt starts interruptWatch into the op: go-fuse's context is not
+// one context.AfterFunc can hook without a goroutine, and most ops end
+// sooner. An interrupt that came meanwhile is seen then.
 func (v *volume) call(ctx context.Context) (context.Context, func()) {
 	inner, cancel := context.WithCancel(v.attach(context.WithoutCancel(ctx), ctx))
 	var (
 		mu    sync.Mutex
-		timer *time.Timer
+		ended bool
+		stop  func() bool
+		grace *time.Timer
 	)
-	stop := context.AfterFunc(ctx, func() {
+	watch := time.AfterFunc(interruptWatch, func() {
 		mu.Lock()
-		timer = time.AfterFunc(interruptGrace, cancel)
-		mu.Unlock()
+		defer mu.Unlock()
+		if ended {
+			return
+		}
+		stop = context.AfterFunc(ctx, func() {
+			mu.Lock()
+			if !ended {
+				grace = time.AfterFunc(interruptGrace, cancel)
+			}
+			mu.Unlock()
+		})
 	})
 	return inner, func() {
-		stop()
+		watch.Stop()
 		mu.Lock()
-		if timer != nil {
-			timer.Stop()
+		ended = true
+		if stop != nil {
+			stop()
+		}
+		if grace != nil {
+			grace.Stop()
 		}
 		mu.Unlock()
 		cancel()
 	}
 }
 
-// interruptGrace is how long an interrupted op may still finish.
-const interruptGrace = time.Second
+const (
+	// interruptWatch is how long an op runs before call watches for
+	// its interrupt.
+	interruptWatch = 10 * time.Millisecond
+	// interruptGrace is how long an interrupted op may still finish.
+	interruptGrace = time.Second
+)
 
 // mutation is call for an op that changes state or takes a resource on
 // the bricks. Such an op is never abandoned on FUSE_INTERRUPT: a create

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"syscall"
 
@@ -129,9 +130,20 @@ type dir struct {
 	next  int    // index in batch of the entry Readdirent returns next
 	off   uint64 // cookie to continue after batch
 	eof   bool
+	dots  int        // how many of "." and ".." this pass returned
 	last  *xl.Dirent // the entry Readdirent returned last
 	list  *listing   // the listing in progress, for xattr readahead
 }
+
+// The translators list no "." or ".."; dir returns them first, as
+// every local file system does, with cookies of their own. lseek(2)
+// takes only positive cookies, and ext4, whose cookies the bricks pass
+// on, hands out none between 0x7fffffff00000000 and its end of
+// directory, math.MaxInt64.
+const (
+	dotCookie    = math.MaxInt64 - 2 // after "."
+	dotdotCookie = math.MaxInt64 - 1 // after ".."
+)
 
 // readdirBatch is how many entries one translator Readdir asks for.
 const readdirBatch = 256
@@ -146,6 +158,16 @@ var (
 
 func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) {
 	d.last = nil
+	if d.dots < 2 {
+		de := &xl.Dirent{Name: ".", Off: dotCookie}
+		if d.dots == 1 {
+			de = &xl.Dirent{Name: "..", Off: dotdotCookie}
+		}
+		d.dots++
+		d.fill(ctx, de) // cannot fail for dots
+		d.last = de
+		return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0
+	}
 	if d.next == len(d.batch) {
 		if d.eof {
 			return nil, 0
@@ -181,9 +203,7 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 			return nil, e
 		}
 	}
-	if de.Name != "." && de.Name != ".." {
-		d.list.add(de.Attr.GFID)
-	}
+	d.list.add(de.Attr.GFID)
 	d.last = de
 	return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0
 }
@@ -228,7 +248,15 @@ func (d *dir) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*f
 
 // Seekdir restarts the listing after cookie off (0: the beginning).
 func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
-	d.batch, d.next, d.off, d.eof, d.last = nil, 0, off, false, nil
+	d.batch, d.next, d.off, d.eof, d.last, d.dots = nil, 0, off, false, nil, 2
+	switch off {
+	case 0:
+		d.dots = 0
+	case dotCookie:
+		d.off, d.dots = 0, 1
+	case dotdotCookie:
+		d.off = 0
+	}
 	return 0
 }
 

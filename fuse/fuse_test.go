@@ -3,6 +3,7 @@ package fuse
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -688,5 +689,82 @@ func TestProcGroups(t *testing.T) {
 	}
 	if procGroups(0) != nil {
 		t.Error("pid 0 has groups")
+	}
+}
+
+// dirent is one record of getdents64.
+type dirent struct {
+	ino  uint64
+	off  int64
+	name string
+}
+
+// getdents lists the open directory fd from its current position.
+func getdents(t *testing.T, fd int) []dirent {
+	t.Helper()
+	var out []dirent
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return out
+		}
+		for b := buf[:n]; len(b) > 0; {
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			name := b[19:reclen]
+			out = append(out, dirent{
+				ino:  binary.LittleEndian.Uint64(b[0:8]),
+				off:  int64(binary.LittleEndian.Uint64(b[8:16])),
+				name: string(name[:bytes.IndexByte(name, 0)]),
+			})
+			b = b[reclen:]
+		}
+	}
+}
+
+// A listing starts with "." and "..", naming the directory and its
+// parent, and seeking to their cookies resumes after each.
+func TestReaddirDots(t *testing.T) {
+	dir, _ := mount(t, newLeaf(t))
+	d := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(d, "s"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var self, parent unix.Stat_t
+	if err := unix.Stat(d, &self); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(dir, &parent); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	all := getdents(t, fd)
+	var names []string
+	for _, e := range all {
+		names = append(names, e.name)
+	}
+	if len(all) != 4 || all[0].name != "." || all[1].name != ".." {
+		t.Fatalf("listed %q, want ., .., then f and s", names)
+	}
+	if all[0].ino != self.Ino || all[1].ino != parent.Ino {
+		t.Errorf(". is inode %d and .. %d, want %d and %d", all[0].ino, all[1].ino, self.Ino, parent.Ino)
+	}
+	for i, want := range []string{"..", all[2].name} {
+		if _, err := unix.Seek(fd, all[i].off, 0); err != nil {
+			t.Fatal(err)
+		}
+		if again := getdents(t, fd); len(again) != 3-i || again[0].name != want {
+			t.Errorf("after seeking past %s: %v, want %d entries from %s", all[i].name, again, 3-i, want)
+		}
 	}
 }

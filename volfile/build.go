@@ -143,7 +143,10 @@ type Env struct {
 //	                    ping-timeout, dial-timeout
 //	cluster/dht2        the volume's replica sets in order; option volume
 //	                    (required: its layout is read from etcd and
-//	                    watched), scrub-interval (run the scrubber)
+//	                    watched), scrub-interval (take turns with the
+//	                    volume's other clients at the background scrub,
+//	                    claimed in etcd; 0 or absent: none), scrub-grace
+//	                    (the age of leftovers it removes; default 1m)
 //	cluster/dht2-guard  one child; no options
 //	performance/write-behind one child; option window-size BYTES (per
 //	                    file; default 1 MiB)

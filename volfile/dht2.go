@@ -20,6 +20,9 @@ import (
 const layoutTimeout = 30 * time.Second
 
 // dht2 builds cluster/dht2 over the volume's replica sets, in set order.
+// With scrub-interval (not 0), the client takes its turn at the volume's
+// background scrub: whichever client claims it in etcd scrubs, at most
+// once per interval across all clients (see dht2.SharedScrub).
 // The layout comes from etcd and is watched; a volume mounted for the
 // first time gets an even one over its sets (see EnsureLayout). The
 // volume's definition is watched too: when add-brick gives it more sets,
@@ -29,20 +32,30 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 	if len(children) == 0 {
 		return nil, errors.New("wants the volume's replica sets as subvolumes, has none")
 	}
-	if err := CheckOptions(opts, []string{"volume", "scrub-interval"}, []string{"volume"}); err != nil {
+	if err := CheckOptions(opts, []string{"volume", "scrub-interval", "scrub-grace"}, []string{"volume"}); err != nil {
 		return nil, err
 	}
 	vol := opts["volume"]
 	if err := volume.ValidName(vol); err != nil {
 		return nil, fmt.Errorf("option volume: %w", err)
 	}
+	// The scrub is shared by the volume's clients (see sharedScrub), not
+	// run by each DHT2: Options.ScrubInterval stays 0.
 	o := dht2.Options{Logger: env.Logger, Registerer: env.Metrics}
-	if v, ok := opts["scrub-interval"]; ok {
+	var every time.Duration
+	if v, ok := opts["scrub-interval"]; ok && v != "0" && v != "0s" {
 		d, err := duration(v)
 		if err != nil {
 			return nil, fmt.Errorf("option scrub-interval: %v", err)
 		}
-		o.ScrubInterval = d
+		every = d
+	}
+	if v, ok := opts["scrub-grace"]; ok {
+		d, err := duration(v)
+		if err != nil {
+			return nil, fmt.Errorf("option scrub-grace: %v", err)
+		}
+		o.ScrubGrace = d
 	}
 	if env.Etcd == nil {
 		return nil, errors.New("needs etcd for its layout")
@@ -54,7 +67,7 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 		return nil, err
 	}
 	o.Layout = store
-	return newGrowing(env, vol, children, o)
+	return newGrowing(env, vol, children, o, every)
 }
 
 // LayoutStore is where a volume's layout is kept: dht2.EtcdStore, or
@@ -118,6 +131,7 @@ type growing struct {
 	cur    atomic.Pointer[dht2.DHT2]
 	cancel context.CancelFunc
 	done   chan struct{}
+	scrubs sync.WaitGroup // the shared scrub's loop
 
 	mu      sync.Mutex
 	old     []*time.Timer // each closes a replaced DHT2
@@ -131,7 +145,7 @@ var (
 	_ xl.Lifecycle = (*growing)(nil)
 )
 
-func newGrowing(env Env, vol string, sets []xl.Xlator, o dht2.Options) (*growing, error) {
+func newGrowing(env Env, vol string, sets []xl.Xlator, o dht2.Options, scrubEvery time.Duration) (*growing, error) {
 	o.Subvols = slices.Clip(sets)
 	d, err := dht2.New(o)
 	if err != nil {
@@ -147,6 +161,11 @@ func newGrowing(env Env, vol string, sets []xl.Xlator, o dht2.Options) (*growing
 	store := volume.NewStore(env.Etcd)
 	store.Logger = g.log
 	go g.follow(store.WatchVolume(ctx, vol))
+	if scrubEvery > 0 {
+		s := &dht2.SharedScrub{Etcd: env.Etcd, Volume: vol, Interval: scrubEvery, Logger: g.log,
+			Scrub: func(ctx context.Context) (dht2.ScrubStats, error) { return g.cur.Load().Scrub(ctx) }}
+		g.scrubs.Go(func() { s.Run(ctx) })
+	}
 	return g, nil
 }
 
@@ -225,11 +244,12 @@ func (g *growing) MigrateToken(ctx context.Context, token uint16, to int, progre
 	return g.cur.Load().MigrateToken(ctx, token, to, progress)
 }
 
-// Close stops following the volume, then closes every DHT2 and the
+// Close stops following the volume and scrubbing, then closes every DHT2 and the
 // subgraphs built for new sets, newest first.
 func (g *growing) Close() error {
 	g.cancel()
 	<-g.done
+	g.scrubs.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	errs := []error{g.cur.Load().Close()}

@@ -129,7 +129,8 @@ func (g *Graph) add(n *Node) string {
 // as in GlusterFS:
 //
 //	VOL-write-behind performance/write-behind  option window-size BYTES
-//	  VOL-dht2       cluster/dht2        option volume VOL
+//	  VOL-dht2       cluster/dht2        option volume VOL, scrub-interval,
+//	                                     scrub-grace (0s: no scrub)
 //	    VOL-jbr-S    cluster/jbr-client  one per set (replica > 1)
 //	      VOL-client-J protocol/client   the set's bricks
 //	    VOL-client-J protocol/client     one per set (replica 1)
@@ -161,9 +162,13 @@ func ClientVolfile(v *volume.Volume) (*Graph, error) {
 	}
 	if len(sets) > 1 {
 		g.add(&Node{
-			Name:       v.Name + "-dht2",
-			Type:       TypeDHT2,
-			Options:    []Option{{Key: "volume", Value: v.Name}},
+			Name: v.Name + "-dht2",
+			Type: TypeDHT2,
+			Options: []Option{
+				{Key: "volume", Value: v.Name},
+				{Key: "scrub-interval", Value: v.Duration(volume.OptDHT2ScrubInterval).String()},
+				{Key: "scrub-grace", Value: v.Duration(volume.OptDHT2ScrubGrace).String()},
+			},
 			Subvolumes: sets,
 		})
 	}

@@ -240,6 +240,8 @@ end-volume
 volume vol-dht2
     type cluster/dht2
     option volume vol
+    option scrub-interval 1h0m0s
+    option scrub-grace 1m0s
     subvolumes vol-jbr-0 vol-jbr-1
 end-volume
 
@@ -251,7 +253,7 @@ end-volume
 `)
 
 	v = testVolume(t, 1, "h1:/b", "h2:/b")
-	v.Options = map[string]string{volume.OptWriteBehindWindow: "65536"}
+	v.Options = map[string]string{volume.OptWriteBehindWindow: "65536", volume.OptDHT2ScrubInterval: "0", volume.OptDHT2ScrubGrace: "5"}
 	if g, err = ClientVolfile(v); err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +274,8 @@ end-volume
 volume vol-dht2
     type cluster/dht2
     option volume vol
+    option scrub-interval 0s
+    option scrub-grace 5s
     subvolumes vol-client-0 vol-client-1
 end-volume
 

@@ -54,6 +54,14 @@ const (
 	// acknowledged, unfinished bytes.
 	OptWriteBehind       = "performance.write-behind"
 	OptWriteBehindWindow = "performance.write-behind-window-size"
+	// OptDHT2ScrubInterval is how often a distributed volume's mounted
+	// clients look for the leftovers of interrupted two-step entry ops
+	// and remove them (0: never). One client at a time scrubs, claimed
+	// in etcd, at most once per interval across all clients.
+	// OptDHT2ScrubGrace is how old a leftover must be before it is
+	// removed, so that ops still in flight are left alone.
+	OptDHT2ScrubInterval = "dht2.scrub-interval"
+	OptDHT2ScrubGrace    = "dht2.scrub-grace"
 )
 
 // ErrBadOption is wrapped by errors about unknown option keys and bad
@@ -71,6 +79,17 @@ type OptionInfo struct {
 
 // KnownOptions lists every volume option, sorted by key.
 var KnownOptions = []OptionInfo{
+	{Key: OptDHT2ScrubGrace, Default: "1m",
+		Help:  "how old a distributed volume's leftover of an interrupted rename, link or mkdir across sets must be before the scrub removes it; keep it above jbr.retry-timeout, which bounds how long such an op may still be in flight (1s to 24h)",
+		check: checkDuration(time.Second, 24*time.Hour)},
+	{Key: OptDHT2ScrubInterval, Default: "1h",
+		Help: "how often one mounted client of a distributed volume scans the namespace for the leftovers of interrupted two-step entry ops and removes them; one client at a time, claimed in etcd; 0 for never, else 1s to 30 days",
+		check: func(v *Volume, val string) error {
+			if d, err := ParseDuration(val); err == nil && d == 0 {
+				return nil
+			}
+			return checkDuration(time.Second, 30*24*time.Hour)(v, val)
+		}},
 	{Key: OptConsistency, Default: "linearizable",
 		Help:  "what reads see: linearizable (every acknowledged write), lease (the leader's state while its lease holds) or follower (any replica's state)",
 		check: checkConsistency},

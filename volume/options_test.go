@@ -20,6 +20,8 @@ func TestCheckOption(t *testing.T) {
 		{v3, OptRequestTimeout, "500ms"}, {v3, OptRequestTimeout, "10"},
 		{v3, OptConsistency, "linearizable"}, {v3, OptConsistency, "lease"}, {v3, OptConsistency, "follower"},
 		{v3, OptRetryTimeout, "2s"},
+		{v3, OptDHT2ScrubInterval, "0"}, {v3, OptDHT2ScrubInterval, "0s"}, {v3, OptDHT2ScrubInterval, "1s"}, {v3, OptDHT2ScrubInterval, "720h"},
+		{v3, OptDHT2ScrubGrace, "1s"}, {v3, OptDHT2ScrubGrace, "5m"},
 	}
 	for _, c := range good {
 		if err := CheckOption(c.v, c.key, c.val); err != nil {
@@ -30,7 +32,7 @@ func TestCheckOption(t *testing.T) {
 		v             *Volume
 		key, val, msg string
 	}{
-		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: jbr.consistency, jbr.journal-max-size, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, performance.write-behind, performance.write-behind-window-size, recon.scrub-interval, recon.scrub-rate)`},
+		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: dht2.scrub-grace, dht2.scrub-interval, jbr.consistency, jbr.journal-max-size, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, performance.write-behind, performance.write-behind-window-size, recon.scrub-interval, recon.scrub-rate)`},
 		{v3, OptQuorum, "1", "want a majority, 2 to 3"},
 		{v3, OptQuorum, "4", "want a majority, 2 to 3"},
 		{v2, OptQuorum, "1", "the quorum must be 2"},
@@ -43,6 +45,10 @@ func TestCheckOption(t *testing.T) {
 		{v3, OptRequestTimeout, "-1s", "want 100ms to 10m0s"},
 		{v3, OptConsistency, "strong", "want linearizable, lease or follower"},
 		{v3, OptRetryTimeout, "forever", "want seconds or a duration"},
+		{v3, OptDHT2ScrubInterval, "500ms", "want 1s to 720h0m0s"},
+		{v3, OptDHT2ScrubInterval, "-1s", "want 1s to 720h0m0s"},
+		{v3, OptDHT2ScrubInterval, "often", "want seconds or a duration"},
+		{v3, OptDHT2ScrubGrace, "0", "want 1s to 24h0m0s"},
 		{v3, "a b", "1", `option name "a b"`},
 	}
 	for _, c := range bad {

@@ -45,10 +45,16 @@ const (
 )
 
 // Run tries to scrub every Interval (jittered, so that clients spread
-// their checks) until ctx ends, and returns then.
+// their checks) until ctx ends, and returns then. Its first check comes
+// within a minute, so that clients remounted more often than Interval
+// still scrub when it is due.
 func (s *SharedScrub) Run(ctx context.Context) {
 	log := s.logger()
-	wait := jitter(s.Interval)
+	if s.Interval <= 0 {
+		log.Error("dht2: shared scrub: no interval; not scrubbing", "volume", s.Volume)
+		return
+	}
+	wait := rand.N(min(s.Interval, time.Minute))
 	for {
 		t := time.NewTimer(wait)
 		select {

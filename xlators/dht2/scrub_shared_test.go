@@ -170,9 +170,11 @@ func TestSharedScrubRunSpacesScrubs(t *testing.T) {
 		}
 		s := &SharedScrub{Etcd: c, Volume: "v", Logger: discard, Interval: interval,
 			Scrub: func(context.Context) (ScrubStats, error) {
-				sp := span{start: time.Now()}
+				// Wall clock readings (Round(0) drops the monotonic
+				// one), as the times the clients record in etcd are.
+				sp := span{start: time.Now().Round(0)}
 				time.Sleep(20 * time.Millisecond)
-				sp.end = time.Now()
+				sp.end = time.Now().Round(0)
 				mu.Lock()
 				spans = append(spans, sp)
 				mu.Unlock()

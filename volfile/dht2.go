@@ -39,8 +39,7 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 	if err := volume.ValidName(vol); err != nil {
 		return nil, fmt.Errorf("option volume: %w", err)
 	}
-	// The scrub is shared by the volume's clients (see sharedScrub), not
-	// run by each DHT2: Options.ScrubInterval stays 0.
+	// The scrub is shared by the volume's clients (see sharedScrub).
 	o := dht2.Options{Logger: env.Logger, Registerer: env.Metrics}
 	var every time.Duration
 	if v, ok := opts["scrub-interval"]; ok && v != "0" && v != "0s" {

@@ -98,9 +98,6 @@ type Options struct {
 	Policy Policy
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// ScrubInterval starts a background scrubber that runs a full Scrub
-	// every interval (0: none; call Scrub yourself).
-	ScrubInterval time.Duration
 	// ScrubGrace is how old an unmatched half of a two-step op must be
 	// before the scrubber removes it, so that ops in flight are left
 	// alone. Default one minute.
@@ -226,10 +223,6 @@ func New(opts Options) (*DHT2, error) {
 	d.cancel = cancel
 	d.wg.Add(1)
 	go d.watch(w)
-	if opts.ScrubInterval > 0 {
-		d.wg.Add(1)
-		go d.scrubLoop(ctx, opts.ScrubInterval)
-	}
 	return d, nil
 }
 

@@ -45,9 +45,9 @@
 // Two-step ops make the invisible half first and switch visibility with a
 // single op on one set (see entry.go), so a crash between steps leaves an
 // orphan anchor name or a dangling stub, never a broken visible entry.
-// Lookup and Readdir hide dangling stubs; Scrub (and a rate-limited
-// background loop, Options.ScrubInterval) removes both kinds and counts
-// them. Readdir lists only the directory's home; the attributes of a
+// Lookup and Readdir hide dangling stubs; Scrub removes both kinds,
+// rate-limited, and counts them. SharedScrub runs it in the background
+// for a volume's mounted clients, one at a time, claimed in etcd. Readdir lists only the directory's home; the attributes of a
 // batch's stubs come from their inodes' homes, one IpcResolve per such
 // set (in parallel) that the set's Guard answers with local lookups.
 //

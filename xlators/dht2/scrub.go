@@ -2,7 +2,6 @@ package dht2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"syscall"
@@ -11,7 +10,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gluon-fs/gluon/internal/tick"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -246,23 +244,6 @@ func (d *DHT2) list(ctx context.Context, x xl.Xlator, dir xl.GFID, lim *limiter,
 		}
 		off = ents[len(ents)-1].Off
 	}
-}
-
-// scrubLoop scrubs every interval until ctx ends.
-func (d *DHT2) scrubLoop(ctx context.Context, every time.Duration) {
-	defer d.wg.Done()
-	tick.Every(ctx, every, func() bool {
-		st, err := d.Scrub(ctx)
-		switch {
-		case errors.Is(err, context.Canceled):
-			return false
-		case err != nil:
-			d.log.Warn("dht2: scrub", "err", err)
-		case st.Orphans+st.Dangling+st.Errors > 0:
-			d.log.Info("dht2: scrub", "orphans", st.Orphans, "dangling", st.Dangling, "errors", st.Errors)
-		}
-		return true
-	})
 }
 
 // limiter paces requests; a nil ticker is no limit.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -226,29 +225,6 @@ func gone(t *testing.T, c *cluster, dir xl.GFID, name string) {
 	}
 	if _, found := list(t, c.d, dir)[name]; found {
 		t.Errorf("%s is listed", name)
-	}
-}
-
-// TestScrubLoop: the background scrubber finds a leftover by itself and
-// stops with Close.
-func TestScrubLoop(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c := newCluster(t, 3, Options{})
-	d := c.client(Options{ScrubInterval: 20 * time.Millisecond, ScrubGrace: -1, ScrubRate: -1, Registerer: reg})
-	p0 := c.mkdirOn(xl.RootGFID, "p0", 0)
-	c.d.crashHook = func(step string) bool { return true }
-	c.want.Store(2)
-	c.d.Mkdir(bg, p0, "orphan", xl.NewGFID(), 0o755)
-	deadline := time.Now().Add(20 * time.Second)
-	for counter(t, reg, "gluon_dht2_scrub_orphans_total") < 1 {
-		if time.Now().After(deadline) {
-			st, err := d.Scrub(bg)
-			t.Fatalf("the background scrubber did not remove the orphan; a scrub now: %+v, %v", st, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -4,17 +4,18 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gluon-fs/gluon/internal/promgroup"
 )
 
 type metrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
-	proposals  prometheus.Counter
-	commits    prometheus.Counter
-	applied    prometheus.Counter
-	latency    prometheus.Histogram
-	term       prometheus.Gauge
-	role       prometheus.Gauge
+	group     *promgroup.Group
+	proposals prometheus.Counter
+	commits   prometheus.Counter
+	applied   prometheus.Counter
+	latency   prometheus.Histogram
+	term      prometheus.Gauge
+	role      prometheus.Gauge
 }
 
 // newMetrics creates the server's metrics, labelled with its volume, set
@@ -23,7 +24,6 @@ type metrics struct {
 func newMetrics(opts Options) *metrics {
 	labels := prometheus.Labels{"volume": opts.Volume, "set": strconv.Itoa(opts.Set), "brick": strconv.Itoa(opts.Self)}
 	m := &metrics{
-		reg: opts.Metrics,
 		proposals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "proposals_total",
 			Help: "Mutating requests this brick proposed as leader.", ConstLabels: labels}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "commits_total",
@@ -38,23 +38,6 @@ func newMetrics(opts Options) *metrics {
 		role: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "role",
 			Help: "This brick's role: 0 follower, 1 recovering leader, 2 leader.", ConstLabels: labels}),
 	}
-	if m.reg == nil {
-		return m
-	}
-	for _, c := range []prometheus.Collector{m.proposals, m.commits, m.applied, m.latency, m.term, m.role} {
-		if err := m.reg.Register(c); err != nil {
-			opts.Logger.Warn("jbr: metrics not registered", "err", err)
-			continue
-		}
-		m.collectors = append(m.collectors, c)
-	}
+	m.group = promgroup.Register(opts.Metrics, opts.Logger, m.proposals, m.commits, m.applied, m.latency, m.term, m.role)
 	return m
-}
-
-// unregister removes the metrics, so that a brick restarted in the same
-// process can register again.
-func (m *metrics) unregister() {
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
 }

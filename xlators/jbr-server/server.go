@@ -327,7 +327,7 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.apply.close()
 		s.wg.Wait()
-		s.metrics.unregister()
+		s.metrics.group.Unregister()
 		if s.opts.Sync != nil {
 			err = s.checkpoint(context.Background())
 		}

@@ -4,14 +4,15 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gluon-fs/gluon/internal/promgroup"
 )
 
 type metrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
-	behind     prometheus.Counter
-	errors     prometheus.Counter
-	pending    prometheus.Gauge
+	group   *promgroup.Group
+	behind  prometheus.Counter
+	errors  prometheus.Counter
+	pending prometheus.Gauge
 }
 
 // newMetrics creates the translator's metrics and registers them if reg
@@ -19,7 +20,6 @@ type metrics struct {
 // logged; the metrics then go nowhere.
 func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	m := &metrics{
-		reg: reg,
 		behind: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "write_behind", Name: "writes_total",
 			Help: "Writes acknowledged before they reached the bricks."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "write_behind", Name: "errors_total",
@@ -27,23 +27,6 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "write_behind", Name: "pending_bytes",
 			Help: "Acknowledged bytes not yet written below."}),
 	}
-	if reg == nil {
-		return m
-	}
-	for _, c := range []prometheus.Collector{m.behind, m.errors, m.pending} {
-		if err := reg.Register(c); err != nil {
-			log.Warn("write-behind: metrics not registered", "err", err)
-			continue
-		}
-		m.collectors = append(m.collectors, c)
-	}
+	m.group = promgroup.Register(reg, log.With("xlator", "write-behind"), m.behind, m.errors, m.pending)
 	return m
-}
-
-// unregister removes the metrics, so that a graph built again in the same
-// process can register its own.
-func (m *metrics) unregister() {
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
 }

@@ -160,7 +160,7 @@ func (x *WriteBehind) Close() error {
 	x.closed = true
 	x.mu.Unlock()
 	x.wg.Wait()
-	x.met.unregister()
+	x.met.group.Unregister()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluon-fs/gluon/client"
 	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -31,6 +32,20 @@ const (
 	hangBound = 2*(quorumRequestTimeout+quorumRetryTimeout) + 10*time.Second
 )
 
+// newQuorumCluster starts a replica-3 cluster with the short timeouts
+// above, opens it and creates "data" in it.
+func newQuorumCluster(t *testing.T) (*cluster, *client.Volume, *caller, xl.Fd) {
+	t.Helper()
+	c := newCluster(t, map[string]string{
+		volume.OptLeaseTTL:       "1s",
+		volume.OptRetryTimeout:   quorumRetryTimeout.String(),
+		volume.OptRequestTimeout: quorumRequestTimeout.String(),
+	})
+	v := c.open()
+	w := newCaller(v.Top)
+	return c, v, w, w.create(t, "data", syscall.O_RDWR)
+}
+
 // outcome is how one request ended.
 type outcome struct {
 	op   string
@@ -48,14 +63,7 @@ type outcome struct {
 // the same client graph writes and reads again, everything acknowledged
 // is there, and the replicas converge.
 func TestQuorumLoss(t *testing.T) {
-	c := newCluster(t, map[string]string{
-		volume.OptLeaseTTL:       "1s",
-		volume.OptRetryTimeout:   quorumRetryTimeout.String(),
-		volume.OptRequestTimeout: quorumRequestTimeout.String(),
-	})
-	v := c.open()
-	w := newCaller(v.Top)
-	fd := w.create(t, "data", syscall.O_RDWR)
+	c, v, w, fd := newQuorumCluster(t)
 	// Slot 0 is written now; slot 1+p by phase p while without quorum, and
 	// slot 10+p once it is back.
 	acked := map[int]bool{}

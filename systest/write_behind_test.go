@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gluon-fs/gluon/volume"
 )
 
 // TestWriteBehindErrorAtClose: with write-behind on (the default), a
@@ -18,14 +16,7 @@ import (
 // close(2) reports it, within a bound. Writes made before are on every
 // brick once flushed, and the same fd writes again once quorum is back.
 func TestWriteBehindErrorAtClose(t *testing.T) {
-	c := newCluster(t, map[string]string{
-		volume.OptLeaseTTL:       "1s",
-		volume.OptRetryTimeout:   quorumRetryTimeout.String(),
-		volume.OptRequestTimeout: quorumRequestTimeout.String(),
-	})
-	v := c.open()
-	w := newCaller(v.Top)
-	fd := w.create(t, "data", syscall.O_RDWR)
+	c, v, w, fd := newQuorumCluster(t)
 	bg := context.Background()
 	for slot := range 32 {
 		if n, e := v.Top.Write(w.ctx(bg), fd, record(slot), int64(slot*recordSize)); e != 0 || n != recordSize {

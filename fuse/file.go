@@ -17,8 +17,9 @@ const fsyncDatasync = 1
 
 // file is an open regular file.
 type file struct {
-	vol *volume
-	fd  xl.Fd
+	vol  *volume
+	node *node
+	fd   xl.Fd
 	// wrote is set once data or size changed through this handle: only
 	// then has Flush anything to report.
 	wrote atomic.Bool
@@ -36,6 +37,7 @@ var (
 
 // Read fills the kernel's reply buffer directly.
 func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadResult, syscall.Errno) {
+	f.node.cached.Store(true)
 	ctx, done := f.vol.call(ctx)
 	defer done()
 	n, e := f.vol.top.Read(ctx, f.fd, dest, off)
@@ -57,6 +59,7 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 	ctx, done := f.vol.mutation(ctx)
 	defer done()
 	f.wrote.Store(true)
+	f.node.cached.Store(true)
 	n, e := f.vol.top.Write(ctx, f.fd, data, off)
 	if e != 0 {
 		return 0, errno(ctx, e)

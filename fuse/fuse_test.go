@@ -768,3 +768,77 @@ func TestReaddirDots(t *testing.T) {
 		}
 	}
 }
+
+// A read-only open keeps the pages an earlier one read while the file is
+// unchanged, so reading it again costs the translator no reads; once the
+// file changed below the mount, the next open drops them and reads the
+// new data.
+func TestKeepCacheAcrossOpens(t *testing.T) {
+	c := &counter{Base: xl.Base{Xlator: newLeaf(t)}}
+	dir, _ := mount(t, c)
+	fn := filepath.Join(dir, "f")
+	if err := os.WriteFile(fn, bytes.Repeat([]byte("a"), 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readAll := func() ([]byte, int) {
+		t.Helper()
+		c.mu.Lock()
+		before := len(c.reads)
+		c.mu.Unlock()
+		b, err := os.ReadFile(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return b, len(c.reads) - before
+	}
+	if _, n := readAll(); n == 0 {
+		t.Fatal("the first read-only open read nothing through the translator")
+	}
+	if b, n := readAll(); n != 0 || len(b) != 64<<10 {
+		t.Errorf("reading the unchanged file again: %d bytes, %d translator reads, want 65536 bytes and none", len(b), n)
+	}
+
+	ctx := context.Background()
+	a, e := c.Base.Lookup(ctx, xl.RootGFID, "f")
+	if e != 0 {
+		t.Fatal(e)
+	}
+	fd, e := c.Base.Open(ctx, a.GFID, syscall.O_WRONLY)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	newer := bytes.Repeat([]byte("b"), 68<<10)
+	if _, e := c.Base.Write(ctx, fd, newer, 0); e != 0 {
+		t.Fatal(e)
+	}
+	if e := c.Base.Release(ctx, fd); e != 0 {
+		t.Fatal(e)
+	}
+	// The kernel may go on trusting the size it cached for the attribute
+	// timeout, as before; the bytes it returns must be the new ones.
+	if b, n := readAll(); n == 0 || len(b) < 64<<10 || !bytes.Equal(b, newer[:len(b)]) {
+		t.Errorf("after a change below the mount: %d translator reads, %d bytes, new data: %v", n, len(b), len(b) <= len(newer) && bytes.Equal(b, newer[:len(b)]))
+	}
+
+	// A file the mount first meets by lookup (as after the kernel forgot
+	// it) keeps what its first open read, dated by that lookup.
+	g, _, e := c.Base.Create(ctx, xl.RootGFID, "g", xl.NewGFID(), syscall.O_WRONLY, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := c.Base.Write(ctx, g, newer, 0); e != 0 {
+		t.Fatal(e)
+	}
+	if e := c.Base.Release(ctx, g); e != 0 {
+		t.Fatal(e)
+	}
+	fn = filepath.Join(dir, "g")
+	if _, n := readAll(); n == 0 {
+		t.Fatal("the first open of g read nothing through the translator")
+	}
+	if b, n := readAll(); n != 0 || !bytes.Equal(b, newer) {
+		t.Errorf("reading g again: %d bytes, %d translator reads, want %d bytes and none", len(b), n, len(newer))
+	}
+}

@@ -2,6 +2,8 @@ package fuse
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -16,6 +18,54 @@ type node struct {
 	fs.Inode
 	vol  *volume
 	gfid xl.GFID
+
+	// cached is set once file data went through the kernel's page cache
+	// (a read or write), so that a later open may find pages to keep.
+	// pages is the version the file had when the last read-only open
+	// looked: the pages read since are of that version or newer. seen
+	// is the version in the attributes a translator last returned.
+	cached  atomic.Bool
+	pagesMu sync.Mutex
+	pages   dataVersion
+	seen    dataVersion
+}
+
+// dataVersion tells whether a file's data may have changed: any write
+// or truncate moves ctime, which, unlike mtime, nobody can set back.
+type dataVersion struct {
+	mtime, ctime xl.Timespec
+	size         uint64
+}
+
+func versionOf(a *xl.Attr) dataVersion {
+	return dataVersion{mtime: a.Mtime, ctime: a.Ctime, size: a.Size}
+}
+
+// keepPages records v as the file's version and reports whether the
+// kernel's pages, read at the version recorded before, are still good.
+func (n *node) keepPages(v dataVersion) bool {
+	n.pagesMu.Lock()
+	defer n.pagesMu.Unlock()
+	keep := n.pages == v && v != dataVersion{}
+	n.pages, n.seen = v, v
+	return keep
+}
+
+// saw notes the attributes a translator returned for the object.
+func (n *node) saw(a *xl.Attr) {
+	if a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		n.pagesMu.Lock()
+		n.seen = versionOf(a)
+		n.pagesMu.Unlock()
+	}
+}
+
+// pagesFromSeen records, for an open that finds no pages, the version
+// last seen: what it reads is of that version or newer.
+func (n *node) pagesFromSeen() {
+	n.pagesMu.Lock()
+	n.pages = n.seen
+	n.pagesMu.Unlock()
 }
 
 // capsXattr holds file capabilities. The kernel reads it before the
@@ -80,7 +130,11 @@ func (n *node) child(ctx context.Context, a *xl.Attr, out *gofuse.EntryOut) (*fs
 		return nil, syscall.EIO
 	}
 	fillAttr(&out.Attr, a)
-	return n.NewInode(ctx, &node{vol: n.vol, gfid: a.GFID}, id), 0
+	ch := n.NewInode(ctx, &node{vol: n.vol, gfid: a.GFID}, id)
+	if c, ok := ch.Operations().(*node); ok {
+		c.saw(a)
+	}
+	return ch, 0
 }
 
 // entry finishes an op that produced an object of type want.
@@ -109,6 +163,7 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *gofuse.AttrOut
 	if e != 0 {
 		return errno(ctx, e)
 	}
+	n.saw(&a)
 	fillAttr(&out.Attr, &a)
 	return 0
 }
@@ -255,17 +310,46 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		// capabilities.
 		n.vol.xattrs.invalidate(c.gfid)
 	}
-	return ch, &file{vol: n.vol, fd: fd}, noFlush(flags), 0
+	return ch, &file{vol: n.vol, node: c, fd: fd}, noFlush(flags), 0
 }
 
+// Open keeps the kernel's cached pages of the file for a read-only open
+// if the file has not changed since they were read, and drops them
+// otherwise (close-to-open consistency, as NFS checks on open): a
+// getattr, sent beside the open, tells. A file with no pages yet pays
+// no getattr: the attributes of its lookup date what it reads.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	ctx, done := n.vol.mutation(ctx)
 	defer done()
+	readOnly := flags&(syscall.O_ACCMODE|syscall.O_TRUNC|syscall.O_DIRECT) == syscall.O_RDONLY
+	check := readOnly && n.cached.Load()
+	if readOnly && !check {
+		n.pagesFromSeen()
+	}
+	var (
+		a    xl.Attr
+		ae   syscall.Errno
+		seen chan struct{}
+	)
+	if check {
+		seen = make(chan struct{})
+		go func() {
+			defer close(seen)
+			a, ae = n.vol.top.Getattr(ctx, n.gfid)
+		}()
+	}
 	fd, e := n.vol.top.Open(ctx, n.gfid, openFlags(flags))
+	fl := noFlush(flags)
+	if check {
+		<-seen
+		if e == 0 && ae == 0 && n.keepPages(versionOf(&a)) {
+			fl |= gofuse.FOPEN_KEEP_CACHE
+		}
+	}
 	if e != 0 {
 		return nil, 0, errno(ctx, e)
 	}
-	return &file{vol: n.vol, fd: fd}, noFlush(flags), 0
+	return &file{vol: n.vol, node: n, fd: fd}, fl, 0
 }
 
 // noFlush spares a descriptor opened read-only the FLUSH on each close:

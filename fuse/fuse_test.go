@@ -64,8 +64,14 @@ func (w tWriter) Write(p []byte) (int, error) {
 // mount mounts top on a fresh directory and unmounts it when the test ends.
 func mount(t *testing.T, top xl.Xlator) (string, *MountPoint) {
 	t.Helper()
+	return mountWith(t, top, Options{Logger: testLogger(t)})
+}
+
+// mountWith is mount with options o.
+func mountWith(t *testing.T, top xl.Xlator, o Options) (string, *MountPoint) {
+	t.Helper()
 	dir := t.TempDir()
-	m, err := Mount(dir, top, Options{Logger: testLogger(t)})
+	m, err := Mount(dir, top, o)
 	if err != nil {
 		t.Fatalf("Mount: %v", err)
 	}

@@ -60,30 +60,23 @@ type fakeClock struct{ ns atomic.Int64 }
 func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func mountWith(t *testing.T, top xl.Xlator, o Options) string {
+// stillMount mounts a counter over a fresh store with a clock that
+// stands still unless advanced: however slow the machine, what the mount
+// learned does not expire.
+func stillMount(t *testing.T) (*xattrCounter, string, *fakeClock) {
 	t.Helper()
-	dir := t.TempDir()
-	m, err := Mount(dir, top, o)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
-			t.Errorf("Unmount: %v", err)
-		}
-		m.Wait()
-	})
-	return dir
+	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
+	clock := &fakeClock{}
+	clock.ns.Store(time.Now().UnixNano())
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
+	return c, dir, clock
 }
 
 // An attribute a file lacks is asked for once per attribute timeout (ls -l
 // asks for two of them on every file); this mount's own changes to the
 // file are seen at once.
 func TestXattrAbsenceCached(t *testing.T) {
-	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
-	var clock fakeClock
-	clock.ns.Store(time.Now().UnixNano())
-	dir := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
+	c, dir, clock := stillMount(t)
 	fn := filepath.Join(dir, "f")
 	if err := os.WriteFile(fn, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -131,7 +124,7 @@ func TestXattrAbsenceCached(t *testing.T) {
 // With the attribute cache off, so is the xattr cache.
 func TestXattrAbsenceNotCachedWithoutAttrTimeout(t *testing.T) {
 	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
-	dir := mountWith(t, c, Options{Logger: testLogger(t), AttrTimeout: -1})
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), AttrTimeout: -1})
 	fn := filepath.Join(dir, "f")
 	if err := os.WriteFile(fn, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -182,11 +175,7 @@ func TestXattrCacheBounds(t *testing.T) {
 // ahead for the other entries that have xattrs, so ls's questions for them are answered
 // without a round trip each.
 func TestXattrReadahead(t *testing.T) {
-	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
-	// However slow the machine, the answers do not expire.
-	var clock fakeClock
-	clock.ns.Store(time.Now().UnixNano())
-	dir := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
+	c, dir, _ := stillMount(t)
 	const files, name = 50, "user.probe"
 	sub := filepath.Join(dir, "d")
 	if err := os.Mkdir(sub, 0o755); err != nil {
@@ -274,12 +263,7 @@ func TestXattrCacheListed(t *testing.T) {
 // said have no xattrs, and still finds the xattrs of those that have.
 // ACLs are answered EOPNOTSUPP without a round trip.
 func TestXattrFreeListing(t *testing.T) {
-	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
-	// A clock that stands still: however slow the machine, what the
-	// listings said does not expire.
-	var clock fakeClock
-	clock.ns.Store(time.Now().UnixNano())
-	dir := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
+	c, dir, _ := stillMount(t)
 	files := func(d string, n int) {
 		t.Helper()
 		if err := os.Mkdir(d, 0o755); err != nil {

@@ -42,10 +42,10 @@ func (env Env) dht2(children []xl.Xlator, opts map[string]string) (xl.Xlator, er
 	// The scrub is shared by the volume's clients (see sharedScrub).
 	o := dht2.Options{Logger: env.Logger, Registerer: env.Metrics}
 	var every time.Duration
-	if v, ok := opts["scrub-interval"]; ok && v != "0" && v != "0s" {
-		d, err := duration(v)
-		if err != nil {
-			return nil, fmt.Errorf("option scrub-interval: %v", err)
+	if v, ok := opts["scrub-interval"]; ok {
+		d, err := volume.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("option scrub-interval: %q: want seconds or a duration, 0 for none", v)
 		}
 		every = d
 	}

@@ -174,10 +174,7 @@ func (x *WriteBehind) Write(ctx context.Context, fd xl.Fd, data []byte, off int6
 	}
 	end := off + int64(len(data))
 	x.mu.Lock()
-	if in := x.inodes[fd.GFID]; in != nil && in.errs[fd.H] != 0 {
-		e := in.errs[fd.H]
-		delete(in.errs, fd.H)
-		x.forget(fd.GFID, in)
+	if e := x.takeErrLocked(fd); e != 0 {
 		x.mu.Unlock()
 		return 0, e
 	}
@@ -381,6 +378,11 @@ func (x *WriteBehind) settle(ctx context.Context, g xl.GFID) syscall.Errno {
 func (x *WriteBehind) takeErr(fd xl.Fd) syscall.Errno {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.takeErrLocked(fd)
+}
+
+// takeErrLocked is takeErr with x.mu held.
+func (x *WriteBehind) takeErrLocked(fd xl.Fd) syscall.Errno {
 	in := x.inodes[fd.GFID]
 	if in == nil {
 		return 0
@@ -393,12 +395,18 @@ func (x *WriteBehind) takeErr(fd xl.Fd) syscall.Errno {
 	return e
 }
 
-// busy reports whether g has unfinished writes.
-func (x *WriteBehind) busy(g xl.GFID) bool {
+// busy returns the indexes of the entries of ents whose objects have
+// unfinished writes.
+func (x *WriteBehind) busy(ents []xl.Dirent) []int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	in := x.inodes[g]
-	return in != nil && len(in.reqs) > 0
+	var out []int
+	for i := range ents {
+		if in := x.inodes[ents[i].Attr.GFID]; in != nil && len(in.reqs) > 0 {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func (x *WriteBehind) Read(ctx context.Context, fd xl.Fd, dst []byte, off int64) (int, syscall.Errno) {
@@ -505,11 +513,15 @@ func (x *WriteBehind) Open(ctx context.Context, ino xl.GFID, flags uint32) (xl.F
 // that the size it reports is not about to change.
 func (x *WriteBehind) Lookup(ctx context.Context, parent xl.GFID, name string) (xl.Attr, syscall.Errno) {
 	a, e := x.Xlator.Lookup(ctx, parent, name)
-	if e != 0 || !x.busy(a.GFID) {
+	if e != 0 {
 		return a, e
 	}
-	if e := x.settle(ctx, a.GFID); e != 0 {
+	waited, e := x.wait(ctx, a.GFID, all)
+	if e != 0 {
 		return xl.Attr{}, e
+	}
+	if !waited {
+		return a, 0
 	}
 	return x.Xlator.Lookup(ctx, parent, name)
 }
@@ -520,11 +532,8 @@ func (x *WriteBehind) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int
 	if e != 0 {
 		return ents, e
 	}
-	for i := range ents {
+	for _, i := range x.busy(ents) {
 		g := ents[i].Attr.GFID
-		if g.IsZero() || !x.busy(g) {
-			continue
-		}
 		if e := x.settle(ctx, g); e != 0 {
 			return nil, e
 		}

@@ -92,11 +92,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if v.State == volume.StateStopped {
 		return fmt.Errorf("brick: volume %s is stopped", v.Name)
 	}
-	m, err := newReconMetrics(cfg.Metrics, v.Name, cfg.Index)
-	if err != nil {
-		return fmt.Errorf("brick: %w", err)
-	}
-	defer m.unregister()
+	m := newReconMetrics(cfg.Metrics, log, v.Name, cfg.Index)
+	defer m.group.Unregister()
 	for {
 		ff, err := serve(ctx, cfg, cli, store, v, m, ttl, log)
 		if err != nil || ff == nil {

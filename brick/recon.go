@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gluon-fs/gluon/internal/promgroup"
 	"github.com/gluon-fs/gluon/internal/tick"
 	"github.com/gluon-fs/gluon/recon"
 	"github.com/gluon-fs/gluon/volfile"
@@ -46,42 +47,23 @@ const reconTick = time.Second
 
 // reconMetrics count what the scrubs and resyncs of one brick did.
 type reconMetrics struct {
-	reg                          prometheus.Registerer
+	group                        *promgroup.Group
 	rounds, found, repaired, res prometheus.Counter
 }
 
-func newReconMetrics(reg prometheus.Registerer, vol string, index int) (*reconMetrics, error) {
+func newReconMetrics(reg prometheus.Registerer, log *slog.Logger, vol string, index int) *reconMetrics {
 	labels := prometheus.Labels{"volume": vol, "brick": strconv.Itoa(index)}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "recon", Name: name, Help: help, ConstLabels: labels})
 	}
 	m := &reconMetrics{
-		reg:      reg,
 		rounds:   counter("scrub_rounds_total", "Scrub rounds this brick ran as its set's leader."),
 		found:    counter("scrub_found_total", "Differences scrubs found between a replica and its leader."),
 		repaired: counter("scrub_repaired_total", "Objects scrubs repaired (made, removed, data or metadata fixed)."),
 		res:      counter("resyncs_total", "Followers this brick, as leader, resynced in full."),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res} {
-		if err := reg.Register(c); err != nil {
-			for _, done := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res}[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("registering recon metrics: %w", err)
-		}
-	}
-	return m, nil
-}
-
-func (m *reconMetrics) unregister() {
-	if m.reg != nil {
-		for _, c := range []prometheus.Collector{m.rounds, m.found, m.repaired, m.res} {
-			m.reg.Unregister(c)
-		}
-	}
+	m.group = promgroup.Register(reg, log, m.rounds, m.found, m.repaired, m.res)
+	return m
 }
 
 // reconciler is one brick's reconciliation duties; run owns it.
@@ -120,6 +102,16 @@ func (r *reconciler) run(ctx context.Context) {
 
 var errFastForward = errors.New("fast-forward asked")
 
+// restart asks Run to restart the brick's graph for mk; run stops on the
+// error it returns, so it asks once.
+func (r *reconciler) restart(mk recon.Resync) error {
+	select {
+	case r.fastFwd <- mk:
+	default:
+	}
+	return errFastForward
+}
+
 func (r *reconciler) step(ctx context.Context) error {
 	st, err := r.status(ctx)
 	if err != nil {
@@ -143,11 +135,7 @@ func (r *reconciler) step(ctx context.Context) error {
 		// which leaves the election and joins it again at the back, so
 		// another brick leads (fast-forwarding first if that was asked).
 		r.log.Warn("recon: elected while being resynced; restarting to hand leadership over", "role", st.Role, "resync", mk.State)
-		select {
-		case r.fastFwd <- mk:
-		default:
-		}
-		return errFastForward
+		return r.restart(mk)
 	}
 	js, err := r.journal(ctx)
 	if err != nil {
@@ -166,11 +154,7 @@ func (r *reconciler) step(ctx context.Context) error {
 			return recon.MarkResync(ctx, r.cli, r.vol, r.set, r.self, mk)
 		}
 		r.log.Warn("recon: restarting to fast-forward the log for a full resync", "term", mk.Term, "index", mk.Index, "last_index", st.LastIndex)
-		select {
-		case r.fastFwd <- mk:
-		default:
-		}
-		return errFastForward
+		return r.restart(mk)
 	case "leader":
 		return r.lead(ctx, marks, js.NeedsResync)
 	}
@@ -256,7 +240,6 @@ func (r *reconciler) repair(ctx context.Context, reps []int) error {
 // scrub compares every replica of the set with this leader's store, at
 // rate bytes per second, and repairs what differs.
 func (r *reconciler) scrub(ctx context.Context, rate int64) error {
-	r.lastScrub = time.Now()
 	opts := r.resyncOpts
 	opts.BytesPerSec = rate
 	sets, err := recon.Run(ctx, r.cli, r.vol, opts)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,6 +60,10 @@ type GuardOptions struct {
 // bricks). Requests naming a GFID whose token is fenced get ErrnoMoved, so
 // a client with a stale layout never applies a request to a set that gave
 // the token away. Statfs, Ipc and the anchor's own name are never fenced.
+// A fence is in place once the requests for its tokens that the guard
+// let through before have finished: one that passed the check just
+// before would otherwise land on the source after the migration copied
+// what it changes (a file created then would be lost).
 //
 // The fences are kept in an xattr of the root below the guard, so they
 // survive restarts and, above jbr-server, replicate to the set's other
@@ -81,6 +86,15 @@ type Guard struct {
 	any    atomic.Int32 // how many tokens are fenced: 0 skips the checks
 	loaded atomic.Int64 // unix nanoseconds of the last load attempt
 	runs   []byte       // the persisted fences as last read or written; g.mu
+
+	// busy counts, by token, the requests past the fence check that have
+	// not returned. A request counts itself before it checks, and a fence
+	// is set before it looks at the counts, so either the request sees
+	// the fence or the fence waits for the request.
+	busy     [Tokens]atomic.Int32
+	draining atomic.Int32  // fences waiting for busy tokens
+	wakeMu   sync.Mutex    // guards wake
+	wake     chan struct{} // closed when a token goes idle while a fence waits
 }
 
 // ReloadEvery is how often a Guard rereads its persisted fences.
@@ -196,13 +210,23 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 		}
 	}
 	if fence {
-		return &xl.Result{Errno: g.setFence(ctx, decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence))}
+		toks, on := decodeTokens(f.Xdata["tokens"]), f.Name == string(IpcFence)
+		e := g.setFence(ctx, toks, on)
+		if e == 0 && on {
+			e = g.drain(ctx, toks)
+		}
+		return &xl.Result{Errno: e}
 	}
 	g.maybeLoad(ctx)
 	if resolve {
 		return g.resolve(ctx, f.Xdata)
 	}
-	if g.any.Load() > 0 && g.refuses(ctx, f) {
+	ts, n := fenceable(ctx, f)
+	for _, t := range ts[:n] {
+		g.busy[t].Add(1)
+	}
+	defer g.idle(ts, n)
+	if g.any.Load() > 0 && g.refuses(ts[:n]) {
 		return &xl.Result{Errno: ErrnoMoved}
 	}
 	if f.Op == xl.OpUnlink {
@@ -219,31 +243,79 @@ func (g *Guard) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	return xl.Dispatch(ctx, g.next, f)
 }
 
-func (g *Guard) refuses(ctx context.Context, f *xl.Fop) bool {
+// fenceable returns the tokens whose fence refuses f: ts[:n].
+func fenceable(ctx context.Context, f *xl.Fop) (ts [4]uint16, n int) {
 	switch f.Op {
 	case xl.OpStatfs, xl.OpIpc, xl.OpRelease, xl.OpReleasedir: // closing is cleanup
-		return false
+		return ts, 0
 	}
 	if _, ok := xl.CallFrom(ctx).Xdata[bypassKey]; ok {
-		return false
+		return ts, 0
 	}
 	if f.GFID == xl.RootGFID && f.Name == AnchorName {
-		return false
+		return ts, 0
 	}
 	for _, id := range [...]xl.GFID{f.Target(), f.GFID2} {
-		if !id.IsZero() && !inAnchorFamily(id) && g.fenced[TokenOf(id)].Load() {
-			return true
+		if !id.IsZero() && !inAnchorFamily(id) {
+			ts[n], n = TokenOf(id), n+1
 		}
 	}
 	// An entry in the anchor names its inode first.
 	if inAnchorFamily(f.GFID) || inAnchorFamily(f.GFID2) {
-		for _, n := range [...]string{f.Name, f.Name2} {
-			if id, _, _, ok := parseKey(n); ok && g.fenced[TokenOf(id)].Load() {
-				return true
+		for _, name := range [...]string{f.Name, f.Name2} {
+			if id, _, _, ok := parseKey(name); ok {
+				ts[n], n = TokenOf(id), n+1
 			}
 		}
 	}
+	return ts, n
+}
+
+func (g *Guard) refuses(ts []uint16) bool {
+	for _, t := range ts {
+		if g.fenced[t].Load() {
+			return true
+		}
+	}
 	return false
+}
+
+// idle ends a request that fenceable counted busy on ts[:n].
+func (g *Guard) idle(ts [4]uint16, n int) {
+	for _, t := range ts[:n] {
+		if g.busy[t].Add(-1) == 0 && g.draining.Load() > 0 {
+			g.wakeMu.Lock()
+			if g.wake != nil {
+				close(g.wake)
+				g.wake = nil
+			}
+			g.wakeMu.Unlock()
+		}
+	}
+}
+
+// drain waits until no request counted busy on toks is left.
+func (g *Guard) drain(ctx context.Context, toks []uint16) syscall.Errno {
+	g.draining.Add(1)
+	defer g.draining.Add(-1)
+	for {
+		// Taken before the counts are read: a request that goes idle
+		// after the reading closes it.
+		g.wakeMu.Lock()
+		if g.wake == nil {
+			g.wake = make(chan struct{})
+		}
+		wake := g.wake
+		g.wakeMu.Unlock()
+		if !slices.ContainsFunc(toks, func(t uint16) bool { return g.busy[t].Load() > 0 }) {
+			return 0
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return syscall.EINTR
+		}
+	}
 }
 
 func (g *Guard) setFence(ctx context.Context, toks []uint16, on bool) syscall.Errno {

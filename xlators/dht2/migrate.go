@@ -46,7 +46,9 @@ const copyChunk = 1 << 20
 //     flight finish.
 //  4. Fence: the source's Guard refuses the token from now on, so that
 //     other clients, whose layouts are stale, cannot change what is being
-//     copied; they wait for the new layout and retry at the new home.
+//     copied; they wait for the new layout and retry at the new home. The
+//     fence is up once the requests the Guard let through before it have
+//     finished, so none of them lands after the copy has read its object.
 //  5. Copy the token's namespace: its directories with their entries
 //     (files with attributes and xattrs, hard links, stubs), and the
 //     token's inodes in the anchor (the root's entries too for token 0).
@@ -114,13 +116,17 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 			d.gates[token].Unlock()
 		}
 	}()
+	var err error
 	if e := d.fence(m.ctx, m.src, IpcFence, toks); e == syscall.ENOTSUP || e == syscall.ENOSYS {
 		d.log.Warn("dht2: migrating a token from a set without a guard: clients with older layouts may change it meanwhile",
 			"token", token, "from", from)
 	} else if e != 0 {
-		return fmt.Errorf("dht2: migrate token %d: fence on set %d: %w", token, from, e)
+		// It may be up, waiting for requests in flight when it failed.
+		err = fmt.Errorf("fence: %w", e)
 	}
-	err := m.copy()
+	if err == nil {
+		err = m.copy()
+	}
 	if err == nil {
 		err = m.dropStages()
 	}

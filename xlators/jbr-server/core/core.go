@@ -19,6 +19,24 @@
 // by counting replicas, and it carries every entry before it with it (an
 // older term's entry held by a quorum can still be replaced by a leader
 // that never saw it).
+//
+// # Leases
+//
+// With Config.LeaseDuration set, a leader holds a read lease built from
+// its followers' promises (Raft thesis §6.4): a follower that accepts an
+// append from the leader of its term at local time t promises to accept
+// nothing of a newer term, and not to start leading one it wins, before
+// t + LeaseDuration. Every leader heartbeat starts a read round; once a
+// quorum (the leader included) has acknowledged a round started at the
+// leader's time s, no other leader can commit anything, or confirm a
+// read round, before s + LeaseDuration*(1-MaxDrift) on the leader's
+// clock, provided no replica's clock advances by less than
+// 1-MaxDrift times another's over a lease. Until then the leader may
+// serve reads without a round (see LeaseUntil). Promises are not
+// persisted: a replica restarted with a term (it may have promised
+// something) refuses newer terms for LeaseDuration from its first
+// SetTime. Times are the brick's monotonic clock (SetTime); the core
+// reads none.
 package core
 
 import (
@@ -26,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // ID identifies a replica within its set (its brick index).
@@ -181,7 +200,16 @@ type Config struct {
 	// written an entry to their journals before it commits, and must
 	// have synced it before a sync completes. 0 means a majority.
 	Quorum int
+	// LeaseDuration is how long a follower promises, on accepting an
+	// append, not to help a newer term (see Leases in the package doc).
+	// 0 disables leases: every read needs a round.
+	LeaseDuration time.Duration
 }
+
+// MaxDrift bounds how much slower than another replica's a replica's
+// clock may advance, as a fraction, over a lease: a leader's lease ends
+// this fraction of LeaseDuration before its followers' promises.
+const MaxDrift = 0.1
 
 // Log is the read-only view of the local journal the core needs. It
 // reflects every Ready.Appends the brick has carried out.
@@ -257,7 +285,22 @@ type Core struct {
 
 	durableAll uint64 // every replica holds committed entries up to here durably
 
+	// Leases (see the package doc).
+	now          time.Duration // the brick's clock, from SetTime
+	timed        bool          // SetTime was called
+	promiseUntil time.Duration // accept no term above promiseTerm before this
+	promiseTerm  uint64
+	electedLater uint64        // a term won within a promise: lead it when the promise ends
+	starts       []roundStart  // read rounds not yet confirmed, and when they started
+	lease        time.Duration // this leader's reads need no round before this
+
 	rd Ready
+}
+
+// roundStart is when this leader started a read round.
+type roundStart struct {
+	round uint64
+	at    time.Duration
 }
 
 // New returns a core restarted from st, as a follower with no known leader.
@@ -279,7 +322,16 @@ func New(cfg Config, st State) (*Core, error) {
 	if st.Commit > st.LastIndex {
 		return nil, fmt.Errorf("jbr: commit %d beyond the last index %d", st.Commit, st.LastIndex)
 	}
-	return &Core{cfg: cfg, quorum: q, st: st, leader: None, fetching: None}, nil
+	if cfg.LeaseDuration < 0 {
+		return nil, fmt.Errorf("jbr: negative lease duration %v", cfg.LeaseDuration)
+	}
+	c := &Core{cfg: cfg, quorum: q, st: st, leader: None, fetching: None, promiseTerm: st.Term}
+	if st.Term > 0 {
+		// Promises made before a restart are forgotten: keep them all,
+		// for LeaseDuration from the first SetTime.
+		c.promiseUntil = cfg.LeaseDuration
+	}
+	return c, nil
 }
 
 // Role returns this replica's role and the leader it knows of. A leader
@@ -408,11 +460,60 @@ func (c *Core) forgetLeader() {
 
 // Elected is called when this replica wins an etcd election whose revision
 // is term. A term not above the highest seen is stale and ignored.
+//
+// Within a promise to another leader (see Leases), it takes the term, so
+// that it stops acknowledging that leader, but starts leading only once
+// the promise ends, at a SetTime.
 func (c *Core) Elected(term uint64) {
 	if term <= c.st.Term {
 		return
 	}
 	c.stepDown()
+	if c.promised() {
+		c.adopt(term, None)
+		c.electedLater = term
+		return
+	}
+	c.lead(term)
+}
+
+// promised reports whether a promise forbids helping a newer term now.
+func (c *Core) promised() bool { return c.now < c.promiseUntil }
+
+// SetTime tells the core the brick's monotonic clock: the time since a
+// fixed origin. Time never goes back; an earlier time is ignored. A term
+// won within a promise starts being led here.
+func (c *Core) SetTime(now time.Duration) {
+	if !c.timed {
+		c.timed = true
+		if c.promiseUntil > 0 {
+			c.promiseUntil = now + c.cfg.LeaseDuration
+		}
+	}
+	c.now = max(c.now, now)
+	if c.electedLater != 0 && !c.promised() {
+		term := c.electedLater
+		c.electedLater = 0
+		if term == c.st.Term && c.role == Follower && c.leader == None {
+			c.lead(term)
+		}
+	}
+}
+
+// LeaseUntil returns when this leader's read lease ends on the brick's
+// clock, or 0 when it holds none. A read that arrives before then sees
+// every write acknowledged before it arrived once the store has applied
+// the entries committed at its arrival: no other leader can commit
+// anything before then.
+func (c *Core) LeaseUntil() time.Duration {
+	if c.role != Leader || !c.serves() {
+		return 0
+	}
+	return c.lease
+}
+
+// lead starts leading term: recover, then take requests.
+func (c *Core) lead(term uint64) {
 	c.adopt(term, c.cfg.ID)
 	c.role = Recovering
 	c.pending = map[uint64]Entry{}
@@ -482,6 +583,7 @@ func (c *Core) stepDown() {
 	c.role, c.serving, c.pending, c.matched, c.probes, c.byReq = Follower, false, nil, nil, nil, nil
 	c.syncMatch, c.syncCommit, c.syncEager = nil, 0, 0
 	c.sentCommit, c.resending, c.rounds, c.fetching = nil, nil, nil, None
+	c.starts, c.lease = nil, 0
 	c.setLeader(None)
 }
 
@@ -689,7 +791,7 @@ func (c *Core) ReadIndex() uint64 {
 	if c.role != Leader || !c.serves() {
 		return 0
 	}
-	c.round++
+	c.startRound()
 	// Ask only as many followers as a quorum needs, those that answered
 	// the latest rounds: each round costs every follower asked a message
 	// each way. The others learn the round from the next tick's
@@ -708,6 +810,33 @@ func (c *Core) ReadIndex() uint64 {
 	return c.round
 }
 
+// startRound starts a read round, and notes when for the lease.
+func (c *Core) startRound() {
+	c.round++
+	if c.cfg.LeaseDuration > 0 {
+		c.starts = append(c.starts, roundStart{c.round, c.now})
+	}
+}
+
+// leaseSpan is how long after a round started a quorum's confirmation
+// of it holds the lease.
+func (c *Core) leaseSpan() time.Duration {
+	return c.cfg.LeaseDuration - time.Duration(float64(c.cfg.LeaseDuration)*MaxDrift)
+}
+
+// extendLease takes the lease from the rounds a quorum confirmed, and
+// forgets those, and those too old to give one.
+func (c *Core) extendLease() {
+	span := c.leaseSpan()
+	k := 0
+	for ; k < len(c.starts) && (c.starts[k].round <= c.confirmed || c.starts[k].at+span <= c.now); k++ {
+		if c.starts[k].round <= c.confirmed {
+			c.lease = max(c.lease, c.starts[k].at+span)
+		}
+	}
+	c.starts = c.starts[:copy(c.starts, c.starts[k:])]
+}
+
 func (c *Core) confirmRounds() {
 	seen := make([]uint64, 0, len(c.cfg.Peers))
 	for _, id := range c.cfg.Peers {
@@ -721,16 +850,21 @@ func (c *Core) confirmRounds() {
 	if r := seen[len(seen)-c.quorum]; r > c.confirmed {
 		c.confirmed = r
 		c.rd.ReadRound = r
+		c.extendLease()
 	}
 }
 
 // Tick is called periodically. A leader sends heartbeats, which carry its
 // commit index and let a follower that lost messages ask for what it
-// lacks; a recovering leader repeats the probes and fetch that went
-// unanswered.
+// lacks, and, with leases, start a read round that renews the lease; a
+// recovering leader repeats the probes and fetch that went unanswered.
 func (c *Core) Tick() {
 	switch c.role {
 	case Leader:
+		if c.cfg.LeaseDuration > 0 {
+			c.startRound()
+			c.extendLease() // forget rounds too old to help
+		}
 		if c.syncEager > 0 {
 			c.syncEager--
 		}
@@ -760,6 +894,9 @@ func (c *Core) Tick() {
 
 // Step handles a message from a peer.
 func (c *Core) Step(m Message) {
+	if m.Term > c.promiseTerm && c.promised() {
+		return // a newer term within a promise: it asks again
+	}
 	if m.Term < c.st.Term {
 		// Fencing: a deposed leader's appends are refused and told the term.
 		if m.Type == MsgAppend || m.Type == MsgProbe || m.Type == MsgFetch {
@@ -836,6 +973,10 @@ func (c *Core) onAppend(m Message) {
 		return // two leaders in one term cannot happen: terms are election revisions
 	}
 	c.setLeader(m.From)
+	if c.cfg.LeaseDuration > 0 {
+		c.promiseUntil = max(c.promiseUntil, c.now+c.cfg.LeaseDuration)
+		c.promiseTerm = c.st.Term
+	}
 	c.seenRound = max(c.seenRound, m.Round)
 	c.syncWant = max(c.syncWant, m.Sync)
 	c.durableAll = max(c.durableAll, m.LastIndex)

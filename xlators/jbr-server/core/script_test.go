@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memLog is an in-memory journal: the fake that ships beside the brick's real one.
@@ -42,7 +43,7 @@ type cluster struct {
 	replies []string
 }
 
-func newCluster(t *testing.T, n, quorum int) *cluster {
+func newCluster(t *testing.T, n, quorum int, lease time.Duration) *cluster {
 	c := &cluster{t: t, r: map[ID]*replica{}, cut: map[ID]bool{}}
 	peers := make([]ID, n)
 	for i := range peers {
@@ -50,7 +51,7 @@ func newCluster(t *testing.T, n, quorum int) *cluster {
 	}
 	for _, id := range peers {
 		log := &memLog{terms: map[uint64]uint64{}}
-		core, err := New(Config{ID: id, Peers: peers, Quorum: quorum, Log: log}, State{})
+		core, err := New(Config{ID: id, Peers: peers, Quorum: quorum, Log: log, LeaseDuration: lease}, State{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,6 +275,18 @@ func (c *cluster) run(line string) {
 		c.r[id(1)].core.Propose(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
 	case "resync": // resync ID on|off: mark or clear a full resync
 		c.r[id(1)].core.SetResyncing(f[2] == "on")
+	case "time": // time ID|all MS: the replicas' clocks read MS milliseconds
+		ids := c.ids()
+		if f[1] != "all" {
+			ids = []ID{id(1)}
+		}
+		for _, i := range ids {
+			c.r[i].core.SetTime(time.Duration(num(t, f[2])) * time.Millisecond)
+		}
+	case "expect-lease": // expect-lease ID MS: LeaseUntil, in milliseconds (0: none)
+		if got := c.r[id(1)].core.LeaseUntil(); got != time.Duration(num(t, f[2]))*time.Millisecond {
+			t.Errorf("%q: lease until %v", line, got)
+		}
 	case "cut":
 		c.cut[id(1)] = true
 	case "heal":
@@ -327,7 +340,8 @@ func (c *cluster) run(line string) {
 	}
 }
 
-// TestScripts runs testdata/*.txt. Each starts with "replicas N [quorum Q]".
+// TestScripts runs testdata/*.txt. Each starts with
+// "replicas N [quorum Q] [lease MS]".
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	if len(files) == 0 {
@@ -348,11 +362,18 @@ func TestScripts(t *testing.T) {
 					continue
 				}
 				if f := strings.Fields(line); f[0] == "replicas" {
-					q := 0
-					if len(f) == 4 {
-						q = int(num(t, f[3]))
+					q, lease := 0, time.Duration(0)
+					for i := 2; i+1 < len(f); i += 2 {
+						switch f[i] {
+						case "quorum":
+							q = int(num(t, f[i+1]))
+						case "lease":
+							lease = time.Duration(num(t, f[i+1])) * time.Millisecond
+						default:
+							t.Fatalf("bad header %q", line)
+						}
 					}
-					c = newCluster(t, int(num(t, f[1])), q)
+					c = newCluster(t, int(num(t, f[1])), q, lease)
 					continue
 				}
 				c.run(line)

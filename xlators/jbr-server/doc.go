@@ -119,22 +119,42 @@
 // Options.Consistency chooses what a read promises:
 //
 //   - Linearizable (default): the read sees every write acknowledged
-//     before it arrived, on any brick. The leader confirms with a quorum
-//     that it still leads its term (one heartbeat round shared by all
-//     reads that arrive together, sent to as many followers as a quorum
-//     needs, those that answered the latest rounds), and serves the read from its store
-//     once the entries committed when the read arrived that touch the
-//     object read have been applied. Reads that leave no trace (all but
-//     Open and Opendir) are served while the round is out and answered
-//     once it is confirmed, so a cold read's disk time hides the round's;
-//     if the round fails the result is thrown away. A leader cut off
-//     from its quorum serves no read (ENOTCONN after the request
-//     timeout).
+//     before it arrived, on any brick. The leader must know that no
+//     newer leader can have committed anything, by a lease or by a round.
+//     Lease: a follower that accepts an append or heartbeat from the
+//     leader at its local time t promises to accept no newer term's
+//     messages, and not to start leading a term it wins, before t +
+//     Options.LeaseDuration (DefaultLeaseDuration, 500 ms; a
+//     brick restarted with a term keeps that promise for LeaseDuration
+//     from its start, as promises are not persisted). Every heartbeat
+//     (each Options.Heartbeat) starts a round; once a quorum, the leader
+//     included, has acknowledged a round sent at the leader's time s, the
+//     leader holds a read lease until s + 0.9 x LeaseDuration, and serves
+//     reads with no message at all, once the entries committed when the
+//     read arrived that touch the object read have been applied. This
+//     assumes monotonic clocks whose rates differ by less than 10% over
+//     a lease (core.MaxDrift); CLOCK_MONOTONIC keeps running while a
+//     process is stopped, but a suspended virtual machine may break it.
+//     Without a lease (just elected, heartbeats unanswered, or
+//     LeaseDuration negative) the leader confirms with a quorum that it
+//     still leads its term: one heartbeat round shared by all reads that
+//     arrive together, sent to as many followers as a quorum needs,
+//     those that answered the latest rounds; a confirmed round also
+//     renews the lease. Reads that leave no trace (all but Open and
+//     Opendir) are served while the round is out and answered once it is
+//     confirmed, so a cold read's disk time hides the round's; if the
+//     round fails the result is thrown away. A leader cut off from its
+//     quorum serves no read once its lease ends (ENOTCONN after the
+//     request timeout). Promises delay a new leader by at most
+//     LeaseDuration after the old leader's last heartbeat, which has
+//     passed by the time a dead leader's etcd session expires.
 //   - Lease: the leader serves reads from its applied state, after the
-//     entries committed when the read arrived, without a round, for as
-//     long as it holds its etcd session. A leader paused or partitioned
-//     past its lease may serve stale reads until its session is seen to
-//     expire (up to the election TTL); writes are unaffected.
+//     entries committed when the read arrived, without a round or a
+//     follower lease, for as long as it holds its etcd session. A leader
+//     paused or partitioned past its session may serve stale reads until
+//     its session is seen to expire (up to the election TTL); writes are
+//     unaffected. It saves nothing over Linearizable while that holds
+//     its lease, and is kept for leaders whose followers are unreachable.
 //   - FollowerRead: every brick serves reads from its own applied state,
 //     which may lag the leader's; no waiting, no leader check.
 //

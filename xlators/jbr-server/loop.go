@@ -80,6 +80,7 @@ func (l *loop) run() {
 		case <-l.s.stop:
 			return
 		case ev, ok := <-events:
+			l.c.SetTime(l.s.clock())
 			if !ok {
 				events = nil
 				l.c.SessionLost()
@@ -88,12 +89,14 @@ func (l *loop) run() {
 			l.elector(ev)
 		case in := <-l.s.inbox:
 			if !l.broken {
+				l.c.SetTime(l.s.clock())
 				for _, e := range in.entries {
 					l.stage[e.Index] = e
 				}
 				l.c.Step(in.m)
 			}
 		case r := <-l.s.reqs:
+			l.c.SetTime(l.s.clock())
 			l.request(r)
 			// Take what else is waiting, so that reads share a round.
 		drain:
@@ -111,6 +114,7 @@ func (l *loop) run() {
 			notifying = false
 			l.c.NotifyCommit()
 		case now := <-tick.C:
+			l.c.SetTime(l.s.clock()) // may start leading a term won within a promise
 			l.c.Tick()
 			l.expire(now)
 		}
@@ -509,7 +513,7 @@ func (s *Server) publish() core.Role {
 	}
 	s.snap.Store(&snapshot{role: role, leader: leader, term: st.Term, lastIndex: st.LastIndex, lastTerm: st.LastTerm,
 		commit: st.Commit, syncCommit: s.loop.c.SyncCommit(), resyncing: s.loop.c.Resyncing(),
-		pruneTo: s.loop.prunable()})
+		pruneTo: s.loop.prunable(), leaseUntil: s.loop.c.LeaseUntil()})
 	s.metrics.role.Set(float64(role))
 	s.metrics.term.Set(float64(st.Term))
 	return role

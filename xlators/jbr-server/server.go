@@ -47,6 +47,10 @@ const (
 const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultHeartbeat      = 100 * time.Millisecond
+	// DefaultLeaseDuration is well below the shortest election TTL
+	// (1s), so that followers' promises have ended by the time a dead
+	// leader's etcd session expires: failover waits no longer.
+	DefaultLeaseDuration = 500 * time.Millisecond
 	// ResultsWindow is how many committed requests' results each brick
 	// keeps to answer retries.
 	ResultsWindow = 1 << 16
@@ -85,6 +89,13 @@ type Options struct {
 	// Heartbeat is how often a leader heartbeats its followers, and the
 	// granularity of request timeouts (default DefaultHeartbeat).
 	Heartbeat time.Duration
+	// LeaseDuration is how long a follower promises, on each append or
+	// heartbeat, to help no newer leader; it gives the leader a read
+	// lease of 90% of it from each heartbeat a quorum acknowledged (see
+	// Reads in the package doc). Default DefaultLeaseDuration; negative
+	// disables leases, so that every linearizable read takes a round.
+	// It should be several heartbeats, and below the election TTL.
+	LeaseDuration time.Duration
 	// Sync makes every change applied to the child so far durable (over
 	// a posix store: fdl.SyncDir(brick directory)). The server calls it
 	// every CheckpointInterval (default fdl.DefaultCheckpointInterval)
@@ -113,6 +124,7 @@ type Options struct {
 type Server struct {
 	xl.Funnel
 	child   xl.Xlator
+	epoch   time.Time // clock's origin
 	opts    Options
 	log     *slog.Logger
 	j       *journal.Journal
@@ -157,9 +169,10 @@ type snapshot struct {
 	term              uint64
 	lastIndex, commit uint64
 	lastTerm          uint64
-	syncCommit        uint64 // committed and synced on a quorum up to here
-	resyncing         bool   // the store is being resynced in full
-	pruneTo           uint64 // journal index of core.DurableEverywhere: prunable up to here
+	syncCommit        uint64        // committed and synced on a quorum up to here
+	resyncing         bool          // the store is being resynced in full
+	pruneTo           uint64        // journal index of core.DurableEverywhere: prunable up to here
+	leaseUntil        time.Duration // core.LeaseUntil, on clock
 }
 
 // Status describes a server, for operators (gluon recon status).
@@ -205,7 +218,10 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	for i := range opts.Replicas {
 		peers = append(peers, core.ID(i))
 	}
-	c, err := core.New(core.Config{ID: core.ID(opts.Self), Peers: peers, Log: cs.log, Quorum: opts.Quorum}, st)
+	// The clock's origin precedes the core, as core.SetTime requires.
+	epoch := time.Now()
+	c, err := core.New(core.Config{ID: core.ID(opts.Self), Peers: peers, Log: cs.log, Quorum: opts.Quorum,
+		LeaseDuration: max(opts.LeaseDuration, 0)}, st)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +230,7 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 
 	s := &Server{
 		child:   child,
+		epoch:   epoch,
 		opts:    opts,
 		log:     log,
 		j:       opts.Journal,
@@ -304,6 +321,9 @@ func check(child xl.Xlator, o *Options) error {
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = DefaultLeaseDuration
 	}
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = fdl.DefaultCheckpointInterval
@@ -473,3 +493,8 @@ func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
 	}
 	return 0
 }
+
+// clock is the monotonic time the core's leases are measured in. It
+// keeps running while the process is stopped (SIGSTOP), not while the
+// machine is suspended.
+func (s *Server) clock() time.Duration { return time.Since(s.epoch) }

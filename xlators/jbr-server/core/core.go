@@ -564,6 +564,7 @@ func (c *Core) Observed(leader ID, term uint64) {
 // SessionLost is called when this replica's etcd session expires: a leader
 // steps down at once.
 func (c *Core) SessionLost() {
+	c.electedLater = 0 // a term won within a promise is lost with the session
 	c.stepDown()
 	c.setLeader(None)
 }

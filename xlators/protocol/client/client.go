@@ -242,8 +242,16 @@ func (e *rejectedError) Error() string { return "rejected by server: " + e.reaso
 // new connection.
 const maxAttempts = 3
 
-// call is the Funnel's handler: every op comes through here.
+// call is the Funnel's handler: every op comes through here. Release
+// and Releasedir want no reply: the fd is gone for the caller whatever
+// the server says, and a server whose client's connection dies releases
+// what it held, so waiting cost a round trip per close(2) and told
+// nothing. The server serves them in order with the requests that follow
+// on the connection, and logs a failure.
 func (c *Client) call(ctx context.Context, f *xl.Fop) *xl.Result {
+	if f.Op == xl.OpRelease || f.Op == xl.OpReleasedir {
+		ctx = NoReply(ctx)
+	}
 	if ctx.Err() != nil {
 		return &xl.Result{Errno: ctxErrno(ctx)}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/spy"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/testlog"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
@@ -552,5 +553,37 @@ func TestNoReply(t *testing.T) {
 	// wanted none.
 	if _, e := c.Lookup(ctx, xl.RootGFID, "nope"); e != syscall.ENOENT {
 		t.Errorf("lookup of a missing name: %v, want ENOENT", e)
+	}
+}
+
+// A release goes out without waiting for a reply, yet the server serves
+// it before the requests sent after it.
+func TestReleaseServedInOrder(t *testing.T) {
+	sp := spy.New(memfs.New(memfs.Options{}))
+	b := startBrick(t, sp, "127.0.0.1:0", server.Options{})
+	c, _ := newClient(t, b.addr, client.Options{})
+	ctx := context.Background()
+	for i := range 100 {
+		g := xl.NewGFID()
+		fd, _, e := c.Create(ctx, xl.RootGFID, fmt.Sprintf("f%d", i), g, syscall.O_RDWR, 0o644)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		dfd, e := c.Opendir(ctx, xl.RootGFID)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		if e := c.Release(ctx, fd); e != 0 {
+			t.Fatalf("release: %v", e)
+		}
+		if e := c.Releasedir(ctx, dfd); e != 0 {
+			t.Fatalf("releasedir: %v", e)
+		}
+		if _, e := c.Getattr(ctx, g); e != 0 {
+			t.Fatal(e)
+		}
+		if n, m := sp.Released(fd), sp.Released(dfd); n != 1 || m != 1 {
+			t.Fatalf("after a later request was answered: file released %d times, dir %d, want 1 each", n, m)
+		}
 	}
 }

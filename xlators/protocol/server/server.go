@@ -630,7 +630,13 @@ func (c *conn) handle(rq *request) {
 	r := reply{id: rq.id, res: res, buf: out, weight: rq.weight}
 	if rq.noReply {
 		if res.Errno != 0 {
-			c.log.Debug("request without a reply failed", "id", rq.id, "op", f.Op, "errno", res.Errno)
+			// Clients send releases without waiting: the log is the
+			// only place a failed one, which leaks an fd, shows.
+			level := slog.LevelDebug
+			if f.Op == xl.OpRelease || f.Op == xl.OpReleasedir {
+				level = slog.LevelWarn
+			}
+			c.log.Log(ctx, level, "request without a reply failed", "id", rq.id, "op", f.Op, "errno", res.Errno)
 		}
 		c.recycle(&r)
 		return

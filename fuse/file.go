@@ -123,9 +123,11 @@ func (f *file) Release(ctx context.Context) syscall.Errno {
 
 // dir is an open directory. It reads entries from the translator in
 // batches, each with its attributes, and answers READDIRPLUS's per-entry
-// lookups from them, so a listing costs one call per batch. go-fuse
-// serializes Readdirent, Lookup and Seekdir on a handle (it holds the
-// handle's lock through each READDIR), so dir needs no lock of its own.
+// lookups from them, so a listing costs one call per batch. While the
+// kernel takes in one batch, the next is read ahead, so the bricks work
+// while the kernel does. go-fuse serializes Readdirent, Lookup, Seekdir
+// and Releasedir on a handle (it holds the handle's lock through each
+// READDIR), so dir needs no lock of its own.
 type dir struct {
 	node  *node
 	fd    xl.Fd
@@ -136,6 +138,19 @@ type dir struct {
 	dots  int        // how many of "." and ".." this pass returned
 	last  *xl.Dirent // the entry Readdirent returned last
 	list  *listing   // the listing in progress, for xattr readahead
+	ahead *readahead // the batch after this one, being read; nil if none
+}
+
+// readahead is a batch being read in the background. Its fields other
+// than done, cancel and off are written by the reader and read after done
+// is closed.
+type readahead struct {
+	off    uint64 // cookie it continues from
+	gen    uint64 // the xattr cache's generation before the read
+	done   chan struct{}
+	cancel context.CancelFunc
+	batch  []xl.Dirent
+	errno  syscall.Errno
 }
 
 // The translators list no "." or ".."; dir returns them first, as
@@ -148,8 +163,15 @@ const (
 	dotdotCookie = math.MaxInt64 - 1 // after ".."
 )
 
-// readdirBatch is how many entries one translator Readdir asks for.
-const readdirBatch = 256
+const (
+	// readdirBatch is how many entries the first translator Readdir of a
+	// pass asks for: what a small directory's listing waits for.
+	readdirBatch = 256
+	// readaheadBatch is how many entries each batch read ahead asks for:
+	// no one waits for it unless the kernel is faster than the bricks,
+	// and fewer, larger batches cost fewer round trips.
+	readaheadBatch = 1024
+)
 
 var (
 	_ fs.FileReaddirenter = (*dir)(nil)
@@ -175,29 +197,12 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 		if d.eof {
 			return nil, 0
 		}
-		cctx, done := d.node.vol.call(ctx)
-		defer done()
-		if d.off == 0 || d.list == nil {
-			d.list = d.node.vol.listings.start(d.node.gfid, d.node.vol.xattrs.now())
+		if e := d.refill(ctx); e != 0 {
+			return nil, e
 		}
-		gen := d.node.vol.xattrs.generation()
-		batch, e := d.node.vol.top.Readdir(cctx, d.fd, d.off, readdirBatch)
-		if e != 0 {
-			return nil, errno(cctx, e)
-		}
-		if len(batch) == 0 {
-			d.eof, d.batch, d.next = true, nil, 0
+		if d.eof {
 			return nil, 0
 		}
-		for i := range batch {
-			// Zero is "the start": continuing from it would list forever.
-			if batch[i].Off == 0 {
-				d.node.vol.log.Error("readdir returned a zero cookie", "dir", d.fd.GFID, "name", batch[i].Name)
-				return nil, syscall.EIO
-			}
-		}
-		d.node.vol.xattrs.listed(gen, batch)
-		d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
 	}
 	de := &d.batch[d.next]
 	d.next++
@@ -209,6 +214,83 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 	d.list.add(de.Attr.GFID)
 	d.last = de
 	return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0
+}
+
+// refill replaces the consumed batch with the next one, read ahead if it
+// was, and starts reading the one after. An empty batch ends the pass.
+func (d *dir) refill(ctx context.Context) syscall.Errno {
+	v := d.node.vol
+	cctx, done := v.call(ctx)
+	defer done()
+	if d.off == 0 || d.list == nil {
+		d.list = v.listings.start(d.node.gfid, v.xattrs.now())
+	}
+	var (
+		batch []xl.Dirent
+		gen   uint64
+		e     syscall.Errno
+	)
+	if r := d.ahead; r != nil && r.off == d.off {
+		select {
+		case <-r.done:
+		case <-cctx.Done():
+			// Interrupted: the read goes on, and a retry takes it.
+			return errno(cctx, syscall.ECANCELED)
+		}
+		d.ahead = nil
+		batch, gen, e = r.batch, r.gen, r.errno
+	} else {
+		d.dropAhead()
+		gen = v.xattrs.generation()
+		batch, e = v.top.Readdir(cctx, d.fd, d.off, readdirBatch)
+	}
+	if e != 0 {
+		return errno(cctx, e)
+	}
+	if len(batch) == 0 {
+		d.eof, d.batch, d.next = true, nil, 0
+		return 0
+	}
+	for i := range batch {
+		// Zero is "the start": continuing from it would list forever.
+		if batch[i].Off == 0 {
+			v.log.Error("readdir returned a zero cookie", "dir", d.fd.GFID, "name", batch[i].Name)
+			return syscall.EIO
+		}
+	}
+	v.xattrs.listed(gen, batch)
+	d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
+	d.readAhead(xl.CallFrom(cctx))
+	return 0
+}
+
+// readAhead starts reading the batch after d.off as the caller c, unless
+// the mount is going away.
+func (d *dir) readAhead(c *xl.Call) {
+	v := d.node.vol
+	call := *c
+	call.Seq = v.seq.Add(1)
+	call.Xdata = nil
+	ctx, cancel := context.WithCancel(xl.WithCall(v.prefetch.ctx, &call))
+	r := &readahead{off: d.off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
+	fd := d.fd
+	if !v.prefetch.goOn(func() {
+		defer close(r.done)
+		defer cancel()
+		r.batch, r.errno = v.top.Readdir(ctx, fd, r.off, readaheadBatch)
+	}) {
+		cancel()
+		return
+	}
+	d.ahead = r
+}
+
+// dropAhead abandons the batch being read ahead, if any.
+func (d *dir) dropAhead() {
+	if d.ahead != nil {
+		d.ahead.cancel()
+		d.ahead = nil
+	}
 }
 
 // fill gives an entry that came without attributes the ones its dirent
@@ -251,6 +333,7 @@ func (d *dir) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*f
 
 // Seekdir restarts the listing after cookie off (0: the beginning).
 func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
+	d.dropAhead()
 	d.batch, d.next, d.off, d.eof, d.last, d.dots = nil, 0, off, false, nil, 2
 	switch off {
 	case 0:
@@ -270,6 +353,12 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
+	// The read ahead must not outlive the handle it reads through.
+	if r := d.ahead; r != nil {
+		r.cancel()
+		<-r.done
+		d.ahead = nil
+	}
 	ctx, done := d.node.vol.mutation(ctx)
 	defer done()
 	if e := d.node.vol.top.Releasedir(ctx, d.fd); e != 0 {

@@ -218,8 +218,6 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 	for i := range opts.Replicas {
 		peers = append(peers, core.ID(i))
 	}
-	// The clock's origin precedes the core, as core.SetTime requires.
-	epoch := time.Now()
 	c, err := core.New(core.Config{ID: core.ID(opts.Self), Peers: peers, Log: cs.log, Quorum: opts.Quorum,
 		LeaseDuration: max(opts.LeaseDuration, 0)}, st)
 	if err != nil {
@@ -230,7 +228,7 @@ func New(child xl.Xlator, opts Options) (*Server, error) {
 
 	s := &Server{
 		child:   child,
-		epoch:   epoch,
+		epoch:   time.Now(),
 		opts:    opts,
 		log:     log,
 		j:       opts.Journal,

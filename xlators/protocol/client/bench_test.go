@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
 	"github.com/gluon-fs/gluon/xlators/protocol/server"
@@ -80,4 +82,30 @@ func BenchmarkRoundTripGetattr(b *testing.B) {
 			b.Fatal(e)
 		}
 	}
+}
+
+// BenchmarkOpenRelease is what a mount does per file it reads or writes:
+// open it, then release it. It reports the process's CPU time per pair
+// (cpu-ns/op) beside wall time.
+func BenchmarkOpenRelease(b *testing.B) {
+	c, fd := benchFile(b, 0)
+	if e := c.Release(context.Background(), fd); e != 0 {
+		b.Fatal(e)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	for b.Loop() {
+		fd, e := c.Open(ctx, gFile, syscall.O_RDONLY)
+		if e != 0 {
+			b.Fatal(e)
+		}
+		if e := c.Release(ctx, fd); e != 0 {
+			b.Fatal(e)
+		}
+	}
+	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }

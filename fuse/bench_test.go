@@ -1,24 +1,34 @@
 package fuse
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gluon-fs/gluon/xlators/posix"
+	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
 // mountBench mounts a posix store on a fresh directory for a benchmark.
 func mountBench(b *testing.B, opts Options) string {
+	return mountBenchOn(b, opts, func(x xl.Xlator) xl.Xlator { return x })
+}
+
+// mountBenchOn mounts wrap(a posix store) on a fresh directory.
+func mountBenchOn(b *testing.B, opts Options, wrap func(xl.Xlator) xl.Xlator) string {
 	s, err := posix.New(b.TempDir(), posix.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
 	dir := b.TempDir()
-	m, err := Mount(dir, s, opts)
+	m, err := Mount(dir, wrap(s), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,5 +92,67 @@ func BenchmarkStatUncached(b *testing.B) {
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// remoteReaddir makes each Readdir take a round trip and a per-entry cost
+// first, as a brick's does.
+type remoteReaddir struct {
+	xl.Base
+	rtt, perEntry time.Duration
+}
+
+func (r *remoteReaddir) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	ents, e := r.Base.Readdir(ctx, fd, off, max)
+	time.Sleep(r.rtt + time.Duration(len(ents))*r.perEntry)
+	return ents, e
+}
+
+// BenchmarkReaddir measures listing a directory of 10,000 entries
+// (open, getdents to the end, close), on a local store and on one whose
+// Readdir costs what a brick's does (0.5 ms, 10 us per entry).
+func BenchmarkReaddir(b *testing.B) {
+	for _, c := range []struct {
+		name          string
+		rtt, perEntry time.Duration
+	}{{"local", 0, 0}, {"remote", 500 * time.Microsecond, 10 * time.Microsecond}} {
+		b.Run(c.name, func(b *testing.B) {
+			var top xl.Xlator
+			dir := mountBenchOn(b, Options{}, func(x xl.Xlator) xl.Xlator {
+				top = x
+				return &remoteReaddir{Base: xl.Base{Xlator: x}, rtt: c.rtt, perEntry: c.perEntry}
+			})
+			ctx := context.Background()
+			d, e := top.Mkdir(ctx, xl.RootGFID, "big", xl.NewGFID(), 0o755)
+			if e != 0 {
+				b.Fatal(e)
+			}
+			const n = 10000
+			for i := range n {
+				fd, _, e := top.Create(ctx, d.GFID, fmt.Sprintf("f%05d", i), xl.NewGFID(), syscall.O_WRONLY, 0o644)
+				if e != 0 {
+					b.Fatal(e)
+				}
+				top.Release(ctx, fd)
+			}
+			buf := make([]byte, 32<<10)
+			for b.Loop() {
+				fd, err := unix.Open(filepath.Join(dir, "big"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					k, err := unix.Getdents(fd, buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if k == 0 {
+						break
+					}
+				}
+				unix.Close(fd)
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "us/entry")
+		})
 	}
 }

@@ -96,6 +96,7 @@ func openGluster(ctx context.Context, workDir string, spec VolumeSpec, log *slog
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the gluster target needs root (glusterd, mount)")
 	}
+	cloexecInherited()
 	if g.base, err = os.MkdirTemp(workDir, "gluon-bench-gluster-"); err != nil {
 		return nil, err
 	}
@@ -317,6 +318,22 @@ func (g *glusterVolume) cliTimeout(ctx context.Context, d time.Duration, args ..
 		return "", fmt.Errorf("gluster %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// cloexecInherited marks the descriptors this process inherited beyond
+// stdio close-on-exec. GlusterFS's daemons outlive the run, and one that
+// inherited, say, the lock of a `flock bench.lock gluon bench ...` held
+// that lock after the run ended.
+func cloexecInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 func runCmd(ctx context.Context, d time.Duration, name string, args ...string) error {

@@ -29,6 +29,7 @@ type volume struct {
 	xattrs   *xattrCache
 	prefetch *prefetcher
 	listings listings
+	selinux  bool // Options.SELinux
 }
 
 // call returns the context for an op, with the caller's xl.Call attached,

@@ -36,6 +36,9 @@ type Options struct {
 	// always on when mounting as root: the kernel checks permissions
 	// (default_permissions), so sharing the mount is safe.
 	AllowOther bool
+	// SELinux stores security.selinux labels, as GlusterFS's --selinux
+	// does; without it they are refused with EOPNOTSUPP.
+	SELinux bool
 	// Debug logs every FUSE request and reply.
 	Debug  bool
 	Logger *slog.Logger // default slog.Default()
@@ -84,7 +87,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 		lg = slog.Default()
 	}
 	lg = lg.With("mount", dir)
-	v := &volume{top: top, log: lg, prefetch: newPrefetcher()}
+	v := &volume{top: top, log: lg, prefetch: newPrefetcher(), selinux: opts.SELinux}
 	if _, err := rand.Read(v.client[:]); err != nil {
 		return nil, fmt.Errorf("fuse: mount: client id: %w", err)
 	}

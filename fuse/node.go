@@ -72,13 +72,20 @@ func (n *node) pagesFromSeen() {
 // first write to each file, to clear it (file_remove_privs).
 const capsXattr = "security.capability"
 
-// aclXattr reports whether name is a POSIX ACL. gluon does not enforce
-// ACLs (the kernel checks the mode bits, default_permissions, and the
-// bricks do the same), so the mount answers them EOPNOTSUPP without a
-// round trip, as GlusterFS does when mounted without -o acl: storing an
-// ACL nobody honours would mislead, and ls -l asks for one per file.
-func aclXattr(name string) bool {
-	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
+// selinuxXattr holds SELinux labels.
+const selinuxXattr = "security.selinux"
+
+// refused reports whether the mount answers the attribute EOPNOTSUPP
+// without a round trip, as GlusterFS does without -o acl and --selinux.
+// POSIX ACLs: gluon does not enforce them (the kernel checks the mode
+// bits, default_permissions, and the bricks do the same), and storing an
+// ACL nobody honours would mislead. SELinux labels, unless
+// Options.SELinux: a host whose policy labels FUSE mounts does so in the
+// kernel without asking, and ls -l asks every file for its label but
+// stops asking a file system that answers EOPNOTSUPP once.
+func (v *volume) refused(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default" ||
+		(name == selinuxXattr && !v.selinux)
 }
 
 // OnForget drops what the mount knows of the object's extended
@@ -395,7 +402,7 @@ func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno 
 // Getxattr copies the value into dest. A too-small dest gets ERANGE with
 // the size; go-fuse answers a size probe (empty dest) with that size.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if aclXattr(attr) {
+	if n.vol.refused(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
 	absent, token := n.vol.xattrs.lookup(n.gfid, attr)
@@ -423,7 +430,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // Setxattr and Removexattr drop what is known of the object after the
 // change, so that an answer read before it is not kept.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if aclXattr(attr) {
+	if n.vol.refused(attr) {
 		return syscall.EOPNOTSUPP
 	}
 	ctx, done := n.vol.mutation(ctx)
@@ -458,7 +465,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if aclXattr(attr) {
+	if n.vol.refused(attr) {
 		return syscall.EOPNOTSUPP
 	}
 	ctx, done := n.vol.mutation(ctx)

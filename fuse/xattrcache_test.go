@@ -68,8 +68,46 @@ func stillMount(t *testing.T) (*xattrCounter, string, *fakeClock) {
 	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
 	clock := &fakeClock{}
 	clock.ns.Store(time.Now().UnixNano())
-	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
+	// With SELinux labels stored, ls -l's security.selinux getxattr per
+	// file reaches the mount: the case the cache is for.
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now, SELinux: true})
 	return c, dir, clock
+}
+
+// Without Options.SELinux, security.selinux is refused with EOPNOTSUPP
+// before any translator is asked, as GlusterFS refuses it without
+// --selinux; ls -l then asks once per mount, not once per file.
+func TestSELinuxRefused(t *testing.T) {
+	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t)})
+	fn := filepath.Join(dir, "f")
+	if err := os.WriteFile(fn, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(fn, &st); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if _, err := unix.Lgetxattr(fn, "security.selinux", buf); err != unix.EOPNOTSUPP {
+		t.Errorf("getxattr security.selinux: %v, want EOPNOTSUPP", err)
+	}
+	if err := unix.Lsetxattr(fn, "security.selinux", []byte("system_u:object_r:tmp_t:s0"), 0); err != unix.EOPNOTSUPP {
+		t.Errorf("setxattr security.selinux: %v, want EOPNOTSUPP", err)
+	}
+	if err := unix.Lremovexattr(fn, "security.selinux"); err != unix.EOPNOTSUPP {
+		t.Errorf("removexattr security.selinux: %v, want EOPNOTSUPP", err)
+	}
+	if n := c.callsOf(st.Ino, "security.selinux"); n != 0 {
+		t.Errorf("%d security.selinux getxattrs reached the translators", n)
+	}
+	// Other names still work.
+	if err := unix.Lsetxattr(fn, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.Lgetxattr(fn, "user.k", buf); err != nil || string(buf[:n]) != "v" {
+		t.Errorf("getxattr user.k: %q, %v", buf[:n], err)
+	}
 }
 
 // An attribute a file lacks is asked for once per attribute timeout (ls -l

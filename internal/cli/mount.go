@@ -24,6 +24,7 @@ import (
 type fuseFlags struct {
 	attr, entry, negative time.Duration
 	allowOther, debug     bool
+	selinux               bool
 }
 
 func (f *fuseFlags) add(cmd *cobra.Command) {
@@ -33,6 +34,7 @@ func (f *fuseFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.negative, "negative-timeout", 0, "how long the kernel caches failed lookups; 0 disables")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users use the mount (always on for root)")
 	fl.BoolVar(&f.debug, "fuse-debug", false, "log every FUSE request and reply")
+	fl.BoolVar(&f.selinux, "selinux", false, "store security.selinux labels (without it they are refused with EOPNOTSUPP, as by GlusterFS)")
 }
 
 func (f *fuseFlags) check() error {
@@ -63,6 +65,7 @@ func (f *fuseFlags) options(log *slog.Logger, fsName string) fuse.Options {
 		FsName:          fsName,
 		AllowOther:      f.allowOther,
 		Debug:           f.debug,
+		SELinux:         f.selinux,
 		Logger:          log,
 	}
 }
@@ -79,6 +82,9 @@ func (f *fuseFlags) args() []string {
 	}
 	if f.debug {
 		a = append(a, "--fuse-debug")
+	}
+	if f.selinux {
+		a = append(a, "--selinux")
 	}
 	return a
 }

@@ -67,6 +67,7 @@ var ignoredOptions = map[string]bool{
 //	etcd=HOST:PORT          etcd endpoint (repeatable; default HOST:2379)
 //	attribute-timeout=SECS  also attr-timeout; entry-timeout, negative-timeout
 //	allow_other             let other users use the mount
+//	selinux                 store security.selinux labels
 //	log-file=PATH, log-level=LEVEL, timeout=SECS, fsname=NAME
 func parseMountArgs(args []string) (*mountReq, helperFlags, error) {
 	var (
@@ -198,6 +199,9 @@ func (r *mountReq) setOption(o string) error {
 		return nil
 	case "allow_other":
 		r.fuse.allowOther = true
+		return nil
+	case "selinux":
+		r.fuse.selinux = true
 		return nil
 	case "log-file", "log-level", "fsname":
 		if err := need(); err != nil {

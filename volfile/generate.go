@@ -77,6 +77,7 @@ func BrickVolfile(v *volume.Volume, brickIndex int) *Graph {
 				{Key: "consistency", Value: v.Option(volume.OptConsistency)},
 				{Key: "request-timeout", Value: v.Duration(volume.OptRequestTimeout).String()},
 				{Key: "lease-ttl", Value: v.Duration(volume.OptLeaseTTL).String()},
+				{Key: "lease-duration", Value: v.Duration(volume.OptLeaseDuration).String()},
 				{Key: "journal", Value: journal},
 				{Key: "sync-directory", Value: b.Path},
 			},

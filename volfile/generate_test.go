@@ -93,6 +93,7 @@ volume vol-jbr-1
     option consistency lease
     option request-timeout 10s
     option lease-ttl 5s
+    option lease-duration 500ms
     option journal /b4/.gluon/journal
     option sync-directory /b4
     subvolumes vol-posix vol-client-3 vol-client-5

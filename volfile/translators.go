@@ -55,11 +55,12 @@ func (f *fdlXl) Close() error { return errors.Join(f.FDL.Close(), f.j.Close()) }
 // jbrServerOptions are cluster/jbr-server's options. volume, set, self
 // (the brick's place in its set) and replicas name the replica set; the
 // journal directory is required. quorum (default a majority),
-// consistency, request-timeout and lease-ttl (the election's etcd lease)
-// come from the volume's jbr.* options; sync-directory is the store's
+// consistency, request-timeout, lease-ttl (the election's etcd lease)
+// and lease-duration (read leases; 0 for none) come from the volume's
+// jbr.* options; sync-directory is the store's
 // directory, synced at checkpoints.
 var jbrServerOptions = []string{"volume", "set", "self", "replicas", "journal", "sync-directory",
-	"quorum", "consistency", "request-timeout", "lease-ttl", "journal-max-size"}
+	"quorum", "consistency", "request-timeout", "lease-ttl", "lease-duration", "journal-max-size"}
 
 // jbrServer builds cluster/jbr-server: it opens the journal and campaigns
 // for leadership in etcd, and stops both after the translator.
@@ -92,13 +93,16 @@ func (env Env) jbrServer(children []xl.Xlator, opts map[string]string) (xl.Xlato
 		Peers: map[int]xl.Xlator{}, Consistency: opts["consistency"], Logger: env.Logger, Metrics: env.Metrics,
 	}
 	var leaseTTL time.Duration
-	for key, d := range map[string]*time.Duration{"request-timeout": &o.RequestTimeout, "lease-ttl": &leaseTTL} {
+	for key, d := range map[string]*time.Duration{"request-timeout": &o.RequestTimeout, "lease-ttl": &leaseTTL, "lease-duration": &o.LeaseDuration} {
 		if v, ok := opts[key]; ok {
 			var err error
 			if *d, err = duration(v); err != nil {
 				return nil, fmt.Errorf("option %s: %v", key, err)
 			}
 		}
+	}
+	if _, ok := opts["lease-duration"]; ok && o.LeaseDuration == 0 {
+		o.LeaseDuration = -1 // the option's 0 is "no leases", jbrserver's is "default"
 	}
 	if d := opts["sync-directory"]; d != "" {
 		o.Sync = fdl.SyncDir(d)

@@ -17,6 +17,7 @@ func TestCheckOption(t *testing.T) {
 	}{
 		{v3, OptQuorum, "majority"}, {v3, OptQuorum, "2"}, {v3, OptQuorum, "3"}, {v2, OptQuorum, "2"},
 		{v3, OptLeaseTTL, "1"}, {v3, OptLeaseTTL, "3s"}, {v3, OptLeaseTTL, "1m"},
+		{v3, OptLeaseDuration, "0"}, {v3, OptLeaseDuration, "100ms"}, {v3, OptLeaseDuration, "2s"},
 		{v3, OptRequestTimeout, "500ms"}, {v3, OptRequestTimeout, "10"},
 		{v3, OptConsistency, "linearizable"}, {v3, OptConsistency, "lease"}, {v3, OptConsistency, "follower"},
 		{v3, OptRetryTimeout, "2s"},
@@ -32,12 +33,14 @@ func TestCheckOption(t *testing.T) {
 		v             *Volume
 		key, val, msg string
 	}{
-		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: dht2.scrub-grace, dht2.scrub-interval, jbr.consistency, jbr.journal-max-size, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, performance.write-behind, performance.write-behind-window-size, recon.scrub-interval, recon.scrub-rate)`},
+		{v3, "jbr.colour", "red", `unknown option "jbr.colour" (known: dht2.scrub-grace, dht2.scrub-interval, jbr.consistency, jbr.journal-max-size, jbr.lease-duration, jbr.lease-ttl, jbr.quorum, jbr.request-timeout, jbr.retry-timeout, performance.write-behind, performance.write-behind-window-size, recon.scrub-interval, recon.scrub-rate)`},
 		{v3, OptQuorum, "1", "want a majority, 2 to 3"},
 		{v3, OptQuorum, "4", "want a majority, 2 to 3"},
 		{v2, OptQuorum, "1", "the quorum must be 2"},
 		{v3, OptQuorum, "most", "want majority or a replica count"},
 		{v3, OptLeaseTTL, "500ms", "want 1s to 1m"},
+		{v3, OptLeaseDuration, "50ms", "100ms"},
+		{v3, OptLeaseDuration, "soon", "want seconds or a duration"},
 		{v3, OptLeaseTTL, "1500ms", "whole seconds"},
 		{v3, OptLeaseTTL, "2h", "want 1s to 1m"},
 		{v3, OptLeaseTTL, "soon", "want seconds or a duration"},
@@ -89,6 +92,13 @@ func TestSetOption(t *testing.T) {
 	}
 	if _, err := s.SetOption(ctx, "v", OptQuorum, "1"); !errors.Is(err, ErrBadOption) {
 		t.Fatalf("SetOption(quorum 1) = %v", err)
+	}
+	// Each value is valid alone; together they are not.
+	if _, err := s.SetOption(ctx, "v", OptLeaseDuration, "2s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetOption(ctx, "v", OptLeaseTTL, "2"); !errors.Is(err, ErrBadOption) {
+		t.Fatalf("SetOption(lease-ttl 2 with lease-duration 2s) = %v", err)
 	}
 	if _, err := s.SetOption(ctx, "nosuch", OptQuorum, "2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("SetOption on a missing volume = %v", err)

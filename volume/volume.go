@@ -168,6 +168,11 @@ func (v *Volume) Validate() error {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 	}
+	// A failed leader's followers must be free of their promises to it
+	// by the time its successor is elected.
+	if d, ttl := v.Duration(OptLeaseDuration), v.Duration(OptLeaseTTL); d >= ttl {
+		return fmt.Errorf("volume %s: %s %v must be below %s %v", v.Name, OptLeaseDuration, d, OptLeaseTTL, ttl)
+	}
 	return nil
 }
 

@@ -94,6 +94,8 @@ func TestValidate(t *testing.T) {
 		{func(v *Volume) { v.Options = map[string]string{"k": "x\ny"} }, "control characters"},
 		{func(v *Volume) { v.Options = map[string]string{"jbr.quorum-percent": "50"} }, `unknown option "jbr.quorum-percent"`},
 		{func(v *Volume) { v.Options = map[string]string{OptQuorum: "1"} }, "jbr.quorum 1: volume v has 3 replicas: want a majority, 2 to 3"},
+		{func(v *Volume) { v.Options = map[string]string{OptLeaseDuration: "3s"} }, "jbr.lease-duration 3s must be below jbr.lease-ttl 3s"},
+		{func(v *Volume) { v.Options = map[string]string{OptLeaseDuration: "2s", OptLeaseTTL: "1"} }, "must be below jbr.lease-ttl 1s"},
 	}
 	for _, c := range cases {
 		v := ok()

@@ -304,17 +304,7 @@ func TestReaddirLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for _, nm := range names {
-		seen[nm]++
-	}
-	for i := range n {
-		nm := fmt.Sprintf("f%05d", i)
-		if seen[nm] != 1 {
-			t.Errorf("%s listed %d times", nm, seen[nm])
-		}
-		delete(seen, nm)
-	}
+	seen := listedOnce(t, names, n)
 	delete(seen, ".")
 	delete(seen, "..")
 	if len(seen) > 0 {
@@ -847,4 +837,22 @@ func TestKeepCacheAcrossOpens(t *testing.T) {
 	if b, n := readAll(); n != 0 || !bytes.Equal(b, newer) {
 		t.Errorf("reading g again: %d bytes, %d translator reads, want %d bytes and none", len(b), n, len(newer))
 	}
+}
+
+// listedOnce checks that names holds each of f00000 to f<n-1> exactly
+// once, and returns how often each other name appears.
+func listedOnce(t *testing.T, names []string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, nm := range names {
+		seen[nm]++
+	}
+	for i := range n {
+		nm := fmt.Sprintf("f%05d", i)
+		if seen[nm] != 1 {
+			t.Errorf("%s listed %d times", nm, seen[nm])
+		}
+		delete(seen, nm)
+	}
+	return seen
 }

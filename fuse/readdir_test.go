@@ -84,17 +84,7 @@ func TestReaddirConcurrentCreates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for _, nm := range names {
-		seen[nm]++
-	}
-	for i := range n {
-		nm := fmt.Sprintf("f%05d", i)
-		if seen[nm] != 1 {
-			t.Errorf("%s listed %d times", nm, seen[nm])
-		}
-		delete(seen, nm)
-	}
+	seen := listedOnce(t, names, n)
 	made := int(churned.Load()) + 1 // the one in flight may have been made
 	for nm, k := range seen {
 		var i int

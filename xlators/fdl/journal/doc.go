@@ -31,9 +31,12 @@
 // # Written and durable: group commit
 //
 // Append reserves the next index under a lock, checksums its record
-// outside it, and waits. A single flusher goroutine takes every sealed
-// record queued so far and writes them with one pwritev: they are then
-// written (Written), which survives the process but not a power loss. A
+// outside it, and waits. A flusher goroutine takes every sealed record
+// queued so far and writes them with one pwritev: they are then written
+// (Written), which survives the process but not a power loss. Enqueue
+// writes them itself when nobody else is writing and they fit the active
+// segment, saving the thread switches of a handoff to the flusher and
+// back; only one goroutine writes segment files at a time. A
 // syncer goroutine fdatasyncs the active segment whenever a caller waits
 // for durability (Append, Queue's wait, Sync, RequestSync) and, failing
 // that, Options.SyncInterval after records were written; one fdatasync

@@ -26,7 +26,7 @@ func (j *Journal) Iterate(fromTerm, fromIndex uint64, fn func(*Record) error) er
 	var segs []segment
 	for _, s := range j.segs {
 		if s.term >= fromTerm && s.last >= fromIndex && s.last >= s.first {
-			segs = append(segs, *s) // a snapshot: the flusher moves size and last
+			segs = append(segs, *s) // a snapshot: the writer moves size and last
 		}
 	}
 	j.mu.Unlock()

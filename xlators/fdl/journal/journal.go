@@ -104,12 +104,16 @@ type Journal struct {
 	syncIvl  time.Duration
 	notify   atomic.Pointer[chan<- struct{}]
 
-	// fileMu guards active against the syncer: the flusher changes it
+	// fileMu guards active against the syncer: the writer changes it
 	// (rotation) under fileMu, the syncer fdatasyncs it under fileMu.
 	fileMu sync.Mutex
 
-	// Owned by the flusher goroutine (by Open before it starts, by Close
-	// after it stops).
+	// wmu makes one goroutine at a time the writer of segment files: the
+	// flusher, or an Enqueue caller writing its records itself. The
+	// fields below are the writer's (Open's before the flusher starts,
+	// Close's after it stops).
+	wmu          sync.Mutex
+	stopped      bool // the flusher exited: nothing is written any more
 	active       *os.File
 	activeSeg    *segment
 	appf         *os.File
@@ -503,6 +507,7 @@ func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error
 	if err != nil {
 		return 0, nil, err
 	}
+	j.wake()
 	var once sync.Once
 	wait = func() error {
 		once.Do(func() { err = <-p.done })
@@ -514,16 +519,71 @@ func (j *Journal) Queue(rec *Record) (index uint64, wait func() error, err error
 // Enqueue is Queue for a caller that learns of progress through Notify,
 // Written and Durable instead of waiting for each record: it allocates
 // nothing to wait on, and asks for no fdatasync. The record is written
-// (write(2): it survives the process) as soon as the flusher gets to it,
-// and made durable (fdatasync: it survives a power loss) once a caller
-// asks (RequestSync, Sync, or another's Append or Queue) or after
-// Options.SyncInterval.
+// (write(2): it survives the process) before Enqueue returns, by the
+// caller itself, when nobody else is writing and the record fits the
+// active segment; else as soon as the flusher gets to it. It is made
+// durable (fdatasync: it survives a power loss) once a caller asks
+// (RequestSync, Sync, or another's Append or Queue) or after
+// Options.SyncInterval. A failed write is reported through Notify and
+// Written, as the flusher's are.
 func (j *Journal) Enqueue(rec *Record) (index uint64, err error) {
 	p, err := j.push(rec, false)
 	if err != nil {
 		return 0, err
 	}
+	j.writeInline()
 	return p.index, nil
+}
+
+// writeInline writes the sealed records queued so far in the caller's
+// goroutine. Handing them to the flusher and its news back to the
+// caller cost two thread switches per record, the bulk of a replica's
+// CPU on a small machine. It leaves them to the flusher when it is
+// writing, or when they need a new segment: rotation fdatasyncs.
+func (j *Journal) writeInline() {
+	if !j.wmu.TryLock() {
+		j.wake() // the writer may have taken its batch before our record
+		return
+	}
+	if j.stopped {
+		j.wmu.Unlock()
+		return
+	}
+	j.mu.Lock()
+	var batch []*pending
+	if j.fitsActive() {
+		batch = j.takeReady()
+	}
+	broken, applied := j.err, j.applied
+	j.mu.Unlock()
+	if batch == nil {
+		j.wmu.Unlock()
+		j.wake()
+		return
+	}
+	j.writeOut(batch, broken)
+	j.saveApplied(applied)
+	zero := j.zeroDue()
+	j.wmu.Unlock()
+	if zero {
+		j.wake()
+	}
+}
+
+// fitsActive reports whether the sealed prefix of the queue goes into
+// the active segment as it is. Called with wmu and mu held.
+func (j *Journal) fitsActive() bool {
+	seg := j.activeSeg
+	n, size := j.readyPrefix()
+	if seg == nil || n == 0 || seg.size+int64(size) > j.segSize {
+		return false
+	}
+	for _, p := range j.queue[:n] {
+		if p.term != seg.term || p.salt != seg.salt {
+			return false
+		}
+	}
+	return true
 }
 
 // Notify makes the journal send on ch, without blocking, whenever
@@ -628,7 +688,6 @@ func (j *Journal) push(rec *Record, wait bool) (*pending, error) {
 
 	seal(p.buf, p.term, p.index, durable, p.salt) // outside the lock: appenders hash in parallel
 	p.ready.Store(true)
-	j.wake()
 	return p, nil
 }
 
@@ -655,62 +714,72 @@ func (j *Journal) notifyCaller() {
 	}
 }
 
-// flusher is the only writer of segment files. Each round it takes the
-// sealed prefix of the queue and writes it with one pwritev per segment
-// touched; the syncer makes it durable. Appends waiting for durability
-// are handed to the syncer, which fdatasyncs once for all records written
-// meanwhile: the more appenders wait, the more records share a sync.
+// flusher writes what Enqueue callers leave to it and every Append and
+// Queue. Each round it takes the sealed prefix of the queue and writes it
+// with one pwritev per segment touched; the syncer makes it durable.
+// Appends waiting for durability are handed to the syncer, which
+// fdatasyncs once for all records written meanwhile: the more appenders
+// wait, the more records share a sync.
 func (j *Journal) flusher() {
 	defer close(j.done)
-	j.zeroAhead()
 	for {
+		j.wmu.Lock()
+		j.zeroAhead()
 		j.mu.Lock()
 		batch := j.takeReady()
 		drained := j.closed && len(j.queue) == 0
 		broken := j.err
 		applied := j.applied
 		j.mu.Unlock()
-
 		if len(batch) > 0 {
-			n := 0
-			err := broken
-			if err == nil {
-				n, err = j.writeBatch(batch)
-			}
-			j.mu.Lock()
-			// The syncer has nothing to do for records that only
-			// wait for its timer, which runs already: waking it per
-			// batch would cost a thread switch per write.
-			idle := j.lazyArmed && j.want <= j.durable && j.err == nil
-			for i, p := range batch {
-				putBuf(p.pooled)
-				p.buf, p.pooled = nil, nil
-				switch {
-				case p.done == nil:
-				case i < n:
-					j.want = max(j.want, p.index)
-					j.waiters = append(j.waiters, p)
-					idle = false
-				default:
-					p.done <- err
-				}
-			}
-			idle = idle && err == nil
-			j.mu.Unlock()
-			j.notifyCaller()
-			if !idle {
-				j.wakeSync()
-			}
+			j.writeOut(batch, broken)
 		}
 		j.saveApplied(applied)
-		if len(batch) > 0 {
-			j.zeroAhead()
-			continue
-		}
-		if drained {
+		// Set under wmu: a writer that took the last batch is done with
+		// the files before Close closes them.
+		j.stopped = drained && len(batch) == 0
+		j.wmu.Unlock()
+		switch {
+		case len(batch) > 0:
+		case drained:
 			return
+		default:
+			<-j.kick
 		}
-		<-j.kick
+	}
+}
+
+// writeOut writes batch (unless the journal is broken), hands its
+// waiters to the syncer and tells the caller. Called with wmu held.
+func (j *Journal) writeOut(batch []*pending, broken error) {
+	n := 0
+	err := broken
+	if err == nil {
+		n, err = j.writeBatch(batch)
+	}
+	j.mu.Lock()
+	// The syncer has nothing to do for records that only wait for its
+	// timer, which runs already: waking it per batch would cost a
+	// thread switch per write.
+	idle := j.lazyArmed && j.want <= j.durable && j.err == nil
+	for i, p := range batch {
+		putBuf(p.pooled)
+		p.buf, p.pooled = nil, nil
+		switch {
+		case p.done == nil:
+		case i < n:
+			j.want = max(j.want, p.index)
+			j.waiters = append(j.waiters, p)
+			idle = false
+		default:
+			p.done <- err
+		}
+	}
+	idle = idle && err == nil
+	j.mu.Unlock()
+	j.notifyCaller()
+	if !idle {
+		j.wakeSync()
 	}
 }
 
@@ -821,15 +890,22 @@ func (j *Journal) release(cause error) {
 	}
 }
 
-// takeReady removes and returns the longest sealed prefix of the queue.
-// Called with mu held.
-func (j *Journal) takeReady() []*pending {
+// readyPrefix returns how many records takeReady would take, and their
+// size. Called with mu held.
+func (j *Journal) readyPrefix() (n, size int) {
 	q := j.queue
-	n, size := 0, 0
 	for n < len(q) && q[n].ready.Load() && (n == 0 || size+len(q[n].buf) <= maxBatchBytes) {
 		size += len(q[n].buf)
 		n++
 	}
+	return n, size
+}
+
+// takeReady removes and returns the longest sealed prefix of the queue.
+// Called with mu held.
+func (j *Journal) takeReady() []*pending {
+	q := j.queue
+	n, _ := j.readyPrefix()
 	if n == 0 {
 		return nil
 	}
@@ -934,12 +1010,12 @@ func (j *Journal) rotate(p *pending) error {
 // They are not synced here: the next batch's fdatasync carries them, and
 // the extent conversion, once per stretch instead of once per batch. A
 // failure only costs speed; the next write to the file reports real
-// trouble. Flusher only.
+// trouble. Writer only.
 func (j *Journal) zeroAhead() {
-	seg := j.activeSeg
-	if seg == nil || j.zeroed >= j.segSize || j.zeroed-seg.size >= zeroAhead/2 {
+	if !j.zeroDue() {
 		return
 	}
+	seg := j.activeSeg
 	from := max(j.zeroed, seg.size)
 	to := min(seg.size+zeroAhead, j.segSize)
 	if _, err := j.active.WriteAt(zeros[:to-from], from); err != nil {
@@ -947,6 +1023,12 @@ func (j *Journal) zeroAhead() {
 		to = j.segSize // give up on this segment
 	}
 	j.zeroed = to
+}
+
+// zeroDue reports whether zeroAhead has work. Writer only.
+func (j *Journal) zeroDue() bool {
+	seg := j.activeSeg
+	return seg != nil && j.zeroed < j.segSize && j.zeroed-seg.size < zeroAhead/2
 }
 
 // pwritev writes bufs contiguously at off, resuming after short writes.
@@ -978,7 +1060,7 @@ func pwritev(fd int, bufs [][]byte, off int64) error {
 }
 
 // saveApplied overwrites the applied file when the watermark moved. No
-// fsync: the value is only trusted within this boot. Flusher only.
+// fsync: the value is only trusted within this boot. Writer only.
 func (j *Journal) saveApplied(a uint64) {
 	if a == j.appliedSaved {
 		return
@@ -992,7 +1074,7 @@ func (j *Journal) saveApplied(a uint64) {
 
 // MarkApplied records that the entry at index has been applied to the
 // store. The applied watermark is the highest index up to which every
-// entry is applied; it is saved lazily, by the flusher when it next writes
+// entry is applied; it is saved lazily, by the writer when it next writes
 // records or by Close, without waking it: a wakeup per applied entry cost
 // a thread switch per replicated request. A watermark saved late only
 // means that a restart replays more, which replay tolerates.

@@ -33,7 +33,7 @@ const (
 	segHeaderSize = 64
 )
 
-// segment is one journal file. size and last change only in the flusher,
+// segment is one journal file. size and last change only in the writer,
 // under Journal.mu.
 type segment struct {
 	path              string

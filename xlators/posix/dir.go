@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -96,30 +97,93 @@ func (s *Store) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]x
 func (s *Store) readEntries(ds *dirStream, g xl.GFID, max int) ([]xl.Dirent, syscall.Errno) {
 	var out []xl.Dirent
 	for len(out) < max {
-		name, doff, e := ds.next()
-		if e != 0 {
-			if len(out) > 0 {
-				break // report it on the next call
+		// Take the names first, then read their attributes together:
+		// on a cold cache those reads can then overlap on the disk.
+		start := len(out)
+		var e syscall.Errno
+		end := false
+		for len(out) < max {
+			var name string
+			var doff uint64
+			if name, doff, e = ds.next(); e != 0 || name == "" {
+				end = true
+				break
 			}
+			ds.pos = doff
+			if name == "." || name == ".." || g == xl.RootGFID && name == metaName {
+				continue
+			}
+			out = append(out, xl.Dirent{Name: name, Off: doff})
+		}
+		out = out[:start+s.fillEntries(ds.d, g, out[start:])]
+		if e != 0 && len(out) == 0 {
 			return nil, e
 		}
-		if name == "" {
-			break // end of directory
-		}
-		ds.pos = doff
-		if name == "." || name == ".." || g == xl.RootGFID && name == metaName {
-			continue
-		}
-		a, e := s.entry(ds.d, g, name)
-		switch e {
-		case 0:
-			out = append(out, xl.Dirent{Name: name, Off: doff, Attr: a, NoXattrs: s.entryNoXattrs(ds.d, name)})
-		case syscall.ENOENT: // removed meanwhile
-		default:
-			s.log.Warn("posix: readdir: skipping an entry", "dir", g, "name", name, "err", e)
+		if end {
+			break // an error is reported on the next call
 		}
 	}
 	return out, 0
+}
+
+// Entries at least this many in a batch get their attributes read by
+// readdirWorkers goroutines at once: with a cold cache each read is a
+// disk round trip, and a few in flight overlap; below it the handoffs
+// cost more than they save.
+const (
+	parallelEntries = 32
+	readdirWorkers  = 8
+	readdirChunk    = 8 // entries a worker claims at a time
+)
+
+// fillEntries sets the attributes of ents and packs those still there
+// to the front, in order; it returns how many.
+func (s *Store) fillEntries(p *dirRef, g xl.GFID, ents []xl.Dirent) int {
+	errs := make([]syscall.Errno, len(ents))
+	fill := func(i int) {
+		a, e := s.entry(p, g, ents[i].Name)
+		ents[i].Attr, errs[i] = a, e
+		if e == 0 {
+			ents[i].NoXattrs = s.entryNoXattrs(p, ents[i].Name)
+		}
+	}
+	if len(ents) < parallelEntries {
+		for i := range ents {
+			fill(i)
+		}
+	} else {
+		var next atomic.Int64
+		work := func() {
+			for {
+				i := int(next.Add(readdirChunk)) - readdirChunk
+				if i >= len(ents) {
+					return
+				}
+				for j := i; j < min(i+readdirChunk, len(ents)); j++ {
+					fill(j)
+				}
+			}
+		}
+		var wg sync.WaitGroup
+		for range min(readdirWorkers, len(ents)/readdirChunk) - 1 {
+			wg.Go(work)
+		}
+		work()
+		wg.Wait()
+	}
+	n := 0
+	for i := range ents {
+		switch errs[i] {
+		case 0:
+			ents[n] = ents[i]
+			n++
+		case syscall.ENOENT: // removed meanwhile
+		default:
+			s.log.Warn("posix: readdir: skipping an entry", "dir", g, "name", ents[i].Name, "err", errs[i])
+		}
+	}
+	clear(ents[n:])
+	return n
 }
 
 // next consumes the next raw entry; "" means the end.

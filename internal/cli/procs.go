@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,21 @@ type brickProcs struct {
 	// died is called (once per brick, from the brick's wait goroutine)
 	// when a brick exits while it should be running.
 	died func(index int, err error)
+	// gomaxprocs, if positive, is each brick's GOMAXPROCS (see cpuShare).
+	gomaxprocs int
+}
+
+// cpuShare is the GOMAXPROCS for each of n Go processes sharing this
+// machine, unless the user set GOMAXPROCS (then 0: inherit it). Each Go
+// runtime otherwise assumes the whole machine: with gluon up's bricks
+// and client on a few cores, their idle threads spin looking for work
+// and every hand-off between goroutines wakes another thread, which
+// costs more CPU than the requests themselves.
+func cpuShare(n int) int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return 0
+	}
+	return max(1, runtime.NumCPU()/n)
 }
 
 // start runs "gluon brick" for brick index of vol, its output copied to
@@ -57,6 +73,9 @@ func (p *brickProcs) start(index int, etcdURL, vol, logLevel, logFormat string, 
 		"--log-format="+logFormat,
 	)
 	cmd.Args[0] = "gluon"
+	if p.gomaxprocs > 0 {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(p.gomaxprocs))
+	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Out of the terminal's process group: ^C reaches only us, and we

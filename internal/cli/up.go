@@ -190,7 +190,10 @@ func (u *upRun) run(ctx context.Context) (err error) {
 	defer cancel()
 	octx, cancelDied := context.WithCancelCause(octx)
 	defer cancelDied(nil)
-	bricks := &brickProcs{log: log, died: func(i int, err error) {
+	// The bricks share the CPUs. This process, the client every request
+	// goes through, keeps them all: on 2 cores that measured best (random
+	// reads 1.7x faster with the bricks at 1; the client at 1 lost more).
+	bricks := &brickProcs{log: log, gomaxprocs: cpuShare(u.nbricks + 1), died: func(i int, err error) {
 		cancelDied(fmt.Errorf("brick %d exited: %s", i, exitStatus(err)))
 	}}
 	defer bricks.stop()

@@ -1074,10 +1074,11 @@ func (j *Journal) saveApplied(a uint64) {
 
 // MarkApplied records that the entry at index has been applied to the
 // store. The applied watermark is the highest index up to which every
-// entry is applied; it is saved lazily, by the writer when it next writes
-// records or by Close, without waking it: a wakeup per applied entry cost
-// a thread switch per replicated request. A watermark saved late only
-// means that a restart replays more, which replay tolerates.
+// entry is applied. It is saved at once, by the caller, when no writer is
+// busy: a pwrite, where waking the flusher for it cost a thread switch per
+// replicated request. A busy writer is woken to save it when done. The
+// saved value is what gluon recon reads of a running brick, and what a
+// restart replays from.
 func (j *Journal) MarkApplied(index uint64) {
 	j.mu.Lock()
 	if index <= j.applied || index > j.written {
@@ -1097,6 +1098,19 @@ func (j *Journal) MarkApplied(index uint64) {
 		j.appliedAbove[index] = struct{}{}
 	}
 	j.mu.Unlock()
+	if !j.wmu.TryLock() {
+		j.wake()
+		return
+	}
+	// Read under wmu, so that a concurrent caller's older value is never
+	// saved over a newer one.
+	j.mu.Lock()
+	applied := j.applied
+	j.mu.Unlock()
+	if !j.stopped {
+		j.saveApplied(applied)
+	}
+	j.wmu.Unlock()
 }
 
 // Applied returns the applied watermark.

@@ -142,14 +142,19 @@ type applier struct {
 	submitted uint64 // every index up to here was submitted
 	applied   uint64 // every index up to here is applied
 	above     map[uint64]struct{}
-	subWait   []waiter
-	applWait  []waiter
-	wg        sync.WaitGroup // workers
-	callers   sync.WaitGroup // callers handed their own entry
+	// gaps maps the index before a hole in the log to the hole's last
+	// index: a fast-forwarded log (full resync) skips the entries it was
+	// never sent, and the watermark steps over them.
+	gaps     map[uint64]uint64
+	subWait  []waiter
+	applWait []waiter
+	wg       sync.WaitGroup // workers
+	callers  sync.WaitGroup // callers handed their own entry
 }
 
 func newApplier(s *Server, from uint64) *applier {
-	a := &applier{s: s, queues: map[xl.GFID][]*aentry{}, above: map[uint64]struct{}{}, submitted: from, applied: from}
+	a := &applier{s: s, queues: map[xl.GFID][]*aentry{}, above: map[uint64]struct{}{}, gaps: map[uint64]uint64{},
+		submitted: from, applied: from}
 	a.cond = sync.NewCond(&a.mu)
 	for range applyWorkers {
 		a.wg.Add(1)
@@ -170,6 +175,10 @@ func (a *applier) submit(e *entry) {
 			}
 			a.queues[k] = append(a.queues[k], ae)
 		}
+	}
+	if e.Index > a.submitted+1 {
+		a.gaps[a.submitted] = e.Index - 1
+		a.advance()
 	}
 	a.submitted = e.Index
 	a.subWait = release(a.subWait, a.submitted)
@@ -243,18 +252,28 @@ func (a *applier) finish(e *aentry) {
 		}
 	}
 	close(e.done)
-	if e.Index == a.applied+1 {
-		a.applied++
-		for {
-			if _, ok := a.above[a.applied+1]; !ok {
-				break
-			}
-			delete(a.above, a.applied+1)
-			a.applied++
+	a.above[e.Index] = struct{}{}
+	a.advance()
+}
+
+// advance moves the watermark over the applied entries and holes that
+// follow it. Called with mu held.
+func (a *applier) advance() {
+	from := a.applied
+	for {
+		if end, ok := a.gaps[a.applied]; ok {
+			delete(a.gaps, a.applied)
+			a.applied = end
+			continue
 		}
+		if _, ok := a.above[a.applied+1]; !ok {
+			break
+		}
+		delete(a.above, a.applied+1)
+		a.applied++
+	}
+	if a.applied != from {
 		a.applWait = release(a.applWait, a.applied)
-	} else {
-		a.above[e.Index] = struct{}{}
 	}
 }
 

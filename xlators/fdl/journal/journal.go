@@ -550,10 +550,7 @@ func (j *Journal) writeInline() {
 		return
 	}
 	j.mu.Lock()
-	var batch []*pending
-	if j.fitsActive() {
-		batch = j.takeReady()
-	}
+	batch := j.take(j.fitsActive())
 	broken, applied := j.err, j.applied
 	j.mu.Unlock()
 	if batch == nil {
@@ -570,20 +567,21 @@ func (j *Journal) writeInline() {
 	}
 }
 
-// fitsActive reports whether the sealed prefix of the queue goes into
-// the active segment as it is. Called with wmu and mu held.
-func (j *Journal) fitsActive() bool {
+// fitsActive returns the length of the sealed prefix of the queue if it
+// goes into the active segment as it is, else 0. Called with wmu and mu
+// held.
+func (j *Journal) fitsActive() int {
 	seg := j.activeSeg
 	n, size := j.readyPrefix()
 	if seg == nil || n == 0 || seg.size+int64(size) > j.segSize {
-		return false
+		return 0
 	}
 	for _, p := range j.queue[:n] {
 		if p.term != seg.term || p.salt != seg.salt {
-			return false
+			return 0
 		}
 	}
-	return true
+	return n
 }
 
 // Notify makes the journal send on ch, without blocking, whenever
@@ -904,8 +902,14 @@ func (j *Journal) readyPrefix() (n, size int) {
 // takeReady removes and returns the longest sealed prefix of the queue.
 // Called with mu held.
 func (j *Journal) takeReady() []*pending {
-	q := j.queue
 	n, _ := j.readyPrefix()
+	return j.take(n)
+}
+
+// take removes and returns the first n records of the queue. Called with
+// mu held.
+func (j *Journal) take(n int) []*pending {
+	q := j.queue
 	if n == 0 {
 		return nil
 	}

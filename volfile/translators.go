@@ -93,7 +93,7 @@ func (env Env) jbrServer(children []xl.Xlator, opts map[string]string) (xl.Xlato
 		Peers: map[int]xl.Xlator{}, Consistency: opts["consistency"], Logger: env.Logger, Metrics: env.Metrics,
 	}
 	var leaseTTL time.Duration
-	for key, d := range map[string]*time.Duration{"request-timeout": &o.RequestTimeout, "lease-ttl": &leaseTTL, "lease-duration": &o.LeaseDuration} {
+	for key, d := range map[string]*time.Duration{"request-timeout": &o.RequestTimeout, "lease-ttl": &leaseTTL} {
 		if v, ok := opts[key]; ok {
 			var err error
 			if *d, err = duration(v); err != nil {
@@ -101,8 +101,15 @@ func (env Env) jbrServer(children []xl.Xlator, opts map[string]string) (xl.Xlato
 			}
 		}
 	}
-	if _, ok := opts["lease-duration"]; ok && o.LeaseDuration == 0 {
-		o.LeaseDuration = -1 // the option's 0 is "no leases", jbrserver's is "default"
+	if v, ok := opts["lease-duration"]; ok {
+		d, err := volume.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("option lease-duration: %q: want seconds or a duration, 0 for none", v)
+		}
+		o.LeaseDuration = d
+		if d == 0 {
+			o.LeaseDuration = -1 // the option's 0 is "no leases", jbrserver's is "default"
+		}
 	}
 	if d := opts["sync-directory"]; d != "" {
 		o.Sync = fdl.SyncDir(d)

@@ -37,7 +37,7 @@ var (
 
 // Read fills the kernel's reply buffer directly.
 func (f *file) Read(ctx context.Context, dest []byte, off int64) (gofuse.ReadResult, syscall.Errno) {
-	f.node.cached.Store(true)
+	f.node.markCached()
 	ctx, done := f.vol.call(ctx)
 	defer done()
 	n, e := f.vol.top.Read(ctx, f.fd, dest, off)
@@ -59,7 +59,7 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 	ctx, done := f.vol.mutation(ctx)
 	defer done()
 	f.wrote.Store(true)
-	f.node.cached.Store(true)
+	f.node.markCached()
 	n, e := f.vol.top.Write(ctx, f.fd, data, off)
 	if e != 0 {
 		return 0, errno(ctx, e)
@@ -355,9 +355,8 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
 	// The read ahead must not outlive the handle it reads through.
 	if r := d.ahead; r != nil {
-		r.cancel()
+		d.dropAhead()
 		<-r.done
-		d.ahead = nil
 	}
 	ctx, done := d.node.vol.mutation(ctx)
 	defer done()

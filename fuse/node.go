@@ -88,6 +88,15 @@ func (v *volume) refused(name string) bool {
 		(name == selinuxXattr && !v.selinux)
 }
 
+// markCached notes that file data went through the page cache. It is
+// called on every read and write; a load first keeps them from writing
+// the shared flag each time.
+func (n *node) markCached() {
+	if !n.cached.Load() {
+		n.cached.Store(true)
+	}
+}
+
 // OnForget drops what the mount knows of the object's extended
 // attributes once the kernel has forgotten it.
 func (n *node) OnForget() { n.vol.xattrs.forget(n.gfid) }

@@ -178,7 +178,7 @@ func (a *applier) submit(e *entry) {
 	}
 	if e.Index > a.submitted+1 {
 		a.gaps[a.submitted] = e.Index - 1
-		a.advance()
+		a.advance(a.applied)
 	}
 	a.submitted = e.Index
 	a.subWait = release(a.subWait, a.submitted)
@@ -252,14 +252,19 @@ func (a *applier) finish(e *aentry) {
 		}
 	}
 	close(e.done)
-	a.above[e.Index] = struct{}{}
-	a.advance()
+	from := a.applied
+	if e.Index == a.applied+1 {
+		a.applied++ // in order, the common case: no map work
+	} else {
+		a.above[e.Index] = struct{}{}
+	}
+	a.advance(from)
 }
 
 // advance moves the watermark over the applied entries and holes that
-// follow it. Called with mu held.
-func (a *applier) advance() {
-	from := a.applied
+// follow it, and releases the waits it passes since from. Called with mu
+// held.
+func (a *applier) advance(from uint64) {
 	for {
 		if end, ok := a.gaps[a.applied]; ok {
 			delete(a.gaps, a.applied)

@@ -88,13 +88,8 @@ var KnownOptions = []OptionInfo{
 		Help:  "how old a distributed volume's leftover of an interrupted rename, link or mkdir across sets must be before the scrub removes it; keep it above jbr.retry-timeout, which bounds how long such an op may still be in flight (1s to 24h)",
 		check: checkDuration(time.Second, 24*time.Hour)},
 	{Key: OptDHT2ScrubInterval, Default: "1h",
-		Help: "how often one mounted client of a distributed volume scans the namespace for the leftovers of interrupted two-step entry ops and removes them; one client at a time, claimed in etcd; 0 for never, else 1s to 30 days",
-		check: func(v *Volume, val string) error {
-			if d, err := ParseDuration(val); err == nil && d == 0 {
-				return nil
-			}
-			return checkDuration(time.Second, 30*24*time.Hour)(v, val)
-		}},
+		Help:  "how often one mounted client of a distributed volume scans the namespace for the leftovers of interrupted two-step entry ops and removes them; one client at a time, claimed in etcd; 0 for never, else 1s to 30 days",
+		check: checkDurationOrZero(time.Second, 30*24*time.Hour)},
 	{Key: OptConsistency, Default: "linearizable",
 		Help:  "what reads see: linearizable (every acknowledged write), lease (the leader's state while its lease holds) or follower (any replica's state)",
 		check: checkConsistency},
@@ -108,14 +103,8 @@ var KnownOptions = []OptionInfo{
 			return nil
 		}},
 	{Key: OptLeaseDuration, Default: "500ms",
-		Help: "how long a follower promises, after each message from its leader, to help no newer leader; the leader serves linearizable reads without a round for 90% of it, assuming no brick's clock runs 10% slower than another's; a new leader may wait this long after a clean handover; 0 for a round on every read, else 100ms to 1m, below jbr.lease-ttl",
-		check: func(v *Volume, val string) error {
-			d, err := ParseDuration(val)
-			if err == nil && d == 0 {
-				return nil
-			}
-			return checkDuration(100*time.Millisecond, time.Minute)(v, val)
-		}},
+		Help:  "how long a follower promises, after each message from its leader, to help no newer leader; the leader serves linearizable reads without a round for 90% of it, assuming no brick's clock runs 10% slower than another's; a new leader may wait this long after a clean handover; 0 for a round on every read, else 100ms to 1m, below jbr.lease-ttl",
+		check: checkDurationOrZero(100*time.Millisecond, time.Minute)},
 	{Key: OptLeaseTTL, Default: "3s",
 		Help:  "the leader's etcd lease; a dead leader is replaced after about this long (whole seconds, 1s to 1m)",
 		check: checkLeaseTTL},
@@ -269,6 +258,17 @@ func checkQuorum(v *Volume, val string) error {
 		return fmt.Errorf("volume %s has %d replicas: want a majority, %d to %d", v.Name, v.Replica, lo, v.Replica)
 	}
 	return nil
+}
+
+// checkDurationOrZero is checkDuration that also takes 0 ("never", "none").
+func checkDurationOrZero(lo, hi time.Duration) func(*Volume, string) error {
+	inRange := checkDuration(lo, hi)
+	return func(v *Volume, val string) error {
+		if d, err := ParseDuration(val); err == nil && d == 0 {
+			return nil
+		}
+		return inRange(v, val)
+	}
 }
 
 func checkDuration(lo, hi time.Duration) func(*Volume, string) error {

@@ -123,6 +123,11 @@ func (r *Registration) claim(ctx context.Context) (clientv3.LeaseID, error) {
 			return g.ID, nil
 		}
 		_ = r.revoke(ctx, g.ID) // best effort: an unused lease expires anyway
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// etcd stalled past the TTL between the grant and the put: the
+			// lease is gone, not the brick; grant another.
+			continue
+		}
 		if err != nil {
 			return 0, fmt.Errorf("volume %s: brick %s: register: %w", r.vol, b, err)
 		}

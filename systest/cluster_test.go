@@ -367,13 +367,36 @@ func (c *cluster) leader(not int, after uint64) (int, uint64) {
 	return leader, term
 }
 
-// addr returns the address brick i is registered at.
+// leaderNow returns the brick that leads now and its term, as etcd says;
+// ok is false while none does.
+func (c *cluster) leaderNow() (leader int, term uint64, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, tm, ok, err := election.Leader(ctx, c.cli, election.Key(volName, 0))
+	return l, tm, ok && err == nil
+}
+
+// still reports whether leader still leads in term. A test whose steps
+// assume one leader checks it after them: on a loaded machine an etcd
+// stall can expire every brick's 1 s lease at once, and the set elects
+// again although nothing failed.
+func (c *cluster) still(leader int, term uint64) bool {
+	l, tm, ok := c.leaderNow()
+	return ok && l == leader && tm == term
+}
+
+// addr returns the address brick i is registered at, waiting while its
+// registration is being renewed (an etcd stall can expire it).
 func (c *cluster) addr(i int) string {
 	c.t.Helper()
-	a, err := c.registration(i)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	var a string
+	c.poll(fmt.Sprintf("brick %d's registration", i), func() (bool, string) {
+		var err error
+		if a, err = c.registration(i); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	return a
 }
 
@@ -388,6 +411,20 @@ func (c *cluster) registration(i int) (string, error) {
 		return "", fmt.Errorf("brick %d is not registered", i)
 	}
 	return st[i].Addr, nil
+}
+
+// jbrStatusWait asks brick i for its replication state until it answers.
+func (c *cluster) jbrStatusWait(i int) *jbrserver.Status {
+	c.t.Helper()
+	var s *jbrserver.Status
+	c.poll(fmt.Sprintf("brick %d's jbr.status", i), func() (bool, string) {
+		var err error
+		if s, err = c.jbrStatus(i); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	return s
 }
 
 // jbrStatus asks brick i for its replication state.

@@ -264,12 +264,9 @@ func TestRetryTimeout(t *testing.T) {
 	v := c.open()
 	w := newCaller(v.Top)
 	fd := w.create(t, "data", syscall.O_RDWR)
-	leader, _ := c.leader(-1, 0)
-	for _, i := range followers(leader) {
-		c.signal(i, syscall.SIGSTOP)
-	}
-
-	const bound = request + retry + request + time.Second // the last a margin for a loaded machine
+	// The margin is for a loaded machine (a stalled test process counts
+	// the stall in); the bound stays well below the ping timeout.
+	const bound = request + retry + request + 4*time.Second
 	ops := map[string]func() syscall.Errno{
 		"write": func() syscall.Errno {
 			// Acknowledged by write-behind; the fsync reports its failure.
@@ -284,25 +281,55 @@ func TestRetryTimeout(t *testing.T) {
 			return e
 		},
 	}
-	var wg sync.WaitGroup
-	for op, f := range ops {
-		wg.Go(func() {
-			start := time.Now()
-			e := f()
-			took := time.Since(start)
-			switch {
-			case e != syscall.ENOTCONN:
-				t.Errorf("%s without quorum: %v after %v, want ENOTCONN", op, e, took)
-			case took > bound:
-				t.Errorf("%s without quorum: ENOTCONN after %v; want it within %v (request timeout %v, retry timeout %v)", op, took.Round(time.Millisecond), bound, request, retry)
-			default:
-				t.Logf("%s without quorum: ENOTCONN after %v", op, took.Round(time.Millisecond))
-			}
-		})
+	type result struct {
+		op   string
+		e    syscall.Errno
+		took time.Duration
 	}
-	wg.Wait()
-	for _, i := range followers(leader) {
-		c.signal(i, syscall.SIGCONT)
+	// The requests must meet the leader the followers were stopped
+	// under: if an election moved the lead meanwhile (an etcd stall on a
+	// loaded machine), they run again.
+	var results []result
+	for attempt := 1; ; attempt++ {
+		leader, term := c.leader(-1, 0)
+		for _, i := range followers(leader) {
+			c.signal(i, syscall.SIGSTOP)
+		}
+		var mu sync.Mutex
+		results = results[:0]
+		var wg sync.WaitGroup
+		for op, f := range ops {
+			wg.Go(func() {
+				start := time.Now()
+				e := f()
+				mu.Lock()
+				results = append(results, result{op, e, time.Since(start)})
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		stable := c.still(leader, term)
+		for _, i := range followers(leader) {
+			c.signal(i, syscall.SIGCONT)
+		}
+		if stable {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("leadership never held still while the followers were stopped: %+v", results)
+		}
+		t.Logf("brick %d lost the lead (term %d) while its followers were stopped: %+v; again", leader, term, results)
+		c.converge()
+	}
+	for _, r := range results {
+		switch {
+		case r.e != syscall.ENOTCONN:
+			t.Errorf("%s without quorum: %v after %v, want ENOTCONN", r.op, r.e, r.took)
+		case r.took > bound:
+			t.Errorf("%s without quorum: ENOTCONN after %v; want it within %v (request timeout %v, retry timeout %v)", r.op, r.took.Round(time.Millisecond), bound, request, retry)
+		default:
+			t.Logf("%s without quorum: ENOTCONN after %v", r.op, r.took.Round(time.Millisecond))
+		}
 	}
 	c.converge()
 }

@@ -65,8 +65,8 @@ func (c *cluster) verify() (int, []recon.SetReport) {
 // identical to its leader and the term is recorded as reconciled; then
 // that gluon recon status says so. A check that fails while leadership
 // moved under it (on a loaded machine an etcd stall can expire every
-// brick's 1 s lease at once) converges again and repeats; one that fails
-// within a single term fails the test.
+// brick's 1 s lease at once), or while no brick led, converges again and
+// repeats; one that fails within a single term fails the test.
 func (c *cluster) verifyIdentical() {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -76,10 +76,11 @@ func (c *cluster) verifyIdentical() {
 			return
 		}
 		after := c.term()
-		if before == after || attempt == 3 {
+		// Term 0: no brick led when asked; an election was under way.
+		if before != 0 && before == after || attempt == 5 {
 			c.t.Fatalf("%s (term %d, then %d)", why, before, after)
 		}
-		c.t.Logf("leadership moved during the check (term %d, then %d); converging again: %s", before, after, why)
+		c.t.Logf("leadership moved, or no brick led, during the check (term %d, then %d); converging again: %s", before, after, why)
 		c.converge()
 	}
 }
@@ -230,29 +231,51 @@ func TestReconLeaderTailRolledBack(t *testing.T) {
 	w := newCaller(v.Top)
 	writeFiles(t, w, 0, 10)
 
-	// unacked makes name on the leader while its followers are paused, so
-	// that it is journaled there alone, then kills every brick.
-	unacked := func(name string) (leader int) {
+	// unacked makes a file on the leader while its followers are paused,
+	// so that it is journaled there alone, then kills every brick. It
+	// returns the leader and the file's name. The leader must still lead
+	// in the term it was found in once the create is journaled, or the
+	// entry may be elsewhere or nowhere (an etcd stall on a loaded
+	// machine can make the set elect again between the steps); then the
+	// followers go on and it tries again, under another name, since the
+	// abandoned create may yet commit.
+	unacked := func(prefix string) (leader int, name string) {
 		t.Helper()
-		leader, _ = c.leader(-1, 0)
-		c.converge()
-		followers := []int{(leader + 1) % replicas, (leader + 2) % replicas}
-		for _, f := range followers {
-			c.signal(f, syscall.SIGSTOP)
+		for attempt := 1; attempt <= 5; attempt++ {
+			name = fmt.Sprintf("%s-%d", prefix, attempt)
+			c.converge()
+			var term uint64
+			leader, term = c.leader(-1, 0)
+			followers := []int{(leader + 1) % replicas, (leader + 2) % replicas}
+			for _, f := range followers {
+				c.signal(f, syscall.SIGSTOP)
+			}
+			before, err := c.jbrStatus(leader)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, _, e := v.Top.Create(w.ctx(ctx), xl.RootGFID, name, xl.NewGFID(), syscall.O_WRONLY, 0o644)
+				cancel()
+				if e == 0 {
+					t.Fatalf("create %s acknowledged with both followers paused", name)
+				}
+				after, err := c.jbrStatus(leader)
+				if err == nil && after.LastIndex > before.LastIndex && c.still(leader, term) {
+					// The entries sent meanwhile wait in the paused
+					// followers' sockets: they die with them.
+					c.kill(leader, followers[0], followers[1])
+					return leader, name
+				}
+			}
+			t.Logf("create %s: not journaled on brick %d in term %d alone; again", name, leader, term)
+			for _, f := range followers {
+				c.signal(f, syscall.SIGCONT)
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, _, e := v.Top.Create(w.ctx(ctx), xl.RootGFID, name, xl.NewGFID(), syscall.O_WRONLY, 0o644)
-		cancel()
-		if e == 0 {
-			t.Fatalf("create %s acknowledged with both followers paused", name)
-		}
-		// The entries sent meanwhile wait in the paused followers' sockets:
-		// they die with them.
-		c.kill(leader, followers[0], followers[1])
-		return leader
+		t.Fatalf("no create journaled on the leader alone in 5 attempts")
+		return -1, ""
 	}
 
-	old := unacked("never-acked")
+	old, never := unacked("never-acked")
 	for i := range replicas {
 		if i != old {
 			c.start(i)
@@ -265,7 +288,7 @@ func TestReconLeaderTailRolledBack(t *testing.T) {
 	c.converge()
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 20)
-	if _, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, "never-acked"); e != syscall.ENOENT {
+	if _, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, never); e != syscall.ENOENT {
 		t.Errorf("the dead leader's unacknowledged create: lookup %v, want ENOENT (rolled back)", e)
 	}
 	code, out, errs := c.reconRun("dump", c.dirs[old], "--json")
@@ -285,16 +308,16 @@ func TestReconLeaderTailRolledBack(t *testing.T) {
 	// may be pruned with them.
 	rolledBack := dump.Info.FirstIndex > 1
 	for _, e := range dump.Entries {
-		if e.Op == "Create" && e.Name == "never-acked" {
+		if e.Op == "Create" && e.Name == never {
 			rolledBack = e.State == recon.StateReplaced
 		}
 	}
 	if !rolledBack {
-		t.Errorf("the old leader's journal does not show its create of never-acked replaced:\n%s", out)
+		t.Errorf("the old leader's journal does not show its create of %s replaced:\n%s", never, out)
 	}
 
 	// All down, divergent, all restarted at once.
-	unacked("maybe")
+	_, maybe := unacked("maybe")
 	for i := range replicas {
 		c.start(i)
 	}
@@ -303,7 +326,7 @@ func TestReconLeaderTailRolledBack(t *testing.T) {
 	c.converge()
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 25)
-	_, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, "maybe")
+	_, e := v.Top.Lookup(w.ctx(context.Background()), xl.RootGFID, maybe)
 	t.Logf("never-acknowledged create after a divergent cold start: lookup %v (either outcome is allowed; the replicas agree)", e)
 }
 
@@ -369,51 +392,107 @@ func wipeStore(t *testing.T, dir string) {
 // from the leader, copying only what differs, and logs each; verify then
 // exits 0.
 func TestReconRepairsCorruption(t *testing.T) {
-	c, w, leader, _ := newWritten(t, map[string]string{volume.OptLeaseTTL: "1s"}, 10)
-	f := (leader + 2) % replicas
-	fh, err := os.OpenFile(filepath.Join(c.dirs[f], fileName(4)), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
+	c, w, _, _ := newWritten(t, map[string]string{volume.OptLeaseTTL: "1s"}, 10)
+	// Who is damaged decides what verify and scrub must find, so each
+	// round checks that the leader it damaged around led throughout; if
+	// an election moved it (a loaded machine's etcd stall), the damage is
+	// undone and the round runs again under the new leader.
+	round := func(what string, f func(leader int, term uint64) bool) int {
+		t.Helper()
+		for range 5 {
+			leader, term := c.leader(-1, 0)
+			if f(leader, term) {
+				return leader
+			}
+			t.Logf("%s: leadership moved from brick %d (term %d) during the round; again", what, leader, term)
+			c.converge()
+		}
+		t.Fatalf("%s: leadership never held still for a round", what)
+		return -1
 	}
-	if _, err := fh.WriteAt([]byte("#"), 100); err != nil {
-		t.Fatal(err)
+	// damage changes brick i's copy of file n at off; the undo puts the
+	// byte back.
+	damage := func(i, n int, off int64) (undo func()) {
+		t.Helper()
+		p := filepath.Join(c.dirs[i], fileName(n))
+		put := func(b byte) {
+			t.Helper()
+			fh, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			if _, err := fh.WriteAt([]byte{b}, off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put('#')
+		return func() { put(fileData(n)[off]) }
 	}
-	fh.Close()
-	if err := os.Chmod(filepath.Join(c.dirs[f], fileName(5)), 0o777); err != nil {
-		t.Fatal(err)
-	}
-	code, sets := c.verify()
-	if code != 1 || len(sets) != 1 {
-		t.Fatalf("verify: exit %d, want 1: %+v", code, sets)
-	}
-	var found []string
-	for _, b := range sets[0].Bricks {
-		for _, d := range b.Diffs {
-			found = append(found, fmt.Sprintf("brick %d: %s %s", b.Index, d.Kind, d.Path))
+	chmod := func(i, n int, mode os.FileMode) (undo func()) {
+		t.Helper()
+		p := filepath.Join(c.dirs[i], fileName(n))
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.Chmod(p, fi.Mode().Perm()); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	want := []string{
-		fmt.Sprintf("brick %d: data /%s", f, fileName(4)),
-		fmt.Sprintf("brick %d: meta /%s", f, fileName(5)),
-	}
-	if strings.Join(found, "; ") != strings.Join(want, "; ") {
-		t.Errorf("verify found %q, want %q", found, want)
-	}
-	code, out, errs := c.reconRun("scrub", volName, "--once", "--json")
-	if code != 0 {
-		t.Fatalf("gluon recon scrub --once: exit %d: %s\n%s", code, errs, out)
-	}
-	var st recon.ScrubStats
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
-	m := st.Repaired
-	if st.Found != 2 || st.Left != 0 || m.Data != 1 || m.Meta != 1 || m.Bytes != int64(len(fileData(4))) || m.Created != 0 || m.Removed != 0 {
-		t.Errorf("scrub: %+v, want 2 found, one file's data (%d bytes) and one mode repaired", st, len(fileData(4)))
-	}
-	if !strings.Contains(errs, "recon: repaired data") || !strings.Contains(errs, "recon: replica differs from its leader") {
-		t.Errorf("scrub did not log its findings:\n%s", errs)
-	}
+
+	round("a follower's copies damaged", func(leader int, term uint64) bool {
+		f := (leader + 2) % replicas
+		undoData, undoMode := damage(f, 4, 100), chmod(f, 5, 0o777)
+		code, sets := c.verify()
+		if !c.still(leader, term) || len(sets) == 1 && (sets[0].Leader != leader || sets[0].Term != term) {
+			undoData()
+			undoMode()
+			return false
+		}
+		if code != 1 || len(sets) != 1 {
+			t.Fatalf("verify: exit %d, want 1: %+v", code, sets)
+		}
+		var found []string
+		for _, b := range sets[0].Bricks {
+			for _, d := range b.Diffs {
+				found = append(found, fmt.Sprintf("brick %d: %s %s", b.Index, d.Kind, d.Path))
+			}
+		}
+		want := []string{
+			fmt.Sprintf("brick %d: data /%s", f, fileName(4)),
+			fmt.Sprintf("brick %d: meta /%s", f, fileName(5)),
+		}
+		if strings.Join(found, "; ") != strings.Join(want, "; ") {
+			t.Errorf("verify found %q, want %q", found, want)
+		}
+		code, out, errs := c.reconRun("scrub", volName, "--once", "--json")
+		if !c.still(leader, term) {
+			undoData()
+			undoMode()
+			return false
+		}
+		if code != 0 {
+			t.Fatalf("gluon recon scrub --once: exit %d: %s\n%s", code, errs, out)
+		}
+		var st recon.ScrubStats
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
+		}
+		m := st.Repaired
+		if st.Found != 2 || st.Left != 0 || m.Data != 1 || m.Meta != 1 || m.Bytes != int64(len(fileData(4))) || m.Created != 0 || m.Removed != 0 {
+			t.Errorf("scrub: %+v, want 2 found, one file's data (%d bytes) and one mode repaired", st, len(fileData(4)))
+		}
+		if !strings.Contains(errs, "recon: repaired data") || !strings.Contains(errs, "recon: replica differs from its leader") {
+			t.Errorf("scrub did not log its findings:\n%s", errs)
+		}
+		return true
+	})
 	c.verifyIdentical()
 	checkFiles(t, w, 0, 10)
 
@@ -422,23 +501,22 @@ func TestReconRepairsCorruption(t *testing.T) {
 	// exits 1. The operator's remedy: make another brick lead (here, kill
 	// the leader); the old leader returns as a follower and the scrub
 	// repairs it from the new one.
-	damage := filepath.Join(c.dirs[leader], fileName(6))
-	fh, err = os.OpenFile(damage, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fh.WriteAt([]byte("#"), 7); err != nil {
-		t.Fatal(err)
-	}
-	fh.Close()
-	code, out, errs = c.reconRun("scrub", volName, "--once", "--json")
-	st = recon.ScrubStats{}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || st.Left != 2 || !st.Repaired.Zero() {
-		t.Errorf("scrub with the leader's copy damaged: exit %d, %+v, %v; want exit 1, 2 differences left, nothing repaired", code, st, err)
-	}
-	if !strings.Contains(errs, "the leader's copy differs from a majority") {
-		t.Errorf("scrub did not report the leader's damaged copy:\n%s", errs)
-	}
+	leader := round("the leader's copy damaged", func(leader int, term uint64) bool {
+		undo := damage(leader, 6, 7)
+		code, out, errs := c.reconRun("scrub", volName, "--once", "--json")
+		if !c.still(leader, term) {
+			undo()
+			return false
+		}
+		st := recon.ScrubStats{}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || st.Left != 2 || !st.Repaired.Zero() {
+			t.Errorf("scrub with the leader's copy damaged: exit %d, %+v, %v; want exit 1, 2 differences left, nothing repaired", code, st, err)
+		}
+		if !strings.Contains(errs, "the leader's copy differs from a majority") {
+			t.Errorf("scrub did not report the leader's damaged copy:\n%s", errs)
+		}
+		return true
+	})
 	for i, d := range c.dirs {
 		if b, err := os.ReadFile(filepath.Join(d, fileName(6))); i != leader && (err != nil || !bytes.Equal(b, fileData(6))) {
 			t.Errorf("brick %d: the leader's damage spread to %s", i, fileName(6))

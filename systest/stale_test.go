@@ -166,7 +166,6 @@ func TestStaleLeader(t *testing.T) {
 	})
 	graphs := []*client.Volume{c.open(), c.open()}
 	fd := newCaller(graphs[0].Top).create(t, "registers", syscall.O_RDWR)
-	old, term := c.leader(-1, 0)
 
 	h := &history{start: time.Now()}
 	var values atomic.Uint64       // every write stores a new value
@@ -224,23 +223,45 @@ func TestStaleLeader(t *testing.T) {
 	progress("operations before the leader stops", 100)
 
 	// A protocol client straight to the leader, connected now and patient
-	// enough (ping timeout) to wait out the stop.
-	addr := c.addr(old)
-	direct, err := protoclient.New(protoclient.Options{
-		Addr: addr, Volume: c.dirs[old], PingInterval: time.Second, PingTimeout: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(c.clog, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
+	// enough (ping timeout) to wait out the stop. The brick stopped must
+	// be the one leading then: if an election moved the lead meanwhile (an
+	// etcd stall on a loaded machine), it is woken and the new leader
+	// taken instead.
+	var (
+		old     int
+		term    uint64
+		direct  *protoclient.Client
+		probe   *caller
+		stopped time.Time
+	)
+	for attempt := 1; ; attempt++ {
+		old, term = c.leader(-1, 0)
+		addr := c.addr(old)
+		var err error
+		direct, err = protoclient.New(protoclient.Options{
+			Addr: addr, Volume: c.dirs[old], PingInterval: time.Second, PingTimeout: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(c.clog, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe = newCaller(direct)
+		_, e := direct.Getattr(probe.ctx(context.Background()), xl.RootGFID)
+		if e == 0 {
+			stopped = time.Now()
+			c.signal(old, syscall.SIGSTOP)
+			if c.still(old, term) {
+				break
+			}
+			c.signal(old, syscall.SIGCONT)
+		}
+		direct.Close()
+		if attempt == 5 {
+			t.Fatalf("direct client to brick %d at %s: %v; or it lost the lead before it was stopped", old, addr, e)
+		}
+		t.Logf("brick %d: getattr %v, or it lost the lead (term %d) before it was stopped; again", old, e, term)
 	}
 	defer direct.Close()
-	probe := newCaller(direct)
-	if _, e := direct.Getattr(probe.ctx(context.Background()), xl.RootGFID); e != 0 {
-		t.Fatalf("direct client to brick %d at %s: %v", old, addr, e)
-	}
-
-	stopped := time.Now()
-	c.signal(old, syscall.SIGSTOP)
 	leader, _ := c.leader(old, term)
 	t.Logf("stopped leader brick %d; brick %d leads after %v", old, leader, time.Since(stopped).Round(time.Millisecond))
 

@@ -33,10 +33,11 @@ type Embedded struct {
 // free 127.0.0.1 port, reported by Endpoints. etcd's own log goes to
 // dir/etcd.log at warn level.
 func StartServer(dir string) (*Embedded, error) {
-	return start(dir, "warn", []string{filepath.Join(dir, "etcd.log")})
+	return start(dir, "warn", []string{filepath.Join(dir, "etcd.log")}, false)
 }
 
-func start(dir, level string, logOutputs []string) (*Embedded, error) {
+// start starts a member; noFsync is for throwaway members only.
+func start(dir, level string, logOutputs []string, noFsync bool) (*Embedded, error) {
 	if dir == "" {
 		return nil, errors.New("etcd: empty data directory")
 	}
@@ -45,6 +46,7 @@ func start(dir, level string, logOutputs []string) (*Embedded, error) {
 	cfg.Dir = dir
 	cfg.LogLevel = level
 	cfg.LogOutputs = logOutputs
+	cfg.UnsafeNoFsync = noFsync
 	// Port 0: the kernel picks free ports. A single member never dials its
 	// own peer URL, so advertising port 0 there is harmless.
 	loop := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
@@ -90,10 +92,14 @@ func (s *Embedded) Close() {
 }
 
 // Start runs a fresh member in t.TempDir and returns a client connected to
-// it. Cleanup closes the client, then the server.
+// it. Cleanup closes the client, then the server. The member does not
+// fsync: its data dies with the test anyway, and on a loaded machine a
+// slow fsync holds up etcd's applies, and with them lease renewals, long
+// enough to expire short leases (a brick's election lease of 1 s) that
+// the test never meant to lose.
 func Start(t testing.TB) *clientv3.Client {
 	t.Helper()
-	s, err := start(t.TempDir(), "fatal", []string{"stderr"})
+	s, err := start(t.TempDir(), "fatal", []string{"stderr"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,11 @@ type volume struct {
 	xattrs   *xattrCache
 	prefetch *prefetcher
 	listings listings
-	selinux  bool // Options.SELinux
+	early    earlyListings
+	// changes moves at the start and the end of every op of this mount
+	// that changes what a listing shows.
+	changes atomic.Uint64
+	selinux bool // Options.SELinux
 }
 
 // call returns the context for an op, with the caller's xl.Call attached,
@@ -86,11 +90,19 @@ const (
 	interruptGrace = time.Second
 )
 
-// mutation is call for an op that changes state or takes a resource on
-// the bricks. Such an op is never abandoned on FUSE_INTERRUPT: a create
-// that already happened but answered EINTR makes its retry fail with
-// EEXIST.
+// mutation is call for an op that changes state on the bricks. Such an
+// op is never abandoned on FUSE_INTERRUPT: a create that already happened
+// but answered EINTR makes its retry fail with EEXIST. It moves
+// v.changes as it starts and as it ends, so that a listing read ahead
+// while it ran is not served (see earlyListings).
 func (v *volume) mutation(ctx context.Context) (context.Context, func()) {
+	v.changes.Add(1)
+	return v.attach(context.WithoutCancel(ctx), ctx), func() { v.changes.Add(1) }
+}
+
+// holding is mutation for an op that takes or gives back a resource on
+// the bricks (open, release) but changes nothing a listing shows.
+func (v *volume) holding(ctx context.Context) (context.Context, func()) {
 	return v.attach(context.WithoutCancel(ctx), ctx), func() {}
 }
 

@@ -98,13 +98,13 @@ func (f *file) Flush(ctx context.Context) syscall.Errno {
 	if !f.wrote.Load() {
 		return 0
 	}
-	ctx, done := f.vol.mutation(ctx)
+	ctx, done := f.vol.mutation(ctx) // it may push writes held behind
 	defer done()
 	return errno(ctx, f.vol.top.Flush(ctx, f.fd))
 }
 
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	ctx, done := f.vol.mutation(ctx)
+	ctx, done := f.vol.holding(ctx)
 	defer done()
 	return errno(ctx, f.vol.top.Fsync(ctx, f.fd, flags&fsyncDatasync != 0))
 }
@@ -112,7 +112,11 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Release runs once the kernel has dropped its last reference. The kernel
 // ignores the result, so a failure, which leaks an fd below, is logged.
 func (f *file) Release(ctx context.Context) syscall.Errno {
-	ctx, done := f.vol.mutation(ctx)
+	hold := f.vol.holding
+	if f.wrote.Load() {
+		hold = f.vol.mutation // it may push writes held behind
+	}
+	ctx, done := hold(ctx)
 	defer done()
 	if e := f.vol.top.Release(ctx, f.fd); e != 0 {
 		f.vol.log.Warn("release failed", "gfid", f.fd.GFID, "err", e)
@@ -130,7 +134,7 @@ func (f *file) Release(ctx context.Context) syscall.Errno {
 // READDIR), so dir needs no lock of its own.
 type dir struct {
 	node  *node
-	fd    xl.Fd
+	open  *dirOpen
 	batch []xl.Dirent
 	next  int    // index in batch of the entry Readdirent returns next
 	off   uint64 // cookie to continue after batch
@@ -139,6 +143,35 @@ type dir struct {
 	last  *xl.Dirent // the entry Readdirent returned last
 	list  *listing   // the listing in progress, for xattr readahead
 	ahead *readahead // the batch after this one, being read; nil if none
+}
+
+// dirOpen is the Opendir below of a handle. The kernel does not wait for
+// it: until it answers, the handle reads through an anonymous fd (H
+// zero), which the bricks serve by GFID with the same cookies, so a
+// directory's first batch costs one round trip, not two. It still opens
+// the directory on the bricks, which keep a directory removed while open
+// reachable until its Releasedir.
+type dirOpen struct {
+	done  chan struct{}
+	fd    xl.Fd
+	errno syscall.Errno
+}
+
+// readFd returns the fd to read through: the one opened if Opendir has
+// answered, an anonymous one until then.
+func (d *dir) readFd() (xl.Fd, syscall.Errno) {
+	select {
+	case <-d.open.done:
+		return d.open.fd, d.open.errno
+	default:
+		return xl.Fd{GFID: d.node.gfid}, 0
+	}
+}
+
+// opened waits for the Opendir below.
+func (d *dir) opened() (xl.Fd, syscall.Errno) {
+	<-d.open.done
+	return d.open.fd, d.open.errno
 }
 
 // readahead is a batch being read in the background. Its fields other
@@ -151,6 +184,9 @@ type readahead struct {
 	cancel context.CancelFunc
 	batch  []xl.Dirent
 	errno  syscall.Errno
+	// next is the batch after this one, read by the same reader when
+	// this one came short, or nil (see readAhead).
+	next *readahead
 }
 
 // The translators list no "." or ".."; dir returns them first, as
@@ -211,7 +247,7 @@ func (d *dir) Readdirent(ctx context.Context) (*gofuse.DirEntry, syscall.Errno) 
 			return nil, e
 		}
 	}
-	d.list.add(de.Attr.GFID)
+	d.list.add(&de.Attr)
 	d.last = de
 	return &gofuse.DirEntry{Name: de.Name, Mode: de.Attr.Mode, Ino: de.Attr.GFID.Ino(), Off: de.Off}, 0
 }
@@ -228,8 +264,12 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 	var (
 		batch []xl.Dirent
 		gen   uint64
-		e     syscall.Errno
 	)
+	fd, e := d.readFd()
+	if e != 0 {
+		return errno(cctx, e)
+	}
+	var next *readahead // the one after the batch taken, if read already
 	if r := d.ahead; r != nil && r.off == d.off {
 		select {
 		case <-r.done:
@@ -238,11 +278,12 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 			return errno(cctx, syscall.ECANCELED)
 		}
 		d.ahead = nil
+		next = r.next
 		batch, gen, e = r.batch, r.gen, r.errno
 	} else {
 		d.dropAhead()
 		gen = v.xattrs.generation()
-		batch, e = v.top.Readdir(cctx, d.fd, d.off, readdirBatch)
+		batch, e = v.top.Readdir(cctx, fd, d.off, readdirBatch)
 	}
 	if e != 0 {
 		return errno(cctx, e)
@@ -254,35 +295,49 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 	for i := range batch {
 		// Zero is "the start": continuing from it would list forever.
 		if batch[i].Off == 0 {
-			v.log.Error("readdir returned a zero cookie", "dir", d.fd.GFID, "name", batch[i].Name)
+			v.log.Error("readdir returned a zero cookie", "dir", d.node.gfid, "name", batch[i].Name)
 			return syscall.EIO
 		}
 	}
 	v.xattrs.listed(gen, batch)
 	d.batch, d.next, d.off = batch, 0, batch[len(batch)-1].Off
-	d.readAhead(xl.CallFrom(cctx))
+	if next != nil && next.off == d.off {
+		d.ahead = next
+	} else {
+		d.ahead = v.readAhead(xl.CallFrom(cctx), fd, d.off, readaheadBatch, false)
+	}
 	return 0
 }
 
-// readAhead starts reading the batch after d.off as the caller c, unless
-// the mount is going away.
-func (d *dir) readAhead(c *xl.Call) {
-	v := d.node.vol
-	call := *c
-	call.Seq = v.seq.Add(1)
-	call.Xdata = nil
-	ctx, cancel := context.WithCancel(xl.WithCall(v.prefetch.ctx, &call))
-	r := &readahead{off: d.off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
-	fd := d.fd
+// readAhead starts reading max entries of fd after off as the caller c.
+// It returns nil if the mount is going away. With onShort, a batch that
+// comes short but not empty is followed by a read of the next one: a
+// small directory's end, which the kernel asks for next.
+func (v *volume) readAhead(c *xl.Call, fd xl.Fd, off uint64, max int, onShort bool) *readahead {
+	ctx, cancel := context.WithCancel(v.prefetch.ctx)
+	r := &readahead{off: off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
+	read := func(r *readahead, max int) {
+		call := *c
+		call.Seq = v.seq.Add(1)
+		call.Xdata = nil
+		r.batch, r.errno = v.top.Readdir(xl.WithCall(ctx, &call), fd, r.off, max)
+	}
 	if !v.prefetch.goOn(func() {
 		defer close(r.done)
 		defer cancel()
-		r.batch, r.errno = v.top.Readdir(ctx, fd, r.off, readaheadBatch)
+		read(r, max)
+		if !onShort || r.errno != 0 || len(r.batch) == 0 || len(r.batch) >= max {
+			return
+		}
+		n := &readahead{off: r.batch[len(r.batch)-1].Off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: func() {}}
+		read(n, readaheadBatch)
+		close(n.done)
+		r.next = n
 	}) {
 		cancel()
-		return
+		return nil
 	}
-	d.ahead = r
+	return r
 }
 
 // dropAhead abandons the batch being read ahead, if any.
@@ -347,9 +402,13 @@ func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
 }
 
 func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	fd, e := d.opened()
+	if e != 0 {
+		return e
+	}
 	ctx, done := d.node.vol.call(ctx)
 	defer done()
-	return errno(ctx, d.node.vol.top.Fsync(ctx, d.fd, flags&fsyncDatasync != 0))
+	return errno(ctx, d.node.vol.top.Fsync(ctx, fd, flags&fsyncDatasync != 0))
 }
 
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
@@ -358,9 +417,13 @@ func (d *dir) Releasedir(ctx context.Context, _ uint32) {
 		d.dropAhead()
 		<-r.done
 	}
-	ctx, done := d.node.vol.mutation(ctx)
+	fd, e := d.opened()
+	if e != 0 {
+		return // nothing was opened below
+	}
+	ctx, done := d.node.vol.holding(ctx)
 	defer done()
-	if e := d.node.vol.top.Releasedir(ctx, d.fd); e != 0 {
-		d.node.vol.log.Warn("releasedir failed", "gfid", d.fd.GFID, "err", e)
+	if e := d.node.vol.top.Releasedir(ctx, fd); e != 0 {
+		d.node.vol.log.Warn("releasedir failed", "gfid", fd.GFID, "err", e)
 	}
 }

@@ -28,7 +28,10 @@ import (
 type Options struct {
 	// Kernel cache lifetimes. Zero selects the default (1s for attributes
 	// and entries, none for negative entries); a negative value disables
-	// that cache.
+	// that cache. A directory's first batch read ahead of its opendir
+	// (find, ls -R) is served for the lesser of the attribute and entry
+	// lifetimes: another client's change shows in a listing as late as
+	// in a cached lookup. This mount's own changes show at once.
 	AttrTimeout, EntryTimeout, NegativeTimeout time.Duration
 	// FsName is shown in /proc/mounts, e.g. "gluon:vol0"; default "gluon".
 	FsName string
@@ -100,6 +103,8 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	// kernel's attributes may be.
 	v.xattrs = newXattrCache(attr, opts.now)
 	entry := timeout(opts.EntryTimeout, defaultTimeout)
+	// A listing read ahead may be as old as the kernel's own caches.
+	v.early.ttl = min(attr, entry)
 	fsOpts := &fs.Options{
 		AttrTimeout:    &attr,
 		EntryTimeout:   &entry,

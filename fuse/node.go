@@ -335,7 +335,11 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 // getattr, sent beside the open, tells. A file with no pages yet pays
 // no getattr: the attributes of its lookup date what it reads.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx, done := n.vol.mutation(ctx)
+	hold := n.vol.holding
+	if flags&syscall.O_TRUNC != 0 {
+		hold = n.vol.mutation
+	}
+	ctx, done := hold(ctx)
 	defer done()
 	readOnly := flags&(syscall.O_ACCMODE|syscall.O_TRUNC|syscall.O_DIRECT) == syscall.O_RDONLY
 	check := readOnly && n.cached.Load()
@@ -387,14 +391,25 @@ func openFlags(flags uint32) uint32 {
 	return flags &^ (gofuse.FMODE_EXEC | syscall.O_DIRECT)
 }
 
+// OpendirHandle answers at once: the Opendir below runs beside the
+// handle's first read (see dirOpen), which a listing read ahead of the
+// kernel may already have done (see earlyListings).
 func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	ctx, done := n.vol.mutation(ctx)
+	v := n.vol
+	ctx, done := v.holding(ctx)
 	defer done()
-	fd, e := n.vol.top.Opendir(ctx, n.gfid)
-	if e != 0 {
-		return nil, 0, errno(ctx, e)
+	d := &dir{node: n, open: &dirOpen{done: make(chan struct{})}}
+	o := d.open
+	opendir := func() {
+		defer close(o.done)
+		o.fd, o.errno = v.top.Opendir(ctx, n.gfid)
 	}
-	return &dir{node: n, fd: fd}, 0, 0
+	if !v.prefetch.goOn(opendir) {
+		opendir() // the mount is going away
+	}
+	d.ahead = v.early.take(n.gfid, v.changes.Load(), v.xattrs.now())
+	v.listAhead(n, xl.CallFrom(ctx))
+	return d, 0, 0
 }
 
 func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno {

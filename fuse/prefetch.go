@@ -48,6 +48,11 @@ type listing struct {
 	gfids  []xl.GFID
 	cursor map[string]int  // next index to prefetch, by name
 	busy   map[string]bool // a window is in flight, by name
+	// dirs are the subdirectories listed, in order; dirAt their index
+	// there; dirsNext the index of the first not yet read ahead.
+	dirs     []xl.GFID
+	dirAt    map[xl.GFID]int
+	dirsNext int
 }
 
 func newListing(dir xl.GFID, now time.Time) *listing {
@@ -56,12 +61,37 @@ func newListing(dir xl.GFID, now time.Time) *listing {
 
 // add appends an entry the listing returned; past the xattr cache's
 // bound, prefetching more is useless.
-func (l *listing) add(g xl.GFID) {
+func (l *listing) add(a *xl.Attr) {
 	l.mu.Lock()
-	if len(l.gfids) < xattrMaxObjs {
-		l.gfids = append(l.gfids, g)
+	defer l.mu.Unlock()
+	if len(l.gfids) >= xattrMaxObjs {
+		return
 	}
-	l.mu.Unlock()
+	l.gfids = append(l.gfids, a.GFID)
+	if a.IsDir() {
+		if l.dirAt == nil {
+			l.dirAt = make(map[xl.GFID]int)
+		}
+		l.dirAt[a.GFID] = len(l.dirs)
+		l.dirs = append(l.dirs, a.GFID)
+	}
+}
+
+// dirsAfter claims the subdirectories, up to n of them, listed after
+// dir and not yet claimed.
+func (l *listing) dirsAfter(dir xl.GFID, n int) []xl.GFID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, ok := l.dirAt[dir]
+	if !ok {
+		return nil
+	}
+	from, to := max(l.dirsNext, i+1), min(i+1+n, len(l.dirs))
+	if from >= to {
+		return nil
+	}
+	l.dirsNext = to
+	return l.dirs[from:to:to]
 }
 
 // next claims the next window of entries for which to prefetch name, or
@@ -93,7 +123,8 @@ func (l *listing) done(name string, useless bool) {
 	l.mu.Unlock()
 }
 
-// listings are the last directories the mount listed, newest last.
+// listings are the last directories the mount listed, most recently
+// used last.
 type listings struct {
 	mu   sync.Mutex
 	last []*listing
@@ -112,12 +143,15 @@ func (ls *listings) start(dir xl.GFID, now time.Time) *listing {
 	return l
 }
 
-// of returns the last listing of dir, or nil.
+// of returns the last listing of dir, or nil. It counts as a use: a
+// walk keeps the listing of the directory it walks among those kept
+// while it lists that directory's subdirectories.
 func (ls *listings) of(dir xl.GFID) *listing {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	for _, l := range ls.last {
+	for i, l := range ls.last {
 		if l.dir == dir {
+			ls.last = append(slices.Delete(ls.last, i, i+1), l)
 			return l
 		}
 	}

@@ -1,0 +1,122 @@
+package fuse
+
+import (
+	"sync"
+	"time"
+
+	"github.com/gluon-fs/gluon/xlators/xl"
+)
+
+// Listing readahead. find and ls -R list a directory, then open its
+// subdirectories one after the other, in the order listed, and each
+// opening waits for a round trip to the bricks, which on a cold cache
+// read the subdirectory's inodes from disk. Once a subdirectory of a
+// directory this mount has just listed is opened, the mount reads the
+// first batch of the next dirsAhead subdirectories of that listing in
+// the background, as readahead does for data, so the bricks work on
+// several directories at once and the walk finds their batches ready.
+//
+// A batch read ahead is served to the opendir that comes for it only
+// while the kernel could still be serving the same entries and
+// attributes from its own caches (the entry and attribute timeouts,
+// the lesser of the two), and only if this mount changed nothing in
+// the meantime (volume.changes): another client's change shows as late
+// as it would in a cached lookup, this mount's own at once. With either
+// timeout zero nothing is read ahead.
+
+const (
+	// dirsAhead is how many subdirectories after the one opened are
+	// read ahead.
+	dirsAhead = 8
+	// earlyKept bounds the batches read ahead not yet served, and so
+	// their memory and the reads in flight.
+	earlyKept = 64
+)
+
+// earlyListings are the first batches of directories read before any
+// handle of them asked.
+type earlyListings struct {
+	ttl time.Duration // zero: read nothing ahead
+
+	mu sync.Mutex
+	m  map[xl.GFID]*early
+}
+
+// early is one directory's first batch, read ahead.
+type early struct {
+	r       *readahead
+	at      time.Time
+	changes uint64 // volume.changes before the read started
+}
+
+// take returns the batch read ahead for dir, if it may be served to an
+// opendir at now, when volume.changes is changes.
+func (el *earlyListings) take(dir xl.GFID, changes uint64, now time.Time) *readahead {
+	el.mu.Lock()
+	e := el.m[dir]
+	delete(el.m, dir)
+	el.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	if e.changes != changes || now.Sub(e.at) > el.ttl {
+		e.r.cancel()
+		return nil
+	}
+	return e.r
+}
+
+// start reads ahead the first batch of dir as the caller c, unless it is
+// being read already or too many are.
+func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
+	changes := v.changes.Load() // before the read: a change meanwhile voids it
+	now := v.xattrs.now()
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	if _, ok := el.m[dir]; ok {
+		return
+	}
+	for g, e := range el.m {
+		if now.Sub(e.at) > el.ttl {
+			e.r.cancel()
+			delete(el.m, g)
+		}
+	}
+	if len(el.m) >= earlyKept {
+		return
+	}
+	// An anonymous fd: the handle that takes the batch continues from
+	// its cookies with its own.
+	r := v.readAhead(c, xl.Fd{GFID: dir}, 0, readdirBatch, true)
+	if r == nil {
+		return
+	}
+	if el.m == nil {
+		el.m = make(map[xl.GFID]*early)
+	}
+	el.m[dir] = &early{r: r, at: now, changes: changes}
+}
+
+// listAhead reads ahead the subdirectories listed after n in the last
+// listing of n's parent, if n's opening may be part of a walk. c is the
+// caller that opened n: the reads ask as it would.
+func (v *volume) listAhead(n *node, c *xl.Call) {
+	if v.early.ttl <= 0 {
+		return
+	}
+	_, pi := n.Parent()
+	if pi == nil {
+		return
+	}
+	parent, ok := pi.Operations().(*node)
+	if !ok {
+		return
+	}
+	l := v.listings.of(parent.gfid)
+	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
+		return
+	}
+	for _, g := range l.dirsAfter(n.gfid, dirsAhead) {
+		v.early.start(v, g, c)
+	}
+}

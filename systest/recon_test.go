@@ -528,9 +528,18 @@ func TestReconRepairsCorruption(t *testing.T) {
 	c.waitOnline(leader)
 	// With a 1 s lease on a loaded machine the set may elect again while
 	// the old leader rejoins; a scrub that finds no leader is refused, so
-	// it is asked again until one leads.
+	// it is asked again until one leads. Should the damaged brick win
+	// again, the scrub rightly refuses to spread its copy: the remedy is
+	// applied again.
 	c.poll("a scrub after the leader changed", func() (bool, string) {
-		c.leader(-1, 0)
+		if l, term := c.leader(-1, 0); l == leader {
+			t.Logf("brick %d, whose copy is damaged, leads again (term %d); killing it again", l, term)
+			c.kill(l)
+			c.leader(l, term)
+			c.start(l)
+			c.waitOnline(l)
+			return false, fmt.Sprintf("brick %d led again", l)
+		}
 		code, out, errs := c.reconRun("scrub", volName, "--once")
 		return code == 0, fmt.Sprintf("exit %d: %s\n%s", code, errs, out)
 	})

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +260,44 @@ func TestListingReadaheadExpires(t *testing.T) {
 	got := readNames(t, filepath.Join(top, order[1]))
 	if !slices.Contains(got, "other00000") {
 		t.Errorf("%s lists %v, from a readahead older than the caches", order[1], got)
+	}
+}
+
+// failFirst fails the first Readdir of dir from its start.
+type failFirst struct {
+	*dirCounter
+	dir    atomic.Pointer[xl.GFID]
+	failed atomic.Bool
+}
+
+func (f *failFirst) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	if d := f.dir.Load(); d != nil && fd.GFID == *d && off == 0 && f.failed.CompareAndSwap(false, true) {
+		f.mu.Lock()
+		f.starts[fd.GFID]++
+		f.mu.Unlock()
+		return nil, syscall.EACCES
+	}
+	return f.dirCounter.Readdir(ctx, fd, off, max)
+}
+
+// A read ahead that failed, perhaps for want of the walker's permission,
+// is not the answer of the opendir that comes for it: that one reads
+// again, as its own caller.
+func TestListingReadaheadFailed(t *testing.T) {
+	c := newDirCounter(t)
+	f := &failFirst{dirCounter: c}
+	dir, _ := mount(t, f)
+	subs := makeTree(t, c, 2, 1)
+	top := filepath.Join(dir, "top")
+	order := readNames(t, top)
+	second := subs[0]
+	if order[1] == "s01" {
+		second = subs[1]
+	}
+	f.dir.Store(&second)
+	readNames(t, filepath.Join(top, order[0]))
+	eventually(t, "second read ahead", func() bool { return c.startsOf(second) == 1 })
+	if got := readNames(t, filepath.Join(top, order[1])); !slices.Equal(got, []string{"f00000"}) {
+		t.Errorf("%s lists %v, want [f00000]", order[1], got)
 	}
 }

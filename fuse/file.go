@@ -269,7 +269,10 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 	if e != 0 {
 		return errno(cctx, e)
 	}
-	var next *readahead // the one after the batch taken, if read already
+	var (
+		next  *readahead // the one after the batch taken, if read already
+		taken bool
+	)
 	if r := d.ahead; r != nil && r.off == d.off {
 		select {
 		case <-r.done:
@@ -278,9 +281,14 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 			return errno(cctx, syscall.ECANCELED)
 		}
 		d.ahead = nil
-		next = r.next
-		batch, gen, e = r.batch, r.gen, r.errno
-	} else {
+		// A read ahead that failed is read again, as the caller that
+		// needs it: the one that read ahead may have been another (a
+		// walk reads ahead as the walker).
+		if taken = r.errno == 0; taken {
+			batch, gen, next = r.batch, r.gen, r.next
+		}
+	}
+	if !taken {
 		d.dropAhead()
 		gen = v.xattrs.generation()
 		batch, e = v.top.Readdir(cctx, fd, d.off, readdirBatch)

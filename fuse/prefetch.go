@@ -49,10 +49,12 @@ type listing struct {
 	cursor map[string]int  // next index to prefetch, by name
 	busy   map[string]bool // a window is in flight, by name
 	// dirs are the subdirectories listed, in order; dirAt their index
-	// there; dirsNext the index of the first not yet read ahead.
-	dirs     []xl.GFID
-	dirAt    map[xl.GFID]int
-	dirsNext int
+	// there; claimed which were opened or read ahead, unclaimed how many
+	// were not.
+	dirs      []xl.GFID
+	dirAt     map[xl.GFID]int
+	claimed   []bool
+	unclaimed int
 }
 
 func newListing(dir xl.GFID, now time.Time) *listing {
@@ -74,11 +76,17 @@ func (l *listing) add(a *xl.Attr) {
 		}
 		l.dirAt[a.GFID] = len(l.dirs)
 		l.dirs = append(l.dirs, a.GFID)
+		l.claimed = append(l.claimed, false)
+		l.unclaimed++
 	}
 }
 
-// dirsAfter claims the subdirectories, up to n of them, listed after
-// dir and not yet claimed.
+// dirsScan bounds how far dirsAfter looks for subdirectories to claim.
+const dirsScan = 1024
+
+// dirsAfter claims dir, opened, and up to n subdirectories listed after
+// it and not yet claimed, continuing from the first one when the listing
+// ends: find walks the listing's order, ls -R the names' sorted order.
 func (l *listing) dirsAfter(dir xl.GFID, n int) []xl.GFID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,12 +94,22 @@ func (l *listing) dirsAfter(dir xl.GFID, n int) []xl.GFID {
 	if !ok {
 		return nil
 	}
-	from, to := max(l.dirsNext, i+1), min(i+1+n, len(l.dirs))
-	if from >= to {
-		return nil
+	l.claim(i)
+	var out []xl.GFID
+	for k := 1; k < min(len(l.dirs), dirsScan) && len(out) < n && l.unclaimed > 0; k++ {
+		if j := (i + k) % len(l.dirs); !l.claimed[j] {
+			l.claim(j)
+			out = append(out, l.dirs[j])
+		}
 	}
-	l.dirsNext = to
-	return l.dirs[from:to:to]
+	return out
+}
+
+func (l *listing) claim(i int) {
+	if !l.claimed[i] {
+		l.claimed[i] = true
+		l.unclaimed--
+	}
 }
 
 // next claims the next window of entries for which to prefetch name, or

@@ -65,6 +65,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	log = log.With("volume", cfg.Volume, "brick", cfg.Index)
+	relaxSysmon(log)
 	ttl := cfg.LeaseTTL
 	if ttl == 0 {
 		ttl = DefaultLeaseTTL

@@ -12,23 +12,23 @@ import (
 // the request itself: on a brick over a local disk, a 4 KiB write or a
 // stat takes microseconds. So the goroutine that reads a quick request
 // serves it itself, and nobody reads the connection meanwhile. If the
-// request turns out slow after all, the watchdog hands the reading to a
-// new goroutine after at most about two handoff periods, so that the
-// connection's other requests, and the frame that may cancel this one,
-// are not held up for long. Ops that were slow lately, such as reads from
-// disk or anything a replicating translator must agree on, are handed
-// off at once. (GlusterFS's epoll threads too run a fop until io-threads
-// queues it.)
+// request turns out slow after all, the connection's stall timer hands
+// the reading to a new goroutine once the request has run for handoff,
+// so that the connection's other requests, and the frame that may cancel
+// this one, are not held up for long. The timer is stopped as the
+// request ends: a brick whose requests are all quick is never woken by
+// it (a periodic watchdog woke every idle brick, busy with heartbeats
+// only, a thousand times a second). Ops that were slow lately, such as
+// reads from disk or anything a replicating translator must agree on,
+// are handed off at once. (GlusterFS's epoll threads too run a fop until
+// io-threads queues it.)
 const (
 	// quick is the average duration, lately, below which an op is served
 	// inline.
 	quick = 50 * time.Microsecond
 	// handoff is how long a request served inline may hold up its
-	// connection, and the watchdog's period.
+	// connection.
 	handoff = time.Millisecond
-	// watchIdle is how many quiet periods the watchdog waits before it
-	// sleeps until the next request served inline.
-	watchIdle = 100
 )
 
 // opTimes holds how long each op took lately: an exponentially weighted
@@ -44,87 +44,35 @@ func (t *opTimes) add(op xl.Op, d time.Duration) {
 }
 
 // inlined notes that c serves a request inline from now, and returns the
-// mark to pass to served.
-func (c *conn) inlined() int64 {
-	s := c.s
-	mark := s.inlineSeq.Add(1)
+// mark to pass to served. It is called by the holder of the reading.
+func (c *conn) inlined() uint64 {
+	c.marks++
+	mark := c.marks // c.marks is the next holder's once the timer fires
 	c.inline.Store(mark)
-	if !s.watching.Load() && s.watching.CompareAndSwap(false, true) {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
+	c.stall.Reset(handoff)
 	return mark
 }
 
 // served reports whether the goroutine that served a request inline
-// still holds the reading; if not, the watchdog has handed it over.
-func (c *conn) served(mark int64) bool { return c.inline.CompareAndSwap(mark, 0) }
-
-// watchdog hands the reading of a connection whose inline request runs
-// long to a new goroutine. It runs from the first Serve until Close, and
-// sleeps while nothing is served inline.
-func (s *Server) watchdog() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.wake:
-		}
-		t := time.NewTicker(handoff)
-		last := s.inlineSeq.Load()
-		for quiet := 0; quiet < watchIdle; {
-			select {
-			case <-s.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			s.handOff()
-			if seq := s.inlineSeq.Load(); seq != last {
-				last, quiet = seq, 0
-			} else {
-				quiet++
-			}
-		}
-		t.Stop()
-		// A request that went inline just now saw watching set and did
-		// not wake us: look once more after clearing it.
-		s.watching.Store(false)
-		if s.handOff() && s.watching.CompareAndSwap(false, true) {
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-		}
+// still holds the reading; if not, the stall timer has handed it over.
+func (c *conn) served(mark uint64) bool {
+	if !c.inline.CompareAndSwap(mark, 0) {
+		return false
 	}
+	c.stall.Stop()
+	return true
 }
 
-// handOff starts a reader for every connection whose inline request has
-// run since the previous call, and reports whether any request was
-// inline.
-func (s *Server) handOff() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	busy := false
-	for c := range s.conns {
-		mark := c.inline.Load()
-		if mark == 0 {
-			continue
-		}
-		busy = true
-		if mark == c.seen {
-			// Inline since the last look, a handoff period ago at least.
-			if c.inline.CompareAndSwap(mark, 0) {
-				s.goRead(c, c.rd)
-			}
-			continue
-		}
-		c.seen = mark
+// stalled is the stall timer's: it hands the reading of c over to a new
+// goroutine if a request is still served inline. A late run, for a
+// request that ended just as the timer fired, may hand the next one over
+// early, which costs a goroutine and nothing else.
+func (c *conn) stalled() {
+	if mark := c.inline.Load(); mark != 0 && c.inline.CompareAndSwap(mark, 0) {
+		// The request runs under c.wg, so the connection, which holds
+		// s.wg, has not ended.
+		c.s.goRead(c, c.rd)
 	}
-	return busy
 }
 
 // maxIdleReaders bounds the goroutines parked in goRead's pool: enough
@@ -148,8 +96,8 @@ func (s *Server) goRead(c *conn, rd *reader) {
 	select {
 	case s.readers <- j:
 	default:
-		// Under s.wg: the caller is a connection or the watchdog, which
-		// hold it, so Close is waiting at most.
+		// Under s.wg: the caller serves a request of a connection, which
+		// holds it, so Close is waiting at most.
 		s.wg.Add(1)
 		go s.reader(j)
 	}

@@ -98,11 +98,7 @@ type Server struct {
 	fds  map[fdKey]*openFd
 
 	// Serving inline (inline.go).
-	times     opTimes
-	inlineSeq atomic.Int64
-	watching  atomic.Bool   // the watchdog is awake
-	wake      chan struct{} // wakes the watchdog
-	watchdog0 bool          // the watchdog was started; under mu
+	times opTimes
 
 	// Readers parked between connections' requests (goRead).
 	readers     chan readJob
@@ -138,7 +134,6 @@ func New(top xl.Xlator, opts Options) *Server {
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[*conn]struct{}{},
 		fds:      map[fdKey]*openFd{},
-		wake:     make(chan struct{}, 1),
 		readers:  make(chan readJob),
 	}
 	if s.log == nil {
@@ -164,11 +159,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.wg.Add(1)
-	if !s.watchdog0 {
-		s.watchdog0 = true
-		s.wg.Add(1)
-		go s.watchdog()
-	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -306,10 +296,13 @@ type conn struct {
 	fds map[fdKey]*openFd // the fds this connection opened; under s.fdMu
 
 	rd *reader // the reading, passed from reader to reader
-	// inline is the mark of the request being served inline, if any
-	// (inline.go); seen is the watchdog's.
-	inline atomic.Int64
-	seen   int64
+	// Serving inline (inline.go): inline is the mark of the request
+	// served inline, 0 if none; marks the last mark given, by the holder
+	// of the reading; stall hands the reading over when the request runs
+	// long.
+	inline atomic.Uint64
+	marks  uint64
+	stall  *time.Timer
 
 	// Set by the handshake, before the first request.
 	maxReply int
@@ -346,6 +339,8 @@ func (c *conn) serve() {
 	}
 	c.log.Debug("client connected")
 	c.rd = &reader{br: br}
+	c.stall = time.AfterFunc(handoff, c.stalled)
+	c.stall.Stop()
 	c.read(c.rd)
 }
 
@@ -363,6 +358,7 @@ func (c *conn) gone() {
 func (c *conn) end(err error) {
 	c.kill()
 	c.wg.Wait()
+	c.stall.Stop()
 	c.releaseAll()
 	c.wmu.Lock()
 	werr := c.werr
@@ -464,9 +460,9 @@ type request struct {
 // frames are waiting already, the reading passes to another goroutine
 // (goRead) and the old one ends with its request. A request that wants
 // no reply is served inline even so: its sender did not wait for the one
-// before it, and expects them served in order (the watchdog still hands
-// the reading over if it is slow). The goroutine that finds the connection broken
-// tears it down.
+// before it, and expects them served in order (the stall timer still
+// hands the reading over if it is slow). The goroutine that finds the
+// connection broken tears it down.
 func (c *conn) read(rd *reader) {
 	for {
 		rq, err := c.next(rd)
@@ -483,7 +479,7 @@ func (c *conn) read(rd *reader) {
 		mark := c.inlined()
 		c.handle(rq)
 		if !c.served(mark) {
-			return // the watchdog handed the reading over
+			return // the stall timer handed the reading over
 		}
 	}
 }

@@ -53,6 +53,7 @@ type Options struct {
 // function.)
 type MountPoint struct {
 	dir    string
+	vol    *volume
 	server *gofuse.Server
 	log    *slog.Logger
 	done   chan struct{} // closed when the serve loop has exited
@@ -151,7 +152,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fuse: mount %s: %w", dir, err)
 	}
-	m := &MountPoint{dir: dir, server: server, log: lg, done: make(chan struct{})}
+	m := &MountPoint{dir: dir, vol: v, server: server, log: lg, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		server.Serve()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +26,7 @@ type xattrCounter struct {
 	mu    sync.Mutex
 	n     map[string]int
 	byObj map[objName]int
+	asked map[string]map[xl.GFID]bool // the objects asked, by name
 }
 
 type objName struct {
@@ -38,6 +41,13 @@ func (c *xattrCounter) Getxattr(ctx context.Context, ino xl.GFID, name string) (
 		c.byObj = make(map[objName]int)
 	}
 	c.byObj[objName{ino.Ino(), name}]++
+	if c.asked == nil {
+		c.asked = make(map[string]map[xl.GFID]bool)
+	}
+	if c.asked[name] == nil {
+		c.asked[name] = make(map[xl.GFID]bool)
+	}
+	c.asked[name][ino] = true
 	c.mu.Unlock()
 	return c.Base.Getxattr(ctx, ino, name)
 }
@@ -46,6 +56,13 @@ func (c *xattrCounter) callsOf(ino uint64, name string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.byObj[objName{ino, name}]
+}
+
+// askedOf returns the objects asked for name.
+func (c *xattrCounter) askedOf(name string) []xl.GFID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Keys(c.asked[name]))
 }
 
 func (c *xattrCounter) calls(name string) int {
@@ -64,14 +81,20 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 // stands still unless advanced: however slow the machine, what the mount
 // learned does not expire.
 func stillMount(t *testing.T) (*xattrCounter, string, *fakeClock) {
+	c, dir, clock, _ := stillMountPoint(t)
+	return c, dir, clock
+}
+
+// stillMountPoint is stillMount, with the mount.
+func stillMountPoint(t *testing.T) (*xattrCounter, string, *fakeClock, *MountPoint) {
 	t.Helper()
 	c := &xattrCounter{Base: xl.Base{Xlator: newLeaf(t)}, n: map[string]int{}}
 	clock := &fakeClock{}
 	clock.ns.Store(time.Now().UnixNano())
 	// With SELinux labels stored, ls -l's security.selinux getxattr per
 	// file reaches the mount: the case the cache is for.
-	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now, SELinux: true})
-	return c, dir, clock
+	dir, m := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now, SELinux: true})
+	return c, dir, clock, m
 }
 
 // Without Options.SELinux, security.selinux is refused with EOPNOTSUPP
@@ -213,7 +236,7 @@ func TestXattrCacheBounds(t *testing.T) {
 // ahead for the other entries that have xattrs, so ls's questions for them are answered
 // without a round trip each.
 func TestXattrReadahead(t *testing.T) {
-	c, dir, _ := stillMount(t)
+	c, dir, _, m := stillMountPoint(t)
 	const files, name = 50, "user.probe"
 	sub := filepath.Join(dir, "d")
 	if err := os.Mkdir(sub, 0o755); err != nil {
@@ -243,10 +266,20 @@ func TestXattrReadahead(t *testing.T) {
 	}
 	get(ents[0])
 	// The readahead asks once for each entry (the first perhaps twice,
-	// racing with the getxattr that started it); wait for it.
-	for deadline := time.Now().Add(30 * time.Second); c.calls(name) < files; time.Sleep(10 * time.Millisecond) {
+	// racing with the getxattr that started it); wait until the mount
+	// has noted every answer.
+	noted := func() bool {
+		asked := c.askedOf(name)
+		for _, g := range asked {
+			if absent, _ := m.vol.xattrs.lookup(g, name); !absent {
+				return false
+			}
+		}
+		return len(asked) == files
+	}
+	for deadline := time.Now().Add(30 * time.Second); !noted(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d entries asked ahead", c.calls(name), files)
+			t.Fatalf("%d of %d entries asked ahead", len(c.askedOf(name)), files)
 		}
 	}
 	before := c.calls(name)

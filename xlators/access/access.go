@@ -221,8 +221,14 @@ func (x *Access) Getattr(ctx context.Context, ino xl.GFID) (xl.Attr, syscall.Err
 	return a, errno
 }
 
-// Readdir notes set-id bits.
+// Readdir notes set-id bits. Through an anonymous fd (H zero), which no
+// Opendir checked, it needs read permission as Opendir does.
 func (x *Access) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
+	if fd.H == 0 {
+		if errno := x.mayList(ctx, "Readdir", fd.GFID); errno != 0 {
+			return nil, errno
+		}
+	}
 	ents, errno := x.Xlator.Readdir(ctx, fd, off, max)
 	for i := range ents {
 		x.note(&ents[i].Attr)
@@ -563,19 +569,29 @@ func (x *Access) Fallocate(ctx context.Context, fd xl.Fd, mode uint32, off, leng
 
 // Opendir needs read permission.
 func (x *Access) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
-	if !isRoot(xl.CallFrom(ctx)) {
-		a, errno := x.Xlator.Getattr(ctx, ino)
-		if errno != 0 {
-			return xl.Fd{}, errno
-		}
-		if !a.IsDir() {
-			return xl.Fd{}, syscall.ENOTDIR
-		}
-		if !permitted(xl.CallFrom(ctx), &a, mayRead) {
-			return xl.Fd{}, x.deny(ctx, "Opendir", ino, syscall.EACCES)
-		}
+	if errno := x.mayList(ctx, "Opendir", ino); errno != 0 {
+		return xl.Fd{}, errno
 	}
 	return x.Xlator.Opendir(ctx, ino)
+}
+
+// mayList checks that the caller may read the directory dir.
+func (x *Access) mayList(ctx context.Context, op string, dir xl.GFID) syscall.Errno {
+	c := xl.CallFrom(ctx)
+	if isRoot(c) {
+		return 0
+	}
+	a, errno := x.Xlator.Getattr(ctx, dir)
+	if errno != 0 {
+		return errno
+	}
+	if !a.IsDir() {
+		return syscall.ENOTDIR
+	}
+	if !permitted(c, &a, mayRead) {
+		return x.deny(ctx, op, dir, syscall.EACCES)
+	}
+	return 0
 }
 
 // mayTruncate is vfs_truncate's checks: directories are EISDIR, other

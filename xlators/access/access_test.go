@@ -193,6 +193,22 @@ func TestPermissions(t *testing.T) {
 			return errno
 		}
 	}
+	readdir := func(p string) op {
+		return func(ctx context.Context, f *fixture) syscall.Errno {
+			_, errno := f.x.Readdir(ctx, xl.Fd{GFID: f.g(p)}, 0, 16)
+			return errno
+		}
+	}
+	readdirOpened := func(p string) op {
+		return func(ctx context.Context, f *fixture) syscall.Errno {
+			fd, errno := f.x.Opendir(as(root), f.g(p))
+			if errno != 0 {
+				return errno
+			}
+			_, errno = f.x.Readdir(ctx, fd, 0, 16)
+			return errno
+		}
+	}
 	access := func(p string, mask uint32) op {
 		return func(ctx context.Context, f *fixture) syscall.Errno { return f.x.Access(ctx, f.g(p), mask) }
 	}
@@ -310,6 +326,13 @@ func TestPermissions(t *testing.T) {
 		{"OpendirUnreadable", alice, opendir("priv"), syscall.EACCES},
 		{"OpendirReadable", alice, opendir("d"), 0},
 		{"OpendirFileENOTDIR", alice, opendir("d/f644"), syscall.ENOTDIR},
+		// An anonymous fd was opened by no Opendir: Readdir checks as it.
+		{"ReaddirAnonymousUnreadable", alice, readdir("priv"), syscall.EACCES},
+		{"ReaddirAnonymousReadable", alice, readdir("d"), 0},
+		{"ReaddirAnonymousRoot", root, readdir("priv"), 0},
+		{"ReaddirAnonymousFileENOTDIR", alice, readdir("d/f644"), syscall.ENOTDIR},
+		// An fd opened holds the permission it was opened with.
+		{"ReaddirOpenedAsRoot", alice, readdirOpened("priv"), 0},
 
 		{"AccessReadPublic", alice, access("d/f644", unix.R_OK), 0},
 		{"AccessWritePublic", alice, access("d/f644", unix.W_OK), syscall.EACCES},

@@ -30,6 +30,8 @@ type volume struct {
 	prefetch *prefetcher
 	listings listings
 	early    earlyListings
+	// attrTimeout and entryTimeout are the kernel's cache lifetimes.
+	attrTimeout, entryTimeout time.Duration
 	// changes moves at the start and the end of every op of this mount
 	// that changes what a listing shows.
 	changes atomic.Uint64

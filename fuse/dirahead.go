@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -19,10 +20,14 @@ import (
 // A batch read ahead is served to the opendir that comes for it only
 // while the kernel could still be serving the same entries and
 // attributes from its own caches (the entry and attribute timeouts,
-// the lesser of the two), and only if this mount changed nothing in
-// the meantime (volume.changes): another client's change shows as late
-// as it would in a cached lookup, this mount's own at once. With either
-// timeout zero nothing is read ahead.
+// the lesser of the two), only to a caller with the identity it was
+// read as (the bricks checked that one's permissions, not another's),
+// and only if this mount changed nothing in the meantime
+// (volume.changes): another client's change shows as late as it would
+// in a cached lookup, this mount's own at once. The entries and
+// attributes it gives the kernel are cached there only for what is left
+// of their timeouts (dir.Lookup), so none is shown older than its
+// timeout. With either timeout off nothing is read ahead.
 
 const (
 	// dirsAhead is how many subdirectories after the one opened are
@@ -45,43 +50,53 @@ type earlyListings struct {
 // early is one directory's first batch, read ahead.
 type early struct {
 	r       *readahead
-	at      time.Time
-	changes uint64 // volume.changes before the read started
+	who     *xl.Call // the caller it is read as
+	changes uint64   // volume.changes before the read started
 }
 
 // take returns the batch read ahead for dir, if it may be served to an
-// opendir at now, when volume.changes is changes.
-func (el *earlyListings) take(dir xl.GFID, changes uint64, now time.Time) *readahead {
+// opendir by the caller c at now, when volume.changes is changes.
+func (el *earlyListings) take(dir xl.GFID, c *xl.Call, changes uint64, now time.Time) *readahead {
 	el.mu.Lock()
 	e := el.m[dir]
 	delete(el.m, dir)
+	el.sweep(now)
 	el.mu.Unlock()
 	if e == nil {
 		return nil
 	}
-	if e.changes != changes || now.Sub(e.at) > el.ttl {
+	if e.changes != changes || now.Sub(e.r.at) > el.ttl || !sameCaller(e.who, c) {
 		e.r.cancel()
 		return nil
 	}
 	return e.r
 }
 
+// sweep drops the batches too old to be served. el.mu is held.
+func (el *earlyListings) sweep(now time.Time) {
+	for g, e := range el.m {
+		if now.Sub(e.r.at) > el.ttl {
+			e.r.cancel()
+			delete(el.m, g)
+		}
+	}
+}
+
+// sameCaller reports whether a and b are checked alike by the bricks.
+func sameCaller(a, b *xl.Call) bool {
+	return a.Uid == b.Uid && a.Gid == b.Gid && slices.Equal(a.Groups, b.Groups)
+}
+
 // start reads ahead the first batch of dir as the caller c, unless it is
 // being read already or too many are.
 func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
 	changes := v.changes.Load() // before the read: a change meanwhile voids it
-	now := v.xattrs.now()
 	el.mu.Lock()
 	defer el.mu.Unlock()
 	if _, ok := el.m[dir]; ok {
 		return
 	}
-	for g, e := range el.m {
-		if now.Sub(e.at) > el.ttl {
-			e.r.cancel()
-			delete(el.m, g)
-		}
-	}
+	el.sweep(v.xattrs.now())
 	if len(el.m) >= earlyKept {
 		return
 	}
@@ -94,7 +109,7 @@ func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
 	if el.m == nil {
 		el.m = make(map[xl.GFID]*early)
 	}
-	el.m[dir] = &early{r: r, at: now, changes: changes}
+	el.m[dir] = &early{r: r, who: c, changes: changes}
 }
 
 // listAhead reads ahead the subdirectories listed after n in the last

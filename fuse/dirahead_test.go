@@ -2,8 +2,10 @@ package fuse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -12,27 +14,33 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// dirCounter counts, per directory, the Readdirs from the start, and the
-// Opendirs and Releasedirs.
+// dirCounter counts, per directory, the Readdirs from the start begun
+// and ended, and the Opendirs and Releasedirs; it keeps the caller of the
+// last Readdir from the start of each directory.
 type dirCounter struct {
 	xl.Base
 	mu                 sync.Mutex
-	starts             map[xl.GFID]int
+	starts, ends       map[xl.GFID]int
+	startedBy          map[xl.GFID]xl.Call
 	opens, releases    int
 	anonymous, handled int // Readdirs through an anonymous fd, through an opened one
 }
 
 func newDirCounter(t *testing.T) *dirCounter {
-	return &dirCounter{Base: xl.Base{Xlator: newLeaf(t)}, starts: make(map[xl.GFID]int)}
+	return &dirCounter{Base: xl.Base{Xlator: newLeaf(t)}, starts: make(map[xl.GFID]int),
+		ends: make(map[xl.GFID]int), startedBy: make(map[xl.GFID]xl.Call)}
 }
 
 func (c *dirCounter) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) ([]xl.Dirent, syscall.Errno) {
 	c.mu.Lock()
 	if off == 0 {
 		c.starts[fd.GFID]++
+		c.startedBy[fd.GFID] = *xl.CallFrom(ctx)
 	}
 	if fd.H == 0 {
 		c.anonymous++
@@ -40,7 +48,13 @@ func (c *dirCounter) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int)
 		c.handled++
 	}
 	c.mu.Unlock()
-	return c.Base.Readdir(ctx, fd, off, max)
+	ents, e := c.Base.Readdir(ctx, fd, off, max)
+	if off == 0 {
+		c.mu.Lock()
+		c.ends[fd.GFID]++
+		c.mu.Unlock()
+	}
+	return ents, e
 }
 
 func (c *dirCounter) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
@@ -64,6 +78,18 @@ func (c *dirCounter) startsOf(g xl.GFID) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.starts[g]
+}
+
+func (c *dirCounter) endsOf(g xl.GFID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ends[g]
+}
+
+func (c *dirCounter) anonymousReads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.anonymous
 }
 
 // eventually polls cond until it holds; it fails the test after a
@@ -119,7 +145,9 @@ func readNames(t *testing.T, dir string) []string {
 // Every directory opened below is released once closed.
 func TestListingReadahead(t *testing.T) {
 	c := newDirCounter(t)
-	dir, _ := mount(t, c)
+	// The clock stands still: however slow the machine, what was read
+	// ahead is served.
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
 	subs := makeTree(t, c, 4, 3)
 	top := filepath.Join(dir, "top")
 	order := readNames(t, top) // the listing order, which the walk keeps
@@ -180,7 +208,7 @@ func TestListingReadaheadOwnChange(t *testing.T) {
 // opening: another client's change made before it shows.
 func TestListingReadaheadOffWithoutCaches(t *testing.T) {
 	c := newDirCounter(t)
-	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), EntryTimeout: -1})
+	dir, m := mountWith(t, c, Options{Logger: testLogger(t), EntryTimeout: -1})
 	subs := makeTree(t, c, 2, 1)
 	top := filepath.Join(dir, "top")
 	order := readNames(t, top)
@@ -188,6 +216,14 @@ func TestListingReadaheadOffWithoutCaches(t *testing.T) {
 	second := subs[0]
 	if order[1] == "s01" {
 		second = subs[1]
+	}
+	// The opening of the first started whatever it reads ahead before it
+	// answered.
+	m.vol.early.mu.Lock()
+	started := len(m.vol.early.m)
+	m.vol.early.mu.Unlock()
+	if started != 0 || c.startsOf(second) != 0 {
+		t.Errorf("%d directories read ahead, the second read %d times before it was opened", started, c.startsOf(second))
 	}
 	// Another client: straight to the translator.
 	makeFiles(t, c, second, "other", 1)
@@ -197,23 +233,66 @@ func TestListingReadaheadOffWithoutCaches(t *testing.T) {
 	}
 }
 
-// slowOpen holds every Opendir until gate is closed.
+// slowOpen holds every Opendir until gate is opened or its context
+// ends, and then fails it with fail if that is set.
 type slowOpen struct {
 	*dirCounter
 	gate chan struct{}
+	once sync.Once
+	fail syscall.Errno
 }
 
+// newSlowOpen holds the Opendirs of c; the gate opens at the latest as
+// the test ends, so that a failing test does not hang.
+func newSlowOpen(t *testing.T, c *dirCounter, fail syscall.Errno) *slowOpen {
+	s := &slowOpen{dirCounter: c, gate: make(chan struct{}), fail: fail}
+	t.Cleanup(s.open)
+	return s
+}
+
+func (s *slowOpen) open() { s.once.Do(func() { close(s.gate) }) }
+
 func (s *slowOpen) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
-	<-s.gate
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return xl.Fd{}, syscall.ECANCELED
+	}
+	if s.fail != 0 {
+		return xl.Fd{}, s.fail
+	}
 	return s.dirCounter.Opendir(ctx, ino)
 }
 
-// A listing does not wait for the Opendir below: it reads through an
-// anonymous fd meanwhile. Closing the directory waits for the Opendir
-// and releases what it opened.
+// listAsync lists dir in the background; the result comes on the
+// channel.
+func listAsync(dir string) <-chan listResult {
+	ch := make(chan listResult, 1)
+	go func() {
+		f, err := os.Open(dir)
+		if err != nil {
+			ch <- listResult{err: err}
+			return
+		}
+		defer f.Close()
+		names, err := f.Readdirnames(-1)
+		ch <- listResult{names, err}
+	}()
+	return ch
+}
+
+type listResult struct {
+	names []string
+	err   error
+}
+
+// A listing does not wait for the Opendir below to read: it reads
+// through an anonymous fd meanwhile, to the end. It ends once the
+// Opendir has answered. What the Opendir opened is released once the
+// directory is closed.
 func TestOpendirBesideReads(t *testing.T) {
 	c := newDirCounter(t)
-	s := &slowOpen{dirCounter: c, gate: make(chan struct{})}
+	s := newSlowOpen(t, c, 0)
 	dir, _ := mount(t, s)
 	ctx := context.Background()
 	d, e := c.Mkdir(ctx, xl.RootGFID, "d", xl.NewGFID(), 0o755)
@@ -222,21 +301,88 @@ func TestOpendirBesideReads(t *testing.T) {
 	}
 	const n = readdirBatch + readaheadBatch + 10
 	makeFiles(t, c, d.GFID, "f", n)
-	if names := readNames(t, filepath.Join(dir, "d")); len(names) != n {
-		t.Errorf("listed %d names, want %d", len(names), n)
+	res := listAsync(filepath.Join(dir, "d"))
+	// Three batches and the empty one that ends the listing.
+	eventually(t, "the listing read to its end", func() bool { return c.anonymousReads() == 4 })
+	s.open()
+	r := <-res
+	if r.err != nil || len(r.names) != n {
+		t.Errorf("listed %d names, err %v; want %d", len(r.names), r.err, n)
 	}
 	c.mu.Lock()
 	anon, handled := c.anonymous, c.handled
 	c.mu.Unlock()
-	if anon < 3 || handled != 0 {
-		t.Errorf("readdirs: %d anonymous, %d through a handle; want at least 3, 0", anon, handled)
+	if anon != 4 || handled != 0 {
+		t.Errorf("readdirs: %d anonymous, %d through a handle; want 4, 0", anon, handled)
 	}
-	close(s.gate)
 	eventually(t, "Opendir released", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.opens == 1 && c.releases == 1
 	})
+}
+
+// An Opendir that fails after a listing read through the anonymous fd
+// fails the listing: it does not end as though the directory could be
+// read.
+func TestOpendirFailsListing(t *testing.T) {
+	c := newDirCounter(t)
+	s := newSlowOpen(t, c, syscall.EIO)
+	dir, _ := mount(t, s)
+	d, e := c.Mkdir(context.Background(), xl.RootGFID, "d", xl.NewGFID(), 0o755)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	makeFiles(t, c, d.GFID, "f", 3)
+	res := listAsync(filepath.Join(dir, "d"))
+	// The batch and the empty one that ends the listing.
+	eventually(t, "the listing read to its end", func() bool { return c.anonymousReads() == 2 })
+	s.open()
+	if r := <-res; !errors.Is(r.err, syscall.EIO) {
+		t.Errorf("listing ended with %v (%d names), want EIO", r.err, len(r.names))
+	}
+}
+
+// Unmounting while an Opendir below is in flight cancels it, and leaves
+// no goroutine behind.
+func TestUnmountDuringOpendir(t *testing.T) {
+	c := newDirCounter(t)
+	s := newSlowOpen(t, c, 0)
+	ignore := goleak.IgnoreCurrent()
+	dir := t.TempDir()
+	m, err := Mount(dir, s, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := m.Unmount()
+		m.Wait()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Unmount: %v", err)
+		}
+	case <-time.After(30 * time.Second): // only a hang takes this long
+		s.open()
+		<-done
+		t.Fatal("Unmount hung on the Opendir in flight")
+	}
+	goleak.VerifyNone(t, ignore)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opens != c.releases {
+		t.Errorf("%d Opendirs, %d Releasedirs", c.opens, c.releases)
+	}
 }
 
 // A directory read ahead is served only while the kernel's caches could
@@ -299,5 +445,82 @@ func TestListingReadaheadFailed(t *testing.T) {
 	eventually(t, "second read ahead", func() bool { return c.startsOf(second) == 1 })
 	if got := readNames(t, filepath.Join(top, order[1])); !slices.Equal(got, []string{"f00000"}) {
 		t.Errorf("%s lists %v, want [f00000]", order[1], got)
+	}
+}
+
+// walkToSecond makes a tree of two subdirectories of top through c, lists
+// top, then the first subdirectory in the order listed, and waits until
+// the second has been read ahead. It returns the second's path and GFID.
+func walkToSecond(t *testing.T, c *dirCounter, dir string) (string, xl.GFID) {
+	t.Helper()
+	subs := makeTree(t, c, 2, 1)
+	top := filepath.Join(dir, "top")
+	order := readNames(t, top)
+	readNames(t, filepath.Join(top, order[0]))
+	second := subs[0]
+	if order[1] == "s01" {
+		second = subs[1]
+	}
+	eventually(t, "second read ahead", func() bool { return c.endsOf(second) == 1 })
+	return filepath.Join(top, order[1]), second
+}
+
+// A batch read ahead as one caller is not served to another, whom the
+// bricks did not check: that one's opening reads as itself.
+func TestListingReadaheadOtherCaller(t *testing.T) {
+	c := newDirCounter(t)
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
+	// t.TempDir's parent is private; the user must reach the mount.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path, second := walkToSecond(t, c, dir)
+	cmd := exec.Command("ls", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1234, Gid: 1235}}
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "f00000\n" {
+		t.Fatalf("ls as uid 1234: %v: %q", err, out)
+	}
+	c.mu.Lock()
+	by := c.startedBy[second]
+	c.mu.Unlock()
+	if n := c.startsOf(second); n != 2 || by.Uid != 1234 || by.Gid != 1235 {
+		t.Errorf("second read from its start %d times, last as %d:%d; want twice, last as 1234:1235", n, by.Uid, by.Gid)
+	}
+}
+
+// What a batch read ahead shows is cached by the kernel only for what is
+// left of the timeouts since it was read: another client's change shows
+// no later than AttrTimeout after the read, not a whole timeout after
+// the batch was served.
+func TestListingReadaheadAttrLifetime(t *testing.T) {
+	c := newDirCounter(t)
+	clock := &fakeClock{}
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now, AttrTimeout: time.Hour, EntryTimeout: time.Hour})
+	path, second := walkToSecond(t, c, dir)
+	f, e := c.Lookup(context.Background(), second, "f00000")
+	if e != 0 {
+		t.Fatal(e)
+	}
+	// Another client changes the file; the batch read ahead is at the
+	// end of its life as it is served.
+	if _, e := c.Setattr(context.Background(), f.GFID, xl.SetattrIn{Valid: xl.SetMode, Mode: 0o600}); e != 0 {
+		t.Fatal(e)
+	}
+	clock.advance(time.Hour)
+	if got := readNames(t, path); !slices.Equal(got, []string{"f00000"}) {
+		t.Fatalf("lists %v", got)
+	}
+	if n := c.startsOf(second); n != 1 {
+		t.Fatalf("second read from its start %d times, want once (served from the readahead)", n)
+	}
+	// The kernel's clock: what is left of the lifetime, rounded up to a
+	// tick, has passed.
+	time.Sleep(50 * time.Millisecond)
+	st, err := os.Stat(filepath.Join(path, "f00000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want the other client's 0600: attributes read ahead an hour ago are still cached", st.Mode().Perm())
 	}
 }

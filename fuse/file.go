@@ -3,8 +3,10 @@ package fuse
 import (
 	"context"
 	"math"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
@@ -143,18 +145,56 @@ type dir struct {
 	last  *xl.Dirent // the entry Readdirent returned last
 	list  *listing   // the listing in progress, for xattr readahead
 	ahead *readahead // the batch after this one, being read; nil if none
+	// read is when batch was read, if it was read ahead; zero if it was
+	// read for the kernel's request.
+	read time.Time
 }
 
 // dirOpen is the Opendir below of a handle. The kernel does not wait for
 // it: until it answers, the handle reads through an anonymous fd (H
 // zero), which the bricks serve by GFID with the same cookies, so a
-// directory's first batch costs one round trip, not two. It still opens
-// the directory on the bricks, which keep a directory removed while open
-// reachable until its Releasedir.
+// directory's first batch costs one round trip, not two. The bricks
+// check read permission on such reads as Opendir does, and a listing
+// does not end before Opendir has answered: its error is the listing's.
+// It still opens the directory on the bricks, which keep a directory
+// removed while open reachable until its Releasedir.
+//
+// It runs under the prefetcher's context, so that unmounting cancels
+// it. What it opens after the handle was released, or after the mount
+// stopped, it releases itself.
 type dirOpen struct {
-	done  chan struct{}
-	fd    xl.Fd
-	errno syscall.Errno
+	done chan struct{} // closed once fd and errno are set
+
+	mu       sync.Mutex
+	fd       xl.Fd
+	errno    syscall.Errno // ECANCELED: nothing opened, the mount stopped
+	answered bool
+	released bool // the handle was released
+}
+
+// run opens dir below as the caller c.
+func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
+	call := *c
+	call.Xdata = nil
+	ctx := xl.WithCall(v.prefetch.ctx, &call)
+	fd, e := v.top.Opendir(ctx, dir)
+	o.mu.Lock()
+	orphan := e == 0 && (o.released || v.prefetch.ctx.Err() != nil)
+	if orphan {
+		o.fd, o.errno = xl.Fd{}, syscall.ECANCELED
+	} else {
+		o.fd, o.errno = fd, e
+	}
+	o.answered = true
+	o.mu.Unlock()
+	close(o.done)
+	if !orphan {
+		return
+	}
+	call.Seq = v.seq.Add(1)
+	if e := v.top.Releasedir(context.WithoutCancel(ctx), fd); e != 0 {
+		v.log.Warn("releasedir failed", "gfid", dir, "err", e)
+	}
 }
 
 // readFd returns the fd to read through: the one opened if Opendir has
@@ -168,18 +208,23 @@ func (d *dir) readFd() (xl.Fd, syscall.Errno) {
 	}
 }
 
-// opened waits for the Opendir below.
-func (d *dir) opened() (xl.Fd, syscall.Errno) {
-	<-d.open.done
-	return d.open.fd, d.open.errno
+// opened waits for the Opendir below, or until ctx is done.
+func (d *dir) opened(ctx context.Context) (xl.Fd, syscall.Errno) {
+	select {
+	case <-d.open.done:
+		return d.open.fd, d.open.errno
+	case <-ctx.Done():
+		return xl.Fd{}, errno(ctx, syscall.ECANCELED)
+	}
 }
 
 // readahead is a batch being read in the background. Its fields other
 // than done, cancel and off are written by the reader and read after done
 // is closed.
 type readahead struct {
-	off    uint64 // cookie it continues from
-	gen    uint64 // the xattr cache's generation before the read
+	off    uint64    // cookie it continues from
+	at     time.Time // when the read started
+	gen    uint64    // the xattr cache's generation before the read
 	done   chan struct{}
 	cancel context.CancelFunc
 	batch  []xl.Dirent
@@ -285,18 +330,23 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 		// needs it: the one that read ahead may have been another (a
 		// walk reads ahead as the walker).
 		if taken = r.errno == 0; taken {
-			batch, gen, next = r.batch, r.gen, r.next
+			batch, gen, next, d.read = r.batch, r.gen, r.next, r.at
 		}
 	}
 	if !taken {
 		d.dropAhead()
-		gen = v.xattrs.generation()
+		gen, d.read = v.xattrs.generation(), time.Time{}
 		batch, e = v.top.Readdir(cctx, fd, d.off, readdirBatch)
 	}
 	if e != 0 {
 		return errno(cctx, e)
 	}
 	if len(batch) == 0 {
+		// A listing read through the anonymous fd ends only once the
+		// Opendir below has answered: its failure is the listing's.
+		if _, e := d.opened(cctx); e != 0 {
+			return e
+		}
 		d.eof, d.batch, d.next = true, nil, 0
 		return 0
 	}
@@ -323,7 +373,7 @@ func (d *dir) refill(ctx context.Context) syscall.Errno {
 // small directory's end, which the kernel asks for next.
 func (v *volume) readAhead(c *xl.Call, fd xl.Fd, off uint64, max int, onShort bool) *readahead {
 	ctx, cancel := context.WithCancel(v.prefetch.ctx)
-	r := &readahead{off: off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
+	r := &readahead{off: off, at: v.xattrs.now(), gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
 	read := func(r *readahead, max int) {
 		call := *c
 		call.Seq = v.seq.Add(1)
@@ -337,7 +387,8 @@ func (v *volume) readAhead(c *xl.Call, fd xl.Fd, off uint64, max int, onShort bo
 		if !onShort || r.errno != 0 || len(r.batch) == 0 || len(r.batch) >= max {
 			return
 		}
-		n := &readahead{off: r.batch[len(r.batch)-1].Off, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: func() {}}
+		// Dated as r: the older of the two.
+		n := &readahead{off: r.batch[len(r.batch)-1].Off, at: r.at, gen: v.xattrs.generation(), done: make(chan struct{}), cancel: func() {}}
 		read(n, readaheadBatch)
 		close(n.done)
 		r.next = n
@@ -386,12 +437,26 @@ func (d *dir) fill(ctx context.Context, de *xl.Dirent) syscall.Errno {
 
 // Lookup answers READDIRPLUS for the entry Readdirent just returned, from
 // its attributes; any other name (go-fuse replaying an interrupted
-// READDIRPLUS) costs a real lookup.
+// READDIRPLUS) costs a real lookup. An entry read ahead is cached by the
+// kernel only for what is left of the timeouts since it was read.
 func (d *dir) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if d.last == nil || d.last.Name != name {
 		return d.node.Lookup(ctx, name, out)
 	}
-	return d.node.child(ctx, &d.last.Attr, out)
+	ch, e := d.node.child(ctx, &d.last.Attr, out)
+	if e == 0 && !d.read.IsZero() && d.next > 0 && d.last == &d.batch[d.next-1] {
+		v := d.node.vol
+		age := v.xattrs.now().Sub(d.read)
+		out.SetAttrTimeout(left(v.attrTimeout, age))
+		out.SetEntryTimeout(left(v.entryTimeout, age))
+	}
+	return ch, e
+}
+
+// left is what remains of timeout after age. go-fuse takes a zero
+// timeout for the default, so none left is the least it can say.
+func left(timeout, age time.Duration) time.Duration {
+	return max(timeout-age, time.Nanosecond)
 }
 
 // Seekdir restarts the listing after cookie off (0: the beginning).
@@ -410,24 +475,31 @@ func (d *dir) Seekdir(_ context.Context, off uint64) syscall.Errno {
 }
 
 func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	fd, e := d.opened()
+	ctx, done := d.node.vol.call(ctx)
+	defer done()
+	fd, e := d.opened(ctx)
 	if e != 0 {
 		return e
 	}
-	ctx, done := d.node.vol.call(ctx)
-	defer done()
 	return errno(ctx, d.node.vol.top.Fsync(ctx, fd, flags&fsyncDatasync != 0))
 }
 
+// Releasedir releases what the Opendir below opened; if it has not
+// answered yet, it releases it itself (dirOpen.run): the kernel's
+// request does not wait, and an unmount neither.
 func (d *dir) Releasedir(ctx context.Context, _ uint32) {
 	// The read ahead must not outlive the handle it reads through.
 	if r := d.ahead; r != nil {
 		d.dropAhead()
 		<-r.done
 	}
-	fd, e := d.opened()
-	if e != 0 {
-		return // nothing was opened below
+	o := d.open
+	o.mu.Lock()
+	o.released = true
+	answered, fd, e := o.answered, o.fd, o.errno
+	o.mu.Unlock()
+	if !answered || e != 0 {
+		return // nothing was opened below, or run releases it
 	}
 	ctx, done := d.node.vol.holding(ctx)
 	defer done()

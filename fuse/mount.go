@@ -30,8 +30,11 @@ type Options struct {
 	// and entries, none for negative entries); a negative value disables
 	// that cache. A directory's first batch read ahead of its opendir
 	// (find, ls -R) is served for the lesser of the attribute and entry
-	// lifetimes: another client's change shows in a listing as late as
-	// in a cached lookup. This mount's own changes show at once.
+	// lifetimes, counted from its read, and the kernel caches what it
+	// shows only for what is left of each: another client's change shows
+	// in a listing, a lookup or a stat as late as in a cached lookup,
+	// never later. This mount's own changes show at once. A negative
+	// AttrTimeout or EntryTimeout turns that read-ahead off.
 	AttrTimeout, EntryTimeout, NegativeTimeout time.Duration
 	// FsName is shown in /proc/mounts, e.g. "gluon:vol0"; default "gluon".
 	FsName string
@@ -106,6 +109,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	entry := timeout(opts.EntryTimeout, defaultTimeout)
 	// A listing read ahead may be as old as the kernel's own caches.
 	v.early.ttl = min(attr, entry)
+	v.attrTimeout, v.entryTimeout = attr, entry
 	fsOpts := &fs.Options{
 		AttrTimeout:    &attr,
 		EntryTimeout:   &entry,

@@ -398,17 +398,13 @@ func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint
 	v := n.vol
 	ctx, done := v.holding(ctx)
 	defer done()
+	c := xl.CallFrom(ctx)
 	d := &dir{node: n, open: &dirOpen{done: make(chan struct{})}}
-	o := d.open
-	opendir := func() {
-		defer close(o.done)
-		o.fd, o.errno = v.top.Opendir(ctx, n.gfid)
+	if !v.prefetch.goOn(func() { d.open.run(v, n.gfid, c) }) {
+		return nil, 0, syscall.ENOTCONN // the mount is going away
 	}
-	if !v.prefetch.goOn(opendir) {
-		opendir() // the mount is going away
-	}
-	d.ahead = v.early.take(n.gfid, v.changes.Load(), v.xattrs.now())
-	v.listAhead(n, xl.CallFrom(ctx))
+	d.ahead = v.early.take(n.gfid, c, v.changes.Load(), v.xattrs.now())
+	v.listAhead(n, c)
 	return d, 0, 0
 }
 

@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +29,11 @@ import (
 // attributes it gives the kernel are cached there only for what is left
 // of their timeouts (dir.Lookup), so none is shown older than its
 // timeout. With either timeout off nothing is read ahead.
+//
+// The directory is opened below beside the read, as the same caller,
+// and the opendir that takes the batch takes that handle too: the
+// listing, which ends only once its Opendir has answered, need not wait
+// for one more round trip.
 
 const (
 	// dirsAhead is how many subdirectories after the one opened are
@@ -50,35 +56,64 @@ type earlyListings struct {
 // early is one directory's first batch, read ahead.
 type early struct {
 	r       *readahead
+	open    *dirOpen
 	who     *xl.Call // the caller it is read as
 	changes uint64   // volume.changes before the read started
 }
 
-// take returns the batch read ahead for dir, if it may be served to an
-// opendir by the caller c at now, when volume.changes is changes.
-func (el *earlyListings) take(dir xl.GFID, c *xl.Call, changes uint64, now time.Time) *readahead {
+// take returns the batch read ahead for dir and its Opendir, if they may
+// be served to an opendir by the caller c at now, when volume.changes is
+// changes.
+func (el *earlyListings) take(v *volume, dir xl.GFID, c *xl.Call, changes uint64, now time.Time) (*readahead, *dirOpen) {
 	el.mu.Lock()
 	e := el.m[dir]
 	delete(el.m, dir)
-	el.sweep(now)
+	el.sweep(v, now)
 	el.mu.Unlock()
 	if e == nil {
-		return nil
+		return nil, nil
 	}
 	if e.changes != changes || now.Sub(e.r.at) > el.ttl || !sameCaller(e.who, c) {
-		e.r.cancel()
-		return nil
+		e.drop(v)
+		return nil, nil
 	}
-	return e.r
+	return e.r, e.open
 }
 
 // sweep drops the batches too old to be served. el.mu is held.
-func (el *earlyListings) sweep(now time.Time) {
+func (el *earlyListings) sweep(v *volume, now time.Time) {
 	for g, e := range el.m {
 		if now.Sub(e.r.at) > el.ttl {
-			e.r.cancel()
+			e.drop(v)
 			delete(el.m, g)
 		}
+	}
+}
+
+// drain drops every batch. The mount calls it once the kernel sends no
+// more requests, before it stops the prefetcher.
+func (el *earlyListings) drain(v *volume) {
+	el.mu.Lock()
+	m := el.m
+	el.m = nil
+	el.mu.Unlock()
+	for _, e := range m {
+		e.drop(v)
+	}
+}
+
+// drop abandons the read and releases what the Opendir opened, or will.
+func (e *early) drop(v *volume) {
+	e.r.cancel()
+	fd, ok := e.open.close()
+	if !ok {
+		return
+	}
+	call := *e.who
+	call.Seq = v.seq.Add(1)
+	release := func() { v.releasedir(xl.WithCall(context.WithoutCancel(v.prefetch.ctx), &call), fd) }
+	if !v.prefetch.goOn(release) {
+		release()
 	}
 }
 
@@ -96,7 +131,7 @@ func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
 	if _, ok := el.m[dir]; ok {
 		return
 	}
-	el.sweep(v.xattrs.now())
+	el.sweep(v, v.xattrs.now())
 	if len(el.m) >= earlyKept {
 		return
 	}
@@ -106,10 +141,15 @@ func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
 	if r == nil {
 		return
 	}
+	o := newDirOpen()
+	if !v.prefetch.goOn(func() { o.run(v, dir, c) }) {
+		r.cancel()
+		return
+	}
 	if el.m == nil {
 		el.m = make(map[xl.GFID]*early)
 	}
-	el.m[dir] = &early{r: r, who: c, changes: changes}
+	el.m[dir] = &early{r: r, open: o, who: c, changes: changes}
 }
 
 // listAhead reads ahead the subdirectories listed after n in the last

@@ -181,8 +181,18 @@ func TestListingReadahead(t *testing.T) {
 	})
 }
 
+// allReleased waits until every directory opened below is released.
+func allReleased(t *testing.T, c *dirCounter) {
+	t.Helper()
+	eventually(t, "every Opendir released", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.opens == c.releases
+	})
+}
+
 // This mount's own change between a directory's readahead and its
-// opening shows in its listing.
+// opening shows in its listing. What the readahead opened is released.
 func TestListingReadaheadOwnChange(t *testing.T) {
 	c := newDirCounter(t)
 	dir, _ := mount(t, c)
@@ -201,6 +211,24 @@ func TestListingReadaheadOwnChange(t *testing.T) {
 	got := readNames(t, filepath.Join(top, order[1]))
 	if !slices.Contains(got, "new") {
 		t.Errorf("%s lists %v, without the file this mount just made", order[1], got)
+	}
+	allReleased(t, c)
+}
+
+// Unmounting releases what was opened for batches read ahead and never
+// served.
+func TestUnmountReleasesReadahead(t *testing.T) {
+	c := newDirCounter(t)
+	dir, m := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
+	_, second := walkToSecond(t, c, dir)
+	if err := m.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	m.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starts[second] != 1 || c.opens != c.releases {
+		t.Errorf("second read %d times; %d Opendirs, %d Releasedirs", c.starts[second], c.opens, c.releases)
 	}
 }
 
@@ -486,6 +514,7 @@ func TestListingReadaheadOtherCaller(t *testing.T) {
 	if n := c.startsOf(second); n != 2 || by.Uid != 1234 || by.Gid != 1235 {
 		t.Errorf("second read from its start %d times, last as %d:%d; want twice, last as 1234:1235", n, by.Uid, by.Gid)
 	}
+	allReleased(t, c)
 }
 
 // What a batch read ahead shows is cached by the kernel only for what is

@@ -172,6 +172,8 @@ type dirOpen struct {
 	released bool // the handle was released
 }
 
+func newDirOpen() *dirOpen { return &dirOpen{done: make(chan struct{})} }
+
 // run opens dir below as the caller c.
 func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 	call := *c
@@ -192,8 +194,22 @@ func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 		return
 	}
 	call.Seq = v.seq.Add(1)
-	if e := v.top.Releasedir(context.WithoutCancel(ctx), fd); e != 0 {
-		v.log.Warn("releasedir failed", "gfid", dir, "err", e)
+	v.releasedir(context.WithoutCancel(ctx), fd)
+}
+
+// close marks the handle released. It returns the fd to release, if the
+// Opendir opened one; if it has not answered yet, run releases it.
+func (o *dirOpen) close() (xl.Fd, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.released = true
+	return o.fd, o.answered && o.errno == 0
+}
+
+// releasedir releases fd below, logging a failure: nobody waits for it.
+func (v *volume) releasedir(ctx context.Context, fd xl.Fd) {
+	if e := v.top.Releasedir(ctx, fd); e != 0 {
+		v.log.Warn("releasedir failed", "gfid", fd.GFID, "err", e)
 	}
 }
 
@@ -493,17 +509,11 @@ func (d *dir) Releasedir(ctx context.Context, _ uint32) {
 		d.dropAhead()
 		<-r.done
 	}
-	o := d.open
-	o.mu.Lock()
-	o.released = true
-	answered, fd, e := o.answered, o.fd, o.errno
-	o.mu.Unlock()
-	if !answered || e != 0 {
+	fd, ok := d.open.close()
+	if !ok {
 		return // nothing was opened below, or run releases it
 	}
 	ctx, done := d.node.vol.holding(ctx)
 	defer done()
-	if e := d.node.vol.top.Releasedir(ctx, fd); e != 0 {
-		d.node.vol.log.Warn("releasedir failed", "gfid", fd.GFID, "err", e)
-	}
+	d.node.vol.releasedir(ctx, fd)
 }

@@ -160,6 +160,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	go func() {
 		defer close(m.done)
 		server.Serve()
+		v.early.drain(v)
 		v.prefetch.stop()
 	}()
 	if err := server.WaitMount(); err != nil {

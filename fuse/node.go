@@ -399,11 +399,15 @@ func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint
 	ctx, done := v.holding(ctx)
 	defer done()
 	c := xl.CallFrom(ctx)
-	d := &dir{node: n, open: &dirOpen{done: make(chan struct{})}}
-	if !v.prefetch.goOn(func() { d.open.run(v, n.gfid, c) }) {
-		return nil, 0, syscall.ENOTCONN // the mount is going away
+	d := &dir{node: n}
+	d.ahead, d.open = v.early.take(v, n.gfid, c, v.changes.Load(), v.xattrs.now())
+	if d.open == nil {
+		o := newDirOpen()
+		if !v.prefetch.goOn(func() { o.run(v, n.gfid, c) }) {
+			return nil, 0, syscall.ENOTCONN // the mount is going away
+		}
+		d.open = o
 	}
-	d.ahead = v.early.take(n.gfid, c, v.changes.Load(), v.xattrs.now())
 	v.listAhead(n, c)
 	return d, 0, 0
 }

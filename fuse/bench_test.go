@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -155,4 +156,60 @@ func BenchmarkReaddir(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "us/entry")
 		})
 	}
+}
+
+// remoteDirs makes each Opendir and Releasedir take a round trip, and
+// each Readdir a round trip and a per-entry cost, as a brick's do.
+type remoteDirs struct {
+	remoteReaddir
+}
+
+func (r *remoteDirs) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
+	time.Sleep(r.rtt)
+	return r.Base.Opendir(ctx, ino)
+}
+
+func (r *remoteDirs) Releasedir(ctx context.Context, fd xl.Fd) syscall.Errno {
+	time.Sleep(r.rtt)
+	return r.Base.Releasedir(ctx, fd)
+}
+
+// BenchmarkWalk measures a walk (find) of 300 directories of 5 files
+// each, where every directory op costs a brick's round trip (0.3 ms).
+func BenchmarkWalk(b *testing.B) {
+	var top xl.Xlator
+	dir := mountBenchOn(b, Options{}, func(x xl.Xlator) xl.Xlator {
+		top = x
+		return &remoteDirs{remoteReaddir{Base: xl.Base{Xlator: x}, rtt: 300 * time.Microsecond, perEntry: 10 * time.Microsecond}}
+	})
+	ctx := context.Background()
+	parent, e := top.Mkdir(ctx, xl.RootGFID, "top", xl.NewGFID(), 0o755)
+	if e != 0 {
+		b.Fatal(e)
+	}
+	const dirs, files = 300, 5
+	for i := range dirs {
+		d, e := top.Mkdir(ctx, parent.GFID, fmt.Sprintf("d%03d", i), xl.NewGFID(), 0o755)
+		if e != 0 {
+			b.Fatal(e)
+		}
+		for j := range files {
+			fd, _, e := top.Create(ctx, d.GFID, fmt.Sprintf("f%d", j), xl.NewGFID(), syscall.O_WRONLY, 0o644)
+			if e != 0 {
+				b.Fatal(e)
+			}
+			top.Release(ctx, fd)
+		}
+	}
+	for b.Loop() {
+		n := 0
+		err := filepath.WalkDir(filepath.Join(dir, "top"), func(_ string, _ fs.DirEntry, err error) error {
+			n++
+			return err
+		})
+		if err != nil || n != 1+dirs*(1+files) {
+			b.Fatalf("walked %d, err %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*dirs), "us/dir")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gluon-fs/gluon/internal/sysmon"
 	"github.com/gluon-fs/gluon/recon"
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
@@ -65,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	log = log.With("volume", cfg.Volume, "brick", cfg.Index)
-	relaxSysmon(log)
+	sysmon.Relax(log)
 	ttl := cfg.LeaseTTL
 	if ttl == 0 {
 		ttl = DefaultLeaseTTL

@@ -1,4 +1,4 @@
-package brick
+package sysmon
 
 import (
 	"bufio"
@@ -30,27 +30,19 @@ func capSysNice(t *testing.T) bool {
 	return false
 }
 
-func TestRelaxSysmon(t *testing.T) {
-	relaxSysmon(slog.Default())
-	f, err := os.Open("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
+func TestRelax(t *testing.T) {
+	Relax(slog.Default())
+	tid, ok := thread()
+	if !ok {
+		t.Fatal("/proc/self/task does not list the main thread first and another after it")
 	}
-	tids, err := f.Readdirnames(2)
-	f.Close()
-	if err != nil || len(tids) < 2 {
-		t.Fatalf("threads %v: %v", tids, err)
-	}
-	if tids[0] != strconv.Itoa(os.Getpid()) {
-		t.Fatalf("first thread %s, want the main thread %d", tids[0], os.Getpid())
-	}
-	b, err := os.ReadFile("/proc/" + tids[1] + "/timerslack_ns")
+	b, err := os.ReadFile("/proc/" + tid + "/timerslack_ns")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := strings.TrimSpace(string(b))
-	want := strconv.FormatInt(sysmonSlack.Nanoseconds(), 10)
+	want := strconv.FormatInt(Slack.Nanoseconds(), 10)
 	if capSysNice(t) && got != want {
-		t.Errorf("sysmon thread %s: timer slack %s ns, want %s", tids[1], got, want)
+		t.Errorf("sysmon thread %s: timer slack %s ns, want %s", tid, got, want)
 	}
 }

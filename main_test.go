@@ -517,6 +517,10 @@ func TestUp(t *testing.T) {
 			if i == set.Leader {
 				role = "leader"
 			}
+			// Waiting cannot excuse two leaders in one term.
+			if i != set.Leader && b.JBR != nil && b.JBR.Role == "leader" && b.JBR.Term == set.Term {
+				t.Fatalf("bricks %d and %d both lead term %d", i, set.Leader, set.Term)
+			}
 			// Two creates, two mkdirs and two writes at least.
 			if !b.Online || b.JBR == nil || b.Lag != 0 || b.JBR.Role != role || b.JBR.Term != set.Term || b.JBR.LastIndex < 6 || b.JBR.Applied != b.JBR.Commit {
 				return false, fmt.Sprintf("brick %d: online %v, lag %d, %+v; want %s in term %d", i, b.Online, b.Lag, b.JBR, role, set.Term)

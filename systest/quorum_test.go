@@ -308,6 +308,13 @@ func TestRetryTimeout(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		for _, r := range results {
+			// Two of three bricks stopped: no leader, old or new, has a
+			// quorum, so an acknowledged write is wrong whoever led.
+			if r.op == "write" && r.e == 0 {
+				t.Errorf("write acknowledged with two of three bricks stopped (attempt %d)", attempt)
+			}
+		}
 		stable := c.still(leader, term)
 		for _, i := range followers(leader) {
 			c.signal(i, syscall.SIGCONT)

@@ -66,7 +66,8 @@ func (c *cluster) verify() (int, []recon.SetReport) {
 // that gluon recon status says so. A check that fails while leadership
 // moved under it (on a loaded machine an etcd stall can expire every
 // brick's 1 s lease at once), or while no brick led, converges again and
-// repeats; one that fails within a single term fails the test.
+// repeats; one that fails within a single term, or finds the replicas'
+// contents different, fails the test.
 func (c *cluster) verifyIdentical() {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -89,6 +90,14 @@ func (c *cluster) verifyIdentical() {
 func (c *cluster) identical() string {
 	c.t.Helper()
 	code, sets := c.verify()
+	for _, s := range sets {
+		for _, b := range s.Bricks {
+			if len(b.Diffs) > 0 {
+				// Nothing writes after converge, so no election explains it.
+				c.t.Fatalf("gluon recon verify: exit %d, the replicas differ: %+v", code, sets)
+			}
+		}
+	}
 	if code != 0 || recon.Differs(sets) || len(sets) != 1 || !sets[0].Reconciled {
 		return fmt.Sprintf("gluon recon verify: exit %d, want identical replicas: %+v", code, sets)
 	}

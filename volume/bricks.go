@@ -92,6 +92,7 @@ func (s *Store) Register(ctx context.Context, vol string, brickIndex int, addr s
 // free and the volume unchanged since it was read.
 func (r *Registration) claim(ctx context.Context) (clientv3.LeaseID, error) {
 	s, key := r.s, brickKey(r.vol, r.index)
+	var last error // the lease lost to the last etcd stall, if any
 	for range maxRetries {
 		v, rev, err := s.get(ctx, r.vol)
 		if err != nil {
@@ -122,12 +123,13 @@ func (r *Registration) claim(ctx context.Context) (clientv3.LeaseID, error) {
 		if err == nil && t.Succeeded {
 			return g.ID, nil
 		}
-		_ = r.revoke(ctx, g.ID) // best effort: an unused lease expires anyway
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// etcd stalled past the TTL between the grant and the put: the
 			// lease is gone, not the brick; grant another.
+			last = err
 			continue
 		}
+		_ = r.revoke(ctx, g.ID) // best effort: an unused lease expires anyway
 		if err != nil {
 			return 0, fmt.Errorf("volume %s: brick %s: register: %w", r.vol, b, err)
 		}
@@ -140,6 +142,9 @@ func (r *Registration) claim(ctx context.Context) (clientv3.LeaseID, error) {
 				r.vol, b, ErrBrickBusy, held.Pid, held.Host, held.Addr)
 		}
 		// The volume changed under us: read it again.
+	}
+	if last != nil {
+		return 0, fmt.Errorf("volume %s: brick %d: register: %w", r.vol, r.index, last)
 	}
 	return 0, fmt.Errorf("volume %s: brick %d: register: too many concurrent updates", r.vol, r.index)
 }

@@ -29,6 +29,12 @@ var once sync.Once
 // often; it still retakes a P stuck in a syscall within a millisecond or
 // two.
 //
+// Threads inherit their creator's slack, and sysmon starts threads when
+// it retakes a P from a blocked syscall, so some of the brick's worker
+// threads carry the slack too: their timed sleeps (timers, deadlines)
+// may end up to a millisecond late. Nothing in a brick needs that
+// precision; its 1 ms hand-off of a stalled request may take 2 ms.
+//
 // sysmon is the first thread the runtime starts, so it is the second in
 // /proc/self/task, which lists threads in creation order. Setting
 // another thread's slack needs CAP_SYS_NICE; without it nothing changes.

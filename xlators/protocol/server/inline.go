@@ -16,11 +16,12 @@ import (
 // the reading to a new goroutine once the request has run for handoff,
 // so that the connection's other requests, and the frame that may cancel
 // this one, are not held up for long. The timer is stopped as the
-// request ends: a brick whose requests are all quick is never woken by
-// it (a periodic watchdog woke every idle brick, busy with heartbeats
-// only, a thousand times a second). Ops that were slow lately, such as
-// reads from disk or anything a replicating translator must agree on,
-// are handed off at once. (GlusterFS's epoll threads too run a fop until
+// request ends, so it fires only for a request that stalls; a periodic
+// watchdog woke every brick, even one busy with heartbeats only, a
+// thousand times a second. (Arming it may still nudge the thread in the
+// network poller, which measured far cheaper.) Ops that were slow
+// lately, such as reads from disk or anything a replicating translator
+// must agree on, are handed off at once. (GlusterFS's epoll threads too run a fop until
 // io-threads queues it.)
 const (
 	// quick is the average duration, lately, below which an op is served
@@ -69,8 +70,8 @@ func (c *conn) served(mark uint64) bool {
 // early, which costs a goroutine and nothing else.
 func (c *conn) stalled() {
 	if mark := c.inline.Load(); mark != 0 && c.inline.CompareAndSwap(mark, 0) {
-		// The request runs under c.wg, so the connection, which holds
-		// s.wg, has not ended.
+		// The holder of the reading has not ended the connection,
+		// which holds s.wg.
 		c.s.goRead(c, c.rd)
 	}
 }

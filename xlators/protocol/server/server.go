@@ -339,7 +339,7 @@ func (c *conn) serve() {
 	}
 	c.log.Debug("client connected")
 	c.rd = &reader{br: br}
-	c.stall = time.AfterFunc(handoff, c.stalled)
+	c.stall = time.AfterFunc(time.Hour, c.stalled) // armed per inline request
 	c.stall.Stop()
 	c.read(c.rd)
 }

@@ -96,10 +96,14 @@ const (
 // op is never abandoned on FUSE_INTERRUPT: a create that already happened
 // but answered EINTR makes its retry fail with EEXIST. It moves
 // v.changes as it starts and as it ends, so that a listing read ahead
-// while it ran is not served (see earlyListings).
+// while it ran is not served (see earlyListings); as it ends, it drops
+// the batches read ahead, which it voided.
 func (v *volume) mutation(ctx context.Context) (context.Context, func()) {
 	v.changes.Add(1)
-	return v.attach(context.WithoutCancel(ctx), ctx), func() { v.changes.Add(1) }
+	return v.attach(context.WithoutCancel(ctx), ctx), func() {
+		v.changes.Add(1)
+		v.early.dropAll(v)
+	}
 }
 
 // holding is mutation for an op that takes or gives back a resource on

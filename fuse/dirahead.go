@@ -1,9 +1,9 @@
 package fuse
 
 import (
-	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -45,12 +45,22 @@ const (
 )
 
 // earlyListings are the first batches of directories read before any
-// handle of them asked.
+// handle of them asked. Each holds a directory open on the bricks, so
+// none is kept past its ttl even if no opendir comes (sweep, armed while
+// any is kept), nor past this mount's next change (dropAll), which would
+// void it anyway and may be the removal of the directory it holds.
 type earlyListings struct {
 	ttl time.Duration // zero: read nothing ahead
 
 	mu sync.Mutex
 	m  map[xl.GFID]*early
+	// timer sweeps m while it is not empty; armed counts its arming, so
+	// that a sweep of a timer stopped meanwhile does nothing.
+	timer *time.Timer
+	armed uint64
+	// kept is set while m may be non-empty: a change checks it before
+	// it takes mu.
+	kept atomic.Bool
 }
 
 // early is one directory's first batch, read ahead.
@@ -77,6 +87,15 @@ func (el *earlyListings) take(v *volume, dir xl.GFID, c *xl.Call, changes uint64
 		e.drop(v)
 		return nil, nil
 	}
+	select {
+	case <-e.open.done:
+		if e.open.errno != 0 {
+			// It may have failed for want of the walker's permission, or
+			// for a brick's passing fault: the caller opens as itself.
+			return e.r, nil
+		}
+	default:
+	}
 	return e.r, e.open
 }
 
@@ -90,16 +109,57 @@ func (el *earlyListings) sweep(v *volume, now time.Time) {
 	}
 }
 
-// drain drops every batch. The mount calls it once the kernel sends no
-// more requests, before it stops the prefetcher.
-func (el *earlyListings) drain(v *volume) {
+// arm starts the sweep timer unless it runs. el.mu is held.
+func (el *earlyListings) arm(v *volume) {
+	if el.timer != nil {
+		return
+	}
+	el.armed++
+	armed := el.armed
+	el.timer = time.AfterFunc(el.ttl, func() { el.tick(v, armed) })
+}
+
+// tick sweeps, and goes on sweeping while batches are kept.
+func (el *earlyListings) tick(v *volume, armed uint64) {
 	el.mu.Lock()
-	m := el.m
-	el.m = nil
+	defer el.mu.Unlock()
+	if el.timer == nil || el.armed != armed {
+		return // stopped by dropAll
+	}
+	el.sweep(v, v.xattrs.now())
+	if len(el.m) > 0 {
+		el.timer.Reset(el.ttl)
+		return
+	}
+	el.timer = nil
+}
+
+// dropAll drops every batch. The mount calls it as each of its changes
+// ends, and once the kernel sends no more requests, before it stops the
+// prefetcher.
+func (el *earlyListings) dropAll(v *volume) {
+	if !el.kept.Load() {
+		return
+	}
+	el.mu.Lock()
+	m := el.takeAll()
 	el.mu.Unlock()
 	for _, e := range m {
 		e.drop(v)
 	}
+}
+
+// takeAll empties m and stops the timer; it returns what m held. el.mu
+// is held.
+func (el *earlyListings) takeAll() map[xl.GFID]*early {
+	m := el.m
+	el.m = nil
+	el.kept.Store(false)
+	if el.timer != nil {
+		el.timer.Stop()
+		el.timer = nil
+	}
+	return m
 }
 
 // drop abandons the read and releases what the Opendir opened, or will.
@@ -111,7 +171,7 @@ func (e *early) drop(v *volume) {
 	}
 	call := *e.who
 	call.Seq = v.seq.Add(1)
-	release := func() { v.releasedir(xl.WithCall(context.WithoutCancel(v.prefetch.ctx), &call), fd) }
+	release := func() { v.releasedir(xl.WithCall(v.prefetch.ctx, &call), fd) }
 	if !v.prefetch.goOn(release) {
 		release()
 	}
@@ -150,27 +210,36 @@ func (el *earlyListings) start(v *volume, dir xl.GFID, c *xl.Call) {
 		el.m = make(map[xl.GFID]*early)
 	}
 	el.m[dir] = &early{r: r, open: o, who: c, changes: changes}
+	el.kept.Store(true)
+	el.arm(v)
 }
 
-// listAhead reads ahead the subdirectories listed after n in the last
-// listing of n's parent, if n's opening may be part of a walk. c is the
-// caller that opened n: the reads ask as it would.
-func (v *volume) listAhead(n *node, c *xl.Call) {
+// walkOf returns the last listing of n's parent, with n claimed in it,
+// if n's opening may be part of a walk, or nil. It comes before the
+// opening takes what was read ahead for n: a walker reading ahead
+// meanwhile does not open n a second time.
+func (v *volume) walkOf(n *node) *listing {
 	if v.early.ttl <= 0 {
-		return
+		return nil
 	}
 	_, pi := n.Parent()
 	if pi == nil {
-		return
+		return nil
 	}
 	parent, ok := pi.Operations().(*node)
 	if !ok {
-		return
+		return nil
 	}
 	l := v.listings.of(parent.gfid)
-	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
-		return
+	if l == nil || v.xattrs.now().Sub(l.at) > listingLife || !l.claimDir(n.gfid) {
+		return nil
 	}
+	return l
+}
+
+// listAhead reads ahead the subdirectories listed after n in l, n's
+// walk. c is the caller that opened n: the reads ask as it would.
+func (v *volume) listAhead(l *listing, n *node, c *xl.Call) {
 	for _, g := range l.dirsAfter(n.gfid, dirsAhead) {
 		v.early.start(v, g, c)
 	}

@@ -195,7 +195,8 @@ func allReleased(t *testing.T, c *dirCounter) {
 // opening shows in its listing. What the readahead opened is released.
 func TestListingReadaheadOwnChange(t *testing.T) {
 	c := newDirCounter(t)
-	dir, _ := mount(t, c)
+	// The clock stands still: only the change voids what was read ahead.
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
 	subs := makeTree(t, c, 2, 1)
 	top := filepath.Join(dir, "top")
 	order := readNames(t, top)
@@ -460,7 +461,9 @@ func (f *failFirst) Readdir(ctx context.Context, fd xl.Fd, off uint64, max int) 
 func TestListingReadaheadFailed(t *testing.T) {
 	c := newDirCounter(t)
 	f := &failFirst{dirCounter: c}
-	dir, _ := mount(t, f)
+	// The clock stands still: only the failure keeps the read ahead from
+	// being served.
+	dir, _ := mountWith(t, f, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
 	subs := makeTree(t, c, 2, 1)
 	top := filepath.Join(dir, "top")
 	order := readNames(t, top)
@@ -552,4 +555,146 @@ func TestListingReadaheadAttrLifetime(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want the other client's 0600: attributes read ahead an hour ago are still cached", st.Mode().Perm())
 	}
+}
+
+// openCounts reports how many Opendirs below succeeded and how many of them
+// were released.
+func (c *dirCounter) openCounts() (opens, releases int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opens, c.releases
+}
+
+// A directory opened ahead of a walk that never comes for it is released
+// once what was read ahead is too old to be served.
+func TestListingReadaheadUntakenReleased(t *testing.T) {
+	c := newDirCounter(t)
+	clock := &fakeClock{}
+	const ttl = 50 * time.Millisecond // how often the sweep looks
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now, AttrTimeout: ttl, EntryTimeout: ttl})
+	walkToSecond(t, c, dir)
+	// top, the first, and the second opened ahead.
+	eventually(t, "second opened ahead", func() bool { o, _ := c.openCounts(); return o == 3 })
+	clock.advance(ttl + time.Nanosecond)
+	allReleased(t, c)
+}
+
+// This mount's own change releases what was opened ahead, which it
+// voided: the change may be the removal of that directory.
+func TestListingReadaheadReleasedOnOwnChange(t *testing.T) {
+	c := newDirCounter(t)
+	// The clock stands still: nothing grows too old to be served.
+	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
+	walkToSecond(t, c, dir)
+	eventually(t, "second opened ahead", func() bool { o, _ := c.openCounts(); return o == 3 })
+	if err := os.Mkdir(filepath.Join(dir, "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	allReleased(t, c)
+}
+
+// failOpen fails the first Opendir of dir with EIO.
+type failOpen struct {
+	*dirCounter
+	dir    atomic.Pointer[xl.GFID]
+	failed atomic.Bool
+}
+
+func (f *failOpen) Opendir(ctx context.Context, ino xl.GFID) (xl.Fd, syscall.Errno) {
+	if d := f.dir.Load(); d != nil && ino == *d && f.failed.CompareAndSwap(false, true) {
+		return xl.Fd{}, syscall.EIO
+	}
+	return f.dirCounter.Opendir(ctx, ino)
+}
+
+// An Opendir read ahead that failed, perhaps for a brick's passing fault
+// or for want of the walker's permission, is not handed to the opening
+// that comes for the batch: that one opens again, as its own caller.
+func TestListingReadaheadOpenFailed(t *testing.T) {
+	c := newDirCounter(t)
+	f := &failOpen{dirCounter: c}
+	dir, m := mountWith(t, f, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
+	subs := makeTree(t, c, 2, 1)
+	top := filepath.Join(dir, "top")
+	order := readNames(t, top)
+	second := subs[0]
+	if order[1] == "s01" {
+		second = subs[1]
+	}
+	f.dir.Store(&second)
+	readNames(t, filepath.Join(top, order[0]))
+	var e *early
+	eventually(t, "second read ahead", func() bool {
+		m.vol.early.mu.Lock()
+		defer m.vol.early.mu.Unlock()
+		e = m.vol.early.m[second]
+		return e != nil
+	})
+	<-e.open.done
+	if !f.failed.Load() || e.open.errno != syscall.EIO {
+		t.Fatalf("the Opendir ahead answered %v", e.open.errno)
+	}
+	if got := readNames(t, filepath.Join(top, order[1])); !slices.Equal(got, []string{"f00000"}) {
+		t.Errorf("%s lists %v, want [f00000]", order[1], got)
+	}
+	allReleased(t, c)
+}
+
+// blockRelease holds the Releasedirs of dir until their context ends, as
+// a client does that retries while the bricks do not answer.
+type blockRelease struct {
+	*dirCounter
+	dir     atomic.Pointer[xl.GFID]
+	blocked atomic.Int32
+}
+
+func (b *blockRelease) Releasedir(ctx context.Context, fd xl.Fd) syscall.Errno {
+	if d := b.dir.Load(); d != nil && fd.GFID == *d {
+		b.blocked.Add(1)
+		<-ctx.Done()
+		return syscall.ECANCELED
+	}
+	return b.dirCounter.Releasedir(ctx, fd)
+}
+
+// Unmounting does not wait for the bricks to answer the Releasedir of
+// what was opened ahead: they release a connection's handles as it
+// closes.
+func TestUnmountUnansweredReleasedir(t *testing.T) {
+	c := newDirCounter(t)
+	b := &blockRelease{dirCounter: c}
+	ignore := goleak.IgnoreCurrent()
+	dir := t.TempDir()
+	m, err := Mount(dir, b, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := makeTree(t, c, 2, 1)
+	top := filepath.Join(dir, "top")
+	order := readNames(t, top)
+	second := subs[0]
+	if order[1] == "s01" {
+		second = subs[1]
+	}
+	b.dir.Store(&second)
+	readNames(t, filepath.Join(top, order[0]))
+	eventually(t, "second opened ahead", func() bool { o, _ := c.openCounts(); return o == 3 })
+	done := make(chan error, 1)
+	go func() {
+		err := m.Unmount()
+		m.Wait()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Unmount: %v", err)
+		}
+	case <-time.After(30 * time.Second): // only a hang takes this long
+		t.Fatal("Unmount hung on the Releasedir")
+	}
+	if n := b.blocked.Load(); n != 1 {
+		t.Errorf("%d Releasedirs of the directory opened ahead, want 1", n)
+	}
+	goleak.VerifyNone(t, ignore)
 }

@@ -174,10 +174,11 @@ type dirOpen struct {
 
 func newDirOpen() *dirOpen { return &dirOpen{done: make(chan struct{})} }
 
-// run opens dir below as the caller c.
+// run opens dir below as the caller c, with a Seq of its own.
 func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 	call := *c
 	call.Xdata = nil
+	call.Seq = v.seq.Add(1)
 	ctx := xl.WithCall(v.prefetch.ctx, &call)
 	fd, e := v.top.Opendir(ctx, dir)
 	o.mu.Lock()
@@ -193,8 +194,9 @@ func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 	if !orphan {
 		return
 	}
-	call.Seq = v.seq.Add(1)
-	v.releasedir(context.WithoutCancel(ctx), fd)
+	rel := call
+	rel.Seq = v.seq.Add(1)
+	v.releasedir(xl.WithCall(v.prefetch.ctx, &rel), fd)
 }
 
 // close marks the handle released. It returns the fd to release, if the
@@ -207,7 +209,12 @@ func (o *dirOpen) close() (xl.Fd, bool) {
 }
 
 // releasedir releases fd below, logging a failure: nobody waits for it.
+// It is not cancelled with ctx, but cut short once the mount has been
+// stopping for releaseGrace.
 func (v *volume) releasedir(ctx context.Context, fd xl.Fd) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(v.prefetch.release, cancel)()
 	if e := v.top.Releasedir(ctx, fd); e != 0 {
 		v.log.Warn("releasedir failed", "gfid", fd.GFID, "err", e)
 	}

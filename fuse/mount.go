@@ -35,6 +35,11 @@ type Options struct {
 	// in a listing, a lookup or a stat as late as in a cached lookup,
 	// never later. This mount's own changes show at once. A negative
 	// AttrTimeout or EntryTimeout turns that read-ahead off.
+	//
+	// opendir(2) answers without waiting for the bricks' Opendir, so an
+	// error of theirs (ENOENT, ESTALE, EIO) shows at the end of the
+	// listing, from getdents(2), not from open(2); a directory handle
+	// used only for fchdir(2) or fstat(2) never reports it.
 	AttrTimeout, EntryTimeout, NegativeTimeout time.Duration
 	// FsName is shown in /proc/mounts, e.g. "gluon:vol0"; default "gluon".
 	FsName string
@@ -160,7 +165,7 @@ func Mount(dir string, top xl.Xlator, opts Options) (*MountPoint, error) {
 	go func() {
 		defer close(m.done)
 		server.Serve()
-		v.early.drain(v)
+		v.early.dropAll(v)
 		v.prefetch.stop()
 	}()
 	if err := server.WaitMount(); err != nil {

@@ -393,13 +393,17 @@ func openFlags(flags uint32) uint32 {
 
 // OpendirHandle answers at once: the Opendir below runs beside the
 // handle's first read (see dirOpen), which a listing read ahead of the
-// kernel may already have done (see earlyListings).
+// kernel may already have done (see earlyListings). So a brick's opendir
+// error (ENOENT, ESTALE, EIO) shows at the end of getdents(2), not at
+// open(2), and a handle used only for fchdir(2) or fstat(2) never
+// reports it.
 func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	v := n.vol
 	ctx, done := v.holding(ctx)
 	defer done()
 	c := xl.CallFrom(ctx)
 	d := &dir{node: n}
+	walk := v.walkOf(n)
 	d.ahead, d.open = v.early.take(v, n.gfid, c, v.changes.Load(), v.xattrs.now())
 	if d.open == nil {
 		o := newDirOpen()
@@ -408,7 +412,9 @@ func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint
 		}
 		d.open = o
 	}
-	v.listAhead(n, c)
+	if walk != nil {
+		v.listAhead(walk, n, c)
+	}
 	return d, 0, 0
 }
 

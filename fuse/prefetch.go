@@ -84,9 +84,20 @@ func (l *listing) add(a *xl.Attr) {
 // dirsScan bounds how far dirsAfter looks for subdirectories to claim.
 const dirsScan = 1024
 
-// dirsAfter claims dir, opened, and up to n subdirectories listed after
-// it and not yet claimed, continuing from the first one when the listing
-// ends: find walks the listing's order, ls -R the names' sorted order.
+// claimDir claims dir, being opened; it reports whether dir is listed.
+func (l *listing) claimDir(dir xl.GFID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, ok := l.dirAt[dir]
+	if ok {
+		l.claim(i)
+	}
+	return ok
+}
+
+// dirsAfter claims up to n subdirectories listed after dir and not yet
+// claimed, continuing from the first one when the listing ends: find
+// walks the listing's order, ls -R the names' sorted order.
 func (l *listing) dirsAfter(dir xl.GFID, n int) []xl.GFID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -94,7 +105,6 @@ func (l *listing) dirsAfter(dir xl.GFID, n int) []xl.GFID {
 	if !ok {
 		return nil
 	}
-	l.claim(i)
 	var out []xl.GFID
 	for k := 1; k < min(len(l.dirs), dirsScan) && len(out) < n && l.unclaimed > 0; k++ {
 		if j := (i + k) % len(l.dirs); !l.claimed[j] {
@@ -183,6 +193,10 @@ type prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
+	// release bounds the Releasedirs below: it ends releaseGrace after
+	// stop starts (see volume.releasedir).
+	release       context.Context
+	cancelRelease context.CancelFunc
 
 	mu      sync.Mutex
 	stopped bool
@@ -191,7 +205,9 @@ type prefetcher struct {
 
 func newPrefetcher() *prefetcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &prefetcher{ctx: ctx, cancel: cancel, sem: make(chan struct{}, prefetchParallel)}
+	rel, cancelRel := context.WithCancel(context.Background())
+	return &prefetcher{ctx: ctx, cancel: cancel, sem: make(chan struct{}, prefetchParallel),
+		release: rel, cancelRelease: cancelRel}
 }
 
 // goOn runs f in a goroutine unless the prefetcher is stopped.
@@ -209,13 +225,23 @@ func (p *prefetcher) goOn(f func()) bool {
 	return true
 }
 
-// stop cancels the prefetches in flight and waits for them.
+// releaseGrace is how long an unmount waits for the Releasedirs in
+// flight. The bricks release a connection's handles as it closes, and a
+// client retries an unanswered request for up to its RetryTimeout (30 s
+// with the leader down): an unmount must not wait for that.
+const releaseGrace = time.Second
+
+// stop cancels the prefetches in flight and waits for them, cutting
+// short the Releasedirs still in flight after releaseGrace.
 func (p *prefetcher) stop() {
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
 	p.cancel()
+	t := time.AfterFunc(releaseGrace, p.cancelRelease)
 	p.wg.Wait()
+	t.Stop()
+	p.cancelRelease()
 }
 
 // prefetchXattr reads ahead name for the entries of n's parent's listing,

@@ -197,14 +197,8 @@ func TestListingReadaheadOwnChange(t *testing.T) {
 	c := newDirCounter(t)
 	// The clock stands still: only the change voids what was read ahead.
 	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
+	top, order, second := twoDirs(t, c, dir)
 	readNames(t, filepath.Join(top, order[0]))
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
 	eventually(t, "second read ahead", func() bool { return c.startsOf(second) == 1 })
 	if err := os.WriteFile(filepath.Join(top, order[1], "new"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -238,14 +232,8 @@ func TestUnmountReleasesReadahead(t *testing.T) {
 func TestListingReadaheadOffWithoutCaches(t *testing.T) {
 	c := newDirCounter(t)
 	dir, m := mountWith(t, c, Options{Logger: testLogger(t), EntryTimeout: -1})
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
+	top, order, second := twoDirs(t, c, dir)
 	readNames(t, filepath.Join(top, order[0]))
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
 	// The opening of the first started whatever it reads ahead before it
 	// answered.
 	m.vol.early.mu.Lock()
@@ -421,14 +409,8 @@ func TestListingReadaheadExpires(t *testing.T) {
 	c := newDirCounter(t)
 	clock := &fakeClock{}
 	dir, _ := mountWith(t, c, Options{Logger: testLogger(t), now: clock.now})
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
+	top, order, second := twoDirs(t, c, dir)
 	readNames(t, filepath.Join(top, order[0]))
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
 	eventually(t, "second read ahead", func() bool { return c.startsOf(second) == 1 })
 	clock.advance(defaultTimeout + time.Nanosecond)
 	makeFiles(t, c, second, "other", 1) // another client: straight to the translator
@@ -464,13 +446,7 @@ func TestListingReadaheadFailed(t *testing.T) {
 	// The clock stands still: only the failure keeps the read ahead from
 	// being served.
 	dir, _ := mountWith(t, f, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
+	top, order, second := twoDirs(t, c, dir)
 	f.dir.Store(&second)
 	readNames(t, filepath.Join(top, order[0]))
 	eventually(t, "second read ahead", func() bool { return c.startsOf(second) == 1 })
@@ -479,19 +455,28 @@ func TestListingReadaheadFailed(t *testing.T) {
 	}
 }
 
+// twoDirs makes a tree of two subdirectories of top through c and lists
+// top. It returns top, the subdirectories in the order listed, and the
+// GFID of the second.
+func twoDirs(t *testing.T, c *dirCounter, dir string) (string, []string, xl.GFID) {
+	t.Helper()
+	subs := makeTree(t, c, 2, 1)
+	top := filepath.Join(dir, "top")
+	order := readNames(t, top)
+	second := subs[0]
+	if order[1] == "s01" {
+		second = subs[1]
+	}
+	return top, order, second
+}
+
 // walkToSecond makes a tree of two subdirectories of top through c, lists
 // top, then the first subdirectory in the order listed, and waits until
 // the second has been read ahead. It returns the second's path and GFID.
 func walkToSecond(t *testing.T, c *dirCounter, dir string) (string, xl.GFID) {
 	t.Helper()
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
+	top, order, second := twoDirs(t, c, dir)
 	readNames(t, filepath.Join(top, order[0]))
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
 	eventually(t, "second read ahead", func() bool { return c.endsOf(second) == 1 })
 	return filepath.Join(top, order[1]), second
 }
@@ -614,13 +599,7 @@ func TestListingReadaheadOpenFailed(t *testing.T) {
 	c := newDirCounter(t)
 	f := &failOpen{dirCounter: c}
 	dir, m := mountWith(t, f, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
+	top, order, second := twoDirs(t, c, dir)
 	f.dir.Store(&second)
 	readNames(t, filepath.Join(top, order[0]))
 	var e *early
@@ -669,13 +648,7 @@ func TestUnmountUnansweredReleasedir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subs := makeTree(t, c, 2, 1)
-	top := filepath.Join(dir, "top")
-	order := readNames(t, top)
-	second := subs[0]
-	if order[1] == "s01" {
-		second = subs[1]
-	}
+	top, order, second := twoDirs(t, c, dir)
 	b.dir.Store(&second)
 	readNames(t, filepath.Join(top, order[0]))
 	eventually(t, "second opened ahead", func() bool { o, _ := c.openCounts(); return o == 3 })

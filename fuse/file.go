@@ -100,13 +100,23 @@ func (f *file) Flush(ctx context.Context) syscall.Errno {
 	if !f.wrote.Load() {
 		return 0
 	}
-	ctx, done := f.vol.mutation(ctx) // it may push writes held behind
+	ctx, done := f.pushing(ctx)
 	defer done()
 	return errno(ctx, f.vol.top.Flush(ctx, f.fd))
 }
 
+// pushing is the call of an op that pushes what the handle wrote behind,
+// if it wrote: that changes the file as listings show it (its size), so
+// it counts as a mutation then.
+func (f *file) pushing(ctx context.Context) (context.Context, func()) {
+	if f.wrote.Load() {
+		return f.vol.mutation(ctx)
+	}
+	return f.vol.holding(ctx)
+}
+
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	ctx, done := f.vol.holding(ctx)
+	ctx, done := f.pushing(ctx)
 	defer done()
 	return errno(ctx, f.vol.top.Fsync(ctx, f.fd, flags&fsyncDatasync != 0))
 }
@@ -114,11 +124,7 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Release runs once the kernel has dropped its last reference. The kernel
 // ignores the result, so a failure, which leaks an fd below, is logged.
 func (f *file) Release(ctx context.Context) syscall.Errno {
-	hold := f.vol.holding
-	if f.wrote.Load() {
-		hold = f.vol.mutation // it may push writes held behind
-	}
-	ctx, done := hold(ctx)
+	ctx, done := f.pushing(ctx)
 	defer done()
 	if e := f.vol.top.Release(ctx, f.fd); e != 0 {
 		f.vol.log.Warn("release failed", "gfid", f.fd.GFID, "err", e)

@@ -112,6 +112,15 @@ func (v *volume) holding(ctx context.Context) (context.Context, func()) {
 	return v.attach(context.WithoutCancel(ctx), ctx), func() {}
 }
 
+// again is a copy of c for a request the mount makes of its own accord
+// on c's behalf: a Seq of its own, so that ids never repeat, and no Xdata.
+func (v *volume) again(c *xl.Call) *xl.Call {
+	call := *c
+	call.Xdata = nil
+	call.Seq = v.seq.Add(1)
+	return &call
+}
+
 // attach puts the xl.Call of the FUSE request req on ctx.
 func (v *volume) attach(ctx, req context.Context) context.Context {
 	c := &xl.Call{Client: v.client, Seq: v.seq.Add(1)}

@@ -169,9 +169,8 @@ func (e *early) drop(v *volume) {
 	if !ok {
 		return
 	}
-	call := *e.who
-	call.Seq = v.seq.Add(1)
-	release := func() { v.releasedir(xl.WithCall(v.prefetch.ctx, &call), fd) }
+	call := v.again(e.who)
+	release := func() { v.releasedir(xl.WithCall(v.prefetch.ctx, call), fd) }
 	if !v.prefetch.goOn(release) {
 		release()
 	}

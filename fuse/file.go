@@ -182,11 +182,8 @@ func newDirOpen() *dirOpen { return &dirOpen{done: make(chan struct{})} }
 
 // run opens dir below as the caller c, with a Seq of its own.
 func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
-	call := *c
-	call.Xdata = nil
-	call.Seq = v.seq.Add(1)
-	ctx := xl.WithCall(v.prefetch.ctx, &call)
-	fd, e := v.top.Opendir(ctx, dir)
+	call := v.again(c)
+	fd, e := v.top.Opendir(xl.WithCall(v.prefetch.ctx, call), dir)
 	o.mu.Lock()
 	orphan := e == 0 && (o.released || v.prefetch.ctx.Err() != nil)
 	if orphan {
@@ -200,9 +197,7 @@ func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 	if !orphan {
 		return
 	}
-	rel := call
-	rel.Seq = v.seq.Add(1)
-	v.releasedir(xl.WithCall(v.prefetch.ctx, &rel), fd)
+	v.releasedir(xl.WithCall(v.prefetch.ctx, v.again(call)), fd)
 }
 
 // close marks the handle released. It returns the fd to release, if the
@@ -404,10 +399,7 @@ func (v *volume) readAhead(c *xl.Call, fd xl.Fd, off uint64, max int, onShort bo
 	ctx, cancel := context.WithCancel(v.prefetch.ctx)
 	r := &readahead{off: off, at: v.xattrs.now(), gen: v.xattrs.generation(), done: make(chan struct{}), cancel: cancel}
 	read := func(r *readahead, max int) {
-		call := *c
-		call.Seq = v.seq.Add(1)
-		call.Xdata = nil
-		r.batch, r.errno = v.top.Readdir(xl.WithCall(ctx, &call), fd, r.off, max)
+		r.batch, r.errno = v.top.Readdir(xl.WithCall(ctx, v.again(c)), fd, r.off, max)
 	}
 	if !v.prefetch.goOn(func() {
 		defer close(r.done)

@@ -295,11 +295,10 @@ func (v *volume) prefetchWindow(l *listing, name string, window []xl.GFID, c *xl
 		case <-p.ctx.Done():
 			return
 		}
-		call := *c
-		call.Seq = v.seq.Add(1)
+		call := v.again(c)
 		wg.Go(func() {
 			defer func() { <-p.sem }()
-			_, e := v.top.Getxattr(xl.WithCall(p.ctx, &call), g, name)
+			_, e := v.top.Getxattr(xl.WithCall(p.ctx, call), g, name)
 			if e == 0 {
 				asked.Add(1)
 			}

@@ -221,16 +221,8 @@ func (v *volume) walkOf(n *node) *listing {
 	if v.early.ttl <= 0 {
 		return nil
 	}
-	_, pi := n.Parent()
-	if pi == nil {
-		return nil
-	}
-	parent, ok := pi.Operations().(*node)
-	if !ok {
-		return nil
-	}
-	l := v.listings.of(parent.gfid)
-	if l == nil || v.xattrs.now().Sub(l.at) > listingLife || !l.claimDir(n.gfid) {
+	l := v.parentListing(n)
+	if l == nil || !l.claimDir(n.gfid) {
 		return nil
 	}
 	return l

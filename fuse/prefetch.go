@@ -244,21 +244,31 @@ func (p *prefetcher) stop() {
 	p.cancelRelease()
 }
 
+// parentListing is the last listing of n's parent, if it is recent
+// enough to be part of a walk that n's request belongs to.
+func (v *volume) parentListing(n *node) *listing {
+	_, pi := n.Parent()
+	if pi == nil {
+		return nil
+	}
+	parent, ok := pi.Operations().(*node)
+	if !ok {
+		return nil
+	}
+	l := v.listings.of(parent.gfid)
+	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
+		return nil
+	}
+	return l
+}
+
 // prefetchXattr reads ahead name for the entries of n's parent's listing,
 // if a miss of n's name may be part of a listing's walk. c is the caller
 // that missed: the prefetch asks as it would. Getxattr calls it only
 // for a miss the cache can keep, so never with the cache off.
 func (v *volume) prefetchXattr(n *node, name string, c *xl.Call) {
-	_, pi := n.Parent()
-	if pi == nil {
-		return
-	}
-	parent, ok := pi.Operations().(*node)
-	if !ok {
-		return
-	}
-	l := v.listings.of(parent.gfid)
-	if l == nil || v.xattrs.now().Sub(l.at) > listingLife {
+	l := v.parentListing(n)
+	if l == nil {
 		return
 	}
 	window := l.next(name)

@@ -174,8 +174,7 @@ type dirOpen struct {
 	mu       sync.Mutex
 	fd       xl.Fd
 	errno    syscall.Errno // ECANCELED: nothing opened, the mount stopped
-	answered bool
-	released bool // the handle was released
+	released bool          // the handle was released
 }
 
 func newDirOpen() *dirOpen { return &dirOpen{done: make(chan struct{})} }
@@ -191,9 +190,8 @@ func (o *dirOpen) run(v *volume, dir xl.GFID, c *xl.Call) {
 	} else {
 		o.fd, o.errno = fd, e
 	}
-	o.answered = true
+	close(o.done) // under mu: close sees fd set or done open
 	o.mu.Unlock()
-	close(o.done)
 	if !orphan {
 		return
 	}
@@ -206,7 +204,12 @@ func (o *dirOpen) close() (xl.Fd, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.released = true
-	return o.fd, o.answered && o.errno == 0
+	select {
+	case <-o.done:
+		return o.fd, o.errno == 0
+	default:
+		return xl.Fd{}, false
+	}
 }
 
 // releasedir releases fd below, logging a failure: nobody waits for it.

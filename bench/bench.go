@@ -95,6 +95,7 @@ const (
 	DefaultMetaFiles    = 2000
 	DefaultMetaDirs     = 20
 	DefaultMetaFileSize = 1024
+	DefaultMetaBig      = 0 // no meta-ls-big: it costs creating and removing its files, untimed
 )
 
 // Config configures Run. Only Targets is required.
@@ -110,7 +111,7 @@ type Config struct {
 	Workloads []string // names from Workloads(); nil means all
 	Rounds    int      // every target runs every workload once per round; 0 means DefaultRounds
 	// Runtime is the run time of each fio workload (the cap of the
-	// one-pass ones) and the cap of meta-create; 0 means DefaultRuntime.
+	// one-pass ones); 0 means DefaultRuntime.
 	Runtime time.Duration
 	// Size is the file size per job of randwrite, randwrite-fsync and
 	// randrw, e.g. "128M", "4M", "1G"; "" means DefaultSize.
@@ -122,12 +123,20 @@ type Config struct {
 
 	MetaWorkers int // parallel workers of the metadata workload; 0 means DefaultMetaWorkers
 	// MetaFiles is the number of files the metadata workload creates
-	// (fewer if meta-create reaches Runtime first); 0 means DefaultMetaFiles.
+	// (fewer if meta-create reaches MetaCreateFor first); 0 means
+	// DefaultMetaFiles.
 	MetaFiles    int
 	MetaDirs     int // directories they are spread over; 0 means DefaultMetaDirs
 	MetaFileSize int // bytes per file; 0 means DefaultMetaFileSize
+	// MetaBig is the number of files in the directory meta-ls-big lists
+	// (MetaConfig.Big); 0 means DefaultMetaBig, none.
+	MetaBig int
+	// MetaCreateFor caps meta-create (MetaConfig.CreateFor); 0 means
+	// Runtime. A cap well above what the slowest target needs makes every
+	// target create all MetaFiles files.
+	MetaCreateFor time.Duration
 	// KeepCaches skips dropping the kernel caches (which needs root)
-	// before the cold workloads and before meta-stat and meta-read; their
+	// before the cold workloads and the metadata phases that read; their
 	// results are then not cold.
 	KeepCaches bool
 
@@ -235,14 +244,21 @@ func (c Config) settings() (*settings, error) {
 	if c.MetaWorkers < 0 || c.MetaWorkers > 64 {
 		return nil, fmt.Errorf("meta workers %d: want 1..64", c.MetaWorkers)
 	}
+	if c.MetaCreateFor < 0 {
+		return nil, fmt.Errorf("meta create cap %v: must be positive", c.MetaCreateFor)
+	}
 	s.drop = !c.KeepCaches && slices.ContainsFunc(s.workloads, dropsCaches)
 	s.meta = MetaConfig{
 		Workers:    orDefault(c.MetaWorkers, DefaultMetaWorkers),
 		Files:      orDefault(c.MetaFiles, DefaultMetaFiles),
 		Dirs:       orDefault(c.MetaDirs, DefaultMetaDirs),
 		FileSize:   orDefault(c.MetaFileSize, DefaultMetaFileSize),
+		Big:        orDefault(c.MetaBig, DefaultMetaBig),
 		DropCaches: s.drop,
-		CreateFor:  s.runtime,
+		CreateFor:  c.MetaCreateFor,
+	}
+	if s.meta.CreateFor == 0 {
+		s.meta.CreateFor = s.runtime
 	}
 	if err := s.meta.validate(); err != nil {
 		return nil, err
@@ -419,7 +435,7 @@ func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int
 	scratch, err := os.MkdirTemp(t.dir, fmt.Sprintf(".gluon-bench-r%d-%s-", round, w))
 	switch {
 	case err != nil:
-		res = failed(w, fmt.Errorf("scratch directory: %w", err))
+		res = r.failed(w, fmt.Errorf("scratch directory: %w", err))
 	case w == WorkloadMeta:
 		res = r.runMeta(ctx, t, scratch)
 	default:
@@ -442,10 +458,10 @@ func (r *runner) runWorkload(ctx context.Context, t *target, w string, round int
 
 // failed is the outcome of a workload that could not run: one Result per
 // metadata phase for "meta", so that the table keeps its shape.
-func failed(w string, err error) []Result {
+func (r *runner) failed(w string, err error) []Result {
 	names := []string{w}
 	if w == WorkloadMeta {
-		names = MetaPhases
+		names = r.s.meta.Phases()
 	}
 	res := make([]Result, len(names))
 	for i, n := range names {
@@ -560,7 +576,7 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 	}
 	phases, err := RunMeta(ctx, cfg)
 	if err != nil {
-		return failed(WorkloadMeta, err)
+		return r.failed(WorkloadMeta, err)
 	}
 	res := make([]Result, len(phases))
 	for i, p := range phases {
@@ -581,8 +597,11 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 		if p.Name == MetaCreate && p.Ops < cfg.Files {
 			notes = append(notes, fmt.Sprintf("%d of %d files in the %v cap", p.Ops, cfg.Files, cfg.CreateFor))
 		}
-		if p.Name == MetaLs {
-			notes = append(notes, "latency per directory")
+		switch p.Name {
+		case MetaLs, MetaFind:
+			notes = append(notes, fmt.Sprintf("%d entries in %.2fs, latency per directory", p.Ops, p.Elapsed.Seconds()))
+		case MetaLsBig:
+			notes = append(notes, fmt.Sprintf("%d entries in %.2fs, latency per entry", p.Ops, p.Elapsed.Seconds()))
 		}
 		if p.EINTR > 0 {
 			calls := "calls"

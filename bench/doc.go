@@ -59,12 +59,13 @@
 //     disk, so seqread-* on local and loopback are the least precise rows.
 //   - meta: 2,000 files of 1 KiB in 20 directories (100 per directory, as
 //     in the suite's 5,000 in 50), single-threaded; meta-create stops at
-//     Config.Runtime and the later phases work on the files it made (the
-//     NOTE says how many), so a slow target costs seconds, not minutes:
-//     GlusterFS replica 3 creates ~300 files/s here, fewer under load.
-//     The directories are filled one after another, so meta-ls lists
-//     directories of 100 entries on every target however many files it
-//     got to create.
+//     Config.Runtime (or Config.MetaCreateFor) and the later phases work
+//     on the files it made (the NOTE says how many), so a slow target
+//     costs seconds, not minutes: GlusterFS replica 3 creates ~300
+//     files/s here, fewer under load. The directories are filled one
+//     after another, so meta-ls lists directories of 100 entries on every
+//     target however many files it got to create. meta-ls-big is off: its
+//     directory costs an untimed create and unlink of every file.
 //
 // Run prints an estimate of the total before it starts (Report.Estimate)
 // and the table header shows it next to the time taken. Larger --runtime,
@@ -78,10 +79,50 @@
 //
 // The metadata workload "meta" (RunMeta, in Go) has Config.MetaWorkers
 // workers (default 1, as in the reference suite) create, stat, list
-// (readdir + lstat, like ls -l), read and unlink Config.MetaFiles files of
-// 1 KiB spread over Config.MetaDirs directories, each phase reported
-// separately (meta-create ... meta-unlink) with operations per second and
-// per-op p50/p99. The caches are dropped before meta-stat and meta-read.
+// (meta-ls), read and unlink Config.MetaFiles files of 1 KiB spread over
+// Config.MetaDirs directories, worker w owning directories w, w+workers,
+// and so on. Between listing and reading, meta-find walks the whole tree
+// in one thread, and meta-ls-big, if Config.MetaBig is positive, lists
+// one directory of that many files in one thread. Each phase is reported
+// separately (meta-create ... meta-unlink) with operations per second
+// (for meta-find and the listings: entries per second; the NOTE gives the
+// entries and the time) and p50/p99 per operation, per directory for
+// meta-ls and meta-find, per entry for meta-ls-big. The caches are dropped
+// before every phase that reads: all but meta-create and meta-unlink.
+// Every phase checks what it sees (sizes, bytes, the exact names of every
+// directory, the number and types of entries find sees), so a file system
+// that loses or invents entries fails instead of looking fast.
+//
+// The listings and the walk make the system calls GNU ls -l and find make
+// (coreutils 9.1, findutils 4.9, seen with strace), since through FUSE each
+// may be a round trip to the daemon. ls -l: lstat, lgetxattr
+// security.selinux and getxattr system.posix_acl_access of the directory
+// and of every entry (and the directory's default ACL), asking no more
+// for an attribute once the file system answers ENOTSUP, as GlusterFS
+// without --selinux and -o acl does and gluon does too. find: per
+// directory an lstat and an open relative to its parent, an fstat and
+// getdents; entries are told apart by the type getdents reports, so
+// regular files are not stat'ed.
+//
+// meta-ls-big's files are created by all workers, untimed, after
+// meta-find (so that find walks the same tree as meta-ls and meta-unlink),
+// then listed cold and removed again, untimed. Its directory holds files
+// of the same size as the others.
+//
+// Issue 5's metadata benchmark (create, stat, ls -l and unlink of 50,000
+// files in 4 parallel jobs, find over the tree, ls -l of a 10,000-entry
+// directory) against GlusterFS 3x3 distributed-replicate is:
+//
+//	gluon bench --rounds 1 --workloads meta --meta-files 50000 --meta-workers 4 --meta-dirs 200 \
+//	    --meta-big 10000 --meta-create-for 30m gluon:replica=3,distribute=3 gluster:replica=3,distribute=3
+//
+// 4 workers of 50 directories of 250 files each, as the jobs of the
+// earlier out-of-tree script (meta.py), which differs in that its files
+// were empty, its directories were made within the timed create, and its
+// ls -l of the tree did not ask for extended attributes. --meta-create-for
+// lifts the cap of meta-create (--runtime, 6s by default) well above what
+// GlusterFS needs, so that both targets create, list and find all 50,000
+// files.
 //
 // # Targets
 //

@@ -135,19 +135,23 @@ const (
 	estWorkloadOverhead = 1500 * time.Millisecond // fio start, sync, drop_caches, scratch directory
 	estSlowLayoutRate   = 50 << 20                // bytes/s onto a replicated network volume
 	estFastLayoutRate   = 500 << 20               // bytes/s onto the disk (local, loopback)
+	estMetaRate         = 300                     // files/s GlusterFS replica 3 creates, or removes
 )
 
 // estimate is how long Run should take: setup, layout and teardown of
 // every target, and every round. fio workloads are capped at the run time
-// (seqread-warm twice: its untimed cold pass); meta-create is capped at
-// it too, and the phases after it take about as long again in total.
+// (seqread-warm twice: its untimed cold pass); meta-create takes as long
+// as creating MetaFiles files at estMetaRate, at most its cap, and the
+// phases after it take about as long again in total; meta-ls-big's
+// directory is created and removed at estMetaRate.
 func (s *settings) estimate() time.Duration {
 	var round time.Duration
 	for _, w := range s.workloads {
 		round += estWorkloadOverhead
 		switch fw, _ := fioWorkloadNamed(w); {
 		case w == WorkloadMeta:
-			round += 2 * s.runtime
+			create := min(s.meta.CreateFor, time.Duration(s.meta.Files)*time.Second/estMetaRate)
+			round += 2*create + time.Duration(2*s.meta.Big)*time.Second/estMetaRate
 		case fw.warm:
 			round += 2 * s.runtime
 		default:

@@ -30,8 +30,12 @@ func TestRunMeta(t *testing.T) {
 	var names []string
 	for _, p := range phases {
 		names = append(names, p.Name)
-		if p.Ops != 101 {
-			t.Errorf("%s: %d ops, want 101", p.Name, p.Ops)
+		want := 101
+		if p.Name == MetaFind {
+			want = 101 + 7 // every file and directory
+		}
+		if p.Ops != want {
+			t.Errorf("%s: %d ops, want %d", p.Name, p.Ops, want)
 		}
 		if p.Elapsed <= 0 || p.P50 <= 0 || p.P99 < p.P50 || p.OpsPerSec() <= 0 {
 			t.Errorf("%s: implausible %+v", p.Name, p)
@@ -65,8 +69,8 @@ func TestRunMetaMoreWorkersThanFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range phases {
-		if p.Ops != 3 {
-			t.Errorf("%s: %d ops", p.Name, p.Ops)
+		if want := map[bool]int{false: 3, true: 3 + 5}[p.Name == MetaFind]; p.Ops != want {
+			t.Errorf("%s: %d ops, want %d", p.Name, p.Ops, want)
 		}
 	}
 }
@@ -84,8 +88,12 @@ func TestRunMetaCreateCap(t *testing.T) {
 		t.Fatalf("created %d files with a 1ns cap, want a few", created)
 	}
 	for _, p := range phases {
-		if p.Ops != created {
-			t.Errorf("%s: %d ops, created %d", p.Name, p.Ops, created)
+		want := created
+		if p.Name == MetaFind {
+			want += 4 // directories the cap left empty are found too
+		}
+		if p.Ops != want {
+			t.Errorf("%s: %d ops, want %d", p.Name, p.Ops, want)
 		}
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
@@ -100,6 +108,8 @@ func TestRunMetaErrors(t *testing.T) {
 		"files":     func(c *MetaConfig) { c.Files = 0 },
 		"dirs":      func(c *MetaConfig) { c.Dirs = -1 },
 		"file size": func(c *MetaConfig) { c.FileSize = -1 },
+		"big":       func(c *MetaConfig) { c.Big = -1 },
+		"cap":       func(c *MetaConfig) { c.CreateFor = -time.Second },
 		"no dir":    func(c *MetaConfig) { c.Dir = "/nonexistent/meta" },
 	} {
 		c := ok

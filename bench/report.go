@@ -33,32 +33,36 @@ type Report struct {
 
 // Settings records the Config a report was measured with.
 type Settings struct {
-	Workloads    []string      `json:"workloads"`
-	Rounds       int           `json:"rounds"`
-	Runtime      time.Duration `json:"runtime_ns"`
-	Size         int64         `json:"size_bytes"`
-	ReadSize     int64         `json:"read_size_bytes"`
-	Jobs         int           `json:"jobs"`
-	MetaWorkers  int           `json:"meta_workers"`
-	MetaFiles    int           `json:"meta_files"`
-	MetaDirs     int           `json:"meta_dirs"`
-	MetaFileSize int           `json:"meta_file_size"`
-	DropCaches   bool          `json:"drop_caches"` // before the cold workloads, meta-stat and meta-read
+	Workloads     []string      `json:"workloads"`
+	Rounds        int           `json:"rounds"`
+	Runtime       time.Duration `json:"runtime_ns"`
+	Size          int64         `json:"size_bytes"`
+	ReadSize      int64         `json:"read_size_bytes"`
+	Jobs          int           `json:"jobs"`
+	MetaWorkers   int           `json:"meta_workers"`
+	MetaFiles     int           `json:"meta_files"`
+	MetaDirs      int           `json:"meta_dirs"`
+	MetaFileSize  int           `json:"meta_file_size"`
+	MetaBig       int           `json:"meta_big,omitempty"`           // files meta-ls-big lists; 0: not run
+	MetaCreateFor time.Duration `json:"meta_create_for_ns,omitempty"` // cap of meta-create
+	DropCaches    bool          `json:"drop_caches"`                  // before the cold workloads and the metadata phases that read
 }
 
 func (s *settings) report() Settings {
 	return Settings{
-		Workloads:    slices.Clone(s.workloads),
-		Rounds:       s.rounds,
-		Runtime:      s.runtime,
-		Size:         s.size,
-		ReadSize:     s.readSize,
-		Jobs:         s.jobs,
-		MetaWorkers:  s.meta.Workers,
-		MetaFiles:    s.meta.Files,
-		MetaDirs:     s.meta.Dirs,
-		MetaFileSize: s.meta.FileSize,
-		DropCaches:   s.drop,
+		Workloads:     slices.Clone(s.workloads),
+		Rounds:        s.rounds,
+		Runtime:       s.runtime,
+		Size:          s.size,
+		ReadSize:      s.readSize,
+		Jobs:          s.jobs,
+		MetaWorkers:   s.meta.Workers,
+		MetaFiles:     s.meta.Files,
+		MetaDirs:      s.meta.Dirs,
+		MetaFileSize:  s.meta.FileSize,
+		MetaBig:       s.meta.Big,
+		MetaCreateFor: s.meta.CreateFor,
+		DropCaches:    s.drop,
 	}
 }
 

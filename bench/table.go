@@ -21,6 +21,12 @@ func (r *Report) header() []string {
 	}
 	settings := fmt.Sprintf("settings: %d round(s), fio runtime %v, size %s, read size %s, jobs %d, meta %d files x %d B in %d dirs by %d worker(s)",
 		s.Rounds, s.Runtime, fmtBytes(uint64(s.Size)), fmtBytes(uint64(s.ReadSize)), s.Jobs, s.MetaFiles, s.MetaFileSize, s.MetaDirs, s.MetaWorkers)
+	if s.MetaCreateFor > 0 && s.MetaCreateFor != s.Runtime {
+		settings += fmt.Sprintf(", meta-create capped at %v", s.MetaCreateFor)
+	}
+	if s.MetaBig > 0 {
+		settings += fmt.Sprintf(", meta-ls-big of %d files", s.MetaBig)
+	}
 	if s.DropCaches {
 		settings += ", caches dropped"
 	}

@@ -599,9 +599,9 @@ func (r *runner) runMeta(ctx context.Context, t *target, scratch string) []Resul
 		}
 		switch p.Name {
 		case MetaLs, MetaFind:
-			notes = append(notes, fmt.Sprintf("%d entries in %.2fs, latency per directory", p.Ops, p.Elapsed.Seconds()))
+			notes = append(notes, fmt.Sprintf("%d entries in %s, latency per directory", p.Ops, fmtLatency(p.Elapsed)))
 		case MetaLsBig:
-			notes = append(notes, fmt.Sprintf("%d entries in %.2fs, latency per entry", p.Ops, p.Elapsed.Seconds()))
+			notes = append(notes, fmt.Sprintf("%d entries in %s, latency per entry", p.Ops, fmtLatency(p.Elapsed)))
 		}
 		if p.EINTR > 0 {
 			calls := "calls"

@@ -245,7 +245,7 @@ func (c Config) settings() (*settings, error) {
 		return nil, fmt.Errorf("meta workers %d: want 1..64", c.MetaWorkers)
 	}
 	if c.MetaCreateFor < 0 {
-		return nil, fmt.Errorf("meta create cap %v: must be positive", c.MetaCreateFor)
+		return nil, fmt.Errorf("meta create cap %v: must not be negative (0 means Runtime)", c.MetaCreateFor)
 	}
 	s.drop = !c.KeepCaches && slices.ContainsFunc(s.workloads, dropsCaches)
 	s.meta = MetaConfig{

@@ -12,7 +12,9 @@ import (
 )
 
 // Peer messages travel in the xdata of an IpcStep call, under stepKey, as
-// a batch. Every value is little-endian:
+// a batch; over the protocol a batch of wire.OutOfLine bytes or more goes
+// from the sender's buffer to the socket, and into the receiver's decoded
+// value, without a copy. Every value is little-endian:
 //
 //	batch:   version u8, set u32, volume length u16, volume, count u32,
 //	         then count messages

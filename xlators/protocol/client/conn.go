@@ -80,9 +80,9 @@ type orphan struct {
 
 type call struct {
 	op    xl.Op
-	frame []byte // header and metadata
-	data  []byte // the caller's write data, sent in place
-	dst   []byte // the caller's read buffer, filled in place
+	frame []byte   // header and metadata
+	data  [][]byte // the data section (wire.RequestData), sent in place
+	dst   []byte   // the caller's read buffer, filled in place
 
 	state   atomic.Int32
 	sent    chan struct{} // closed after the writev carrying data; set before sending
@@ -174,14 +174,18 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 		g.Data = nil
 		f = &g
 	} else {
-		cl.data = f.Data
+		cl.data = wire.RequestData(f)
 	}
-	if len(cl.data) > cn.maxReq {
+	size := 0
+	for _, d := range cl.data {
+		size += len(d)
+	}
+	if size > cn.maxReq {
 		return &xl.Result{Errno: syscall.EINVAL}
 	}
 	id := cn.nextID.Add(1)
 	cl.frame = wire.AppendRequest(make([]byte, 0, 128), id, xl.CallFrom(ctx), f)
-	if len(cl.frame)-wire.HeaderSize+len(cl.data) > cn.maxReq {
+	if len(cl.frame)-wire.HeaderSize+size > cn.maxReq {
 		return &xl.Result{Errno: syscall.EINVAL}
 	}
 	if ctx.Value(noReplyKey{}) != nil {
@@ -363,8 +367,10 @@ func (cn *conn) writeBatch() {
 			continue
 		}
 		iov = append(iov, cl.frame)
-		if len(cl.data) > 0 {
-			iov = append(iov, cl.data)
+		for _, d := range cl.data {
+			if len(d) > 0 {
+				iov = append(iov, d)
+			}
 		}
 	}
 	// After the batch: a cancel may be for a request in it.

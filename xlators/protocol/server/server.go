@@ -525,9 +525,18 @@ func (c *conn) next(rd *reader) (*request, error) {
 		}
 		rq := &request{id: h.ID, noReply: h.Flags&wire.FlagNoReply != 0, call: new(xl.Call), f: new(xl.Fop)}
 		var data []byte
-		if h.DataLen > 0 {
+		inXdata := h.Flags&wire.FlagXdataData != 0
+		switch {
+		case h.DataLen == 0:
+		case inXdata:
+			// The decoded xdata values are this buffer, and whoever
+			// handles the request may keep them: never recycled.
+			data = make([]byte, h.DataLen)
+		default:
 			rq.in = bufpool.Get(int(h.DataLen))
 			data = *rq.in
+		}
+		if len(data) > 0 {
 			if _, err := io.ReadFull(br, data); err != nil {
 				rq.free()
 				return nil, truncated(err)
@@ -536,6 +545,9 @@ func (c *conn) next(rd *reader) (*request, error) {
 		err = wire.DecodeRequest(meta, data, rq.call, rq.f)
 		if cap(rd.meta) > keepMeta {
 			rd.meta = nil
+		}
+		if err == nil && inXdata != (len(data) > 0 && rq.f.Data == nil) {
+			err = fmt.Errorf("%w: data section flagged as xdata %v, decoded as data %v", wire.ErrMalformed, inXdata, rq.f.Data != nil)
 		}
 		if err != nil {
 			rq.free()

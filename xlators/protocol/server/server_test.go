@@ -150,6 +150,14 @@ func TestMalformedFrameDropsOnlyItsConnection(t *testing.T) {
 	garbage := append(header(wire.TypeRequest, 8, 0), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	badMagic := append([]byte{}, getattr...)
 	badMagic[0] = 'X'
+	// The flag that says the data section holds xdata values (kept by
+	// the request, so never read into a recycled buffer) must match the
+	// metadata, both ways.
+	write := request(6, &xl.Fop{Op: xl.OpWrite, Fd: xl.Fd{GFID: xl.RootGFID}, Data: []byte("abc")})
+	binary.LittleEndian.PutUint16(write[6:], wire.FlagXdataData)
+	ipc := &xl.Fop{Op: xl.OpIpc, Name: "x", Xdata: xl.Xdata{"v": make([]byte, wire.OutOfLine)}}
+	unflagged := append(wire.AppendRequest(nil, 7, &xl.Call{}, ipc), ipc.Xdata["v"]...)
+	binary.LittleEndian.PutUint16(unflagged[6:], 0)
 	cases := []struct {
 		name, frame, reason string
 		skipHello           bool
@@ -161,6 +169,8 @@ func TestMalformedFrameDropsOnlyItsConnection(t *testing.T) {
 		{"truncated", string(header(wire.TypeRequest, 100, 0)) + "short", "mid-frame", false},
 		{"garbage payload", string(garbage), "malformed", false},
 		{"unknown op", string(unknownOp), "unknown op 200", false},
+		{"write data flagged as xdata", string(write), "flagged as xdata true", false},
+		{"xdata section unflagged", string(unflagged), "flagged as xdata false", false},
 		{"reply from a client", string(header(wire.TypeReply, 0, 0)), "unexpected reply", false},
 		{"second handshake", string(wire.AppendHello(nil, 2, &wire.Hello{Version: wire.Version, Volume: "vol0"})), "unexpected handshake", false},
 		{"request before handshake", string(getattr), "expected a handshake", true},

@@ -34,6 +34,9 @@ const (
 	fopData // non-nil Data; the bytes are the frame's data section
 	fopSetattr
 	fopXdata
+	// fopXdataOut: xdata values carried in the data section (version 5);
+	// their keys and lengths follow the inline xdata.
+	fopXdataOut
 	fopEnd
 )
 
@@ -67,25 +70,77 @@ const (
 	callEnd
 )
 
+// OutOfLine is the size from which an xdata value of a request without
+// Data travels in the frame's data section (see RequestData), so that it
+// goes from the caller's slice to the socket, and from the socket into
+// the value the server decodes, without a copy: replication's peer
+// messages carry whole writes this way.
+const OutOfLine = 16 << 10
+
 // AppendRequest appends a request frame, header and metadata, to b. The
-// frame's data section, which the caller sends right after, is f.Data.
+// frame's data section, which the caller sends right after, is
+// RequestData(f).
 func AppendRequest(b []byte, id uint64, c *xl.Call, f *xl.Fop) []byte {
 	start := len(b)
 	b = AppendHeader(b, Header{})
 	b = AppendCall(b, c)
-	b = AppendFop(b, f)
+	out := outKeys(f)
+	b = appendFop(b, f, out)
+	n := len(f.Data)
+	var flags uint16
+	if len(out) > 0 {
+		flags = FlagXdataData
+		for _, k := range out {
+			n += len(f.Xdata[k])
+		}
+	}
 	PutHeader(b[start:], Header{
 		Type:    TypeRequest,
+		Flags:   flags,
 		ID:      id,
-		Len:     uint32(len(b) - start - HeaderSize + len(f.Data)),
-		DataLen: uint32(len(f.Data)),
+		Len:     uint32(len(b) - start - HeaderSize + n),
+		DataLen: uint32(n),
 	})
 	return b
 }
 
+// RequestData is the data section of f's request frame, in order: f.Data,
+// or for a request without Data its xdata values of OutOfLine bytes or
+// more, by key.
+func RequestData(f *xl.Fop) [][]byte {
+	if f.Data != nil {
+		return [][]byte{f.Data}
+	}
+	out := outKeys(f)
+	if len(out) == 0 {
+		return nil
+	}
+	d := make([][]byte, len(out))
+	for i, k := range out {
+		d[i] = f.Xdata[k]
+	}
+	return d
+}
+
+// outKeys returns, sorted, the keys of the xdata values that travel in the
+// data section of f's request frame.
+func outKeys(f *xl.Fop) []string {
+	if f.Data != nil {
+		return nil
+	}
+	var out []string
+	for k, v := range f.Xdata {
+		if len(v) >= OutOfLine {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // SetNoReply sets FlagNoReply in the request frame that starts b.
 func SetNoReply(b []byte) {
-	binary.LittleEndian.PutUint16(b[6:], FlagNoReply)
+	binary.LittleEndian.PutUint16(b[6:], binary.LittleEndian.Uint16(b[6:])|FlagNoReply)
 }
 
 // AppendReply appends a reply frame, header and metadata, to b. The data
@@ -150,13 +205,17 @@ func AppendCall(b []byte, c *xl.Call) []byte {
 		b = binary.AppendUvarint(b, c.Seq)
 	}
 	if m&callXdata != 0 {
-		b = appendXdata(b, c.Xdata)
+		b = appendXdata(b, c.Xdata, nil)
 	}
 	return b
 }
 
 // AppendFop appends f, all fields but the Data bytes.
-func AppendFop(b []byte, f *xl.Fop) []byte {
+func AppendFop(b []byte, f *xl.Fop) []byte { return appendFop(b, f, nil) }
+
+// appendFop appends f with the xdata values named by out (sorted) left
+// for the data section: only their keys and lengths are written.
+func appendFop(b []byte, f *xl.Fop, out []string) []byte {
 	var m uint64
 	if f.GFID != (xl.GFID{}) {
 		m |= fopGFID
@@ -194,8 +253,11 @@ func AppendFop(b []byte, f *xl.Fop) []byte {
 	if f.Setattr != (xl.SetattrIn{}) {
 		m |= fopSetattr
 	}
-	if f.Xdata != nil {
+	if f.Xdata != nil && (len(out) == 0 || len(out) < len(f.Xdata)) {
 		m |= fopXdata
+	}
+	if len(out) > 0 {
+		m |= fopXdataOut
 	}
 	b = append(b, byte(f.Op))
 	b = binary.AppendUvarint(b, m)
@@ -240,7 +302,14 @@ func AppendFop(b []byte, f *xl.Fop) []byte {
 		b = appendTimespec(b, s.Mtime)
 	}
 	if m&fopXdata != 0 {
-		b = appendXdata(b, f.Xdata)
+		b = appendXdata(b, f.Xdata, out)
+	}
+	if m&fopXdataOut != 0 {
+		b = binary.AppendUvarint(b, uint64(len(out)))
+		for _, k := range out {
+			b = appendString(b, k)
+			b = binary.AppendUvarint(b, uint64(len(f.Xdata[k])))
+		}
 	}
 	return b
 }
@@ -318,7 +387,7 @@ func AppendResult(b []byte, r *xl.Result) []byte {
 		}
 	}
 	if m&resXdata != 0 {
-		b = appendXdata(b, r.Xdata)
+		b = appendXdata(b, r.Xdata, nil)
 	}
 	return b
 }
@@ -354,12 +423,15 @@ func appendAttr(b []byte, a *xl.Attr) []byte {
 	return appendTimespec(b, a.Ctime)
 }
 
-// appendXdata writes keys in order, so equal maps encode equally.
-func appendXdata(b []byte, x xl.Xdata) []byte {
-	b = binary.AppendUvarint(b, uint64(len(x)))
+// appendXdata writes keys in order, so equal maps encode equally. It
+// leaves out the keys in skip (sorted).
+func appendXdata(b []byte, x xl.Xdata, skip []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(x)-len(skip)))
 	keys := make([]string, 0, len(x))
 	for k := range x {
-		keys = append(keys, k)
+		if _, found := slices.BinarySearch(skip, k); !found {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
@@ -376,21 +448,49 @@ func appendXdata(b []byte, x xl.Xdata) []byte {
 func DecodeFop(meta, data []byte, f *xl.Fop) error {
 	d := decoder{b: meta}
 	d.fop(f)
-	if d.err == nil {
-		f.Data, d.err = attach(d.mask&fopData != 0, data)
-	}
+	d.attachFop(f, data)
 	return d.end()
 }
 
-// DecodeRequest decodes a request payload's metadata and attaches data.
+// DecodeRequest decodes a request payload's metadata and attaches data:
+// as f.Data, or as the xdata values sent in the data section, which then
+// refer to data's memory.
 func DecodeRequest(meta, data []byte, c *xl.Call, f *xl.Fop) error {
 	d := decoder{b: meta}
 	d.call(c)
 	d.fop(f)
-	if d.err == nil {
-		f.Data, d.err = attach(d.mask&fopData != 0, data)
-	}
+	d.attachFop(f, data)
 	return d.end()
+}
+
+// attachFop attaches the data section to the fop just decoded.
+func (d *decoder) attachFop(f *xl.Fop, data []byte) {
+	if d.err != nil {
+		return
+	}
+	if d.out == nil {
+		f.Data, d.err = attach(d.mask&fopData != 0, data)
+		return
+	}
+	n := 0
+	for _, o := range d.out {
+		n += o.n
+	}
+	if n != len(data) {
+		d.fail("xdata values of %d bytes in a data section of %d", n, len(data))
+		return
+	}
+	if f.Xdata == nil {
+		f.Xdata = make(xl.Xdata, len(d.out))
+	}
+	for _, o := range d.out {
+		if _, dup := f.Xdata[o.key]; dup {
+			d.fail("duplicate xdata key %q", o.key)
+			return
+		}
+		f.Xdata[o.key] = data[:o.n:o.n]
+		data = data[o.n:]
+	}
 }
 
 // DecodeResult decodes r from meta, which must hold exactly what
@@ -424,6 +524,13 @@ type decoder struct {
 	i    int
 	err  error
 	mask uint64 // presence bits of the last struct read
+	out  []outValue
+}
+
+// outValue is an xdata value sent in the data section.
+type outValue struct {
+	key string
+	n   int
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -666,6 +773,29 @@ func (d *decoder) fop(f *xl.Fop) {
 	}
 	if m&fopXdata != 0 {
 		f.Xdata = d.xdata()
+	}
+	if m&fopXdataOut != 0 {
+		if m&fopData != 0 {
+			d.fail("xdata values and data both in the data section")
+			return
+		}
+		n := d.count(MaxList)
+		d.out = make([]outValue, 0, n)
+		for range n {
+			k := d.str()
+			v := d.uvarint()
+			if d.err != nil {
+				return
+			}
+			if v > math.MaxInt32 {
+				d.fail("xdata value of %d bytes", v)
+				return
+			}
+			d.out = append(d.out, outValue{key: k, n: int(v)})
+		}
+		if n == 0 {
+			d.fail("no xdata values in the data section")
+		}
 	}
 }
 

@@ -148,7 +148,7 @@ func TestParseHeaderRejects(t *testing.T) {
 		"magic":          mod(func(b []byte) { b[0] ^= 1 }),
 		"type zero":      mod(func(b []byte) { b[5] = 0 }),
 		"type unknown":   mod(func(b []byte) { b[5] = 200 }),
-		"flags":          mod(func(b []byte) { b[6] = 2 }),
+		"flags":          mod(func(b []byte) { b[6] = 4 }),
 		"no-reply reply": mod(func(b []byte) { b[5], b[6] = byte(TypeReply), 1 }),
 		"over max frame": mod(func(b []byte) { binary.LittleEndian.PutUint32(b[16:], 1001) }),
 		"data over len":  mod(func(b []byte) { binary.LittleEndian.PutUint32(b[20:], 101) }),
@@ -228,6 +228,62 @@ func TestDecodeRejects(t *testing.T) {
 	groups := append(uv(uv(nil, callGroups), MaxGroups), byte(xl.OpLookup), 0)
 	if err := DecodeRequest(groups, nil, &xl.Call{}, &xl.Fop{}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("groups: err %v, want ErrMalformed", err)
+	}
+}
+
+// TestXdataOutOfLine: big xdata values of a request without data travel
+// in the data section, sent from the caller's slices and decoded as slices
+// of the section, and come out as they went in.
+func TestXdataOutOfLine(t *testing.T) {
+	big, bigger := bytes.Repeat([]byte{'b'}, OutOfLine), bytes.Repeat([]byte{'c'}, 3*OutOfLine)
+	f := &xl.Fop{Op: xl.OpIpc, Name: "op", Xdata: xl.Xdata{"s": []byte("small"), "z": big, "a": bigger}}
+	frame := AppendRequest(nil, 5, &xl.Call{Uid: 1}, f)
+	SetNoReply(frame)
+	h, err := ParseHeader(frame, 1<<20)
+	if err != nil || h.Flags != FlagNoReply|FlagXdataData || int(h.DataLen) != len(big)+len(bigger) {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	d := RequestData(f)
+	if len(d) != 2 || &d[0][0] != &bigger[0] || &d[1][0] != &big[0] {
+		t.Fatalf("data section is not the values themselves, by key")
+	}
+	data := bytes.Join(d, nil)
+	var c xl.Call
+	var g xl.Fop
+	if err := DecodeRequest(frame[HeaderSize:len(frame)], data, &c, &g); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&g, f) || g.Data != nil {
+		t.Fatalf("decoded %+v", g)
+	}
+	if &g.Xdata["a"][0] != &data[0] || cap(g.Xdata["a"]) != len(bigger) {
+		t.Errorf("out-of-line value is not a slice of the data section")
+	}
+	// Small values, and every value of a request with data, stay inline.
+	for _, f := range []*xl.Fop{
+		{Op: xl.OpIpc, Xdata: xl.Xdata{"k": make([]byte, OutOfLine-1)}},
+		{Op: xl.OpWrite, Data: []byte("x"), Xdata: xl.Xdata{"k": big}},
+	} {
+		h, err := ParseHeader(AppendRequest(nil, 1, &xl.Call{}, f), 1<<20)
+		if err != nil || h.Flags != 0 || int(h.DataLen) != len(f.Data) {
+			t.Errorf("%v: header %+v, %v", f.Op, h, err)
+		}
+	}
+	uv := binary.AppendUvarint
+	out := func(m []byte, n int) []byte { // one out-of-line value "k" of n bytes
+		return uv(append(uv(m, 1), 1, 'k'), uint64(n))
+	}
+	for name, c := range map[string]struct{ meta, data []byte }{
+		"short section": {out(uv([]byte{byte(xl.OpIpc)}, fopXdataOut), 3), []byte("ab")},
+		"long section":  {out(uv([]byte{byte(xl.OpIpc)}, fopXdataOut), 3), []byte("abcd")},
+		"none":          {uv(uv([]byte{byte(xl.OpIpc)}, fopXdataOut), 0), nil},
+		"with data":     {out(uv([]byte{byte(xl.OpIpc)}, fopData|fopXdataOut), 1), []byte("a")},
+		"dup inline": {out(append(uv(uv([]byte{byte(xl.OpIpc)}, fopXdata|fopXdataOut), 1), 1, 'k', 0), 1),
+			[]byte("a")},
+	} {
+		if err := DecodeFop(c.meta, c.data, &xl.Fop{}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
 	}
 }
 

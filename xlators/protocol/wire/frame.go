@@ -21,7 +21,8 @@
 // handed can justify.
 //
 // Version 2 added the cancel frame, version 3 the no-reply flag, version 4
-// the dirent flags (xl.Dirent.NoXattrs).
+// the dirent flags (xl.Dirent.NoXattrs), version 5 xdata values in a
+// request's data section (FlagXdataData).
 package wire
 
 import (
@@ -35,7 +36,7 @@ const (
 	Magic uint32 = 'g' | 'l'<<8 | 'u'<<16 | 'n'<<24
 	// Version is the protocol version. Bump it on any incompatible change,
 	// a new frame type included.
-	Version = 4
+	Version = 5
 	// HeaderSize is the fixed frame header length.
 	HeaderSize = 24
 	// DefaultMaxFrame bounds a frame's payload unless configured otherwise.
@@ -48,6 +49,11 @@ const (
 // serves it and sends nothing back, errors included. For messages whose
 // answers travel as requests of their own (replication's peer steps).
 const FlagNoReply uint16 = 1
+
+// FlagXdataData marks a request whose data section holds xdata values
+// (see OutOfLine), which the server's decoded request keeps: it must not
+// read them into a buffer it recycles.
+const FlagXdataData uint16 = 2
 
 // Type is a frame's kind.
 type Type uint8
@@ -151,7 +157,7 @@ func ParseHeader(b []byte, maxFrame int) (Header, error) {
 	if h.Type == 0 || h.Type >= typeEnd {
 		return h, malformed("unknown frame type %d", uint8(h.Type))
 	}
-	if h.Flags != 0 && (h.Type != TypeRequest || h.Flags != FlagNoReply) {
+	if h.Flags != 0 && (h.Type != TypeRequest || h.Flags&^(FlagNoReply|FlagXdataData) != 0) {
 		return h, malformed("unknown flags %#04x on a %v", h.Flags, h.Type)
 	}
 	if uint64(h.Len) > uint64(maxFrame) {

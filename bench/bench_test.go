@@ -185,6 +185,8 @@ func TestConfigErrors(t *testing.T) {
 		"jobs":               {Targets: []string{"local"}, Jobs: -4},
 		"meta workers":       {Targets: []string{"local"}, MetaWorkers: 65},
 		"meta files":         {Targets: []string{"local"}, MetaFiles: -1},
+		"meta big":           {Targets: []string{"local"}, MetaBig: -1},
+		"meta create cap":    {Targets: []string{"local"}, MetaCreateFor: -time.Second},
 	} {
 		if _, err := c.settings(); err == nil {
 			t.Errorf("%s: no error", name)

@@ -238,3 +238,22 @@ func TestWalkFind(t *testing.T) {
 		t.Errorf("walk of a symlink: %v, want it refused like find's O_NOFOLLOW", err)
 	}
 }
+
+// meta-create's cap is Runtime unless MetaCreateFor says otherwise, and
+// MetaBig reaches RunMeta.
+func TestMetaSettings(t *testing.T) {
+	s, err := Config{Targets: []string{"local"}, KeepCaches: true}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.meta.CreateFor != DefaultRuntime || s.meta.Big != 0 {
+		t.Errorf("defaults: cap %v, big %d", s.meta.CreateFor, s.meta.Big)
+	}
+	s, err = Config{Targets: []string{"local"}, KeepCaches: true, MetaCreateFor: time.Hour, MetaBig: 10000}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.meta.CreateFor != time.Hour || s.meta.Big != 10000 || s.report().MetaBig != 10000 {
+		t.Errorf("set: cap %v, big %d, reported %+v", s.meta.CreateFor, s.meta.Big, s.report())
+	}
+}

@@ -42,14 +42,21 @@ changes every round; everything is torn down at the end.
 The workloads are those of the reference suite (fio job files in bench/jobs):
   ` + strings.Join(bench.Workloads(), " ") + `
 Their input files are laid out once per target, before the first round.
-fio workloads run --runtime each (one-pass ones at most that long), and so
-does meta-create; the progress starts with an estimate of the total time.
-The cold ones (and meta-stat and meta-read) drop the kernel caches first,
-which needs root (see --keep-caches). Needs fio. Progress goes to stderr
-when it is a terminal.`,
+fio workloads run --runtime each (one-pass ones at most that long);
+meta-create stops at --meta-create-for (default --runtime); the progress
+starts with an estimate of the total time. The cold ones (and the meta
+phases that read) drop the kernel caches first, which needs root (see
+--keep-caches). Needs fio, unless only meta runs. Progress goes to stderr
+when it is a terminal.
+
+meta runs meta-create, meta-stat, meta-ls (ls -l of every directory),
+meta-find (find over the tree), meta-ls-big (ls -l of one directory of
+--meta-big files, if set), meta-read and meta-unlink.`,
 		Example: `  gluon bench gluon:replica=3 loopback local
   gluon bench --rounds 5 --json out.json --plot out.svg gluon:replica=3 gluster:replica=3 local
-  gluon bench --runtime 5s --size 16M --workloads randwrite,meta /mnt/gluon local`,
+  gluon bench --runtime 5s --size 16M --workloads randwrite,meta /mnt/gluon local
+  gluon bench --rounds 1 --workloads meta --meta-files 50000 --meta-workers 4 --meta-dirs 200 \
+      --meta-big 10000 --meta-create-for 30m gluon:replica=3,distribute=3 gluster:replica=3,distribute=3`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("%s: missing TARGET (local, loopback, loopback-np, gluon:replica=N, gluster:replica=N or a directory)", cmdName(cmd))
@@ -71,6 +78,12 @@ when it is a terminal.`,
 				return usagef("--meta-workers %d: need at least 1", cfg.MetaWorkers)
 			case cfg.MetaFiles < 1:
 				return usagef("--meta-files %d: need at least 1", cfg.MetaFiles)
+			case cfg.MetaDirs < 1:
+				return usagef("--meta-dirs %d: need at least 1", cfg.MetaDirs)
+			case cfg.MetaBig < 0:
+				return usagef("--meta-big %d: must not be negative", cfg.MetaBig)
+			case cmd.Flags().Changed("meta-create-for") && cfg.MetaCreateFor <= 0:
+				return usagef("--meta-create-for %v: must be positive", cfg.MetaCreateFor)
 			case cfg.Size == "":
 				return usagef("--size: empty")
 			case cmd.Flags().Changed("workloads") && len(cfg.Workloads) == 0:
@@ -93,12 +106,15 @@ when it is a terminal.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "run every workload on every target `N` times; the table shows medians")
-	f.DurationVar(&cfg.Runtime, "runtime", bench.DefaultRuntime, "run time of each fio workload (the cap of the one-pass ones, and of meta-create)")
+	f.DurationVar(&cfg.Runtime, "runtime", bench.DefaultRuntime, "run time of each fio workload (the cap of the one-pass ones, and by default of meta-create)")
 	f.StringVar(&cfg.Size, "size", bench.DefaultSize, "file `SIZE` per job of randwrite, randwrite-fsync and randrw (K, M, G)")
 	f.StringVar(&cfg.ReadSize, "read-size", "", "`SIZE` of the file seqwrite writes and the read workloads read (default 4 x --size)")
 	f.IntVar(&cfg.Jobs, "jobs", bench.DefaultJobs, "parallel fio jobs of randrw")
 	f.IntVar(&cfg.MetaWorkers, "meta-workers", bench.DefaultMetaWorkers, "parallel workers of meta")
-	f.IntVar(&cfg.MetaFiles, "meta-files", bench.DefaultMetaFiles, "files meta creates (fewer if meta-create reaches --runtime first)")
+	f.IntVar(&cfg.MetaFiles, "meta-files", bench.DefaultMetaFiles, "files meta creates (fewer if meta-create reaches --meta-create-for first)")
+	f.IntVar(&cfg.MetaDirs, "meta-dirs", bench.DefaultMetaDirs, "directories meta spreads its files over; each worker fills an equal share")
+	f.IntVar(&cfg.MetaBig, "meta-big", bench.DefaultMetaBig, "files in the directory meta-ls-big lists with ls -l (0: no meta-ls-big)")
+	f.DurationVar(&cfg.MetaCreateFor, "meta-create-for", 0, "cap of meta-create (default --runtime); set it high to create all --meta-files on every target")
 	f.StringSliceVar(&cfg.Workloads, "workloads", nil, "comma-separated `LIST` of workloads to run (default all)")
 	f.BoolVar(&cfg.KeepCaches, "keep-caches", false, "do not drop the kernel caches before cold runs (no root needed; they are then not cold)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "`DIR` for the files of local, loopback, gluon and gluster (default $TMPDIR or /tmp)")

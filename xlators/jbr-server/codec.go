@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
-// Peer messages travel in the xdata of an IpcStep call, under stepKey, as
-// a batch; over the protocol a batch of wire.OutOfLine bytes or more goes
-// from the sender's buffer to the socket, and into the receiver's decoded
-// value, without a copy. Every value is little-endian:
+// Peer messages travel in the xdata of an IpcStep call, as a batch under
+// stepKey. The data of an entry of wire.OutOfLine bytes or more (a big
+// write) is not copied into the batch: it is an xdata value of its own,
+// under dataKey(n) for the batch's n-th such entry, and its length in the
+// batch is outOfLine. Over the protocol such values go from the sender's
+// entries to the socket, and into the receiver's decoded values, without
+// a copy. Every value is little-endian:
 //
 //	batch:   version u8, set u32, volume length u16, volume, count u32,
 //	         then count messages
@@ -22,21 +26,27 @@ import (
 //	         term, index, logTerm, lastTerm, lastIndex, commit, round, sync u64,
 //	         entry count u32, then the entries
 //	entry:   term, index u64, client [16], seq u64, key [16],
-//	         data length u32, data (none for a no-op)
+//	         data length u32, data (none for a no-op, or out of line)
 //
 // An entry's data is a request as the protocol encodes it (see
 // encodeRequest). The version changes whenever the layout does; a brick
 // refuses a batch of a version it does not know.
 const (
-	codecVersion = 3 // 2: sync; 3: resyncing
+	codecVersion = 4 // 2: sync; 3: resyncing; 4: data out of line
 	stepKey      = "m"
 	msgFixed     = 1 + 1 + 4 + 4 + 8*8 + 4
 	entryFixed   = 8 + 8 + 16 + 8 + 16 + 4
+	outOfLine    = math.MaxUint32 // an entry's data length: its data is a value of its own
 )
+
+// dataKey is the xdata key of a batch's n-th entry with data out of line.
+func dataKey(n int) string { return "d" + strconv.Itoa(n) }
 
 var errCodec = errors.New("jbr: malformed peer message")
 
-func appendMessage(b []byte, m *core.Message) []byte {
+// appendMessage appends m, putting the data of its big entries into x
+// from key dataKey(*out) on.
+func appendMessage(b []byte, m *core.Message, x xl.Xdata, out *int) []byte {
 	le := binary.LittleEndian
 	var flags byte
 	if m.Reject {
@@ -59,6 +69,12 @@ func appendMessage(b []byte, m *core.Message) []byte {
 		b = append(b, e.Req.Client[:]...)
 		b = le.AppendUint64(b, e.Req.Seq)
 		b = append(b, e.Key[:]...)
+		if len(e.Data) >= wire.OutOfLine {
+			b = le.AppendUint32(b, outOfLine)
+			x[dataKey(*out)] = e.Data
+			*out++
+			continue
+		}
 		b = le.AppendUint32(b, uint32(len(e.Data)))
 		b = append(b, e.Data...)
 	}
@@ -72,12 +88,19 @@ type setID struct {
 	set    uint32
 }
 
-// encodeMessages encodes a batch. The result is freshly allocated: the
-// receiver may keep references into it.
-func encodeMessages(id setID, ms []core.Message) []byte {
+// encodeMessages encodes a batch as an IpcStep's xdata. The batch is
+// freshly allocated and big entries' data is shared with ms, never
+// written to: the receiver may keep references into both.
+func encodeMessages(id setID, ms []core.Message) xl.Xdata {
 	n := 1 + 4 + 2 + len(id.volume) + 4
 	for i := range ms {
-		n += msgSize(&ms[i])
+		n += msgFixed
+		for _, e := range ms[i].Entries {
+			n += entryFixed
+			if len(e.Data) < wire.OutOfLine {
+				n += len(e.Data)
+			}
+		}
 	}
 	b := make([]byte, 0, n)
 	b = append(b, codecVersion)
@@ -85,10 +108,13 @@ func encodeMessages(id setID, ms []core.Message) []byte {
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(id.volume)))
 	b = append(b, id.volume...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ms)))
+	x := xl.Xdata{}
+	out := 0
 	for i := range ms {
-		b = appendMessage(b, &ms[i])
+		b = appendMessage(b, &ms[i], x, &out)
 	}
-	return b
+	x[stepKey] = b
+	return x
 }
 
 // msgSize is a message's encoded size.
@@ -100,10 +126,11 @@ func msgSize(m *core.Message) int {
 	return n
 }
 
-// decodeMessages decodes a batch. Entry data refers to b's memory.
-func decodeMessages(b []byte) (setID, []core.Message, error) {
+// decodeMessages decodes a batch. Entry data refers to x's memory.
+func decodeMessages(x xl.Xdata) (setID, []core.Message, error) {
 	var id setID
-	d := decoder{b: b}
+	d := decoder{b: x[stepKey]}
+	out := 0
 	if v := d.u8(); d.bad || v != codecVersion {
 		if d.bad {
 			return id, nil, errCodec
@@ -132,8 +159,16 @@ func decodeMessages(b []byte) (setID, []core.Message, error) {
 				copy(e.Req.Client[:], d.take(16))
 				e.Req.Seq = d.u64()
 				copy(e.Key[:], d.take(16))
-				if dn := int(d.u32()); dn > 0 {
-					e.Data = d.take(dn)
+				switch dn := d.u32(); {
+				case dn == outOfLine:
+					v, ok := x[dataKey(out)]
+					if !ok || len(v) == 0 {
+						return id, nil, fmt.Errorf("%w: entry data %d missing", errCodec, out)
+					}
+					e.Data = v
+					out++
+				case dn > 0:
+					e.Data = d.take(int(dn))
 				}
 			}
 		}
@@ -145,7 +180,7 @@ func decodeMessages(b []byte) (setID, []core.Message, error) {
 		}
 		ms = append(ms, m)
 	}
-	if d.bad || len(d.b) != 0 {
+	if d.bad || len(d.b) != 0 || len(x) != 1+out {
 		return id, nil, errCodec
 	}
 	return id, ms, nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gluon-fs/gluon/xlators/jbr-server/core"
+	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -47,8 +48,8 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if c.Seq != 77 || c.Xdata["k"] == nil || f.Op != xl.OpWrite || string(f.Data) != "payload" || f.Fd.Flags != syscall.O_APPEND {
 		t.Fatalf("request round trip: %+v %+v", c, f)
 	}
-	for _, bad := range [][]byte{nil, {9}, {codecVersion, 1, 0, 0, 0}, append(encodeMessages(testSet, ms), 0)} {
-		if _, _, err := decodeMessages(bad); err == nil {
+	for _, bad := range [][]byte{nil, {9}, {codecVersion, 1, 0, 0, 0}, append(encodeMessages(testSet, ms)[stepKey], 0)} {
+		if _, _, err := decodeMessages(xl.Xdata{stepKey: bad}); err == nil {
 			t.Errorf("decoded %x", bad)
 		}
 	}
@@ -59,14 +60,44 @@ func TestMessagesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBigEntriesOutOfLine: a big entry's data is not copied into the
+// batch but sent as a value of its own, the entry's own slice, and comes
+// back as it went, among entries sent inline.
+func TestBigEntriesOutOfLine(t *testing.T) {
+	big, _ := encodeRequest(&xl.Call{Seq: 1}, &xl.Fop{Op: xl.OpWrite, Fd: xl.Fd{GFID: xl.RootGFID}, Data: make([]byte, wire.OutOfLine)})
+	small := sampleMessages()[0].Entries[0].Data
+	ms := []core.Message{
+		{Type: core.MsgAppend, From: 0, To: 1, Term: 2, Entries: []core.Entry{{Term: 2, Index: 1, Data: big}, {Term: 2, Index: 2, Data: small}}},
+		{Type: core.MsgAppend, From: 0, To: 1, Term: 2, Entries: []core.Entry{{Term: 2, Index: 3, Data: big}}},
+	}
+	x := encodeMessages(testSet, ms)
+	if len(x) != 3 || &x[dataKey(0)][0] != &big[0] || &x[dataKey(1)][0] != &big[0] || len(x[stepKey]) > 1000 {
+		t.Fatalf("big entries were not sent out of line: %d values, batch of %d bytes", len(x), len(x[stepKey]))
+	}
+	_, got, err := decodeMessages(x)
+	if err != nil || !reflect.DeepEqual(got, ms) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for name, bad := range map[string]xl.Xdata{
+		"missing":     {stepKey: x[stepKey], dataKey(0): big},
+		"extra":       {stepKey: x[stepKey], dataKey(0): big, dataKey(1): big, dataKey(2): big},
+		"empty":       {stepKey: x[stepKey], dataKey(0): big, dataKey(1): {}},
+		"misnumbered": {stepKey: x[stepKey], dataKey(0): big, dataKey(2): big},
+	} {
+		if _, _, err := decodeMessages(bad); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
 // Decoding never panics, and what decodes re-encodes to the same bytes.
 func FuzzDecodeMessages(f *testing.F) {
-	f.Add(encodeMessages(testSet, sampleMessages()))
-	f.Add(encodeMessages(setID{}, nil))
-	f.Add(encodeMessages(testSet, sampleMessages()[1:2]))
+	f.Add(encodeMessages(testSet, sampleMessages())[stepKey])
+	f.Add(encodeMessages(setID{}, nil)[stepKey])
+	f.Add(encodeMessages(testSet, sampleMessages()[1:2])[stepKey])
 	f.Add([]byte{codecVersion, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		id, ms, err := decodeMessages(b)
+		id, ms, err := decodeMessages(xl.Xdata{stepKey: b})
 		if err != nil {
 			return
 		}

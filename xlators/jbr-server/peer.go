@@ -105,7 +105,7 @@ func (p *peer) run(ctx context.Context) {
 				break
 			}
 			cctx, cancel := context.WithTimeout(sendCtx, p.s.opts.RequestTimeout)
-			_, e := p.x.Ipc(cctx, IpcStep, xl.Xdata{stepKey: encodeMessages(p.s.setID(), batch)})
+			_, e := p.x.Ipc(cctx, IpcStep, encodeMessages(p.s.setID(), batch))
 			cancel()
 			if ctx.Err() != nil {
 				return

@@ -415,7 +415,7 @@ func (s *Server) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
 	switch xl.IpcOp(f.Name) {
 	case IpcStep:
-		return &xl.Result{Errno: s.step(ctx, f.Xdata[stepKey])}
+		return &xl.Result{Errno: s.step(ctx, f.Xdata)}
 	case IpcLeader:
 		sn := s.snap.Load()
 		leader := sn.leader
@@ -446,8 +446,8 @@ func (s *Server) ipc(ctx context.Context, f *xl.Fop) *xl.Result {
 
 // step hands peer messages to the loop, in order, and returns before
 // they are processed: answers travel as messages of their own.
-func (s *Server) step(ctx context.Context, b []byte) syscall.Errno {
-	id, ms, err := decodeMessages(b)
+func (s *Server) step(ctx context.Context, x xl.Xdata) syscall.Errno {
+	id, ms, err := decodeMessages(x)
 	if err != nil {
 		s.log.Warn("jbr: refusing peer messages", "err", err)
 		return syscall.EINVAL

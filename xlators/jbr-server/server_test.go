@@ -133,21 +133,21 @@ func TestStepRefusesStrangers(t *testing.T) {
 	c := newCluster(t, 3, Options{})
 	s := c.n[1].srv
 	hb := []core.Message{{Type: core.MsgAppend, From: 0, To: 1, Term: 3}}
-	for name, b := range map[string][]byte{
+	for name, b := range map[string]xl.Xdata{
 		"another set":    encodeMessages(setID{volume: "v", set: 1}, hb),
 		"another volume": encodeMessages(setID{volume: "w"}, hb),
 		"another brick":  encodeMessages(setID{volume: "v"}, []core.Message{{Type: core.MsgAppend, From: 0, To: 2, Term: 3}}),
 		"outsider":       encodeMessages(setID{volume: "v"}, []core.Message{{Type: core.MsgAppend, From: 7, To: 1, Term: 3}}),
-		"garbage":        []byte("garbage"),
+		"garbage":        {stepKey: []byte("garbage")},
 	} {
-		if _, e := s.Ipc(newCaller().next(), IpcStep, xl.Xdata{stepKey: b}); e != syscall.EINVAL {
+		if _, e := s.Ipc(newCaller().next(), IpcStep, b); e != syscall.EINVAL {
 			t.Errorf("%s: %v, want EINVAL", name, e)
 		}
 	}
 	if st := s.Status(); st.Term != 0 {
 		t.Errorf("a refused message moved the term to %d", st.Term)
 	}
-	if _, e := s.Ipc(newCaller().next(), IpcStep, xl.Xdata{stepKey: encodeMessages(setID{volume: "v"}, hb)}); e != 0 {
+	if _, e := s.Ipc(newCaller().next(), IpcStep, encodeMessages(setID{volume: "v"}, hb)); e != 0 {
 		t.Errorf("a proper message: %v", e)
 	}
 }

@@ -500,10 +500,13 @@ func (m *metaRun) unlink(p string) error {
 // ACLs, read all its names and sort them, then lstat each entry and ask
 // for its label (lgetxattr security.selinux) and its access ACL (getxattr
 // system.posix_acl_access). Like ls, it stops asking for an attribute
-// once the file system says it does not support it (GlusterFS without
-// --selinux and -o acl does, and so does gluon). Through FUSE each of
-// these calls may be a round trip to the daemon: that is what a user of
-// ls -l waits for.
+// once the file system says it does not support it (ENOTSUP), and keeps
+// asking one that answers ENODATA. gluon answers ENOTSUP for both, and so
+// does GlusterFS for ACLs without -o acl; but GlusterFS without --selinux
+// answers security.selinux with ENODATA (fuse_getxattr, from its FUSE
+// client without asking the bricks), so on GlusterFS ls -l, and this,
+// make one more FUSE call per entry. Through FUSE each of these calls may
+// be a round trip to the daemon: that is what a user of ls -l waits for.
 //
 // It checks that dir holds exactly the names want (sorted), each a
 // regular file of FileSize bytes. If lat is not nil, it gets the latency

@@ -76,7 +76,9 @@ const capsXattr = "security.capability"
 const selinuxXattr = "security.selinux"
 
 // refused reports whether the mount answers the attribute EOPNOTSUPP
-// without a round trip, as GlusterFS does without -o acl and --selinux.
+// without a round trip, as GlusterFS does for ACLs without -o acl (for
+// security.selinux without --selinux it answers ENODATA, so ls -l keeps
+// asking every file).
 // POSIX ACLs: gluon does not enforce them (the kernel checks the mode
 // bits, default_permissions, and the bricks do the same), and storing an
 // ACL nobody honours would mislead. SELinux labels, unless

@@ -60,7 +60,7 @@ func fioWorkloadNamed(name string) (fioWorkload, bool) {
 }
 
 // WorkloadMeta selects the metadata workload (RunMeta); it reports one
-// result per phase (MetaPhases).
+// result per phase it runs (MetaConfig.Phases).
 const WorkloadMeta = "meta"
 
 // Workloads lists every workload name Config.Workloads accepts, in the

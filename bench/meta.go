@@ -58,12 +58,16 @@ type MetaConfig struct {
 
 // MetaPhase is the outcome of one phase.
 type MetaPhase struct {
-	Name    string
-	Ops     int           // operations (files; for meta-ls, directory entries)
+	Name string
+	// Ops counts files; for meta-ls and meta-ls-big the entries listed,
+	// for meta-find the entries found (files and directories).
+	Ops     int
 	Bytes   int64         // payload written or read
 	Elapsed time.Duration // wall time of the whole phase, all workers
-	// P50 and P99 are per operation; for meta-ls they are per directory
-	// (one readdir plus an lstat of each entry).
+	// P50 and P99 are per file, except: for meta-ls per directory (what
+	// ls -l asks of it and of each of its entries), for meta-find per
+	// directory (lstat, open, fstat, getdents), for meta-ls-big per entry
+	// (its lstat and extended attributes).
 	P50, P99 time.Duration
 	// EINTR counts system calls that failed with EINTR: repeated, or
 	// for close, taken as done.

@@ -70,7 +70,7 @@ func (s *settings) report() Settings {
 type Result struct {
 	Round       int           `json:"round"`
 	Target      string        `json:"target"`
-	Workload    string        `json:"workload"` // fio workload or metadata phase (MetaPhases)
+	Workload    string        `json:"workload"` // fio workload or metadata phase (MetaConfig.Phases)
 	Unit        string        `json:"unit"`     // of Value: UnitMiBps, UnitIOPS or UnitOpsps
 	OpsPerSec   float64       `json:"ops_per_sec"`
 	BytesPerSec float64       `json:"bytes_per_sec"`

@@ -100,13 +100,13 @@ func (c MetaConfig) validate() error {
 	return nil
 }
 
-// Phases lists the phases RunMeta runs with c, in order.
+// Phases lists the phases RunMeta runs with c, in order, in a new slice.
 func (c MetaConfig) Phases() []string {
+	phases := slices.Clone(MetaPhases)
 	if c.Big <= 0 {
-		return MetaPhases
+		return phases
 	}
-	i := slices.Index(MetaPhases, MetaFind) + 1
-	return slices.Insert(slices.Clone(MetaPhases), i, MetaLsBig)
+	return slices.Insert(phases, slices.Index(phases, MetaFind)+1, MetaLsBig)
 }
 
 // RunMeta runs the metadata workload: Workers goroutines create, stat,

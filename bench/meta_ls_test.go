@@ -19,8 +19,13 @@ import (
 )
 
 func TestMetaConfigPhases(t *testing.T) {
-	if got := (MetaConfig{}).Phases(); !slices.Equal(got, MetaPhases) {
+	got := (MetaConfig{}).Phases()
+	if !slices.Equal(got, MetaPhases) {
 		t.Errorf("Big 0: %v, want %v", got, MetaPhases)
+	}
+	got[0] = "changed"
+	if MetaPhases[0] != MetaCreate {
+		t.Error("changing what Phases returned changed MetaPhases")
 	}
 	want := []string{MetaCreate, MetaStat, MetaLs, MetaFind, MetaLsBig, MetaRead, MetaUnlink}
 	if got := (MetaConfig{Big: 1}).Phases(); !slices.Equal(got, want) {

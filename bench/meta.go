@@ -147,7 +147,7 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 	files := make([][]string, cfg.Workers) // per worker, in creation order
 	for i := range cfg.Files {
 		d := i / perDir
-		files[d%cfg.Workers] = append(files[d%cfg.Workers], filepath.Join(dirs[d], fmt.Sprintf("f%07d", i)))
+		files[d%cfg.Workers] = append(files[d%cfg.Workers], filepath.Join(dirs[d], fileName(i)))
 	}
 	payload := make([]byte, cfg.FileSize)
 	for i := range payload {
@@ -305,25 +305,21 @@ func (m *metaRun) lsBig(ctx context.Context, dir string, payload []byte) error {
 	}
 	names := make([]string, m.cfg.Big)
 	for i := range names {
-		names[i] = fmt.Sprintf("f%07d", i)
+		names[i] = fileName(i)
 	}
 	// Worker w owns names w, w+Workers, ...
 	each := func(op func(p string) error) error {
-		g, gctx := errgroup.WithContext(ctx)
-		for w := range m.cfg.Workers {
-			g.Go(func() error {
-				for i := w; i < len(names); i += m.cfg.Workers {
-					if err := gctx.Err(); err != nil {
-						return err
-					}
-					if err := op(filepath.Join(dir, names[i])); err != nil {
-						return err
-					}
+		return fanOut(ctx, m.cfg.Workers, func(ctx context.Context, w int) error {
+			for i := w; i < len(names); i += m.cfg.Workers {
+				if err := ctx.Err(); err != nil {
+					return err
 				}
-				return nil
-			})
-		}
-		return g.Wait()
+				if err := op(filepath.Join(dir, names[i])); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	if err := each(func(p string) error {
 		_, err := m.createFile(p, payload)
@@ -343,6 +339,20 @@ func (m *metaRun) lsBig(ctx context.Context, dir string, payload []byte) error {
 		return fmt.Errorf("%s: remove: %w", MetaLsBig, err)
 	}
 	return os.Remove(dir)
+}
+
+// fileName names file i of the workload; the fixed width makes names
+// sort in the order they were made.
+func fileName(i int) string { return fmt.Sprintf("f%07d", i) }
+
+// fanOut runs fn on workers goroutines (w = 0 ... workers-1) and waits
+// for them all; the first error cancels the others' ctx.
+func fanOut(ctx context.Context, workers int, fn func(ctx context.Context, w int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for w := range workers {
+		g.Go(func() error { return fn(gctx, w) })
+	}
+	return g.Wait()
 }
 
 // phaseFunc is one worker's share of a phase: it returns the operations
@@ -391,17 +401,13 @@ func (m *metaRun) phase(ctx context.Context, name string, workers int, drop bool
 	lats := make([][]time.Duration, workers)
 	ops := make([]int, workers)
 	nbytes := make([]int64, workers)
-	g, gctx := errgroup.WithContext(ctx)
 	eintr0 := m.eintr.Load()
 	t0 := time.Now()
-	for w := range workers {
-		g.Go(func() error {
-			var err error
-			ops[w], nbytes[w], err = fn(gctx, w, &lats[w])
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := fanOut(ctx, workers, func(ctx context.Context, w int) error {
+		var err error
+		ops[w], nbytes[w], err = fn(ctx, w, &lats[w])
+		return err
+	}); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	p := MetaPhase{Name: name, Elapsed: time.Since(t0), EINTR: int(m.eintr.Load() - eintr0)}

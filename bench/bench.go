@@ -95,7 +95,6 @@ const (
 	DefaultMetaFiles    = 2000
 	DefaultMetaDirs     = 20
 	DefaultMetaFileSize = 1024
-	DefaultMetaBig      = 0 // no meta-ls-big: it costs creating and removing its files, untimed
 )
 
 // Config configures Run. Only Targets is required.
@@ -129,7 +128,8 @@ type Config struct {
 	MetaDirs     int // directories they are spread over; 0 means DefaultMetaDirs
 	MetaFileSize int // bytes per file; 0 means DefaultMetaFileSize
 	// MetaBig is the number of files in the directory meta-ls-big lists
-	// (MetaConfig.Big); 0 means DefaultMetaBig, none.
+	// (MetaConfig.Big); 0, the default, means no meta-ls-big, which costs
+	// creating and removing its files, untimed.
 	MetaBig int
 	// MetaCreateFor caps meta-create (MetaConfig.CreateFor); 0 means
 	// Runtime. A cap well above what the slowest target needs makes every
@@ -253,7 +253,7 @@ func (c Config) settings() (*settings, error) {
 		Files:      orDefault(c.MetaFiles, DefaultMetaFiles),
 		Dirs:       orDefault(c.MetaDirs, DefaultMetaDirs),
 		FileSize:   orDefault(c.MetaFileSize, DefaultMetaFileSize),
-		Big:        orDefault(c.MetaBig, DefaultMetaBig),
+		Big:        c.MetaBig,
 		DropCaches: s.drop,
 		CreateFor:  c.MetaCreateFor,
 	}

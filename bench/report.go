@@ -43,9 +43,9 @@ type Settings struct {
 	MetaFiles     int           `json:"meta_files"`
 	MetaDirs      int           `json:"meta_dirs"`
 	MetaFileSize  int           `json:"meta_file_size"`
-	MetaBig       int           `json:"meta_big,omitempty"`           // files meta-ls-big lists; 0: not run
-	MetaCreateFor time.Duration `json:"meta_create_for_ns,omitempty"` // cap of meta-create
-	DropCaches    bool          `json:"drop_caches"`                  // before the cold workloads and the metadata phases that read
+	MetaBig       int           `json:"meta_big,omitempty"` // files meta-ls-big lists; 0: not run
+	MetaCreateFor time.Duration `json:"meta_create_for_ns"` // cap of meta-create
+	DropCaches    bool          `json:"drop_caches"`        // before the cold workloads and the metadata phases that read
 }
 
 func (s *settings) report() Settings {

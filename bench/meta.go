@@ -33,7 +33,7 @@ var MetaPhases = []string{MetaCreate, MetaStat, MetaLs, MetaFind, MetaRead, Meta
 // MetaConfig configures RunMeta.
 type MetaConfig struct {
 	Dir      string // existing directory; RunMeta works in a new subdirectory and removes it
-	Workers  int    // parallel workers; each owns an equal share of files and directories
+	Workers  int    // parallel workers; worker w owns directories w, w+Workers, ... and their files
 	Files    int    // small files in total
 	Dirs     int    // directories the files are spread over
 	FileSize int    // bytes per file

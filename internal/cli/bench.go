@@ -112,7 +112,7 @@ meta-find (find over the tree), meta-ls-big (ls -l of one directory of
 	f.IntVar(&cfg.Jobs, "jobs", bench.DefaultJobs, "parallel fio jobs of randrw")
 	f.IntVar(&cfg.MetaWorkers, "meta-workers", bench.DefaultMetaWorkers, "parallel workers of meta")
 	f.IntVar(&cfg.MetaFiles, "meta-files", bench.DefaultMetaFiles, "files meta creates (fewer if meta-create reaches --meta-create-for first)")
-	f.IntVar(&cfg.MetaDirs, "meta-dirs", bench.DefaultMetaDirs, "directories meta spreads its files over; each worker fills an equal share")
+	f.IntVar(&cfg.MetaDirs, "meta-dirs", bench.DefaultMetaDirs, "directories meta spreads its files over, dealt out to the workers in turn: worker w of N fills directories w, w+N, w+2N, ...")
 	f.IntVar(&cfg.MetaBig, "meta-big", 0, "files in the directory meta-ls-big lists with ls -l (0: no meta-ls-big)")
 	f.DurationVar(&cfg.MetaCreateFor, "meta-create-for", 0, "cap of meta-create (default --runtime); set it high to create all --meta-files on every target")
 	f.StringSliceVar(&cfg.Workloads, "workloads", nil, "comma-separated `LIST` of workloads to run (default all)")

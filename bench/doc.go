@@ -97,16 +97,17 @@
 // (coreutils 9.1, findutils 4.9, seen with strace), since through FUSE each
 // may be a round trip to the daemon. ls -l: lstat, lgetxattr
 // security.selinux and getxattr system.posix_acl_access of the directory
-// and of every entry (and the directory's default ACL), asking no more
-// for an attribute once the file system answers ENOTSUP. gluon answers
-// ENOTSUP for both. GlusterFS does for ACLs (without -o acl) but answers
-// security.selinux with ENODATA (without --selinux), so ls -l goes on
-// asking every entry for its label there: meta-ls and meta-ls-big make
-// one more FUSE call per entry on GlusterFS than on gluon, answered by
-// its client process, not the bricks. The harness keeps that call, as
-// it is what ls -l costs a user. find: per directory an lstat and an
-// open relative to its parent, an fstat and getdents; entries are told
-// apart by the type getdents reports, so regular files are not stat'ed.
+// and of every entry (and the directory's default ACL if it has no access
+// ACL), asking no more for an attribute once the file system answers
+// ENOTSUP. gluon answers ENOTSUP for both. GlusterFS does for ACLs
+// (without -o acl) but answers security.selinux with ENODATA (without
+// --selinux), so ls -l goes on asking every entry for its label there:
+// meta-ls and meta-ls-big make one more FUSE call per entry on GlusterFS
+// than on gluon, answered by its client process, not the bricks. The
+// harness keeps that call, as it is what ls -l costs a user. find: per
+// directory an lstat and an open relative to its parent, an fstat and
+// getdents; entries are told apart by the type getdents reports, so
+// regular files are not stat'ed.
 //
 // meta-ls-big's files are created by all workers, untimed, after
 // meta-find (so that find walks the same tree as meta-ls and meta-unlink),

@@ -576,23 +576,32 @@ func (m *metaRun) lstatLong(p string, st *unix.Stat_t, xa *lsXattrs) error {
 			return &os.PathError{Op: "lgetxattr security.selinux", Path: p, Err: err}
 		}
 	}
-	acls := []string{"system.posix_acl_access"}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		acls = append(acls, "system.posix_acl_default")
+	if xa.noACL {
+		return nil
 	}
-	for _, name := range acls {
-		if xa.noACL {
-			break
-		}
-		_, err := m.sys(func() error {
-			_, err := unix.Getxattr(p, name, nil) // the size only, as ls asks
-			return err
-		})
-		if xa.noACL, err = xattrUnsupported(err); err != nil {
-			return &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
-		}
+	// As gnulib's file_has_acl, which ls uses: a directory is asked for
+	// its default ACL only if it has no access ACL.
+	none, err := m.aclNone(p, "system.posix_acl_access", xa)
+	if err != nil || !none || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return err
 	}
-	return nil
+	_, err = m.aclNone(p, "system.posix_acl_default", xa)
+	return err
+}
+
+// aclNone asks for the size of p's ACL name, as ls does, and reports
+// whether p has none (ENODATA or an empty value). ENOTSUP sets xa.noACL.
+func (m *metaRun) aclNone(p, name string, xa *lsXattrs) (bool, error) {
+	var n int
+	_, err := m.sys(func() (err error) {
+		n, err = unix.Getxattr(p, name, nil)
+		return err
+	})
+	none := errors.Is(err, unix.ENODATA) || err == nil && n == 0
+	if xa.noACL, err = xattrUnsupported(err); err != nil {
+		return false, &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
+	}
+	return none, nil
 }
 
 // xattrUnsupported sorts a getxattr outcome as ls does: a value, none

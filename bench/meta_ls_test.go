@@ -139,10 +139,11 @@ func TestRunMetaVerifies(t *testing.T) {
 }
 
 // xattrNode is a loopback node that counts getxattr calls by attribute
-// and answers them with errno.
+// and answers them with errno or, if errno is 0, with value.
 type xattrNode struct {
 	fs.LoopbackNode
 	errno syscall.Errno
+	value []byte
 	mu    *sync.Mutex
 	calls map[string]int
 }
@@ -151,24 +152,42 @@ func (n *xattrNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	n.mu.Lock()
 	n.calls[attr]++
 	n.mu.Unlock()
-	return 0, n.errno
+	switch {
+	case n.errno != 0:
+		return 0, n.errno
+	case len(dest) < len(n.value):
+		return uint32(len(n.value)), syscall.ERANGE
+	}
+	return uint32(copy(dest, n.value)), 0
 }
 
 const mntPlaceholder = "MNT"
 
+// aclRW is the xattr form of the ACL u::rw-,g::r--,o::r-- (version 2,
+// then tag, permissions and id of each entry, little-endian): the kernel
+// parses what a FUSE server answers for system.posix_acl_access.
+const aclRW = "\x02\x00\x00\x00" +
+	"\x01\x00\x06\x00\xff\xff\xff\xff" +
+	"\x04\x00\x04\x00\xff\xff\xff\xff" +
+	"\x20\x00\x04\x00\xff\xff\xff\xff"
+
 // listLong asks the file system what ls -l asks: the SELinux label and
-// ACL of every entry, the default ACL of the directory, and nothing more
-// once the file system says it has no such attributes.
+// ACL of every entry, the default ACL of the directory if it has no ACL,
+// and nothing more once the file system says it has no such attributes.
 func TestListLongXattrs(t *testing.T) {
 	for _, c := range []struct {
 		errno   syscall.Errno
+		value   string // if errno is 0
 		want    map[string]int
 		wantErr string
 	}{
-		{syscall.ENODATA, map[string]int{"security.selinux": 6, "system.posix_acl_access": 6, "system.posix_acl_default": 1}, ""},
-		{syscall.ENOTSUP, map[string]int{"security.selinux": 1, "system.posix_acl_access": 1}, ""},
+		{syscall.ENODATA, "", map[string]int{"security.selinux": 6, "system.posix_acl_access": 6, "system.posix_acl_default": 1}, ""},
+		{0, "", map[string]int{"security.selinux": 6, "system.posix_acl_access": 6, "system.posix_acl_default": 1}, ""},
+		// A directory with an access ACL is not asked for its default one.
+		{0, aclRW, map[string]int{"security.selinux": 6, "system.posix_acl_access": 6}, ""},
+		{syscall.ENOTSUP, "", map[string]int{"security.selinux": 1, "system.posix_acl_access": 1}, ""},
 		// ls reports other errors, and so does the benchmark.
-		{syscall.EIO, map[string]int{"security.selinux": 1}, "lgetxattr security.selinux " + mntPlaceholder + ": input/output error"},
+		{syscall.EIO, "", map[string]int{"security.selinux": 1}, "lgetxattr security.selinux " + mntPlaceholder + ": input/output error"},
 	} {
 		back, mnt := t.TempDir(), t.TempDir()
 		var want []string
@@ -187,7 +206,7 @@ func TestListLongXattrs(t *testing.T) {
 		calls := make(map[string]int)
 		root := &fs.LoopbackRoot{Path: back, Dev: uint64(st.Dev)}
 		root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-			return &xattrNode{LoopbackNode: fs.LoopbackNode{RootData: r}, errno: c.errno, mu: &mu, calls: calls}
+			return &xattrNode{LoopbackNode: fs.LoopbackNode{RootData: r}, errno: c.errno, value: []byte(c.value), mu: &mu, calls: calls}
 		}
 		root.RootNode = root.NewNode(root, nil, "", &st)
 		srv, err := fs.Mount(mnt, root.RootNode, &fs.Options{})
@@ -202,13 +221,13 @@ func TestListLongXattrs(t *testing.T) {
 		}
 		srv.Wait()
 		if wantErr := strings.ReplaceAll(c.wantErr, mntPlaceholder, mnt); err == nil && wantErr != "" || err != nil && err.Error() != wantErr {
-			t.Errorf("%v: error %v, want %q", c.errno, err, wantErr)
+			t.Errorf("%v %q: error %v, want %q", c.errno, c.value, err, wantErr)
 		}
 		if c.wantErr == "" && len(lat) != 5 {
 			t.Errorf("%v: %d latencies, want one per entry", c.errno, len(lat))
 		}
 		if !maps.Equal(calls, c.want) {
-			t.Errorf("%v: getxattr calls %v, want %v", c.errno, calls, c.want)
+			t.Errorf("%v %q: getxattr calls %v, want %v", c.errno, c.value, calls, c.want)
 		}
 	}
 }

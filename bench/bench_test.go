@@ -349,6 +349,31 @@ func TestEstimate(t *testing.T) {
 	if meta := est(Config{Targets: []string{"local"}, Workloads: []string{"meta"}}); meta > time.Minute {
 		t.Errorf("meta on local: %v", meta)
 	}
+
+	// meta-create's cap bounds it and its phases; meta-ls-big adds the
+	// untimed create and remove of its directory; dropping the caches
+	// adds the wait before each cold phase.
+	meta := func(createFor time.Duration, big int) Config {
+		return Config{Targets: []string{"local"}, Workloads: []string{"meta"}, Rounds: 1, MetaFiles: 50000, MetaCreateFor: createFor, MetaBig: big}
+	}
+	capped := est(meta(10*time.Second, 0))
+	if d, want := est(meta(time.Hour, 0))-capped, 2*(50000*time.Second/estMetaRate-10*time.Second); d != want {
+		t.Errorf("50,000 files uncapped: %v more than capped at 10s, want %v", d, want)
+	}
+	if d, want := est(meta(10*time.Second, 3000))-capped, 2*3000*time.Second/estMetaRate; d != want {
+		t.Errorf("MetaBig 3000: %v more, want %v", d, want)
+	}
+	c := meta(10*time.Second, 3000)
+	c.KeepCaches = true
+	s, err := c.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := s.estimate()
+	s.meta.DropCaches = true
+	if d, want := s.estimate()-warm, 5*coldSettle; d != want {
+		t.Errorf("dropping caches: %v more, want %v (5 cold phases)", d, want)
+	}
 }
 
 // TestColdRead checks what randread-cold promises: its file is laid out
@@ -534,8 +559,12 @@ func TestRunGluonTarget(t *testing.T) {
 		Size:      "4M",
 		MetaFiles: 50,
 		MetaDirs:  2,
-		WorkDir:   work,
-		Starter:   ExecStarter{Path: os.Args[0], Dir: work},
+		// Dropping the caches (and waiting out GlusterFS's md-cache
+		// after each drop) is TestRunMetaDropsCaches's and
+		// TestColdRead's; here it would only cost 18 s.
+		KeepCaches: true,
+		WorkDir:    work,
+		Starter:    ExecStarter{Path: os.Args[0], Dir: work},
 	})
 	if err != nil {
 		t.Fatal(err)

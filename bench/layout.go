@@ -143,7 +143,8 @@ const (
 // (seqread-warm twice: its untimed cold pass); meta-create takes as long
 // as creating MetaFiles files at estMetaRate, at most its cap, and the
 // phases after it take about as long again in total; meta-ls-big's
-// directory is created and removed at estMetaRate.
+// directory is created and removed at estMetaRate; with DropCaches every
+// cold phase waits coldSettle.
 func (s *settings) estimate() time.Duration {
 	var round time.Duration
 	for _, w := range s.workloads {
@@ -152,6 +153,9 @@ func (s *settings) estimate() time.Duration {
 		case w == WorkloadMeta:
 			create := min(s.meta.CreateFor, time.Duration(s.meta.Files)*time.Second/estMetaRate)
 			round += 2*create + time.Duration(2*s.meta.Big)*time.Second/estMetaRate
+			if s.meta.DropCaches {
+				round += time.Duration(len(s.meta.Phases())-2) * coldSettle // all but create and unlink
+			}
 		case fw.warm:
 			round += 2 * s.runtime
 		default:

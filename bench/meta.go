@@ -44,7 +44,9 @@ type MetaConfig struct {
 	Big int
 	// DropCaches syncs and drops the kernel's page, dentry and inode
 	// caches before every phase that reads (all but meta-create and
-	// meta-unlink), so that they start cold (needs root).
+	// meta-unlink), so that they start cold (needs root), and waits a
+	// little over a second, untimed, for GlusterFS's client-side
+	// metadata cache to expire too.
 	DropCaches bool
 	// CreateFor, if positive, caps meta-create: it stops creating after
 	// this long, and the later phases work on the files created by then.
@@ -116,7 +118,13 @@ func (c MetaConfig) Phases() []string {
 // ls -l does. Every phase waits for all workers of the previous one.
 // It checks what it reads back, so a file system that loses entries or
 // bytes fails the run instead of looking fast.
-func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
+func RunMeta(ctx context.Context, cfg MetaConfig) ([]MetaPhase, error) {
+	return runMeta(ctx, cfg, coldStart)
+}
+
+// runMeta is RunMeta with drop called before each phase that starts cold,
+// if cfg.DropCaches.
+func runMeta(ctx context.Context, cfg MetaConfig, drop func(context.Context) error) (_ []MetaPhase, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -154,7 +162,7 @@ func RunMeta(ctx context.Context, cfg MetaConfig) (_ []MetaPhase, err error) {
 		payload[i] = byte(i*7 + 1)
 	}
 
-	m := &metaRun{cfg: cfg}
+	m := &metaRun{cfg: cfg, drop: drop}
 	// mine[w] is how many of files[w] a phase works on: all of them for
 	// meta-create, then those it created.
 	mine := make([]int, cfg.Workers)
@@ -362,6 +370,7 @@ type phaseFunc func(ctx context.Context, w int, lat *[]time.Duration) (ops int, 
 
 type metaRun struct {
 	cfg    MetaConfig
+	drop   func(context.Context) error // before a cold phase: coldStart but in tests
 	phases []MetaPhase
 	eintr  atomic.Int64 // interrupted system calls, all phases
 }
@@ -390,7 +399,7 @@ func (m *metaRun) sys(f func() error) (interrupted bool, err error) {
 // the merged latencies. A failing worker cancels the others.
 func (m *metaRun) phase(ctx context.Context, name string, workers int, drop bool, fn phaseFunc) error {
 	if drop {
-		if err := dropCaches(); err != nil {
+		if err := m.drop(ctx); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -687,6 +696,29 @@ func (m *metaRun) walkFind(ctx context.Context, parent int, name, path string, c
 		}
 	}
 	return nil
+}
+
+// coldSettle is a little over the timeout of GlusterFS's md-cache
+// (performance.md-cache-timeout, 1 s by default), which keeps stat and
+// extended attribute answers in the client process, out of reach of
+// drop_caches: a phase timed right after the drop would have its first
+// second answered from there on GlusterFS alone.
+const coldSettle = 1100 * time.Millisecond
+
+// coldStart drops the kernel caches and waits coldSettle, untimed, so
+// that the next phase starts cold on every target.
+func coldStart(ctx context.Context) error {
+	if err := dropCaches(); err != nil {
+		return err
+	}
+	t := time.NewTimer(coldSettle)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // dropCaches writes back dirty data and empties the kernel's page, dentry

@@ -72,6 +72,47 @@ func TestRunMetaBig(t *testing.T) {
 	}
 }
 
+// With DropCaches the caches are dropped right before each phase that
+// reads, meta-ls-big's after its untimed creates; without, never. A
+// failed drop fails the run, which cleans up.
+func TestRunMetaDropsCaches(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		dir := t.TempDir()
+		var events []string
+		cfg := MetaConfig{Dir: dir, Workers: 2, Files: 20, Dirs: 3, FileSize: 5, Big: 6, DropCaches: drop,
+			Observe: func(phase string) func() {
+				events = append(events, phase)
+				return func() {}
+			}}
+		_, err := runMeta(context.Background(), cfg, func(context.Context) error {
+			big, _ := filepath.Glob(filepath.Join(dir, "meta-*", "big", "f*"))
+			events = append(events, fmt.Sprintf("drop (%d big)", len(big)))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := cfg.Phases()
+		if drop {
+			want = []string{MetaCreate, "drop (0 big)", MetaStat, "drop (0 big)", MetaLs, "drop (0 big)", MetaFind,
+				"drop (6 big)", MetaLsBig, "drop (0 big)", MetaRead, MetaUnlink}
+		}
+		if !slices.Equal(events, want) {
+			t.Errorf("DropCaches %v: %q, want %q", drop, events, want)
+		}
+	}
+
+	dir := t.TempDir()
+	_, err := runMeta(context.Background(), MetaConfig{Dir: dir, Workers: 1, Files: 3, Dirs: 1, DropCaches: true},
+		func(context.Context) error { return errors.New("no root") })
+	if err == nil || err.Error() != MetaStat+": no root" {
+		t.Errorf("failed drop: %v, want %s: no root", err, MetaStat)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("left behind %v (%v)", ents, err)
+	}
+}
+
 // A file system that loses, adds or changes entries fails the phase that
 // looks at them, and the run cleans up after itself.
 func TestRunMetaVerifies(t *testing.T) {

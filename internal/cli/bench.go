@@ -46,7 +46,8 @@ fio workloads run --runtime each (one-pass ones at most that long);
 meta-create stops at --meta-create-for (default --runtime); the progress
 starts with an estimate of the total time. The cold ones (and the meta
 phases that read) drop the kernel caches first, which needs root (see
---keep-caches). Needs fio, unless only meta runs. Progress goes to stderr
+--keep-caches); the meta phases then wait 1.1 s for GlusterFS's
+client-side metadata cache to expire. Needs fio, unless only meta runs. Progress goes to stderr
 when it is a terminal.
 
 meta runs meta-create, meta-stat, meta-ls (ls -l of every directory),

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gluon-fs/gluon/bench"
 )
@@ -68,12 +69,14 @@ func TestBenchUsageErrors(t *testing.T) {
 }
 
 // TestBenchLocalLoopback runs a short benchmark through the command line
-// and checks all three outputs.
+// and checks all three outputs. The meta flags have values of their own,
+// so that one bound to the wrong field shows in the settings.
 func TestBenchLocalLoopback(t *testing.T) {
 	out, work := t.TempDir(), t.TempDir()
 	jsonPath, plotPath, raw := filepath.Join(out, "r.json"), filepath.Join(out, "r.svg"), filepath.Join(out, "raw")
 	code, stdout, stderr := gluonMain("bench", "local", "loopback", "--rounds", "1", "--runtime", "1s", "--size", "4M",
 		"--workloads", "randwrite,meta", "--keep-caches", "--work-dir", work,
+		"--meta-files", "60", "--meta-workers", "2", "--meta-dirs", "5", "--meta-big", "20", "--meta-create-for", "1m",
 		"--json", jsonPath, "--plot", plotPath, "--raw", raw)
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -116,7 +119,8 @@ func TestBenchLocalLoopback(t *testing.T) {
 			t.Errorf("%s %s: no ratio: %q", workload, f[0], l)
 		}
 	}
-	if want := 2 * (1 + len(bench.MetaPhases)); rows != want {
+	// meta-ls-big runs: --meta-big is set.
+	if want := 2 * (1 + len(bench.MetaPhases) + 1); rows != want {
 		t.Errorf("%d table rows, want %d:\n%s", rows, want, stdout)
 	}
 	if strings.Contains(stdout, "failures:") {
@@ -135,6 +139,13 @@ func TestBenchLocalLoopback(t *testing.T) {
 	if len(rep.Targets) != 2 || rep.Targets[0].Name != "local" || rep.Targets[1].Name != "loopback" ||
 		len(rep.Summary) != rows || rep.Settings.Runtime.Seconds() != 1 || rep.Settings.Size != 4<<20 {
 		t.Errorf("JSON report: targets %+v, %d summary rows, settings %+v", rep.Targets, len(rep.Summary), rep.Settings)
+	}
+	if s := rep.Settings; s.MetaFiles != 60 || s.MetaWorkers != 2 || s.MetaDirs != 5 || s.MetaBig != 20 || s.MetaCreateFor != time.Minute {
+		t.Errorf("JSON settings: meta files %d, workers %d, dirs %d, big %d, create cap %v; want 60, 2, 5, 20, 1m0s",
+			s.MetaFiles, s.MetaWorkers, s.MetaDirs, s.MetaBig, s.MetaCreateFor)
+	}
+	if !slices.ContainsFunc(rep.Summary, func(r bench.Row) bool { return r.Workload == bench.MetaLsBig }) {
+		t.Errorf("no %s in the summary", bench.MetaLsBig)
 	}
 
 	svg, err := os.ReadFile(plotPath)

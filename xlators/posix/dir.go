@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gluon-fs/gluon/internal/sysmon"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -127,12 +128,17 @@ func (s *Store) readEntries(ds *dirStream, g xl.GFID, max int) ([]xl.Dirent, sys
 }
 
 // Entries at least this many in a batch get their attributes read by
-// readdirWorkers goroutines at once: with a cold cache each read is a
-// disk round trip, and a few in flight overlap; below it the handoffs
-// cost more than they save.
+// readdirWorkers goroutines at once, on at least readdirProcs Ps: each
+// read is mostly the kernel's lookup of a name not in its caches, which
+// keeps a core busy, and now and then a disk read, which another
+// worker's lookups can overlap. A brick runs on one P (see
+// sysmon.Widen), where the workers would take turns and one blocked on
+// the disk would hold the P until sysmon hands it on. Below
+// parallelEntries the handoffs cost more than they save.
 const (
 	parallelEntries = 32
-	readdirWorkers  = 8
+	readdirWorkers  = 4
+	readdirProcs    = 2
 	readdirChunk    = 8 // entries a worker claims at a time
 )
 
@@ -152,6 +158,7 @@ func (s *Store) fillEntries(p *dirRef, g xl.GFID, ents []xl.Dirent) int {
 			fill(i)
 		}
 	} else {
+		defer sysmon.Widen(readdirProcs)()
 		var next atomic.Int64
 		work := func() {
 			for {

@@ -40,6 +40,15 @@ func TestReadConsistency(t *testing.T) {
 			if got, e := readString(t, c.n[0].srv, cl, fd); e != 0 || got != "data" {
 				t.Fatalf("read on the leader: %q %v", got, e)
 			}
+			// Status counts how the read was confirmed: by the lease or
+			// a round, a round always without leases.
+			want := uint64(0)
+			if tc.consistency == Linearizable {
+				want = 1
+			}
+			if st := c.n[0].srv.Status(); st.LeaseReads+st.RoundReads != want || (tc.lease < 0 && st.RoundReads != 1) {
+				t.Errorf("status counts %d reads under the lease, %d after a round; want %d in all", st.LeaseReads, st.RoundReads, want)
+			}
 			if _, e := readString(t, c.n[1].srv, cl, fd); e != syscall.EREMOTE {
 				t.Fatalf("read on a follower: %v, want EREMOTE", e)
 			}

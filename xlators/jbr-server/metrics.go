@@ -16,6 +16,9 @@ type metrics struct {
 	latency   prometheus.Histogram
 	term      prometheus.Gauge
 	role      prometheus.Gauge
+	// Linearizable reads on the leader: served under its read lease, or
+	// after a heartbeat round with a quorum.
+	leaseReads, roundReads prometheus.Counter
 }
 
 // newMetrics creates the server's metrics, labelled with its volume, set
@@ -37,7 +40,12 @@ func newMetrics(opts Options) *metrics {
 			Help: "Highest term this brick has seen.", ConstLabels: labels}),
 		role: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "role",
 			Help: "This brick's role: 0 follower, 1 recovering leader, 2 leader.", ConstLabels: labels}),
+		leaseReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "lease_reads_total",
+			Help: "Linearizable reads this leader served under its read lease, with no message.", ConstLabels: labels}),
+		roundReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "round_reads_total",
+			Help: "Linearizable reads this leader served only after a heartbeat round with a quorum, holding no read lease.", ConstLabels: labels}),
 	}
-	m.group = promgroup.Register(opts.Metrics, opts.Logger, m.proposals, m.commits, m.applied, m.latency, m.term, m.role)
+	m.group = promgroup.Register(opts.Metrics, opts.Logger, m.proposals, m.commits, m.applied, m.latency, m.term, m.role,
+		m.leaseReads, m.roundReads)
 	return m
 }

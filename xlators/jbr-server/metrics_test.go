@@ -38,6 +38,14 @@ func TestMetrics(t *testing.T) {
 	fd := create(t, c.n[0].srv, cl, "f", 0)
 	write(t, c.n[0].srv, cl, fd, "x", 0)
 	c.converged(0)
+	if _, e := readString(t, c.n[0].srv, cl, fd); e != 0 {
+		t.Fatal(e)
+	}
+	lease, _ := metric(t, reg, "gluon_jbr_lease_reads_total", "0")
+	round, _ := metric(t, reg, "gluon_jbr_round_reads_total", "0")
+	if lease+round != 1 {
+		t.Errorf("%v reads under the lease and %v after a round, want 1 in all", lease, round)
+	}
 	for _, m := range []struct {
 		name, brick string
 		want        float64

@@ -134,6 +134,9 @@ type Server struct {
 	results *results
 	apply   *applier
 	metrics *metrics
+	// Linearizable reads served under the lease and after a round (the
+	// metrics' counters, kept for Status).
+	leaseReads, roundReads atomic.Uint64
 
 	// client and seq name requests that come without a request id.
 	client [16]byte
@@ -191,6 +194,11 @@ type Status struct {
 	// Resyncing: the brick's store is being resynced in full; it neither
 	// votes nor serves (SetResyncing).
 	Resyncing bool `json:"resyncing,omitempty"`
+	// LeaseReads and RoundReads count the linearizable reads this brick
+	// served as leader since it started: under its read lease, or after
+	// a heartbeat round with a quorum because it held none.
+	LeaseReads uint64 `json:"lease_reads,omitempty"`
+	RoundReads uint64 `json:"round_reads,omitempty"`
 }
 
 var (
@@ -361,7 +369,8 @@ func (s *Server) Status() Status {
 		Role: sn.role.String(), Leader: int(sn.leader), Term: sn.term,
 		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit,
 		Applied: s.apply.appliedIndex(), Consistency: s.opts.Consistency,
-		Resyncing: sn.resyncing,
+		Resyncing:  sn.resyncing,
+		LeaseReads: s.leaseReads.Load(), RoundReads: s.roundReads.Load(),
 	}
 }
 

@@ -147,10 +147,10 @@ const (
 func (s *Store) fillEntries(p *dirRef, g xl.GFID, ents []xl.Dirent) int {
 	errs := make([]syscall.Errno, len(ents))
 	fill := func(i int) {
-		a, e := s.entry(p, g, ents[i].Name)
+		a, f, e := s.entry(p, g, ents[i].Name)
 		ents[i].Attr, errs[i] = a, e
 		if e == 0 {
-			ents[i].NoXattrs = s.entryNoXattrs(p, ents[i].Name)
+			ents[i].NoXattrs = s.entryNoXattrs(p, ents[i].Name, f)
 		}
 	}
 	if len(ents) < parallelEntries {

@@ -21,31 +21,33 @@ func (s *Store) Lookup(ctx context.Context, parent xl.GFID, name string) (xl.Att
 		return xl.Attr{}, e
 	}
 	defer p.put()
-	return s.entry(p, parent, name)
+	a, _, e := s.entry(p, parent, name)
+	return a, e
 }
 
-// entry stats name in p and reads its gfid. It adopts an unlabelled
-// object, and relinks the handle of a non-directory that lost it to a
-// crash.
-func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errno) {
+// entry stats name in p and reads its gfid and gfid flags. It adopts an
+// unlabelled object, and relinks the handle of a non-directory that lost
+// it to a crash.
+func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, gfidFlags, syscall.Errno) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return xl.Attr{}, errno(err)
+		return xl.Attr{}, 0, errno(err)
 	}
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-	g, err := s.entryGFID(p, name)
+	g, f, err := s.entryGFID(p, name)
 	e := errno(err)
 	if err == unix.ENODATA {
 		// An entry op labels what it makes under the name's lock: wait
 		// for one in flight rather than adopt its object.
 		l := s.lockName(pg, name)
-		g, err = s.entryGFID(p, name)
+		g, f, err = s.entryGFID(p, name)
 		e = errno(err)
 		if err == nil { // labelled meanwhile: what it is now
 			e = errno(unix.Fstatat(p.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW))
 		}
 		if err == unix.ENODATA {
 			g, e = s.adopt(p, pg, name, &st, xl.NewGFID())
+			f = unknownFlags
 			if e == 0 && !isDir {
 				st.Nlink++ // the new handle
 			}
@@ -62,9 +64,9 @@ func (s *Store) entry(p *dirRef, pg xl.GFID, name string) (xl.Attr, syscall.Errn
 		}
 	}
 	if e != 0 {
-		return xl.Attr{}, e
+		return xl.Attr{}, 0, e
 	}
-	return attrOf(g, &st), 0
+	return attrOf(g, &st), f, 0
 }
 
 // newObj is an object just made and about to be labelled: owner, mode,
@@ -128,10 +130,29 @@ func (n *newObj) label(g xl.GFID, xflags int) error {
 	if err != nil {
 		return err
 	}
+	v := newGFIDValue(g, n.xattrFlags())
 	if n.opath {
-		return unix.Setxattr(procPath(n.fd), gfidXattr, g[:], xflags)
+		return unix.Setxattr(procPath(n.fd), gfidXattr, v[:], xflags)
 	}
-	return unix.Fsetxattr(n.fd, gfidXattr, g[:], xflags)
+	return unix.Fsetxattr(n.fd, gfidXattr, v[:], xflags)
+}
+
+// xattrFlags are the gfid flags of the new object, which may have been
+// given xattrs as it was made: a parent's default ACL, a security
+// module's label.
+func (n *newObj) xattrFlags() gfidFlags {
+	var buf [512]byte
+	var k int
+	var err error
+	if n.opath {
+		k, err = unix.Listxattr(procPath(n.fd), buf[:])
+	} else {
+		k, err = unix.Flistxattr(n.fd, buf[:])
+	}
+	if err != nil || clientXattrs(buf[:k]) {
+		return mayXattrs
+	}
+	return 0
 }
 
 // made labels the object just made as name in p with g, links its handle

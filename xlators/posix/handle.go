@@ -326,27 +326,63 @@ func staleIfMissing(err error) syscall.Errno {
 }
 
 func fgetGFID(fd int) (xl.GFID, error) {
-	var g xl.GFID
-	n, err := unix.Fgetxattr(fd, gfidXattr, g[:])
-	return gfidOf(g, n, err)
+	var v gfidValue
+	n, err := unix.Fgetxattr(fd, gfidXattr, v[:])
+	g, _, err := v.parse(n, err)
+	return g, err
 }
 
 // pinnedGFID reads the gfid of the object an O_PATH fd refers to.
 func pinnedGFID(fd int) (xl.GFID, error) {
-	var g xl.GFID
-	n, err := unix.Getxattr(procPath(fd), gfidXattr, g[:])
-	return gfidOf(g, n, err)
+	var v gfidValue
+	n, err := unix.Getxattr(procPath(fd), gfidXattr, v[:])
+	g, _, err := v.parse(n, err)
+	return g, err
 }
 
-func gfidOf(g xl.GFID, n int, err error) (xl.GFID, error) {
-	switch {
-	case err == unix.ERANGE || err == nil && n != len(g):
-		return xl.GFID{}, unix.EIO // not ours: corrupt
-	case err != nil:
-		return xl.GFID{}, err
-	}
-	return g, nil
+// A gfid xattr holds the gfid and, on objects labelled since readdir
+// reads it there, a byte of gfidFlags after it. Objects labelled before
+// (and the root, and adopted objects) have none, and their flags are
+// unknownFlags.
+type gfidValue [len(xl.GFID{}) + 1]byte
+
+type gfidFlags byte
+
+const (
+	// mayXattrs: the object may have client xattrs (spilled ones
+	// included). It is set before the first is written, so that a
+	// crash may leave it set in vain but never missing; Removexattr
+	// clears it when the last goes.
+	mayXattrs gfidFlags = 1 << 0
+	// unknownFlags: the value has no flags. Never stored.
+	unknownFlags gfidFlags = 1 << 7
+)
+
+func newGFIDValue(g xl.GFID, f gfidFlags) gfidValue {
+	var v gfidValue
+	copy(v[:], g[:])
+	v[len(g)] = byte(f)
+	return v
 }
+
+// parse decodes a read of n bytes into v.
+func (v *gfidValue) parse(n int, err error) (xl.GFID, gfidFlags, error) {
+	var g xl.GFID
+	switch {
+	case err == unix.ERANGE || err == nil && n != len(g) && n != len(v):
+		return g, 0, unix.EIO // not ours: corrupt
+	case err != nil:
+		return g, 0, err
+	}
+	copy(g[:], v[:])
+	if n == len(g) {
+		return g, unknownFlags, nil
+	}
+	return g, gfidFlags(v[len(g)]), nil
+}
+
+// noXattrs reports whether f says the object has no client xattrs.
+func (f gfidFlags) noXattrs() bool { return f&(mayXattrs|unknownFlags) == 0 }
 
 // mkHandleDirs makes the ab directory of g's handle again, should it
 // have gone behind the store's back.
@@ -487,7 +523,7 @@ func (s *Store) removeHandle(g xl.GFID, st *unix.Stat_t) bool {
 func (s *Store) adopt(p *dirRef, pg xl.GFID, name string, st *unix.Stat_t, g xl.GFID) (xl.GFID, syscall.Errno) {
 	err := unix.Lsetxattr(p.proc+name, gfidXattr, g[:], unix.XATTR_CREATE)
 	if err == unix.EEXIST {
-		got, err := s.entryGFID(p, name)
+		got, _, err := s.entryGFID(p, name)
 		return got, errno(err)
 	}
 	if err != nil {

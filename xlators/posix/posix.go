@@ -1,7 +1,11 @@
 // Package posix is the brick store, GlusterFS storage/posix style. The
 // volume's namespace is a real directory tree under the brick root, so an
 // admin can browse it. Every object carries its GFID in the
-// trusted.gluon.gfid xattr and can be reached by GFID through a handle
+// trusted.gluon.gfid xattr, followed by a byte of flags that tells
+// Readdir whether it may have client xattrs (objects labelled by a store
+// from before have none and get their xattrs listed; a store from before
+// takes a value with flags for a corrupt one, so a brick cannot go back
+// to it). Every object can be reached by GFID through a handle
 // under <root>/.gluon/handles/ab/<gfid>. For a non-directory the handle
 // is a hard link. For a directory it is a symlink whose text,
 // "<parent-gfid>/<name>", is data and is never followed by the kernel:

@@ -98,9 +98,10 @@ func TestCreateLayout(t *testing.T) {
 	if fst.Ino != hst.Ino || fst.Nlink != 2 {
 		t.Errorf("handle inode %d, file inode %d nlink %d", hst.Ino, fst.Ino, fst.Nlink)
 	}
-	var g xl.GFID
-	if _, err := unix.Getxattr(filepath.Join(b.dir, "d", "f"), gfidXattr, g[:]); err != nil || g != fd.GFID {
-		t.Errorf("gfid xattr %v, %v", g, err)
+	var v gfidValue
+	n, err := unix.Getxattr(filepath.Join(b.dir, "d", "f"), gfidXattr, v[:])
+	if g, f, err := v.parse(n, err); err != nil || g != fd.GFID || f != 0 {
+		t.Errorf("gfid xattr %v flags %#x, %v", g, f, err)
 	}
 	// The directory's handle is a symlink recording parent and name.
 	target, err := os.Readlink(b.handlePath(d))

@@ -187,6 +187,10 @@ func (s *Store) Setxattr(ctx context.Context, ino xl.GFID, name string, value []
 	if spilled {
 		nflags &^= unix.XATTR_REPLACE // it exists, spilled
 	}
+	flagged, e := s.flagXattrs(&o)
+	if e != 0 {
+		return e
+	}
 	err := s.setx(&o, name, value, int(nflags))
 	switch {
 	case err == nil:
@@ -198,9 +202,16 @@ func (s *Store) Setxattr(ctx context.Context, ino xl.GFID, name string, value []
 		if key == "" {
 			key = spillKey(name)
 		}
-		return s.spill(&o, ino, name, key, value, flags, spilled)
+		e = s.spill(&o, ino, name, key, value, flags, spilled)
+	default:
+		e = errno(err)
 	}
-	return errno(err)
+	if e != 0 && flagged {
+		// As it was, as on the replicas, where it was perhaps never
+		// tried; a crash before this leaves the flag set, in vain.
+		s.unflagXattrs(&o)
+	}
+	return e
 }
 
 // spill stores a value the object refused. spilled tells whether name
@@ -342,13 +353,21 @@ func (s *Store) Removexattr(ctx context.Context, ino xl.GFID, name string) sysca
 	mu := s.xlock(ino)
 	mu.Lock()
 	defer mu.Unlock()
-	err := s.removex(&o, name)
+	e = s.removeXattr(&o, ino, name)
+	if e == 0 {
+		s.unflagXattrs(&o)
+	}
+	return e
+}
+
+func (s *Store) removeXattr(o *obj, ino xl.GFID, name string) syscall.Errno {
+	err := s.removex(o, name)
 	if err != nil && err != unix.ENODATA || !s.spilled.Load() {
 		return errno(err)
 	}
 	// Spilled, or after a crash in both places.
 	key := spillKey(name)
-	switch merr := s.removex(&o, spillPrefix+key); merr {
+	switch merr := s.removex(o, spillPrefix+key); merr {
 	case nil:
 		s.unlinkSpill(ino, key)
 		return 0
@@ -356,6 +375,49 @@ func (s *Store) Removexattr(ctx context.Context, ino xl.GFID, name string) sysca
 		return errno(err)
 	default:
 		return errno(merr)
+	}
+}
+
+// flagXattrs sets mayXattrs in o's gfid flags, before a client xattr is
+// written (see gfidFlags), and reports whether it did. The caller holds
+// the stripe of xmu of o's gfid. An object labelled without flags keeps
+// none: Readdir lists its xattrs.
+func (s *Store) flagXattrs(o *obj) (bool, syscall.Errno) {
+	var v gfidValue
+	n, err := s.getx(o, gfidXattr, v[:])
+	g, f, err := v.parse(n, err)
+	switch {
+	case err == unix.ENODATA:
+		return false, 0 // unlabelled: adopted, without flags, when next seen
+	case err != nil:
+		return false, errno(err)
+	case f&(mayXattrs|unknownFlags) != 0:
+		return false, 0
+	}
+	v = newGFIDValue(g, f|mayXattrs)
+	if err := s.setx(o, gfidXattr, v[:], unix.XATTR_REPLACE); err != nil {
+		return false, errno(err)
+	}
+	return true, 0
+}
+
+// unflagXattrs clears mayXattrs once o has no client xattr left, so that
+// Readdir answers NoXattrs again. The caller holds the stripe of xmu of
+// o's gfid. A failure leaves the flag set, which is safe.
+func (s *Store) unflagXattrs(o *obj) {
+	var v gfidValue
+	n, err := s.getx(o, gfidXattr, v[:])
+	g, f, err := v.parse(n, err)
+	if err != nil || f&mayXattrs == 0 || f&unknownFlags != 0 {
+		return
+	}
+	var buf [512]byte
+	if n, err = s.listx(o, buf[:]); err != nil || clientXattrs(buf[:n]) {
+		return
+	}
+	v = newGFIDValue(g, f&^mayXattrs)
+	if err := s.setx(o, gfidXattr, v[:], unix.XATTR_REPLACE); err != nil {
+		s.log.Warn("posix: cannot clear the client xattr flag", "gfid", g, "err", err)
 	}
 }
 

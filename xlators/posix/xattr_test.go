@@ -2,6 +2,7 @@ package posix
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -353,41 +354,145 @@ func TestReaddirNoXattrs(t *testing.T) {
 			ok(t, b.Setxattr(bg, user, "user.k", []byte("v"), 0))
 			trusted := b.file(d, "trusted", "")
 			ok(t, b.Setxattr(bg, trusted, "trusted.other", []byte("v"), 0))
-			spilled := b.file(d, "spilled", "")
-			// A spill leaves only the store's marker on the object.
-			if err := unix.Lsetxattr(b.handlePath(spilled), spillPrefix+spillKey("user.big"), []byte("user.big"), 0); err != nil {
-				t.Fatal(err)
-			}
 			sub := b.mkdir(d, "sub")
 			_, e := b.Symlink(bg, d, "ln", xl.NewGFID(), "plain")
 			ok(t, e)
-
-			list := func() map[string]bool {
-				t.Helper()
-				fd, e := b.Opendir(bg, d)
-				ok(t, e)
-				defer b.Releasedir(bg, fd)
-				got := make(map[string]bool)
-				for _, de := range b.readdirAll(fd, 3) {
-					got[de.Name] = de.NoXattrs
-				}
-				return got
+			// A directory made in one with a default ACL inherits it from
+			// the kernel, without a Setxattr.
+			acl := b.mkdir(d, "acl")
+			ok(t, b.Setxattr(bg, acl, "system.posix_acl_default", minimalACL(), 0))
+			b.mkdir(acl, "inherits")
+			// A failed Setxattr leaves the flags as they were, as on
+			// replicas that never tried it.
+			failed := b.file(d, "failed", "")
+			want(t, b.Setxattr(bg, failed, "user.none", []byte("v"), unix.XATTR_REPLACE), syscall.ENODATA)
+			// A crash after the flag is set and before the value is
+			// written leaves it set in vain, which is safe.
+			crashed := b.file(d, "crashed", "")
+			o, e := b.obj(crashed)
+			ok(t, e)
+			if _, e := b.flagXattrs(&o); e != 0 {
+				t.Fatal(e)
 			}
-			check := func(step string, w map[string]bool) {
+			o.put()
+
+			check := func(dir xl.GFID, step string, w map[string]bool) {
 				t.Helper()
-				got := list()
+				got := b.noXattrs(dir)
 				for name, nox := range w {
 					if got[name] != nox {
 						t.Errorf("%s: %s NoXattrs %v, want %v", step, name, got[name], nox)
 					}
 				}
 			}
-			check("start", map[string]bool{"plain": true, "ln": true, "sub": true, "user": false, "trusted": false, "spilled": false})
+			check(d, "start", map[string]bool{"plain": true, "ln": true, "sub": true, "user": false, "trusted": false, "acl": false, "failed": true, "crashed": false})
+			check(acl, "start", map[string]bool{"inherits": false})
 
 			ok(t, b.Setxattr(bg, plain, "user.new", []byte("v"), 0))
 			ok(t, b.Setxattr(bg, sub, "user.new", []byte("v"), 0))
 			ok(t, b.Removexattr(bg, user, "user.k"))
-			check("after set and remove", map[string]bool{"plain": false, "sub": false, "user": true})
+			check(d, "after set and remove", map[string]bool{"plain": false, "sub": false, "user": true})
+			ok(t, b.Removexattr(bg, trusted, "trusted.other"))
+			ok(t, b.Removexattr(bg, acl, "system.posix_acl_default"))
+			check(d, "after removing the last", map[string]bool{"trusted": true, "acl": true})
 		})
 	}
+}
+
+// Objects labelled before the gfid xattr carried flags have their
+// xattrs listed, so a brick from before stays right: a spill marker
+// counts, the store's own xattrs do not, and a Setxattr leaves them so.
+func TestReaddirNoXattrsUnflagged(t *testing.T) {
+	for _, at := range []bool{true, false} {
+		t.Run(map[bool]string{true: "getxattrat", false: "proc"}[at], func(t *testing.T) {
+			b := newBrick(t)
+			b.xattrAt = b.xattrAt && at
+			d := b.mkdir(xl.RootGFID, "d")
+			names := []string{"plain", "user", "behind", "spilled", "later", "sub"}
+			gs := make(map[string]xl.GFID)
+			for _, name := range names[:5] {
+				gs[name] = b.file(d, name, "")
+			}
+			gs["sub"] = b.mkdir(d, "sub")
+			ok(t, b.Setxattr(bg, gs["user"], "user.k", []byte("v"), 0))
+			for _, name := range names {
+				b.unflag(filepath.Join(b.dir, "d", name))
+			}
+			// Set behind the store's back, or spilled by a brick from
+			// before: only a listing finds them.
+			if err := unix.Lsetxattr(b.handlePath(gs["behind"]), "user.k", []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Lsetxattr(b.handlePath(gs["spilled"]), spillPrefix+spillKey("user.big"), []byte("user.big"), 0); err != nil {
+				t.Fatal(err)
+			}
+			ok(t, b.Setxattr(bg, gs["later"], "user.k", []byte("v"), 0))
+			got := b.noXattrs(d)
+			for name, nox := range map[string]bool{"plain": true, "sub": true, "user": false, "behind": false, "spilled": false, "later": false} {
+				if got[name] != nox {
+					t.Errorf("%s NoXattrs %v, want %v", name, got[name], nox)
+				}
+			}
+			ok(t, b.Removexattr(bg, gs["later"], "user.k"))
+			if !b.noXattrs(d)["later"] {
+				t.Error("later NoXattrs false after its only xattr went")
+			}
+			// Everything else about them works as before.
+			for _, name := range names {
+				a, e := b.Lookup(bg, d, name)
+				ok(t, e)
+				if a.GFID != gs[name] {
+					t.Errorf("%s: gfid %v, want %v", name, a.GFID, gs[name])
+				}
+				var v gfidValue
+				n, err := unix.Lgetxattr(filepath.Join(b.dir, "d", name), gfidXattr, v[:])
+				if _, f, err := v.parse(n, err); err != nil || f != unknownFlags {
+					t.Errorf("%s: gfid flags %#x, %v; want none still", name, f, err)
+				}
+			}
+			fd, e := b.Open(bg, gs["user"], uint32(os.O_RDWR))
+			ok(t, e)
+			ok(t, b.Release(bg, fd))
+		})
+	}
+}
+
+// noXattrs lists dir and returns each entry's NoXattrs.
+func (b *brick) noXattrs(dir xl.GFID) map[string]bool {
+	b.t.Helper()
+	fd, e := b.Opendir(bg, dir)
+	ok(b.t, e)
+	defer b.Releasedir(bg, fd)
+	got := make(map[string]bool)
+	for _, de := range b.readdirAll(fd, 3) {
+		got[de.Name] = de.NoXattrs
+	}
+	return got
+}
+
+// unflag rewrites the gfid xattr of path as a brick from before the
+// flags labelled it: the gfid alone.
+func (b *brick) unflag(path string) {
+	b.t.Helper()
+	var v gfidValue
+	n, err := unix.Lgetxattr(path, gfidXattr, v[:])
+	g, _, err := v.parse(n, err)
+	if err == nil {
+		err = unix.Lsetxattr(path, gfidXattr, g[:], unix.XATTR_REPLACE)
+	}
+	if err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// minimalACL is the xattr form of the ACL u::rwx,g::r-x,o::r-x.
+func minimalACL() []byte {
+	const undefinedID = 0xffffffff
+	v := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
+	for _, e := range []struct{ tag, perm uint16 }{{0x01, 7}, {0x04, 5}, {0x20, 5}} {
+		v = binary.LittleEndian.AppendUint16(v, e.tag)
+		v = binary.LittleEndian.AppendUint16(v, e.perm)
+		v = binary.LittleEndian.AppendUint32(v, undefinedID)
+	}
+	return v
 }

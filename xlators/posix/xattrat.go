@@ -45,22 +45,23 @@ func getxattrat(dfd int, path, name string, dst []byte) (int, error) {
 // probeXattrAt reports whether the kernel has getxattrat(2); dfd is the
 // labelled root.
 func probeXattrAt(dfd int) bool {
-	var g xl.GFID
-	_, err := getxattrat(dfd, ".", gfidXattr, g[:])
+	var v gfidValue
+	_, err := getxattrat(dfd, ".", gfidXattr, v[:])
 	return err == nil
 }
 
-// entryGFID reads the gfid of name in p without following it.
-func (s *Store) entryGFID(p *dirRef, name string) (xl.GFID, error) {
-	var g xl.GFID
+// entryGFID reads the gfid of name in p, and its flags, without
+// following it.
+func (s *Store) entryGFID(p *dirRef, name string) (xl.GFID, gfidFlags, error) {
+	var v gfidValue
 	var n int
 	var err error
 	if s.xattrAt {
-		n, err = getxattrat(p.fd, name, gfidXattr, g[:])
+		n, err = getxattrat(p.fd, name, gfidXattr, v[:])
 	} else {
-		n, err = unix.Lgetxattr(p.proc+name, gfidXattr, g[:])
+		n, err = unix.Lgetxattr(p.proc+name, gfidXattr, v[:])
 	}
-	return gfidOf(g, n, err)
+	return v.parse(n, err)
 }
 
 // listxattrat lists the xattr names of path in dfd without following it
@@ -83,12 +84,14 @@ func listxattrat(dfd int, path string, dst []byte) (int, error) {
 	return int(r), nil
 }
 
-// entryNoXattrs reports whether name in p has no client xattr, only the
-// store's own (a spill marker stands for a client's). Readdir answers it
-// so that clients need not ask each entry for the names ls asks about.
-// Any failure, a list too long for the buffer included, answers false:
-// not known.
-func (s *Store) entryNoXattrs(p *dirRef, name string) bool {
+// entryNoXattrs reports whether name in p, whose gfid flags are f, has
+// no client xattr. Readdir answers it so that clients need not ask each
+// entry for the names ls asks about. The flags say it, but for objects
+// labelled before they were kept: those have their names listed.
+func (s *Store) entryNoXattrs(p *dirRef, name string, f gfidFlags) bool {
+	if f&unknownFlags == 0 {
+		return f.noXattrs()
+	}
 	var buf [512]byte
 	var n int
 	var err error
@@ -97,19 +100,22 @@ func (s *Store) entryNoXattrs(p *dirRef, name string) bool {
 	} else {
 		n, err = unix.Llistxattr(p.proc+name, buf[:])
 	}
-	if err != nil {
-		return false
-	}
-	for list := buf[:n]; len(list) > 0; {
+	return err == nil && !clientXattrs(buf[:n])
+}
+
+// clientXattrs reports whether a list of xattr names holds a client's
+// or a spill marker, which stands for one.
+func clientXattrs(list []byte) bool {
+	for len(list) > 0 {
 		i := bytes.IndexByte(list, 0)
 		if i < 0 {
 			i = len(list)
 		}
 		x := list[:i]
 		if len(x) > 0 && (!bytes.HasPrefix(x, []byte(xattrPrefix)) || bytes.HasPrefix(x, []byte(spillPrefix))) {
-			return false
+			return true
 		}
 		list = list[min(i+1, len(list)):]
 	}
-	return true
+	return false
 }

@@ -185,6 +185,15 @@ func TestReaddirLarge(t *testing.T) {
 		}
 	}
 	check(b.readdirAll(fd, 7))
+	// In batches whose attributes are read in parallel, and back to an
+	// earlier cookie on the same stream.
+	check(b.readdirAll(fd, 333))
+	head, e := b.Readdir(bg, fd, 0, 500)
+	ok(t, e)
+	check(append(head[:100:100], b.readdirFrom(fd, head[99].Off, 1000)...))
+	head, e = b.Readdir(bg, fd, 0, 500)
+	ok(t, e)
+	check(append(head, b.readdirFrom(fd, head[len(head)-1].Off, 1000)...))
 
 	// Restart from a cookie in the middle, through an anonymous stream.
 	first, e := b.Readdir(bg, fd, 0, 100)

@@ -44,7 +44,9 @@ type brickProcs struct {
 // runtime otherwise assumes the whole machine: with gluon up's bricks
 // and client on a few cores, their idle threads spin looking for work
 // and every hand-off between goroutines wakes another thread, which
-// costs more CPU than the requests themselves.
+// costs more CPU than the requests themselves. A brick takes a second P
+// while it reads the attributes of a large directory listing, where one
+// keeps a core busy (see sysmon.Widen).
 func cpuShare(n int) int {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return 0

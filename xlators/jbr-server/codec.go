@@ -247,10 +247,11 @@ func (d *decoder) count(min int) int {
 // the payload starts in it.
 func encodeRequest(c *xl.Call, f *xl.Fop) ([]byte, int) {
 	meta := wire.AppendFop(wire.AppendCall(nil, c), f)
-	b := make([]byte, 0, binary.MaxVarintLen64+len(meta)+len(f.Data))
-	b = binary.AppendUvarint(b, uint64(len(meta)))
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(meta)), uint64(len(meta)))
 	b = append(b, meta...)
 	off := len(b)
+	// Appending the payload allocates the entry without zeroing what
+	// the copy fills (make would clear a whole write's worth first).
 	return append(b, f.Data...), off
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gluon-fs/gluon/internal/sysmon"
 )
 
 // brickStopTimeout is how long a brick gets to exit after SIGTERM before
@@ -46,7 +48,8 @@ type brickProcs struct {
 // and every hand-off between goroutines wakes another thread, which
 // costs more CPU than the requests themselves. A brick takes a second P
 // while it reads the attributes of a large directory listing, where one
-// keeps a core busy (see sysmon.Widen).
+// keeps a core busy (sysmon.NarrowEnv); one the user narrowed is not
+// widened.
 func cpuShare(n int) int {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return 0
@@ -76,7 +79,7 @@ func (p *brickProcs) start(index int, etcdURL, vol, logLevel, logFormat string, 
 	)
 	cmd.Args[0] = "gluon"
 	if p.gomaxprocs > 0 {
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(p.gomaxprocs))
+		cmd.Env = append(os.Environ(), sysmon.NarrowEnv(p.gomaxprocs)...)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -556,9 +556,12 @@ func tree(dir string) (map[string]object, error) {
 				return err
 			}
 		}
+		// Only the gfid's 16 bytes: the flag byte after them is each
+		// brick's own hint of client xattrs, which may be set in vain
+		// on one replica and not another.
 		buf := make([]byte, 64)
 		if n, err := unix.Lgetxattr(p, "trusted.gluon.gfid", buf); err == nil {
-			o.gfid = fmt.Sprintf("%x", buf[:n])
+			o.gfid = fmt.Sprintf("%x", buf[:min(n, len(xl.GFID{}))])
 		}
 		out[rel] = o
 		return nil

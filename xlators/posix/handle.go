@@ -352,7 +352,13 @@ const (
 	// mayXattrs: the object may have client xattrs (spilled ones
 	// included). It is set before the first is written, so that a
 	// crash may leave it set in vain but never missing; Removexattr
-	// clears it when the last goes.
+	// clears it when the last goes. It is this brick's hint, not
+	// replicated state: a replica's may be set in vain where this one's
+	// is not (a crash, a system.* value the kernel did not store,
+	// repair copying only client xattrs), and replicas may differ in it.
+	// Only the store's own writes set it: an xattr added behind its back
+	// after labelling (setfattr on the brick, the kernel's IMA
+	// security.ima) goes unseen by Readdir on an unflagged object.
 	mayXattrs gfidFlags = 1 << 0
 	// unknownFlags: the value has no flags. Never stored.
 	unknownFlags gfidFlags = 1 << 7

@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gluon-fs/gluon/internal/sysmon"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -186,7 +189,11 @@ func TestReaddirLarge(t *testing.T) {
 	}
 	check(b.readdirAll(fd, 7))
 	// In batches whose attributes are read in parallel, and back to an
-	// earlier cookie on the same stream.
+	// earlier cookie on the same stream, on one P that the fills widen
+	// as gluon up lets them (sysmon.Widen).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	defer narrowed(t)
+	t.Setenv(sysmon.WidenEnv, "2")
 	check(b.readdirAll(fd, 333))
 	head, e := b.Readdir(bg, fd, 0, 500)
 	ok(t, e)
@@ -201,6 +208,17 @@ func TestReaddirLarge(t *testing.T) {
 	anon := xl.Fd{GFID: d, H: 99}
 	rest := b.readdirFrom(anon, first[len(first)-1].Off, 333)
 	check(append(first, rest...))
+}
+
+// narrowed waits for Widen's lingering Ps to go after the last fill,
+// so that the next test runs as it expects.
+func narrowed(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); runtime.GOMAXPROCS(0) != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOMAXPROCS %d 10 s after the last widened fill, want 1 again", runtime.GOMAXPROCS(0))
+		}
+	}
 }
 
 func (b *brick) readdirFrom(fd xl.Fd, off uint64, max int) []xl.Dirent {

@@ -197,6 +197,11 @@ func (s *Store) Setxattr(ctx context.Context, ino xl.GFID, name string, value []
 		if spilled {
 			s.unspill(&o, ino, key, name)
 		}
+		if strings.HasPrefix(name, "system.") {
+			// The kernel may store nothing: a minimal access ACL only
+			// sets the mode.
+			s.unflagXattrs(&o)
+		}
 		return 0
 	case refused(err) && spillable(name):
 		if key == "" {
@@ -354,7 +359,8 @@ func (s *Store) Removexattr(ctx context.Context, ino xl.GFID, name string) sysca
 	mu.Lock()
 	defer mu.Unlock()
 	e = s.removeXattr(&o, ino, name)
-	if e == 0 {
+	if e == 0 || e == syscall.ENODATA {
+		// ENODATA too: the flag may have been set in vain.
 		s.unflagXattrs(&o)
 	}
 	return e

@@ -362,6 +362,20 @@ func TestReaddirNoXattrs(t *testing.T) {
 			acl := b.mkdir(d, "acl")
 			ok(t, b.Setxattr(bg, acl, "system.posix_acl_default", minimalACL(), 0))
 			b.mkdir(acl, "inherits")
+			// A file made in one with a minimal default ACL gets only the
+			// mode from it; in one with a named user's entry, an access
+			// ACL, whether Create or Mknod made it.
+			b.file(acl, "file", "")
+			named := b.mkdir(d, "named")
+			ok(t, b.Setxattr(bg, named, "system.posix_acl_default", namedUserACL(), 0))
+			b.file(named, "created", "")
+			_, e = b.Mknod(bg, named, "mknod", xl.NewGFID(), syscall.S_IFREG|0o644, 0)
+			ok(t, e)
+			_, e = b.Mknod(bg, named, "fifo", xl.NewGFID(), syscall.S_IFIFO|0o644, 0)
+			ok(t, e)
+			// A minimal access ACL sets the mode and stores nothing.
+			minimal := b.file(d, "minimal", "")
+			ok(t, b.Setxattr(bg, minimal, "system.posix_acl_access", minimalACL(), 0))
 			// A failed Setxattr leaves the flags as they were, as on
 			// replicas that never tried it.
 			failed := b.file(d, "failed", "")
@@ -385,8 +399,9 @@ func TestReaddirNoXattrs(t *testing.T) {
 					}
 				}
 			}
-			check(d, "start", map[string]bool{"plain": true, "ln": true, "sub": true, "user": false, "trusted": false, "acl": false, "failed": true, "crashed": false})
-			check(acl, "start", map[string]bool{"inherits": false})
+			check(d, "start", map[string]bool{"plain": true, "ln": true, "sub": true, "user": false, "trusted": false, "acl": false, "named": false, "minimal": true, "failed": true, "crashed": false})
+			check(acl, "start", map[string]bool{"inherits": false, "file": true})
+			check(named, "start", map[string]bool{"created": false, "mknod": false, "fifo": false})
 
 			ok(t, b.Setxattr(bg, plain, "user.new", []byte("v"), 0))
 			ok(t, b.Setxattr(bg, sub, "user.new", []byte("v"), 0))
@@ -394,7 +409,9 @@ func TestReaddirNoXattrs(t *testing.T) {
 			check(d, "after set and remove", map[string]bool{"plain": false, "sub": false, "user": true})
 			ok(t, b.Removexattr(bg, trusted, "trusted.other"))
 			ok(t, b.Removexattr(bg, acl, "system.posix_acl_default"))
-			check(d, "after removing the last", map[string]bool{"trusted": true, "acl": true})
+			// Removing what is not there clears a flag set in vain.
+			want(t, b.Removexattr(bg, crashed, "user.none"), syscall.ENODATA)
+			check(d, "after removing the last", map[string]bool{"trusted": true, "acl": true, "crashed": true})
 		})
 	}
 }
@@ -485,14 +502,32 @@ func (b *brick) unflag(path string) {
 	}
 }
 
+// aclEntry is an entry of an ACL's xattr form: its tag, permissions and
+// the id of a named user or group.
+type aclEntry struct {
+	tag, perm uint16
+	id        uint32
+}
+
+// undefinedID is the id of the entries that name no one.
+const undefinedID = 0xffffffff
+
 // minimalACL is the xattr form of the ACL u::rwx,g::r-x,o::r-x.
 func minimalACL() []byte {
-	const undefinedID = 0xffffffff
+	return aclXattr([]aclEntry{{0x01, 7, undefinedID}, {0x04, 5, undefinedID}, {0x20, 5, undefinedID}})
+}
+
+// namedUserACL is the xattr form of u::rwx,u:1000:rwx,g::r-x,m::rwx,o::r-x.
+func namedUserACL() []byte {
+	return aclXattr([]aclEntry{{0x01, 7, undefinedID}, {0x02, 7, 1000}, {0x04, 5, undefinedID}, {0x10, 7, undefinedID}, {0x20, 5, undefinedID}})
+}
+
+func aclXattr(ents []aclEntry) []byte {
 	v := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
-	for _, e := range []struct{ tag, perm uint16 }{{0x01, 7}, {0x04, 5}, {0x20, 5}} {
+	for _, e := range ents {
 		v = binary.LittleEndian.AppendUint16(v, e.tag)
 		v = binary.LittleEndian.AppendUint16(v, e.perm)
-		v = binary.LittleEndian.AppendUint32(v, undefinedID)
+		v = binary.LittleEndian.AppendUint32(v, e.id)
 	}
 	return v
 }

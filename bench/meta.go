@@ -536,34 +536,53 @@ func (m *metaRun) listLong(dir string, want []string, lat *[]time.Duration) erro
 	if err := m.lstatLong(dir, &st, &xa); err != nil {
 		return err
 	}
-	f, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return err
+	defer unix.Close(fd)
+	// As ls: each getdents batch's entries are stat'ed before the next
+	// batch is read. The order matters on FUSE: a kernel in readdirplus
+	// "auto" mode (GlusterFS's) asks for attributes with the next batch
+	// only if the last one's entries were looked up meanwhile, so reading
+	// every name first would cost GlusterFS a LOOKUP per entry that ls
+	// does not pay.
+	buf := make([]byte, lsDirentBuf)
+	names := make([]string, 0, len(want))
+	var wrong error // a wrong entry: reported unless the names are wrong
+	for {
+		var n int
+		if _, err := m.sys(func() (err error) { n, err = unix.Getdents(fd, buf); return err }); err != nil {
+			return &os.PathError{Op: "getdents", Path: dir, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		start := len(names)
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		for _, name := range names[start:] {
+			t0 := time.Now()
+			p := filepath.Join(dir, name)
+			if err := m.lstatLong(p, &st, &xa); err != nil {
+				return err
+			}
+			if lat != nil {
+				*lat = append(*lat, time.Since(t0))
+			}
+			if wrong == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(m.cfg.FileSize)) {
+				wrong = fmt.Errorf("ls -l %s: mode %#o, size %d; want a regular file of %d bytes", p, st.Mode, st.Size, m.cfg.FileSize)
+			}
+		}
 	}
 	slices.Sort(names)
 	if !slices.Equal(names, want) {
 		return fmt.Errorf("ls -l %s: %d entries, want %d: %s", dir, len(names), len(want), diffNames(names, want))
 	}
-	for _, name := range names {
-		t0 := time.Now()
-		p := filepath.Join(dir, name)
-		if err := m.lstatLong(p, &st, &xa); err != nil {
-			return err
-		}
-		if lat != nil {
-			*lat = append(*lat, time.Since(t0))
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(m.cfg.FileSize) {
-			return fmt.Errorf("ls -l %s: mode %#o, size %d; want a regular file of %d bytes", p, st.Mode, st.Size, m.cfg.FileSize)
-		}
-	}
-	return nil
+	return wrong
 }
+
+// lsDirentBuf is the getdents buffer of glibc's readdir, which ls uses.
+const lsDirentBuf = 32 << 10
 
 // lsXattrs remembers which extended attributes the file system does not
 // support, as ls does for the rest of its run.

@@ -461,8 +461,10 @@ type request struct {
 // (goRead) and the old one ends with its request. A request that wants
 // no reply is served inline even so: its sender did not wait for the one
 // before it, and expects them served in order (the stall timer still
-// hands the reading over if it is slow). The goroutine that finds the
-// connection broken tears it down.
+// hands the reading over if it is slow). A Release or Releasedir is never
+// handed over: the client promises that the requests after it find the fd
+// closed, and closing one does not wait on other requests. The goroutine
+// that finds the connection broken tears it down.
 func (c *conn) read(rd *reader) {
 	for {
 		rq, err := c.next(rd)
@@ -471,6 +473,10 @@ func (c *conn) read(rd *reader) {
 			return
 		}
 		c.wg.Add(1)
+		if rq.f.Op == xl.OpRelease || rq.f.Op == xl.OpReleasedir {
+			c.handle(rq)
+			continue
+		}
 		if !rq.noReply && (rd.br.Buffered() > 0 || !c.s.times.quick(rq.f.Op)) {
 			c.s.goRead(c, rd)
 			c.handle(rq)

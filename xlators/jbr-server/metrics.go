@@ -41,9 +41,9 @@ func newMetrics(opts Options) *metrics {
 		role: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "role",
 			Help: "This brick's role: 0 follower, 1 recovering leader, 2 leader.", ConstLabels: labels}),
 		leaseReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "lease_reads_total",
-			Help: "Linearizable reads this leader served under its read lease, with no message.", ConstLabels: labels}),
+			Help: "Linearizable reads this leader took on under its read lease, with no message (counted as taken on, failed ones included).", ConstLabels: labels}),
 		roundReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "round_reads_total",
-			Help: "Linearizable reads this leader served only after a heartbeat round with a quorum, holding no read lease.", ConstLabels: labels}),
+			Help: "Linearizable reads this leader took on holding no read lease, to serve after a heartbeat round with a quorum (failed ones included).", ConstLabels: labels}),
 	}
 	m.group = promgroup.Register(opts.Metrics, opts.Logger, m.proposals, m.commits, m.applied, m.latency, m.term, m.role,
 		m.leaseReads, m.roundReads)

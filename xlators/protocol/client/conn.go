@@ -173,9 +173,8 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 		g := *f
 		g.Data = nil
 		f = &g
-	} else {
-		cl.data = wire.RequestData(f)
 	}
+	cl.data = wire.RequestData(f) // a read's big xdata values, if any
 	size := 0
 	for _, d := range cl.data {
 		size += len(d)

@@ -55,3 +55,45 @@ func TestReadLandsInCallerBuffer(t *testing.T) {
 		t.Error("wrong data")
 	}
 }
+
+// A read whose fop carries an xdata value big enough to travel in the
+// data section sends that section: the frame declares it, and a client
+// that left it out would leave the server reading the next frame as it.
+func TestReadWithBigXdataKeepsTheStream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(memfs.New(memfs.Options{}), server.Options{Volume: "v"})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	c, err := New(Options{Addr: ln.Addr().String(), Volume: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := c.Write(ctx, fd, []byte("hello"), 0); e != 0 {
+		t.Fatal(e)
+	}
+	for range 3 {
+		dst := make([]byte, 16)
+		r := c.call(ctx, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: int64(len(dst)), Data: dst,
+			Xdata: xl.Xdata{"big": make([]byte, 64<<10)}})
+		if r.Errno != 0 || string(r.Data) != "hello" {
+			t.Fatalf("read with a big xdata value: %v, %q", r.Errno, r.Data)
+		}
+		if a, e := c.Getattr(ctx, fd.GFID); e != 0 || a.Size != 5 {
+			t.Fatalf("getattr after it: %v, size %d", e, a.Size)
+		}
+	}
+}

@@ -463,8 +463,9 @@ type request struct {
 // before it, and expects them served in order (the stall timer still
 // hands the reading over if it is slow). A Release or Releasedir is never
 // handed over: the client promises that the requests after it find the fd
-// closed, and closing one does not wait on other requests. The goroutine
-// that finds the connection broken tears it down.
+// closed. Closing waits on no other request; only fdl's deferred destage,
+// which no volume enables, first applies the file's pending writes. The
+// goroutine that finds the connection broken tears it down.
 func (c *conn) read(rd *reader) {
 	for {
 		rq, err := c.next(rd)

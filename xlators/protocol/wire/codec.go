@@ -472,11 +472,11 @@ func (d *decoder) attachFop(f *xl.Fop, data []byte) {
 		f.Data, d.err = attach(d.mask&fopData != 0, data)
 		return
 	}
-	n := 0
+	n := uint64(0) // no int to wrap on a 32-bit build
 	for _, o := range d.out {
-		n += o.n
+		n += uint64(o.n)
 	}
-	if n != len(data) {
+	if n != uint64(len(data)) {
 		d.fail("xdata values of %d bytes in a data section of %d", n, len(data))
 		return
 	}

@@ -7,10 +7,11 @@
 //	0  magic    u32  "glun"
 //	4  version  u8   Version
 //	5  type     u8   request, reply, ping, pong, handshake, cancel
-//	6  flags    u16  FlagNoReply on a request; zero otherwise
+//	6  flags    u16  FlagNoReply, FlagXdataData on a request; zero otherwise
 //	8  id       u64  request id; a reply carries its request's id
 //	16 len      u32  payload bytes
-//	20 datalen  u32  trailing raw bytes of the payload (write data, read data)
+//	20 datalen  u32  trailing raw bytes of the payload (write data, read data,
+//	                 or a request's big xdata values with FlagXdataData)
 //
 // The payload is metadata (len-datalen bytes, encoded by this package) then
 // the raw data section, so big I/O goes from the caller's slice to the

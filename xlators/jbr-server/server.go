@@ -195,8 +195,9 @@ type Status struct {
 	// votes nor serves (SetResyncing).
 	Resyncing bool `json:"resyncing,omitempty"`
 	// LeaseReads and RoundReads count the linearizable reads this brick
-	// served as leader since it started: under its read lease, or after
-	// a heartbeat round with a quorum because it held none.
+	// took on as leader since it started (failed ones included): under
+	// its read lease, or after a heartbeat round with a quorum because it
+	// held none.
 	LeaseReads uint64 `json:"lease_reads,omitempty"`
 	RoundReads uint64 `json:"round_reads,omitempty"`
 }

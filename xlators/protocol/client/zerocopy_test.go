@@ -14,22 +14,7 @@ import (
 // A read reply is decoded straight into the caller's buffer: the result's
 // data is the caller's slice, not a copy of it.
 func TestReadLandsInCallerBuffer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(memfs.New(memfs.Options{}), server.Options{Volume: "v"})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
-	c, err := New(Options{Addr: ln.Addr().String(), Volume: "v"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := memfsClient(t)
 
 	ctx := context.Background()
 	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
@@ -60,22 +45,7 @@ func TestReadLandsInCallerBuffer(t *testing.T) {
 // data section sends that section: the frame declares it, and a client
 // that left it out would leave the server reading the next frame as it.
 func TestReadWithBigXdataKeepsTheStream(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(memfs.New(memfs.Options{}), server.Options{Volume: "v"})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
-	c, err := New(Options{Addr: ln.Addr().String(), Volume: "v"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := memfsClient(t)
 
 	ctx := context.Background()
 	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
@@ -96,4 +66,26 @@ func TestReadWithBigXdataKeepsTheStream(t *testing.T) {
 			t.Fatalf("getattr after it: %v, size %d", e, a.Size)
 		}
 	}
+}
+
+// memfsClient connects a client to a brick serving a memfs on loopback;
+// both go at the end of the test.
+func memfsClient(t *testing.T) *Client {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(memfs.New(memfs.Options{}), server.Options{Volume: "v"})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	c, err := New(Options{Addr: ln.Addr().String(), Volume: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

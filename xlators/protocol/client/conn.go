@@ -80,9 +80,10 @@ type orphan struct {
 
 type call struct {
 	op    xl.Op
-	frame []byte   // header and metadata
-	data  [][]byte // the data section (wire.RequestData), sent in place
-	dst   []byte   // the caller's read buffer, filled in place
+	frame []byte    // header and metadata
+	data  [][]byte  // the data section (wire.RequestData), sent in place
+	one   [1][]byte // data's room for the usual one slice
+	dst   []byte    // the caller's read buffer, filled in place
 
 	state   atomic.Int32
 	sent    chan struct{} // closed after the writev carrying data; set before sending
@@ -174,16 +175,13 @@ func (cn *conn) do(ctx context.Context, f *xl.Fop) *xl.Result {
 		g.Data = nil
 		f = &g
 	}
-	cl.data = wire.RequestData(f) // a read's big xdata values, if any
+	id := cn.nextID.Add(1)
+	// A read's data section holds only its big xdata values, if any.
+	cl.frame, cl.data = wire.AppendRequestData(make([]byte, 0, 128), cl.one[:0], id, xl.CallFrom(ctx), f)
 	size := 0
 	for _, d := range cl.data {
 		size += len(d)
 	}
-	if size > cn.maxReq {
-		return &xl.Result{Errno: syscall.EINVAL}
-	}
-	id := cn.nextID.Add(1)
-	cl.frame = wire.AppendRequest(make([]byte, 0, 128), id, xl.CallFrom(ctx), f)
 	if len(cl.frame)-wire.HeaderSize+size > cn.maxReq {
 		return &xl.Result{Errno: syscall.EINVAL}
 	}

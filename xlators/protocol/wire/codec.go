@@ -81,10 +81,20 @@ const OutOfLine = 16 << 10
 // frame's data section, which the caller sends right after, is
 // RequestData(f).
 func AppendRequest(b []byte, id uint64, c *xl.Call, f *xl.Fop) []byte {
+	return appendRequest(b, id, c, f, outKeys(f))
+}
+
+// AppendRequestData is AppendRequest that also appends the frame's data
+// section to data, finding the out-of-line xdata once for both.
+func AppendRequestData(b []byte, data [][]byte, id uint64, c *xl.Call, f *xl.Fop) ([]byte, [][]byte) {
+	out := outKeys(f)
+	return appendRequest(b, id, c, f, out), requestData(data, f, out)
+}
+
+func appendRequest(b []byte, id uint64, c *xl.Call, f *xl.Fop, out []string) []byte {
 	start := len(b)
 	b = AppendHeader(b, Header{})
 	b = AppendCall(b, c)
-	out := outKeys(f)
 	b = appendFop(b, f, out)
 	n := len(f.Data)
 	var flags uint16
@@ -107,17 +117,14 @@ func AppendRequest(b []byte, id uint64, c *xl.Call, f *xl.Fop) []byte {
 // RequestData is the data section of f's request frame, in order: f.Data,
 // or for a request without Data its xdata values of OutOfLine bytes or
 // more, by key.
-func RequestData(f *xl.Fop) [][]byte {
+func RequestData(f *xl.Fop) [][]byte { return requestData(nil, f, outKeys(f)) }
+
+func requestData(d [][]byte, f *xl.Fop, out []string) [][]byte {
 	if f.Data != nil {
-		return [][]byte{f.Data}
+		return append(d, f.Data)
 	}
-	out := outKeys(f)
-	if len(out) == 0 {
-		return nil
-	}
-	d := make([][]byte, len(out))
-	for i, k := range out {
-		d[i] = f.Xdata[k]
+	for _, k := range out {
+		d = append(d, f.Xdata[k])
 	}
 	return d
 }

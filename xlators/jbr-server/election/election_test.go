@@ -73,17 +73,47 @@ func TestFailoverRaisesTerm(t *testing.T) {
 
 	cs[0].Close()
 	cs[0] = nil
-	// Replica 1 campaigned before 2, so it is next in line.
-	won := next(t, cs[1], Elected)
+	// Replica 1 or 2 takes over; which one depends on whose campaign key
+	// etcd created first, and Observed can arrive before a replica's own
+	// key exists, so the test does not presume the order.
+	winner, won, seen := elected(t, cs[1], cs[2])
 	if won.Term <= first.Term {
 		t.Fatalf("new term %d not above old term %d", won.Term, first.Term)
 	}
-	ev := next(t, cs[2], Observed)
+	other := cs[3-winner]
+	ev := seen[other.self]
 	for ev.Term != won.Term {
-		ev = next(t, cs[2], Observed)
+		ev = next(t, other, Observed)
 	}
-	if ev.Leader != 1 {
-		t.Fatalf("replica 2 observed leader %d", ev.Leader)
+	if ev.Leader != winner {
+		t.Fatalf("replica %d observed leader %d, want %d", other.self, ev.Leader, winner)
+	}
+}
+
+// elected waits for a or b to win and returns the winner, its event and
+// the last Observed event each replica delivered meanwhile (the loser may
+// see the new leader before the winner hears of its own win).
+func elected(t *testing.T, a, b *Campaign) (int, Event, map[int]Event) {
+	t.Helper()
+	seen := map[int]Event{}
+	timeout := time.After(30 * time.Second)
+	for {
+		var ev Event
+		var from *Campaign
+		select {
+		case ev = <-a.Events():
+			from = a
+		case ev = <-b.Events():
+			from = b
+		case <-timeout:
+			t.Fatalf("neither replica %d nor %d was elected", a.self, b.self)
+		}
+		switch ev.Kind {
+		case Elected:
+			return from.self, ev, seen
+		case Observed:
+			seen[from.self] = ev
+		}
 	}
 }
 

@@ -211,8 +211,10 @@ func (x *WriteBehind) Write(ctx context.Context, fd xl.Fd, data []byte, off int6
 	}
 	grew, merged := x.merge(ctx, in, fd, data, off, end)
 	if !merged {
+		buf := getBuf(len(data))
+		copy(buf, data)
 		in.reqs = append(in.reqs, &req{
-			ctx: context.WithoutCancel(ctx), fd: fd, off: off, data: append([]byte(nil), data...),
+			ctx: context.WithoutCancel(ctx), fd: fd, off: off, data: buf,
 			behind: true, done: make(chan struct{}),
 		})
 		grew = int64(len(data))
@@ -251,8 +253,9 @@ func (x *WriteBehind) merge(ctx context.Context, in *inode, fd xl.Fd, data []byt
 	case grew > 0 && lo == r.off && int64(cap(r.data)) >= hi-lo:
 		r.data = r.data[:hi-lo]
 	case grew > 0:
-		buf := make([]byte, hi-lo, maxAggregate)
+		buf := getBuf(maxAggregate)[:hi-lo]
 		copy(buf[r.off-lo:], r.data)
+		putBuf(r.data) // unsent: nobody else has it
 		r.data, r.off = buf, lo
 	}
 	copy(r.data[off-lo:], data)
@@ -302,9 +305,14 @@ func conflictsEarlier(earlier []*req, r *req) bool {
 	return false
 }
 
-// send performs r below and finishes it.
+// send performs r below and finishes it. A written-behind request's
+// buffer is recycled once r has left in.reqs: only the caller of a
+// synchronous write looks at r after that, for n and err.
 func (x *WriteBehind) send(in *inode, r *req) {
 	defer x.wg.Done()
+	if r.behind {
+		defer putBuf(r.data)
+	}
 	n, e := x.Xlator.Write(r.ctx, r.fd, r.data, r.off)
 	if r.behind && e == 0 && n != len(r.data) {
 		x.log.Warn("write-behind: short write", "gfid", r.fd.GFID, "off", r.off, "len", len(r.data), "wrote", n)

@@ -3,6 +3,7 @@ package writebehind
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -24,9 +25,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // overlapping writes were ever in flight at once.
 type slowChild struct {
 	xl.Xlator
-	fail    atomic.Int32 // errno for every write; 0 to succeed
-	jitter  bool         // yield a random number of times in each write
-	started chan xl.Fd   // if set, receives each write as it starts
+	fail   atomic.Int32 // errno for every write; 0 to succeed
+	jitter bool         // yield a random number of times in each write
+	// If verify is set, each write checks that its data did not change
+	// while it was in flight, and sets changed if it did.
+	verify  bool
+	changed atomic.Bool
+	started chan xl.Fd // if set, receives each write as it starts
 
 	mu         sync.Mutex
 	gate       chan struct{} // writes wait while it is open
@@ -78,6 +83,10 @@ func (c *slowChild) Write(ctx context.Context, fd xl.Fd, data []byte, off int64)
 	if gate != nil {
 		<-gate
 	}
+	var was []byte
+	if c.verify {
+		was = bytes.Clone(data)
+	}
 	if c.jitter {
 		for range rand.IntN(20) {
 			time.Sleep(0) // a yield
@@ -86,7 +95,11 @@ func (c *slowChild) Write(ctx context.Context, fd xl.Fd, data []byte, off int64)
 	if e := syscall.Errno(c.fail.Load()); e != 0 {
 		return 0, e
 	}
-	return c.Xlator.Write(ctx, fd, data, off)
+	n, e := c.Xlator.Write(ctx, fd, data, off)
+	if c.verify && !bytes.Equal(was, data) {
+		c.changed.Store(true)
+	}
+	return n, e
 }
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -234,6 +247,89 @@ func TestOverlappingWritesKeepOrder(t *testing.T) {
 		t.Fatal("two overlapping writes were in flight at once")
 	}
 	t.Logf("2000 writes reached the store as %d", child.writes)
+}
+
+// Recycled buffers are never handed out while their write is in flight
+// or waiting to be merged: files written at once, with sequential runs
+// that merge, random overlapping writes and sizes of every buffer class,
+// end up holding exactly what was written, and no write's data changes
+// on its way down.
+func TestBuffersNotReusedInFlight(t *testing.T) {
+	child := newSlowChild()
+	child.jitter, child.verify = true, true
+	wb := newWB(t, child, 256<<10)
+	const files = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, files)
+	fds := make([]xl.Fd, files)
+	wants := make([][]byte, files)
+	for f := range files {
+		fd := create(t, wb, string(rune('a'+f)), syscall.O_RDWR)
+		fds[f] = fd
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(f), 5))
+			want := make([]byte, 2<<20)
+			buf := make([]byte, 512<<10)
+			size, next := 0, 0
+			for i := range 1500 {
+				var n, off int
+				switch k := r.IntN(10); {
+				case k < 6: // continues the last write: merged
+					n = 1 + r.IntN(8<<10)
+					off = next
+				case k < 9:
+					n = 1 + r.IntN(16<<10)
+					off = r.IntN(len(want) - n)
+				default: // a large class
+					n = 64<<10 + r.IntN(len(buf)-64<<10)
+					off = r.IntN(len(want) - n)
+				}
+				if off+n > len(want) {
+					off = 0
+				}
+				data := buf[:n]
+				for j := range data {
+					data[j] = byte(f*31 + i + j)
+				}
+				if n, e := wb.Write(bg, fd, data, int64(off)); e != 0 || n != len(data) {
+					errs <- fmt.Errorf("file %d: write %d at %d: %d, %v", f, len(data), off, n, e)
+					return
+				}
+				copy(want[off:], data)
+				clear(data) // Write copied it
+				size, next = max(size, off+n), off+n
+			}
+			if e := wb.Flush(bg, fd); e != 0 {
+				errs <- fmt.Errorf("file %d: flush: %v", f, e)
+				return
+			}
+			wants[f] = want[:size]
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for f, fd := range fds {
+		if got := readAll(t, child, fd); !bytes.Equal(got, wants[f]) {
+			t.Errorf("file %d: the store holds something else than what was written (%d bytes, want %d)", f, len(got), len(wants[f]))
+		}
+	}
+	if child.changed.Load() {
+		t.Error("a write's data changed while it was in flight")
+	}
+}
+
+// Every write size has a buffer class that holds it.
+func TestBufClasses(t *testing.T) {
+	for _, n := range []int{1, 4095, 4096, 4097, 100 << 10, 128 << 10, 1 << 20, xl.MaxIO - 1, xl.MaxIO} {
+		b := getBuf(n)
+		if len(b) != n || cap(b) < n || cap(b) > max(2*n, 1<<minBufShift) {
+			t.Errorf("getBuf(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		putBuf(b)
+	}
 }
 
 // Independent writes go out together: a writer at queue depth one gets

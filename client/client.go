@@ -27,6 +27,10 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// Metrics, if set, receives the client translators' metrics.
 	Metrics prometheus.Registerer
+	// From, if set, names the graph node to build down from instead of
+	// the volume's top: tools that move data, such as rebalance, start
+	// below the performance translators.
+	From string
 }
 
 // Volume is an open volume: the top of its client graph.
@@ -62,6 +66,11 @@ func Open(ctx context.Context, cli *clientv3.Client, name string, opts Options) 
 	g, err := volfile.ClientVolfile(v)
 	if err != nil {
 		return nil, err
+	}
+	if opts.From != "" {
+		if g, err = g.Subgraph(opts.From); err != nil {
+			return nil, fmt.Errorf("volume %s: %w", name, err)
+		}
 	}
 	top, closeGraph, err := volfile.Build(ctx, g, volfile.DefaultRegistry(volfile.Env{Logger: log, Etcd: cli, Metrics: opts.Metrics}))
 	if err != nil {

@@ -26,10 +26,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gluon-fs/gluon/client"
 	"github.com/gluon-fs/gluon/volfile"
 	"github.com/gluon-fs/gluon/volume"
 	"github.com/gluon-fs/gluon/xlators/dht2"
-	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
 // Options configure Run.
@@ -83,57 +83,29 @@ type migrator interface {
 	MigrateToken(ctx context.Context, token uint16, to int, progress func(dht2.MigrateProgress)) error
 }
 
-// openDHT2 builds the part of the volume's client graph from its
-// cluster/dht2 down (the translators above it, such as write-behind, have
-// no part in moving tokens) and waits until it answers, as client.Open
-// does. It returns the DHT2, the volume's sets and what closes the graph.
+// openDHT2 opens the volume's client graph from its cluster/dht2 down
+// (the translators above it, such as write-behind, have no part in moving
+// tokens) and returns the DHT2, the volume's sets and what closes the
+// graph.
 func openDHT2(ctx context.Context, cli *clientv3.Client, name string, log *slog.Logger) (m migrator, sets int, closeAll func() error, err error) {
-	store := volume.NewStore(cli)
-	store.Logger = log
-	v, err := store.Get(ctx, name)
+	v, err := volume.NewStore(cli).Get(ctx, name)
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	if v.State != volume.StateStarted {
-		return nil, 0, nil, fmt.Errorf("volume %s is %s, not started (gluon volume start %s)", name, v.State, name)
+	if v.Sets() < 2 {
+		return nil, 0, nil, fmt.Errorf("volume %s: %d replica set(s): nothing to rebalance over", name, v.Sets())
 	}
-	g, err := volfile.ClientVolfile(v)
+	vol, err := client.Open(ctx, cli, name, client.Options{Logger: log, From: name + "-dht2"})
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	nothing := fmt.Errorf("volume %s: %d replica set(s): nothing to rebalance over", name, v.Sets())
-	n := g.Node(name + "-dht2")
-	if n == nil || n.Type != volfile.TypeDHT2 {
-		return nil, 0, nil, nothing
+	m, ok := vol.Top.(migrator)
+	if !ok {
+		vol.Close()
+		return nil, 0, nil, fmt.Errorf("volume %s: its client graph has no cluster/dht2", name)
 	}
-	sub, err := g.Subgraph(n.Name)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	top, closeAll, err := volfile.Build(ctx, sub, volfile.DefaultRegistry(volfile.Env{Logger: log, Etcd: cli}))
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("volume %s: client graph: %w", name, err)
-	}
-	if m, ok := top.(migrator); ok {
-		root := xl.WithCall(ctx, &xl.Call{})
-		for {
-			if _, e := top.Getattr(root, xl.RootGFID); e == 0 {
-				return m, v.Sets(), closeAll, nil
-			}
-			select {
-			case <-ctx.Done():
-				closeAll()
-				return nil, 0, nil, fmt.Errorf("volume %s: not usable: %w", name, ctx.Err())
-			case <-time.After(openRetry):
-			}
-		}
-	}
-	closeAll()
-	return nil, 0, nil, nothing
+	return m, vol.Info.Sets(), vol.Close, nil
 }
-
-// openRetry spaces openDHT2's attempts to reach the volume.
-const openRetry = 100 * time.Millisecond
 
 // Run starts (or resumes) the volume's rebalance of kind and runs it
 // until it completes, is stopped (gluon volume rebalance V stop, or ctx

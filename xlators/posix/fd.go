@@ -282,7 +282,11 @@ func (s *Store) Open(ctx context.Context, ino xl.GFID, flags uint32) (xl.Fd, sys
 	return xl.Fd{GFID: ino, H: s.addFile(&file{gfid: ino, fd: fd}), Flags: flags}, 0
 }
 
-// Read fills dst from off; it is short only at EOF.
+// Read fills dst from off; it is short only at EOF. It reads through the
+// handle's (or the cached anonymous) fd and the page cache: a client's
+// fadvise stops at its mount, so the kernel's readahead on that one file
+// is what serves a client's sequential and clustered small reads from
+// memory (TestReadsLetKernelReadAhead).
 func (s *Store) Read(ctx context.Context, fd xl.Fd, dst []byte, off int64) (int, syscall.Errno) {
 	f, e := s.file(fd)
 	if e != 0 {

@@ -138,6 +138,7 @@ type Client struct {
 	failedIn map[int]uint64
 	groups   map[[16]byte]*group // outstanding mutating requests, by client
 	arrival  uint64              // orders requests that carry no Seq
+	dur      durability
 }
 
 var (
@@ -176,6 +177,7 @@ func New(children []xl.Xlator, opts Options) (*Client, error) {
 		attempts: make(map[*attempt]struct{}),
 		failedIn: make(map[int]uint64),
 		groups:   make(map[[16]byte]*group),
+		dur:      durability{dirty: make(map[xl.GFID]uint64), hints: make(map[xl.GFID]*fsyncHint)},
 	}
 	c.Funnel.H = c.handle
 	if c.src != nil {
@@ -218,13 +220,37 @@ func (c *Client) follow() {
 // handle is the Funnel's handler: every op, present and future, is routed
 // and retried here.
 func (c *Client) handle(ctx context.Context, f *xl.Fop) *xl.Result {
-	if f.Op == xl.OpFlush {
+	switch {
+	case f.Op == xl.OpFlush:
 		// A brick answers a write once a quorum has it, and keeps
 		// nothing else for an fd that close(2) could report (there are
 		// no locks to drop yet): asking it costs a round trip per close
 		// of a written file and tells nothing.
 		return &xl.Result{}
+	case f.Op == xl.OpFsync:
+		send, mark := c.fsyncStart(f.Fd.GFID)
+		if !send {
+			return &xl.Result{} // all it covers is durable already (see Fsync)
+		}
+		r := c.route(ctx, f)
+		if r.Errno == 0 {
+			c.fsynced(mark)
+		}
+		return r
+	case f.Mutates():
+		asked := c.askDurable(f)
+		if asked {
+			ctx = withDurable(ctx)
+		}
+		r := c.route(ctx, f)
+		c.completed(f, asked, r)
+		return r
 	}
+	return c.route(ctx, f)
+}
+
+// route sends f to the leader, retrying as the package doc says.
+func (c *Client) route(ctx context.Context, f *xl.Fop) *xl.Result {
 	var t *ticket
 	if f.Mutates() {
 		call := xl.CallFrom(ctx)

@@ -22,7 +22,7 @@ import (
 //
 //	batch:   version u8, set u32, volume length u16, volume, count u32,
 //	         then count messages
-//	message: type u8, flags u8 (1 = reject, 2 = resyncing), from i32, to i32,
+//	message: type u8, flags u8 (1 = reject, 2 = resyncing, 4 = ack synced), from i32, to i32,
 //	         term, index, logTerm, lastTerm, lastIndex, commit, round, sync u64,
 //	         entry count u32, then the entries
 //	entry:   term, index u64, client [16], seq u64, key [16],
@@ -32,7 +32,7 @@ import (
 // encodeRequest). The version changes whenever the layout does; a brick
 // refuses a batch of a version it does not know.
 const (
-	codecVersion = 4 // 2: sync; 3: resyncing; 4: data out of line
+	codecVersion = 5 // 2: sync; 3: resyncing; 4: data out of line; 5: ack synced
 	stepKey      = "m"
 	msgFixed     = 1 + 1 + 4 + 4 + 8*8 + 4
 	entryFixed   = 8 + 8 + 16 + 8 + 16 + 4
@@ -54,6 +54,9 @@ func appendMessage(b []byte, m *core.Message, x xl.Xdata, out *int) []byte {
 	}
 	if m.Resyncing {
 		flags |= 2
+	}
+	if m.AckSynced {
+		flags |= 4
 	}
 	b = append(b, byte(m.Type), flags)
 	b = le.AppendUint32(b, uint32(int32(m.From)))
@@ -147,6 +150,7 @@ func decodeMessages(x xl.Xdata) (setID, []core.Message, error) {
 		flags := d.u8()
 		m.Reject = flags&1 != 0
 		m.Resyncing = flags&2 != 0
+		m.AckSynced = flags&4 != 0
 		m.From = core.ID(int32(d.u32()))
 		m.To = core.ID(int32(d.u32()))
 		m.Term, m.Index, m.LogTerm = d.u64(), d.u64(), d.u64()
@@ -175,7 +179,7 @@ func decodeMessages(x xl.Xdata) (setID, []core.Message, error) {
 		if d.bad {
 			return id, nil, errCodec
 		}
-		if !m.Type.Valid() || flags > 3 {
+		if !m.Type.Valid() || flags > 7 {
 			return id, nil, fmt.Errorf("%w: type %d flags %d", errCodec, m.Type, flags)
 		}
 		ms = append(ms, m)

@@ -15,7 +15,7 @@ func sampleMessages() []core.Message {
 	f := &xl.Fop{Op: xl.OpWrite, Fd: xl.Fd{GFID: xl.RootGFID, H: 3, Flags: syscall.O_APPEND}, Off: 12, Data: []byte("payload")}
 	data, _ := encodeRequest(c, f)
 	return []core.Message{
-		{Type: core.MsgAppend, From: 0, To: 2, Term: 5, Index: 9, LogTerm: 4, Commit: 8, Round: 3, Sync: 9,
+		{Type: core.MsgAppend, From: 0, To: 2, Term: 5, Index: 9, LogTerm: 4, Commit: 8, Round: 3, Sync: 10, AckSynced: true,
 			Entries: []core.Entry{
 				{Term: 5, Index: 10, Req: core.ReqID{Client: [16]byte{1, 2}, Seq: 77}, Key: xl.RootGFID, Data: data},
 				{Term: 5, Index: 11}, // a no-op

@@ -176,13 +176,23 @@ func (l *loop) request(r *request) {
 		l.reqs[r.e.Req] = append(l.reqs[r.e.Req], r)
 		if first {
 			l.proposing[r.e.Req] = r.e
-			l.c.Propose(r.e.Req, r.e.Key, r.e.Data)
+			if r.durable {
+				l.c.ProposeDurable(r.e.Req, r.e.Key, r.e.Data)
+			} else {
+				l.c.Propose(r.e.Req, r.e.Key, r.e.Data)
+			}
 			l.s.metrics.proposals.Inc()
 		}
 	case r.kind == readRound:
 		l.reads = append(l.reads, r)
-	case r.kind == barrier:
-		if target := l.c.Sync(); l.c.SyncCommit() >= target {
+	case r.kind == barrier || r.kind == syncTo:
+		var target uint64
+		if r.kind == barrier {
+			target = l.c.Sync()
+		} else {
+			target = l.c.SyncTo(r.index)
+		}
+		if l.c.SyncCommit() >= target {
 			r.reply <- answer{}
 		} else {
 			l.barriers = append(l.barriers, barrierWait{target, r})

@@ -16,7 +16,8 @@ type requestKind int
 const (
 	propose   requestKind = iota // replicate and apply a mutating request
 	readRound                    // confirm leadership for a read
-	barrier                      // wait until everything proposed so far commits
+	barrier                      // wait until everything proposed so far is synced on a quorum
+	syncTo                       // wait until the entries up to index are synced on a quorum
 	resyncOn                     // mark a full resync (Core.SetResyncing)
 	resyncOff                    // clear it
 )
@@ -25,6 +26,8 @@ const (
 type request struct {
 	kind     requestKind
 	e        *entry // propose
+	durable  bool   // propose: the caller waits for SyncCommit too (core.ProposeDurable)
+	index    uint64 // syncTo
 	start    time.Time
 	deadline time.Time
 	reply    chan answer // buffered: the loop never blocks on it
@@ -119,9 +122,13 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 		return &xl.Result{Errno: syscall.EINTR}
 	}
 	call := *xl.CallFrom(ctx)
+	_, durable := call.Xdata[DurableKey]
+	// O_SYNC and O_DSYNC (which O_SYNC includes) writes are durable on a
+	// quorum before they return.
+	durable = durable || (f.Op == xl.OpWrite && f.Fd.Flags&syscall.O_DSYNC != 0)
 	var x xl.Xdata
 	for k, v := range call.Xdata {
-		if k != keysKey && k != posKey { // ours alone
+		if k != keysKey && k != posKey && k != DurableKey { // ours alone, or no part of the op
 			if x == nil {
 				x = xl.Xdata{}
 			}
@@ -152,7 +159,7 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 	e.keys = conflictKeys(&e.fop, x[keysKey])
 	e.Req = core.ReqID{Client: call.Client, Seq: call.Seq}
 	e.Key = e.keys[0]
-	a := s.ask(&request{kind: propose, e: e})
+	a := s.ask(&request{kind: propose, e: e, durable: durable})
 	if a.errno != 0 {
 		return &xl.Result{Errno: a.errno}
 	}
@@ -168,14 +175,31 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 		}
 	}
 	r := a.out.res
-	if r.Errno == 0 && f.Op == xl.OpWrite && f.Fd.Flags&syscall.O_DSYNC != 0 {
-		// O_SYNC and O_DSYNC (which O_SYNC includes): durable on a
-		// quorum before the write returns.
-		if e := s.syncQuorum(); e != 0 {
+	if durable && r.Errno == 0 {
+		// Also a retry answered from the results cache: what it says
+		// was done must be durable too, on whichever leader answers.
+		if e := s.durable(ctx, a.out.index, f.Target()); e != 0 {
 			return &xl.Result{Errno: e}
 		}
 	}
 	return &r
+}
+
+// durable returns once the entries up to index are committed and
+// fdatasynced in a quorum of journals (and, with Options.FsyncChild, the
+// local store has synced target), as an Fsync after the request would.
+// Applying the entry overlapped the fdatasyncs, which its proposal
+// started (core.ProposeDurable), so they are often done by now.
+func (s *Server) durable(ctx context.Context, index uint64, target xl.GFID) syscall.Errno {
+	if s.snap.Load().syncCommit < index {
+		if a := s.ask(&request{kind: syncTo, index: index}); a.errno != 0 {
+			return a.errno
+		}
+	}
+	if s.opts.FsyncChild && !target.IsZero() {
+		return s.child.Fsync(ctx, xl.Fd{GFID: target, Flags: syscall.O_RDWR}, false)
+	}
+	return 0
 }
 
 // openTrunc is Open with O_TRUNC: a replicated truncate to zero, then a

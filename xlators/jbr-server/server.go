@@ -36,6 +36,14 @@ const (
 	IpcResync xl.IpcOp = "jbr.resync"
 )
 
+// DurableKey, present in a mutating request's xl.Call Xdata (any value),
+// asks the leader to answer only once the request is durable: committed
+// and fdatasynced in a quorum of journals, as an Fsync after it would
+// wait for. jbr-client sets it on the writes it expects to be fsynced,
+// and then answers their fsync without asking (see Durability in the
+// package doc). It is not journaled.
+const DurableKey = "jbr.durable"
+
 // Consistency levels for reads (see the package doc).
 const (
 	Linearizable = "linearizable"
@@ -180,16 +188,19 @@ type snapshot struct {
 
 // Status describes a server, for operators (gluon recon status).
 type Status struct {
-	Volume      string `json:"volume"`
-	Set         int    `json:"set"`
-	Self        int    `json:"self"`
-	Role        string `json:"role"`
-	Leader      int    `json:"leader"` // -1 when unknown
-	Term        uint64 `json:"term"`
-	LastIndex   uint64 `json:"last_index"`
-	LastTerm    uint64 `json:"last_term"`
-	Commit      uint64 `json:"commit"`
-	Applied     uint64 `json:"applied"`
+	Volume    string `json:"volume"`
+	Set       int    `json:"set"`
+	Self      int    `json:"self"`
+	Role      string `json:"role"`
+	Leader    int    `json:"leader"` // -1 when unknown
+	Term      uint64 `json:"term"`
+	LastIndex uint64 `json:"last_index"`
+	LastTerm  uint64 `json:"last_term"`
+	Commit    uint64 `json:"commit"`
+	Applied   uint64 `json:"applied"`
+	// SyncCommit is how far, as leader, it knows entries committed and
+	// fdatasynced in a quorum of journals; 0 on a follower.
+	SyncCommit  uint64 `json:"sync_commit,omitempty"`
 	Consistency string `json:"consistency"`
 	// Resyncing: the brick's store is being resynced in full; it neither
 	// votes nor serves (SetResyncing).
@@ -368,7 +379,7 @@ func (s *Server) Status() Status {
 	return Status{
 		Volume: s.opts.Volume, Set: s.opts.Set, Self: s.opts.Self,
 		Role: sn.role.String(), Leader: int(sn.leader), Term: sn.term,
-		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit,
+		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit, SyncCommit: sn.syncCommit,
 		Applied: s.apply.appliedIndex(), Consistency: s.opts.Consistency,
 		Resyncing:  sn.resyncing,
 		LeaseReads: s.leaseReads.Load(), RoundReads: s.roundReads.Load(),

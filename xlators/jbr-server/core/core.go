@@ -135,6 +135,12 @@ type Message struct {
 	// Resyncing, on an AppendResp or ProbeResp, says the sender is being
 	// resynced in full (see Core.SetResyncing): it counts toward no quorum.
 	Resyncing bool
+	// AckSynced, on an Append, asks the follower to sync the entries
+	// and to acknowledge them once synced rather than once written and
+	// again once synced: the leader proposed them durable
+	// (ProposeDurable), so their caller waits for the sync anyway, and
+	// one acknowledgement saves a message each way.
+	AckSynced bool
 	Entries   []Entry
 }
 
@@ -259,6 +265,7 @@ type Core struct {
 	match     uint64 // our journal agrees with the leader's up to here
 	acked     uint64 // highest index acknowledged to the leader as written
 	syncAcked uint64 // ... as synced
+	holdAck   uint64 // while synced is below this, acknowledge no write beyond synced (Message.AckSynced)
 	seenRound uint64 // the leader's latest read round
 
 	// Leader and recovering leader.
@@ -455,7 +462,7 @@ func (c *Core) setLeader(leader ID) {
 
 // forgetLeader drops what a follower knew of its leader's journal.
 func (c *Core) forgetLeader() {
-	c.match, c.acked, c.syncAcked, c.seenRound = 0, 0, 0, 0
+	c.match, c.acked, c.syncAcked, c.seenRound, c.holdAck = 0, 0, 0, 0, 0
 }
 
 // Elected is called when this replica wins an etcd election whose revision
@@ -592,6 +599,21 @@ func (c *Core) stepDown() {
 // (term, index), appended locally and sent to every follower. A retry of a
 // request still in flight joins the original instead of being applied twice.
 func (c *Core) Propose(req ReqID, key [16]byte, data []byte) {
+	c.propose(req, key, data, false)
+}
+
+// ProposeDurable is Propose for a request whose caller waits until it is
+// durable (SyncCommit reaches its index) rather than only committed, as
+// an O_DSYNC write or a write whose fsync is answered with it does: its
+// entry is synced as it is appended, in the same messages, so the
+// fdatasyncs overlap the commit round instead of following it. Like
+// Sync, it keeps every entry appended during the next syncEagerTicks
+// synced as appended.
+func (c *Core) ProposeDurable(req ReqID, key [16]byte, data []byte) {
+	c.propose(req, key, data, true)
+}
+
+func (c *Core) propose(req ReqID, key [16]byte, data []byte, durable bool) {
 	if c.role != Leader || !c.serves() {
 		c.rd.Replies = append(c.rd.Replies, Reply{Req: req, Err: ErrNotLeader, Leader: c.otherLeader()})
 		return
@@ -599,13 +621,17 @@ func (c *Core) Propose(req ReqID, key [16]byte, data []byte) {
 	if _, dup := c.byReq[req]; dup {
 		return
 	}
-	e := c.appendLocal(req, key, data)
+	if durable {
+		c.syncEager = syncEagerTicks
+	}
+	e := c.appendLocal(req, key, data, durable)
 	c.pending[e.Index] = e
 	c.byReq[req] = e.Index
 }
 
-// appendLocal stamps an entry of this term, journals it and sends it.
-func (c *Core) appendLocal(req ReqID, key [16]byte, data []byte) Entry {
+// appendLocal stamps an entry of this term, journals it and sends it;
+// durable asks followers to acknowledge it once synced.
+func (c *Core) appendLocal(req ReqID, key [16]byte, data []byte, durable bool) Entry {
 	prev, prevTerm := c.st.LastIndex, c.st.LastTerm
 	c.st.LastIndex++
 	c.st.LastTerm = c.st.Term
@@ -617,7 +643,7 @@ func (c *Core) appendLocal(req ReqID, key [16]byte, data []byte) Entry {
 	}
 	for _, p := range c.cfg.Peers {
 		if p != c.cfg.ID {
-			c.send(Message{Type: MsgAppend, To: p, Index: prev, LogTerm: prevTerm, Round: c.round, Entries: []Entry{e}})
+			c.send(Message{Type: MsgAppend, To: p, Index: prev, LogTerm: prevTerm, Round: c.round, Entries: []Entry{e}, AckSynced: durable})
 		}
 	}
 	return e
@@ -660,12 +686,17 @@ func (c *Core) progress() {
 // Sync asks a quorum to fdatasync every entry proposed so far, and
 // returns the index Ready.SyncCommit must reach for that; 0 when this
 // replica does not lead. Concurrent Syncs share the journals' fdatasyncs.
-func (c *Core) Sync() uint64 {
+func (c *Core) Sync() uint64 { return c.SyncTo(c.st.LastIndex) }
+
+// SyncTo is Sync for the entries up to index (the last one, if index is
+// beyond it): a caller that waits for one entry to be durable does not
+// wait for the entries proposed after it, nor ask for them.
+func (c *Core) SyncTo(index uint64) uint64 {
 	if c.role != Leader || !c.serves() {
 		return 0
 	}
 	c.syncEager = syncEagerTicks
-	target := c.st.LastIndex
+	target := min(index, c.st.LastIndex)
 	if target <= c.syncCommit || target <= c.syncWant {
 		return target // done, or asked already
 	}
@@ -693,9 +724,13 @@ func (c *Core) askSync() {
 }
 
 // ackLeader tells the leader how far our journal matches its own, written
-// and synced.
+// and synced. While an entry to be acknowledged once synced is not, it
+// acknowledges no write beyond what is synced: the sync's ack follows.
 func (c *Core) ackLeader() {
 	idx, sidx := min(c.written, c.match), min(c.synced, c.match)
+	if c.synced < c.holdAck {
+		idx = min(idx, max(sidx, c.acked))
+	}
 	if c.leader == None || c.leader == c.cfg.ID || (idx <= c.acked && sidx <= c.syncAcked) {
 		return
 	}
@@ -1003,6 +1038,10 @@ func (c *Core) onAppend(m Message) {
 	appended := len(c.rd.Appends)
 	c.appendEntries(m.Entries)
 	c.match = max(c.match, m.Index+uint64(len(m.Entries)))
+	if m.AckSynced && len(m.Entries) > 0 {
+		c.holdAck = max(c.holdAck, min(m.Entries[len(m.Entries)-1].Index, c.st.LastIndex))
+		c.syncWant = max(c.syncWant, c.holdAck)
+	}
 	c.commitTo(min(m.Commit, c.match))
 	c.askSync()
 	if len(c.rd.Appends) == appended {
@@ -1040,6 +1079,7 @@ func (c *Core) appendEntries(entries []Entry) {
 			c.written = min(c.written, e.Index-1)
 			c.synced = min(c.synced, e.Index-1)
 			c.syncAsked = min(c.syncAsked, e.Index-1)
+			c.holdAck = min(c.holdAck, e.Index-1)
 		}
 		c.st.LastIndex, c.st.LastTerm = e.Index, e.Term
 		c.rd.Appends = append(c.rd.Appends, e)
@@ -1107,7 +1147,7 @@ func (c *Core) becomeLeader() {
 	if c.st.LastIndex > c.st.Commit {
 		// Entries recovered from older terms commit with the first entry
 		// of this one.
-		c.appendLocal(ReqID{}, [16]byte{}, nil)
+		c.appendLocal(ReqID{}, [16]byte{}, nil, false)
 		return
 	}
 	for _, p := range c.cfg.Peers {

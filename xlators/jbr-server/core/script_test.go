@@ -273,6 +273,14 @@ func (c *cluster) run(line string) {
 		}
 	case "propose": // propose ID SEQ DATA
 		c.r[id(1)].core.Propose(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
+	case "propose-durable": // propose-durable ID SEQ DATA: its caller waits for SyncCommit
+		c.r[id(1)].core.ProposeDurable(ReqID{Seq: num(t, f[2])}, [16]byte{}, []byte(f[3]))
+	case "sync-to": // sync-to ID INDEX: ask for the entries up to INDEX to be synced on a quorum
+		c.r[id(1)].core.SyncTo(num(t, f[2]))
+	case "expect-sync-asked": // expect-sync-asked ID yes|no: the replica's journal has a sync due
+		if got := c.r[id(1)].syncDue; got != (f[2] == "yes") {
+			t.Errorf("%q: sync due %v", line, got)
+		}
 	case "resync": // resync ID on|off: mark or clear a full resync
 		c.r[id(1)].core.SetResyncing(f[2] == "on")
 	case "time": // time ID|all MS: the replicas' clocks read MS milliseconds

@@ -23,7 +23,10 @@
 //
 // Version 2 added the cancel frame, version 3 the no-reply flag, version 4
 // the dirent flags (xl.Dirent.NoXattrs), version 5 xdata values in a
-// request's data section (FlagXdataData).
+// request's data section (FlagXdataData). Version 6 changes no frame: it
+// marks bricks that honour jbr-server's DurableKey, which clients rely on
+// to answer fsyncs themselves, so that a client never talks to a brick
+// that would ignore it.
 package wire
 
 import (
@@ -37,7 +40,7 @@ const (
 	Magic uint32 = 'g' | 'l'<<8 | 'u'<<16 | 'n'<<24
 	// Version is the protocol version. Bump it on any incompatible change,
 	// a new frame type included.
-	Version = 5
+	Version = 6
 	// HeaderSize is the fixed frame header length.
 	HeaderSize = 24
 	// DefaultMaxFrame bounds a frame's payload unless configured otherwise.

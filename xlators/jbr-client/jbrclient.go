@@ -61,6 +61,28 @@
 // answered before the next one goes. So a write is never overtaken by a
 // later one of the same client because of a failover. Non-mutating
 // requests never wait.
+//
+// # Fsync
+//
+// An fsync returns once every mutation of the file that completed
+// through this client before it was called is committed and fdatasynced
+// in a quorum of the set's journals, as jbr-server's Fsync promises; it
+// says nothing of what other clients (mounts) wrote, which their own
+// fsyncs cover, as with any client that caches writes (write-behind
+// holds them in the client anyway). The leader's FSYNC round trip is
+// often not needed for that: after a file's fsync the client asks the
+// leader to answer the file's next mutations only once they are durable
+// (jbr-server's DurableKey; as many as came between the file's last two
+// fsyncs, up to durableRun), and a successful answer to such a request,
+// or to an O_SYNC or O_DSYNC write, means durable, on whichever leader
+// gave it. The client remembers, per file, the latest mutation that
+// completed without such an answer: a plain answer, an error, an
+// outcome unknown (ENOTCONN after the retries); entry ops, whose objects
+// it cannot all name, count for every file. An fsync with none of those
+// since the last successful FSYNC was sent returns at once; otherwise it
+// goes to the leader, and its success covers every mutation that
+// completed before it was sent. A leader change needs no care: a quorum
+// synced a durable answer's entry, and every later leader holds it.
 package jbrclient
 
 import (

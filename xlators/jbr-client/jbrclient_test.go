@@ -45,6 +45,8 @@ type seen struct {
 	seq    uint64
 	fd     xl.Fd
 	data   string
+	// durable: the request asked for a durable answer (durableKey).
+	durable bool
 }
 
 type brick struct {
@@ -132,7 +134,8 @@ func (b *brick) handle(ctx context.Context, f *xl.Fop) *xl.Result {
 	}
 	call := xl.CallFrom(ctx)
 	b.mu.Lock()
-	b.calls = append(b.calls, seen{op: f.Op, client: call.Client, seq: call.Seq, fd: f.Fd, data: string(f.Data)})
+	_, durable := call.Xdata[durableKey]
+	b.calls = append(b.calls, seen{op: f.Op, client: call.Client, seq: call.Seq, fd: f.Fd, data: string(f.Data), durable: durable})
 	hook := b.hook
 	b.mu.Unlock()
 	if hook != nil {

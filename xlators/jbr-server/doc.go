@@ -60,6 +60,22 @@
 //     along. For a second after a sync the leader has every new entry
 //     synced as it is appended, so that a client fsyncing after each
 //     write finds the syncs under way instead of starting them.
+//   - A mutating request whose call carries DurableKey is answered, like
+//     an O_DSYNC write, only once every entry up to its own is committed
+//     and fdatasynced in a quorum of journals (and, with FsyncChild, its
+//     object fsynced in the local store): an Fsync after it would
+//     return at once. Its entry is proposed durable (core.ProposeDurable):
+//     the appends that carry it ask every journal to sync it, and
+//     followers acknowledge it once synced instead of once written and
+//     again once synced. A retry answered from the results cache waits
+//     for the same, so whichever leader answers, the answer means
+//     durable; durability is the quorum's journals', so it survives
+//     leader changes. jbr-client asks for it on the writes that follow a
+//     file's fsync and then answers the next fsync itself when every
+//     mutation of the file it completed since the last FSYNC was
+//     answered durable (see package jbrclient): an fsync after each
+//     write costs one round trip, not two. The key is never journaled.
+//     Bricks and clients must agree on it: protocol version 6 says so.
 //   - Terms are durable before a brick sends or accepts anything in them
 //     (journal.StartTerm fsyncs), so fencing holds across power losses.
 //
@@ -161,9 +177,9 @@
 // Writes are linearizable under every level. Flush, Release and
 // Releasedir always go to the local store: fds are per brick. Fsync on
 // the leader returns once every entry proposed before it is committed
-// and synced in a quorum of journals (see Durability). With
-// Options.FsyncChild it also fsyncs the local store. On a follower Fsync
-// is EREMOTE.
+// and synced in a quorum of journals (see Durability), whoever proposed
+// them. With Options.FsyncChild it also fsyncs the local store. On a
+// follower Fsync is EREMOTE.
 //
 // # Terms and fencing
 //

@@ -64,7 +64,7 @@
 //   - A mutating request whose call carries DurableKey is answered, like
 //     an O_DSYNC write, only once every entry up to its own is committed
 //     and fdatasynced in a quorum of journals (and, with FsyncChild, its
-//     object fsynced in the local store): an Fsync after it would
+//     object fsynced in the local store if a file): an Fsync after it would
 //     return at once. Its entry is proposed durable (core.ProposeDurable):
 //     the appends that carry it ask the leader's journal and a quorum's
 //     worth of followers' to sync it (the followers synced furthest; the

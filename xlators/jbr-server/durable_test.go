@@ -179,3 +179,21 @@ func TestClientFsyncAfterDurableWrites(t *testing.T) {
 		t.Errorf("%d FSYNCs reached the bricks, want 2", n)
 	}
 }
+
+// With FsyncChild a durable answer also fsyncs a file in the leader's
+// store; a durable change to a directory still succeeds.
+func TestDurableAnswerFsyncsChild(t *testing.T) {
+	c := newCluster(t, 3, Options{FsyncChild: true})
+	c.elect(0, 5)
+	cl := newCaller()
+	fd := create(t, c.n[0].srv, cl, "f", 0)
+	if _, e := c.n[0].srv.Write(durableCtx(cl.next()), fd, []byte("x"), 0); e != 0 {
+		t.Fatalf("durable write: %v", e)
+	}
+	if _, e := c.n[0].srv.Setattr(durableCtx(cl.next()), xl.RootGFID, xl.SetattrIn{Valid: xl.SetMode, Mode: 0o755}); e != 0 {
+		t.Fatalf("durable setattr of a directory: %v", e)
+	}
+	if err := c.synced(0); err != nil {
+		t.Fatal(err)
+	}
+}

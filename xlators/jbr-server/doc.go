@@ -58,19 +58,16 @@
 //     journal's fdatasync (group commit): a journal syncs once for every
 //     sync waiting when it starts, and entries of other writers ride
 //     along. For a second after a sync the leader has every new entry
-//     synced as it is appended by itself and a quorum's worth of
-//     followers, so that a client fsyncing after each write finds the
-//     syncs under way instead of starting them.
+//     synced as it is appended, so that a client fsyncing after each
+//     write finds the syncs under way instead of starting them.
 //   - A mutating request whose call carries DurableKey is answered, like
 //     an O_DSYNC write, only once every entry up to its own is committed
 //     and fdatasynced in a quorum of journals (and, with FsyncChild, its
 //     object fsynced in the local store if a file): an Fsync after it would
 //     return at once. Its entry is proposed durable (core.ProposeDurable):
-//     the appends that carry it ask the leader's journal and a quorum's
-//     worth of followers' to sync it (the followers synced furthest; the
-//     others, which may share a disk, sync on heartbeats and their
-//     journal's interval), and followers acknowledge it once synced
-//     instead of once written and again once synced. A retry answered from the results cache waits
+//     the appends that carry it ask every journal to sync it, and
+//     followers acknowledge it once synced instead of once written and
+//     again once synced. A retry answered from the results cache waits
 //     for the same, so whichever leader answers, the answer means
 //     durable; durability is the quorum's journals', so it survives
 //     leader changes. jbr-client asks for it on the writes that follow a

@@ -135,12 +135,11 @@ type Message struct {
 	// Resyncing, on an AppendResp or ProbeResp, says the sender is being
 	// resynced in full (see Core.SetResyncing): it counts toward no quorum.
 	Resyncing bool
-	// AckSynced, on an Append, asks the follower to acknowledge the
-	// entries once synced (when Sync asks, or its journal's own
-	// interval) rather than once written and again once synced: the
-	// leader proposed them durable (ProposeDurable), so their caller
-	// waits for the sync anyway, and one acknowledgement saves a message
-	// each way.
+	// AckSynced, on an Append, asks the follower to sync the entries
+	// and to acknowledge them once synced rather than once written and
+	// again once synced: the leader proposed them durable
+	// (ProposeDurable), so their caller waits for the sync anyway, and
+	// one acknowledgement saves a message each way.
 	AckSynced bool
 	Entries   []Entry
 }
@@ -275,7 +274,6 @@ type Core struct {
 	syncMatch  map[ID]uint64    // synced and matching, per replica
 	syncCommit uint64           // committed and synced on a quorum up to here
 	syncEager  int              // ticks left of syncing entries as they are appended
-	partners   []ID             // followers asked to sync entries as appended (pickPartners)
 	byReq      map[ReqID]uint64 // in-flight requests, for dedup of retries
 	termStart  uint64           // first index of this term: commits count from here
 	serving    bool             // what was recovered has committed: take requests
@@ -387,21 +385,11 @@ func (c *Core) State() State { return c.st }
 // advanced learn it from NotifyCommit.
 func (c *Core) Ready() Ready {
 	if c.role == Leader {
-		picked := false
 		for i := range c.rd.Messages {
 			m := &c.rd.Messages[i]
 			if m.Type == MsgAppend && m.From == c.cfg.ID {
 				m.Commit = c.st.Commit
 				m.Sync = c.syncWant
-				if len(m.Entries) > 0 {
-					if !picked {
-						c.pickPartners()
-						picked = true
-					}
-					if !slices.Contains(c.partners, m.To) {
-						m.Sync = 0 // a spare (see pickPartners)
-					}
-				}
 				c.sentCommit[m.To] = c.st.Commit
 			}
 		}
@@ -409,26 +397,6 @@ func (c *Core) Ready() Ready {
 	rd := c.rd
 	c.rd = Ready{}
 	return rd
-}
-
-// pickPartners chooses the quorum-1 followers (sync partners) whose
-// journals sync the entries this leader wants synced as they are
-// appended (after a Sync, or a durable proposal): those that have synced
-// furthest, in Peers order among equals. A quorum needs no more.
-// The others, spares, are asked on heartbeats (every tick, and by every
-// Sync that finds entries not asked for yet) and sync on their journal's
-// own interval too; a spare fdatasyncing every entry would only load
-// the disks, which replicas may share. A partner that stops answering is
-// overtaken by a spare within a tick, and replaced.
-func (c *Core) pickPartners() {
-	c.partners = c.partners[:0]
-	for _, p := range c.cfg.Peers {
-		if p != c.cfg.ID {
-			c.partners = append(c.partners, p)
-		}
-	}
-	slices.SortStableFunc(c.partners, func(a, b ID) int { return cmp.Compare(c.syncMatch[b], c.syncMatch[a]) })
-	c.partners = c.partners[:min(len(c.partners), c.quorum-1)]
 }
 
 // CommitUnsent reports whether this leader has a follower it has not
@@ -1072,6 +1040,7 @@ func (c *Core) onAppend(m Message) {
 	c.match = max(c.match, m.Index+uint64(len(m.Entries)))
 	if m.AckSynced && len(m.Entries) > 0 {
 		c.holdAck = max(c.holdAck, min(m.Entries[len(m.Entries)-1].Index, c.st.LastIndex))
+		c.syncWant = max(c.syncWant, c.holdAck)
 	}
 	c.commitTo(min(m.Commit, c.match))
 	c.askSync()

@@ -130,6 +130,9 @@ func (d *DHT2) MigrateToken(ctx context.Context, token uint16, to int, progress 
 	if err == nil {
 		err = m.dropStages()
 	}
+	if err == nil && m.found > 0 {
+		err = m.sync()
+	}
 	if err != nil {
 		wctx := context.WithoutCancel(m.ctx)
 		d.fence(wctx, m.src, IpcUnfence, toks)
@@ -504,6 +507,20 @@ func (m *migration) setattr(a xl.Attr) error {
 }
 
 // remove deletes the token's objects from x.
+// sync makes the copy durable on the target set before the layout
+// names it and the source's copy goes. Clients may have fsynced the
+// source's data, and a client whose writes were answered durable skips
+// its next fsync (jbr-client), so nothing else would sync the copy. An
+// fsync on a replica set covers every entry proposed before it; the
+// anchor, a directory, serves as its object.
+func (m *migration) sync() error {
+	e := m.dst.Fsync(m.ctx, xl.Fd{GFID: AnchorGFID, Flags: syscall.O_RDONLY}, false)
+	if e != 0 && e != syscall.EISDIR {
+		return fmt.Errorf("syncing the copy: %w", e)
+	}
+	return nil
+}
+
 func (m *migration) remove(x xl.Xlator) error {
 	return m.roots(x, func(parent xl.GFID, de *xl.Dirent) error { return m.removeEntry(x, parent, de) })
 }

@@ -333,3 +333,40 @@ func TestMigratePrecopy(t *testing.T) {
 		t.Errorf("scrub: %+v, %v", st, err)
 	}
 }
+
+// The copy is synced on its new set while the source still holds the
+// data: a client that fsynced the file on the old set, or whose writes
+// were answered durable and so skips its fsync, must not find it only
+// in the new set's unsynced journals after the cut-over.
+func TestMigrateSyncsCopyBeforeCutover(t *testing.T) {
+	var sets atomic.Int32
+	var c *cluster
+	var file xl.GFID
+	var syncs, whileSourceHad atomic.Int32
+	wrap := func(next xl.Xlator) xl.Xlator {
+		set := sets.Add(1) - 1
+		f := &xl.Funnel{}
+		f.H = func(ctx context.Context, op *xl.Fop) *xl.Result {
+			if set == 1 && op.Op == xl.OpFsync {
+				syncs.Add(1)
+				if _, e := c.stores[0].Getattr(bg, file); e == 0 {
+					whileSourceHad.Add(1)
+				}
+			}
+			return xl.Dispatch(ctx, next, op)
+		}
+		return f
+	}
+	c = newClusterWith(t, 2, 1, Options{}, wrap)
+	dir := c.mkdirOn(xl.RootGFID, "d", 0)
+	file = c.create(dir, "f", []byte("data"))
+	if err := c.d.MigrateToken(bg, TokenOf(dir), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() == 0 || whileSourceHad.Load() == 0 {
+		t.Fatalf("the new set got %d fsyncs, %d while the source still had the file; want one before the cut-over", syncs.Load(), whileSourceHad.Load())
+	}
+	if _, e := c.stores[0].Getattr(bg, file); e == 0 {
+		t.Fatal("the source still has the file after the migration")
+	}
+}

@@ -132,7 +132,9 @@ func (c *Client) fsyncStart(g xl.GFID) (send bool, mark uint64) {
 
 // fsynced records a successful FSYNC sent when the marks stood at mark:
 // the leader synced every entry proposed before it, hence every mutation
-// that completed before it was sent, of every file.
+// that succeeded before it was sent, of every file. A mutation whose
+// outcome was unknown (given up on) may reach the leader after the
+// FSYNC and is not covered; its caller was told it failed.
 func (c *Client) fsynced(mark uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -81,7 +81,9 @@
 // it cannot all name, count for every file. An fsync with none of those
 // since the last successful FSYNC was sent returns at once; otherwise it
 // goes to the leader, and its success covers every mutation that
-// completed before it was sent. A leader change needs no care: a quorum
+// succeeded before it was sent (one given up on with its outcome unknown
+// may still reach the leader later, uncovered: the caller had its
+// error). A leader change needs no care: a quorum
 // synced a durable answer's entry, and every later leader holds it.
 package jbrclient
 

@@ -1045,8 +1045,13 @@ func (c *Core) onAppend(m Message) {
 	c.commitTo(min(m.Commit, c.match))
 	c.askSync()
 	if len(c.rd.Appends) == appended {
-		// Nothing new to write: answer now, with the read round.
-		c.acked, c.syncAcked = min(c.written, c.match), min(c.synced, c.match)
+		// Nothing new to write: answer now, with the read round, and
+		// hold back what must be acknowledged once synced, as ackLeader.
+		idx, sidx := min(c.written, c.match), min(c.synced, c.match)
+		if c.synced < c.holdAck {
+			idx = min(idx, max(sidx, c.acked))
+		}
+		c.acked, c.syncAcked = idx, sidx
 		c.send(Message{Type: MsgAppendResp, To: m.From, Index: c.acked, Sync: c.syncAcked, Round: c.seenRound})
 	}
 }

@@ -506,7 +506,6 @@ func (m *migration) setattr(a xl.Attr) error {
 	return nil
 }
 
-// remove deletes the token's objects from x.
 // sync makes the copy durable on the target set before the layout
 // names it and the source's copy goes. Clients may have fsynced the
 // source's data, and a client whose writes were answered durable skips
@@ -521,6 +520,7 @@ func (m *migration) sync() error {
 	return nil
 }
 
+// remove deletes the token's objects from x.
 func (m *migration) remove(x xl.Xlator) error {
 	return m.roots(x, func(parent xl.GFID, de *xl.Dirent) error { return m.removeEntry(x, parent, de) })
 }

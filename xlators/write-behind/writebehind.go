@@ -57,6 +57,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gluon-fs/gluon/internal/bufpool"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
 
@@ -211,7 +212,7 @@ func (x *WriteBehind) Write(ctx context.Context, fd xl.Fd, data []byte, off int6
 	}
 	grew, merged := x.merge(ctx, in, fd, data, off, end)
 	if !merged {
-		buf := getBuf(len(data))
+		buf := *bufpool.Get(len(data))
 		copy(buf, data)
 		in.reqs = append(in.reqs, &req{
 			ctx: context.WithoutCancel(ctx), fd: fd, off: off, data: buf,
@@ -253,9 +254,10 @@ func (x *WriteBehind) merge(ctx context.Context, in *inode, fd xl.Fd, data []byt
 	case grew > 0 && lo == r.off && int64(cap(r.data)) >= hi-lo:
 		r.data = r.data[:hi-lo]
 	case grew > 0:
-		buf := getBuf(maxAggregate)[:hi-lo]
+		buf := (*bufpool.Get(maxAggregate))[:hi-lo]
 		copy(buf[r.off-lo:], r.data)
-		putBuf(r.data) // unsent: nobody else has it
+		old := r.data
+		bufpool.Put(&old) // unsent: nobody else has it
 		r.data, r.off = buf, lo
 	}
 	copy(r.data[off-lo:], data)
@@ -306,12 +308,16 @@ func conflictsEarlier(earlier []*req, r *req) bool {
 }
 
 // send performs r below and finishes it. A written-behind request's
-// buffer is recycled once r has left in.reqs: only the caller of a
-// synchronous write looks at r after that, for n and err.
+// buffer (from bufpool: copying every write into a fresh slice made
+// nearly all of a client's allocations) is recycled once r has left
+// in.reqs: the translators below are done with a write's data when Write
+// returns (protocol/client waits for the socket write even when it gives
+// up on a call), and only the caller of a synchronous write looks at r
+// after that, for n and err.
 func (x *WriteBehind) send(in *inode, r *req) {
 	defer x.wg.Done()
 	if r.behind {
-		defer putBuf(r.data)
+		defer func() { b := r.data; bufpool.Put(&b) }()
 	}
 	n, e := x.Xlator.Write(r.ctx, r.fd, r.data, r.off)
 	if r.behind && e == 0 && n != len(r.data) {

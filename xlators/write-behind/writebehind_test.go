@@ -321,17 +321,6 @@ func TestBuffersNotReusedInFlight(t *testing.T) {
 	}
 }
 
-// Every write size has a buffer class that holds it.
-func TestBufClasses(t *testing.T) {
-	for _, n := range []int{1, 4095, 4096, 4097, 100 << 10, 128 << 10, 1 << 20, xl.MaxIO - 1, xl.MaxIO} {
-		b := getBuf(n)
-		if len(b) != n || cap(b) < n || cap(b) > max(2*n, 1<<minBufShift) {
-			t.Errorf("getBuf(%d): len %d cap %d", n, len(b), cap(b))
-		}
-		putBuf(b)
-	}
-}
-
 // Independent writes go out together: a writer at queue depth one gets
 // several of them in flight.
 func TestIndependentWritesInParallel(t *testing.T) {

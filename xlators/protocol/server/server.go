@@ -40,7 +40,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/gluon-fs/gluon/xlators/protocol/internal/bufpool"
+	"github.com/gluon-fs/gluon/internal/bufpool"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )

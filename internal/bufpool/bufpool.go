@@ -1,5 +1,6 @@
-// Package bufpool recycles the I/O buffers of the protocol: request write
-// data and read replies on the server, scratch space on both sides.
+// Package bufpool recycles I/O buffers by power-of-two class: the
+// protocol's request write data and read replies on the server, scratch
+// space on both sides, and write-behind's copies of acknowledged writes.
 package bufpool
 
 import (

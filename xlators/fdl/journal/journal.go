@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gluon-fs/gluon/internal/bufpool"
 )
 
 // DefaultSegmentSize is the preallocated size of a segment file.
@@ -654,8 +656,11 @@ func (j *Journal) push(rec *Record, wait bool) (*pending, error) {
 	if size > MaxRecordSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxRecordSize)
 	}
-	buf, pooled := getBuf(pad8(size))
-	p := &pending{buf: encodeInto(buf, rec, size), pooled: pooled}
+	// Record buffers are recycled once written: a write's record is as
+	// large as its data, and a buffer per append was the largest source
+	// of garbage on the write path.
+	pooled := bufpool.Get(pad8(size))
+	p := &pending{buf: encodeInto((*pooled)[:0], rec, size), pooled: pooled}
 	if wait {
 		p.done = make(chan error, 1)
 	}
@@ -761,7 +766,7 @@ func (j *Journal) writeOut(batch []*pending, broken error) {
 	// thread switch per write.
 	idle := j.lazyArmed && j.want <= j.durable && j.err == nil
 	for i, p := range batch {
-		putBuf(p.pooled)
+		bufpool.Put(p.pooled)
 		p.buf, p.pooled = nil, nil
 		switch {
 		case p.done == nil:

@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
-	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/gluon-fs/gluon/xlators/xl"
@@ -142,38 +140,6 @@ func encodeInto(buf []byte, rec *Record, size int) []byte {
 	b = b[:pad8(size)]
 	clear(b[size:])
 	return b
-}
-
-// Record buffers are recycled once written, in power-of-two classes from
-// 1 KiB to 2 MiB: a write's record is as large as its data, and a buffer
-// per append was the largest source of garbage on the write path. The
-// record of a 1 MiB write, FUSE's largest, is a little over 1 MiB.
-const (
-	minPooledShift = 10
-	maxPooledShift = 21
-)
-
-var recBufs [maxPooledShift - minPooledShift + 1]sync.Pool // of *[]byte
-
-// getBuf returns a buffer of capacity at least n, from the pool when n
-// is within its classes (pooled is then what putBuf takes back).
-func getBuf(n int) (buf []byte, pooled *[]byte) {
-	shift := max(bits.Len(uint(n-1)), minPooledShift)
-	if shift > maxPooledShift {
-		return make([]byte, 0, n), nil
-	}
-	if p, ok := recBufs[shift-minPooledShift].Get().(*[]byte); ok {
-		return (*p)[:0], p
-	}
-	b := make([]byte, 0, 1<<shift)
-	return b, &b
-}
-
-// putBuf gives back a buffer from getBuf, which nothing uses any more.
-func putBuf(pooled *[]byte) {
-	if pooled != nil {
-		recBufs[bits.Len(uint(cap(*pooled)))-1-minPooledShift].Put(pooled)
-	}
 }
 
 func appendBytes(b, v []byte) []byte {

@@ -2,6 +2,7 @@ package jbrserver
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,8 +18,9 @@ type metrics struct {
 	term      prometheus.Gauge
 	role      prometheus.Gauge
 	// Linearizable reads on the leader: served under its read lease, or
-	// after a heartbeat round with a quorum.
-	leaseReads, roundReads prometheus.Counter
+	// after a heartbeat round with a quorum. Status reports them too, so
+	// they are counted here and exported through CounterFuncs.
+	leaseReads, roundReads atomic.Uint64
 }
 
 // newMetrics creates the server's metrics, labelled with its volume, set
@@ -40,12 +42,14 @@ func newMetrics(opts Options) *metrics {
 			Help: "Highest term this brick has seen.", ConstLabels: labels}),
 		role: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gluon", Subsystem: "jbr", Name: "role",
 			Help: "This brick's role: 0 follower, 1 recovering leader, 2 leader.", ConstLabels: labels}),
-		leaseReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "lease_reads_total",
-			Help: "Linearizable reads this leader took on under its read lease, with no message (counted as taken on, failed ones included).", ConstLabels: labels}),
-		roundReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "round_reads_total",
-			Help: "Linearizable reads this leader took on holding no read lease, to serve after a heartbeat round with a quorum (failed ones included).", ConstLabels: labels}),
 	}
+	leaseReads := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "lease_reads_total",
+		Help: "Linearizable reads this leader took on under its read lease, with no message (counted as taken on, failed ones included).", ConstLabels: labels},
+		func() float64 { return float64(m.leaseReads.Load()) })
+	roundReads := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gluon", Subsystem: "jbr", Name: "round_reads_total",
+		Help: "Linearizable reads this leader took on holding no read lease, to serve after a heartbeat round with a quorum (failed ones included).", ConstLabels: labels},
+		func() float64 { return float64(m.roundReads.Load()) })
 	m.group = promgroup.Register(opts.Metrics, opts.Logger, m.proposals, m.commits, m.applied, m.latency, m.term, m.role,
-		m.leaseReads, m.roundReads)
+		leaseReads, roundReads)
 	return m
 }

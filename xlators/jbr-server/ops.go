@@ -298,13 +298,11 @@ func (s *Server) read(ctx context.Context, f *xl.Fop) *xl.Result {
 		if s.clock() < sn.leaseUntil {
 			// No other leader can commit anything before the lease
 			// ends: what committed by now is all there is.
-			s.leaseReads.Add(1)
-			s.metrics.leaseReads.Inc()
+			s.metrics.leaseReads.Add(1)
 			index = sn.commit
 			break
 		}
-		s.roundReads.Add(1)
-		s.metrics.roundReads.Inc()
+		s.metrics.roundReads.Add(1)
 		r := &request{kind: readRound}
 		if e := s.send(r); e != 0 {
 			return &xl.Result{Errno: e}

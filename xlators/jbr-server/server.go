@@ -142,9 +142,6 @@ type Server struct {
 	results *results
 	apply   *applier
 	metrics *metrics
-	// Linearizable reads served under the lease and after a round (the
-	// metrics' counters, kept for Status).
-	leaseReads, roundReads atomic.Uint64
 
 	// client and seq name requests that come without a request id.
 	client [16]byte
@@ -382,7 +379,7 @@ func (s *Server) Status() Status {
 		LastIndex: sn.lastIndex, LastTerm: sn.lastTerm, Commit: sn.commit, SyncCommit: sn.syncCommit,
 		Applied: s.apply.appliedIndex(), Consistency: s.opts.Consistency,
 		Resyncing:  sn.resyncing,
-		LeaseReads: s.leaseReads.Load(), RoundReads: s.roundReads.Load(),
+		LeaseReads: s.metrics.leaseReads.Load(), RoundReads: s.metrics.roundReads.Load(),
 	}
 }
 

@@ -325,11 +325,11 @@ func (s *Store) listNative(o *obj) (names, keys []string, e syscall.Errno) {
 		return nil, nil, e
 	}
 	for _, b := range bytes.Split(buf, []byte{0}) {
-		switch name := string(b); {
-		case strings.HasPrefix(name, spillPrefix):
-			keys = append(keys, name[len(spillPrefix):])
-		case name != "" && !internalXattr(name):
-			names = append(names, name)
+		switch listedKind(b) {
+		case spillMarker:
+			keys = append(keys, string(b[len(spillPrefix):]))
+		case clientXattr:
+			names = append(names, string(b))
 		}
 	}
 	return names, keys, 0

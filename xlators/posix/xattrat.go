@@ -103,6 +103,24 @@ func (s *Store) entryNoXattrs(p *dirRef, name string, f gfidFlags) bool {
 	return err == nil && !clientXattrs(buf[:n])
 }
 
+// An xattr name as listed stands for a client's xattr on the object, a
+// spilled one (its marker), or the store's own.
+const (
+	ownXattr = iota
+	clientXattr
+	spillMarker
+)
+
+func listedKind(name []byte) int {
+	switch {
+	case bytes.HasPrefix(name, []byte(spillPrefix)):
+		return spillMarker
+	case len(name) > 0 && !bytes.HasPrefix(name, []byte(xattrPrefix)):
+		return clientXattr
+	}
+	return ownXattr
+}
+
 // clientXattrs reports whether a list of xattr names holds a client's
 // or a spill marker, which stands for one.
 func clientXattrs(list []byte) bool {
@@ -111,8 +129,7 @@ func clientXattrs(list []byte) bool {
 		if i < 0 {
 			i = len(list)
 		}
-		x := list[:i]
-		if len(x) > 0 && (!bytes.HasPrefix(x, []byte(xattrPrefix)) || bytes.HasPrefix(x, []byte(spillPrefix))) {
+		if listedKind(list[:i]) != ownXattr {
 			return true
 		}
 		list = list[min(i+1, len(list)):]

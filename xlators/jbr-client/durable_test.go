@@ -93,6 +93,16 @@ func TestFsyncAfterDurableWritesAnsweredByClient(t *testing.T) {
 	}
 }
 
+// failing is a brick hook that fails every op of its kind with errno.
+func failing(op xl.Op, errno syscall.Errno) func(context.Context, *xl.Fop) *xl.Result {
+	return func(_ context.Context, f *xl.Fop) *xl.Result {
+		if f.Op == op {
+			return &xl.Result{Errno: errno}
+		}
+		return nil
+	}
+}
+
 // Every way a mutation can end without a durable answer sends the next
 // fsync to the leader.
 func TestNonDurableAnswerForcesFsync(t *testing.T) {
@@ -108,24 +118,14 @@ func TestNonDurableAnswerForcesFsync(t *testing.T) {
 			s.mustWrite(fd)
 		}, "DWF"},
 		{"durable write failed", func(s *syncer, b *brick, fd xl.Fd) {
-			b.setHook(func(_ context.Context, f *xl.Fop) *xl.Result {
-				if f.Op == xl.OpWrite {
-					return &xl.Result{Errno: syscall.EIO}
-				}
-				return nil
-			})
+			b.setHook(failing(xl.OpWrite, syscall.EIO))
 			if e := s.write(fd); e != syscall.EIO {
 				s.t.Fatalf("write: %v, want EIO", e)
 			}
 			b.setHook(nil)
 		}, "DF"},
 		{"durable write's outcome unknown", func(s *syncer, b *brick, fd xl.Fd) {
-			b.setHook(func(_ context.Context, f *xl.Fop) *xl.Result {
-				if f.Op == xl.OpWrite {
-					return &xl.Result{Errno: syscall.ENOTCONN}
-				}
-				return nil
-			})
+			b.setHook(failing(xl.OpWrite, syscall.ENOTCONN))
 			if e := s.write(fd); e != syscall.ENOTCONN {
 				s.t.Fatalf("write: %v, want ENOTCONN", e)
 			}
@@ -146,12 +146,7 @@ func TestNonDurableAnswerForcesFsync(t *testing.T) {
 		{"failed fsync", func(s *syncer, b *brick, fd xl.Fd) {
 			s.mustWrite(fd)
 			s.mustWrite(fd)
-			b.setHook(func(_ context.Context, f *xl.Fop) *xl.Result {
-				if f.Op == xl.OpFsync {
-					return &xl.Result{Errno: syscall.EIO}
-				}
-				return nil
-			})
+			b.setHook(failing(xl.OpFsync, syscall.EIO))
 			if e := s.fsync(fd); e != syscall.EIO {
 				s.t.Fatalf("fsync: %v, want EIO", e)
 			}

@@ -15,19 +15,12 @@ import (
 // data is the caller's slice, not a copy of it.
 func TestReadLandsInCallerBuffer(t *testing.T) {
 	c := memfsClient(t)
-
 	ctx := context.Background()
-	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
-	if e != 0 {
-		t.Fatal(e)
-	}
 	data := make([]byte, 256<<10)
 	for i := range data {
 		data[i] = byte(i)
 	}
-	if _, e := c.Write(ctx, fd, data, 0); e != 0 {
-		t.Fatal(e)
-	}
+	fd := createWith(t, c, data)
 	dst := make([]byte, len(data)+100)
 	r := c.call(ctx, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: int64(len(dst)), Data: dst})
 	if r.Errno != 0 || len(r.Data) != len(data) {
@@ -46,15 +39,8 @@ func TestReadLandsInCallerBuffer(t *testing.T) {
 // that left it out would leave the server reading the next frame as it.
 func TestReadWithBigXdataKeepsTheStream(t *testing.T) {
 	c := memfsClient(t)
-
 	ctx := context.Background()
-	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
-	if e != 0 {
-		t.Fatal(e)
-	}
-	if _, e := c.Write(ctx, fd, []byte("hello"), 0); e != 0 {
-		t.Fatal(e)
-	}
+	fd := createWith(t, c, []byte("hello"))
 	for range 3 {
 		dst := make([]byte, 16)
 		r := c.call(ctx, &xl.Fop{Op: xl.OpRead, Fd: fd, Len: int64(len(dst)), Data: dst,
@@ -66,6 +52,20 @@ func TestReadWithBigXdataKeepsTheStream(t *testing.T) {
 			t.Fatalf("getattr after it: %v, size %d", e, a.Size)
 		}
 	}
+}
+
+// createWith creates file f in the root through c, holding data.
+func createWith(t *testing.T, c *Client, data []byte) xl.Fd {
+	t.Helper()
+	ctx := context.Background()
+	fd, _, e := c.Create(ctx, xl.RootGFID, "f", xl.NewGFID(), syscall.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := c.Write(ctx, fd, data, 0); e != 0 {
+		t.Fatal(e)
+	}
+	return fd
 }
 
 // memfsClient connects a client to a brick serving a memfs on loopback;

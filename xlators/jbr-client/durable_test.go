@@ -37,6 +37,16 @@ func (s *syncer) mustWrite(fd xl.Fd) {
 	}
 }
 
+// writeFailing has the leader b fail a write of fd with errno.
+func (s *syncer) writeFailing(b *brick, fd xl.Fd, errno syscall.Errno) {
+	s.t.Helper()
+	b.setHook(failing(xl.OpWrite, errno))
+	defer b.setHook(nil)
+	if e := s.write(fd); e != errno {
+		s.t.Fatalf("write: %v, want %v", e, errno)
+	}
+}
+
 func (s *syncer) mustFsync(fd xl.Fd) {
 	s.t.Helper()
 	if e := s.fsync(fd); e != 0 {
@@ -118,18 +128,10 @@ func TestNonDurableAnswerForcesFsync(t *testing.T) {
 			s.mustWrite(fd)
 		}, "DWF"},
 		{"durable write failed", func(s *syncer, b *brick, fd xl.Fd) {
-			b.setHook(failing(xl.OpWrite, syscall.EIO))
-			if e := s.write(fd); e != syscall.EIO {
-				s.t.Fatalf("write: %v, want EIO", e)
-			}
-			b.setHook(nil)
+			s.writeFailing(b, fd, syscall.EIO)
 		}, "DF"},
 		{"durable write's outcome unknown", func(s *syncer, b *brick, fd xl.Fd) {
-			b.setHook(failing(xl.OpWrite, syscall.ENOTCONN))
-			if e := s.write(fd); e != syscall.ENOTCONN {
-				s.t.Fatalf("write: %v, want ENOTCONN", e)
-			}
-			b.setHook(nil)
+			s.writeFailing(b, fd, syscall.ENOTCONN)
 		}, "D+F"},
 		{"truncate of the file", func(s *syncer, _ *brick, fd xl.Fd) {
 			s.mustWrite(fd)

@@ -266,7 +266,8 @@ func TestRetryTimeout(t *testing.T) {
 	fd := w.create(t, "data", syscall.O_RDWR)
 	// The margin is for a loaded machine (a stalled test process counts
 	// the stall in); the bound stays well below the ping timeout.
-	const bound = request + retry + request + 4*time.Second
+	leaseDuration := (&volume.Volume{}).Duration(volume.OptLeaseDuration) // the default, which the cluster keeps
+	bound := leaseDuration + request + retry + request + 4*time.Second
 	ops := map[string]func() syscall.Errno{
 		"write": func() syscall.Errno {
 			// Acknowledged by write-behind; the fsync reports its failure.
@@ -277,6 +278,10 @@ func TestRetryTimeout(t *testing.T) {
 			return e
 		},
 		"read": func() syscall.Errno {
+			// Within the leader's read lease from its last quorum a read
+			// is served, rightly (TestQuorumLoss); once it has run out,
+			// the read must fail like the write.
+			time.Sleep(leaseDuration)
 			_, e := v.Top.Read(w.ctx(context.Background()), fd, make([]byte, recordSize), 0)
 			return e
 		},

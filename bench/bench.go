@@ -511,6 +511,11 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	if t.pids != nil {
 		pids = t.pids()
 	}
+	dev, devErr := diskOf(r.s.workDir)
+	var disk0 diskIO
+	if devErr == nil {
+		disk0, devErr = readDiskIO(dev)
+	}
 	mon := startMonitor(pids)
 	fr, err := run.run(ctx)
 	if mon != nil {
@@ -528,7 +533,24 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	res.OpsPerSec, res.BytesPerSec = sum.iops, sum.bw
 	res.P50, res.P99 = sum.p50, sum.p99
 	res.Elapsed, res.ClientCPU, res.Note = sum.elapsed, sum.clientCPU, sum.note
+	if devErr == nil && sum.wrote > 0 {
+		// Untimed: what the run left in the page cache (a brick's store,
+		// local's file) is its disk traffic too.
+		unix.Sync()
+		if disk1, err := readDiskIO(dev); err == nil {
+			d := disk1.sub(disk0)
+			res.DiskWritten, res.DiskDiscarded = d.written, d.discarded
+			res.Note = joinNotes(res.Note, diskNote(d, sum.wrote))
+		}
+	}
 	return res
+}
+
+func joinNotes(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
 }
 
 // prepare does what workload fw needs before its measured run, and in any

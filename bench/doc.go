@@ -77,6 +77,15 @@
 // requested with lat_percentiles=1; clat_ns for other fio output) of the
 // read side, or of the write side for write-only jobs.
 //
+// For the workloads that write, the NOTE also says how much the disk
+// under the work directory wrote (and discarded, where the file system
+// discards freed blocks) from the start of the run to a sync after it,
+// as a multiple of the bytes fio wrote: a replica-3 volume writes at
+// least 3x, and gluon's journal doubles that. The sync is untimed; it
+// counts what the run left in the page cache (a brick's store, local's
+// file). The counters are the device's (/proc/diskstats), so anything
+// else writing to that disk meanwhile is counted too.
+//
 // The metadata workload "meta" (RunMeta, in Go) has Config.MetaWorkers
 // workers (default 1, as in the reference suite) create, stat, list
 // (meta-ls), read and unlink Config.MetaFiles files of 1 KiB spread over

@@ -117,6 +117,7 @@ func ParseFioJSON(r io.Reader) (*FioResult, error) {
 // fioSummary is what one fio run contributes to a Result.
 type fioSummary struct {
 	iops, bw  float64
+	wrote     int64 // bytes written, all jobs
 	p50, p99  time.Duration
 	elapsed   time.Duration
 	clientCPU time.Duration
@@ -137,6 +138,7 @@ func (res *FioResult) summarize() (fioSummary, error) {
 		readIOPS += j.Read.IOPS
 		writeIOPS += j.Write.IOPS
 		s.bw += float64(j.Read.BWBytes + j.Write.BWBytes)
+		s.wrote += j.Write.IOBytes
 		s.elapsed = max(s.elapsed, time.Duration(max(j.Read.Runtime, j.Write.Runtime))*time.Millisecond)
 		s.clientCPU += time.Duration((j.UsrCPU + j.SysCPU) / 100 * float64(j.JobRuntime) * float64(time.Millisecond))
 		if i == 0 {

@@ -85,8 +85,13 @@ type Result struct {
 	PeakRSS   uint64        `json:"peak_rss_bytes"`
 	Measured  bool          `json:"measured"`
 	ClientCPU time.Duration `json:"client_cpu_ns,omitempty"` // fio's own user+system time
-	Note      string        `json:"note,omitempty"`          // e.g. read/write split, fsync latency
-	Error     string        `json:"error,omitempty"`
+	// Disk is what the disk under the work directory wrote and discarded
+	// from the start of a writing fio run to a sync after it: the
+	// target's, and anything else the machine did meanwhile.
+	DiskWritten   uint64 `json:"disk_written_bytes,omitempty"`
+	DiskDiscarded uint64 `json:"disk_discarded_bytes,omitempty"`
+	Note          string `json:"note,omitempty"` // e.g. read/write split, fsync latency
+	Error         string `json:"error,omitempty"`
 }
 
 // Value is the headline number in Unit.

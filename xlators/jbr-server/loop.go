@@ -48,8 +48,8 @@ type loop struct {
 	// holdApply is the journal index a follower's requested sync must
 	// reach before it applies more: see carryOut.
 	holdApply uint64
-	led       bool   // led when last processed
-	broken    bool   // the journal failed: refuse everything
+	led       bool // led when last processed
+	broken    bool // the journal failed: refuse everything
 }
 
 func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {

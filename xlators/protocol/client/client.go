@@ -1,5 +1,8 @@
 // Package client is the mount side of gluon's protocol: an xl.Xlator that
-// sends every op to one brick's protocol/server over TCP.
+// sends every op to one brick's protocol/server over TCP, or, when the
+// brick's address is one of this host's, over the unix socket the server
+// shadows its TCP port with (it skips the loopback TCP/IP stack, about a
+// third of the CPU of a small round trip).
 //
 // A Client keeps one connection, multiplexed: calls from many goroutines
 // are in flight together and their replies are matched by id. It pings the
@@ -37,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/localsock"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -303,10 +307,15 @@ func (c *Client) conn(ctx context.Context) (*conn, syscall.Errno) {
 func (c *Client) dial() (*conn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", c.opts.Addr)
+	nc, err := localsock.Dial(ctx, c.opts.Addr)
 	if err != nil {
-		return nil, err
+		c.log.Warn("not using the server's local socket; dialing TCP", "err", err)
+	}
+	if nc == nil {
+		var d net.Dialer
+		if nc, err = d.DialContext(ctx, "tcp", c.opts.Addr); err != nil {
+			return nil, err
+		}
 	}
 	deadline, _ := ctx.Deadline()
 	nc.SetDeadline(deadline)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gluon-fs/gluon/xlators/memfs"
 	"github.com/gluon-fs/gluon/xlators/protocol/client"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/localsock"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/probe"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/spy"
 	"github.com/gluon-fs/gluon/xlators/protocol/internal/testlog"
@@ -42,6 +43,11 @@ func startBrick(t testing.TB, top xl.Xlator, addr string, opts server.Options) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveBrick(t, top, ln, opts)
+}
+
+func serveBrick(t testing.TB, top xl.Xlator, ln net.Listener, opts server.Options) *brick {
+	t.Helper()
 	if opts.Volume == "" {
 		opts.Volume = "vol0"
 	}
@@ -83,6 +89,45 @@ func newClient(t testing.TB, addr string, opts client.Options) (*client.Client, 
 	}
 	t.Cleanup(func() { c.Close() })
 	return c, log
+}
+
+// tcpOnly hides a TCP listener's type, so that the server does not shadow
+// it with a local socket.
+type tcpOnly struct{ net.Listener }
+
+// A client reaches a brick on its host through the brick's local socket,
+// and one that has none over TCP.
+func TestLocalSocket(t *testing.T) {
+	for _, local := range []bool{true, false} {
+		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			if !local {
+				ln = tcpOnly{ln}
+			}
+			b := serveBrick(t, memfs.New(memfs.Options{}), ln, server.Options{})
+			if local {
+				// Serve opens the local socket in the background.
+				eventually(t, "the local socket", func() bool {
+					nc, _ := localsock.Dial(context.Background(), addr)
+					if nc != nil {
+						nc.Close()
+					}
+					return nc != nil
+				})
+			}
+			c, _ := newClient(t, addr, client.Options{})
+			if _, e := c.Getattr(context.Background(), xl.RootGFID); e != 0 {
+				t.Fatalf("getattr: %v", e)
+			}
+			if got := b.log.Contains("client connected", `remote="local pid`); got != local {
+				t.Errorf("connected through the local socket: %v, want %v; log:\n%s", got, local, b.log)
+			}
+		})
+	}
 }
 
 // eventually retries f until it succeeds, for state that converges
@@ -308,7 +353,8 @@ func TestWrongVolumeIsRejected(t *testing.T) {
 		return log.Contains("server rejected", `volume \"other\" is not served here`)
 	})
 	eventually(t, "server logs the rejection", func() bool {
-		return b.log.Contains("WARN", "handshake rejected", "remote=127.0.0.1")
+		// Over TCP or the local socket, whichever the server had open.
+		return b.log.Contains("WARN", "handshake rejected", "remote=")
 	})
 }
 

@@ -1,6 +1,8 @@
 // Package server is the brick side of gluon's protocol: it accepts client
 // connections, decodes each request into an xl.Fop, performs it on the top
-// of the brick graph with xl.Dispatch and sends back the xl.Result.
+// of the brick graph with xl.Dispatch and sends back the xl.Result. A TCP
+// listener is shadowed by a unix socket for clients on the same host
+// (package localsock).
 //
 // Requests on one connection run concurrently and are answered as they
 // finish, in any order. A quick request is served by the goroutine that
@@ -41,6 +43,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/gluon-fs/gluon/internal/bufpool"
+	"github.com/gluon-fs/gluon/xlators/protocol/internal/localsock"
 	"github.com/gluon-fs/gluon/xlators/protocol/wire"
 	"github.com/gluon-fs/gluon/xlators/xl"
 )
@@ -149,25 +152,54 @@ func New(top xl.Xlator, opts Options) *Server {
 }
 
 // Serve accepts connections on ln until Close, then returns nil. Other
-// listener errors are returned; ln is closed either way.
+// listener errors are returned; ln is closed either way. While it serves
+// a TCP listener, clients on this host may also reach it through a unix
+// socket named after its address (package localsock).
 func (s *Server) Serve(ln net.Listener) error {
+	uln, err := localsock.Listen(ln)
+	if err != nil {
+		s.log.Info("serving TCP only: no local socket", "addr", ln.Addr().String(), "err", err)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		ln.Close()
+		if uln != nil {
+			uln.Close()
+		}
 		return nil
 	}
 	s.lns[ln] = struct{}{}
 	s.wg.Add(1)
+	if uln != nil {
+		s.lns[uln] = struct{}{}
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
-	defer func() {
+	release := func(ln net.Listener) {
 		s.mu.Lock()
 		delete(s.lns, ln)
 		s.mu.Unlock()
 		ln.Close()
 		s.wg.Done()
-	}()
+	}
+	defer release(ln)
+	if uln != nil {
+		// Closed when ln is done, so that the name never outlives the
+		// TCP port it stands for.
+		defer uln.Close()
+		go func() {
+			defer release(uln)
+			if err := s.accept(uln); err != nil {
+				s.log.Debug("local socket closed", "err", err)
+			}
+		}()
+	}
+	return s.accept(ln)
+}
 
+// accept serves ln until Close (nil) or an error that retrying cannot cure.
+func (s *Server) accept(ln net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -238,7 +270,7 @@ func (s *Server) start(nc net.Conn) {
 	c := &conn{
 		s:        s,
 		nc:       nc,
-		log:      s.log.With("remote", nc.RemoteAddr().String()),
+		log:      s.log.With("remote", localsock.Remote(nc)),
 		ctx:      ctx,
 		cancel:   cancel,
 		dying:    make(chan struct{}),

@@ -74,8 +74,11 @@ const (
 // Data travels in the frame's data section (see RequestData), so that it
 // goes from the caller's slice to the socket, and from the socket into
 // the value the server decodes, without a copy: replication's peer
-// messages carry whole writes this way.
-const OutOfLine = 16 << 10
+// messages carry whole writes this way, down to a page: copying each
+// replicated 4 KiB write into the batch and into every follower's frame
+// kept malloc and GC at 35% of a leader's CPU under 4 KiB random writes
+// (29% without the copies).
+const OutOfLine = 4 << 10
 
 // AppendRequest appends a request frame, header and metadata, to b. The
 // frame's data section, which the caller sends right after, is
@@ -434,7 +437,12 @@ func appendAttr(b []byte, a *xl.Attr) []byte {
 // leaves out the keys in skip (sorted).
 func appendXdata(b []byte, x xl.Xdata, skip []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(x)-len(skip)))
-	keys := make([]string, 0, len(x))
+	// Most xdata has a few keys: sort them on the stack.
+	var few [8]string
+	keys := few[:0]
+	if len(x) > len(few) {
+		keys = make([]string, 0, len(x))
+	}
 	for k := range x {
 		if _, found := slices.BinarySearch(skip, k); !found {
 			keys = append(keys, k)

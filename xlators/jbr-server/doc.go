@@ -30,9 +30,7 @@
 // leader tells followers how far it has committed on its next append,
 // or, when none follows within a twentieth of the heartbeat, in a
 // heartbeat of its own; they apply the same entries. A brick applies an
-// entry only once it is committed and written to its own journal; a
-// follower asked to sync its journal applies nothing more until that
-// fdatasync is done, since the leader waits for it.
+// entry only once it is committed and written to its own journal.
 //
 // # Durability
 //

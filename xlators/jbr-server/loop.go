@@ -44,12 +44,8 @@ type loop struct {
 	submitted uint64 // handed to the applier up to here
 	wj        uint64 // the journal is written up to this journal index
 	dj        uint64 // ... and fdatasynced up to this one
-	queued    uint64 // the last journal index queued
-	// holdApply is the journal index a follower's requested sync must
-	// reach before it applies more: see carryOut.
-	holdApply uint64
-	led       bool // led when last processed
-	broken    bool // the journal failed: refuse everything
+	led       bool   // led when last processed
+	broken    bool   // the journal failed: refuse everything
 }
 
 func newLoop(s *Server, c *core.Core, cs *coldStart) *loop {
@@ -253,22 +249,12 @@ func (l *loop) carryOut(rd core.Ready) {
 	}
 	if rd.Sync != 0 {
 		l.s.j.RequestSync() // every append so far, which covers rd.Sync
-		if role, _ := l.c.Role(); role == core.Follower {
-			// The leader waits for this sync, and applying older
-			// entries first would delay it on a brick's one P: apply
-			// them once it is done.
-			l.holdApply = l.queued
-		}
+	}
+	for _, m := range rd.Messages {
+		l.route(m)
 	}
 	if rd.Commit != 0 {
 		l.commit(rd.Commit)
-	}
-	// Hand over the applies before sending: on a brick's one P the
-	// goroutine readied last runs first, and the peers' sends (a
-	// follower's ack, a leader's appends) are what someone waits for.
-	l.submitApplies()
-	for _, m := range rd.Messages {
-		l.route(m)
 	}
 	for _, rep := range rd.Replies {
 		l.reply(rep)
@@ -304,7 +290,6 @@ func (l *loop) append(ce core.Entry) error {
 		return err
 	}
 	l.log.add(e, jidx)
-	l.queued = jidx
 	return nil
 }
 
@@ -424,9 +409,6 @@ func (l *loop) onDurable() {
 // submitApplies hands the applier every entry both committed and written
 // here, in order, and returns how many.
 func (l *loop) submitApplies() int {
-	if l.dj < l.holdApply {
-		return 0
-	}
 	limit := min(l.committed, l.log.durable(l.wj))
 	n := 0
 	for ; l.submitted < limit; n++ {

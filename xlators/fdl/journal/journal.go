@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -839,12 +838,6 @@ func (j *Journal) setLazyArmed(on bool) {
 
 // sync makes every record written so far durable. Syncer only.
 func (j *Journal) sync() {
-	// A goroutine blocked in fdatasync keeps its P until sysmon takes it
-	// back, a millisecond or so later, and a brick runs on one P: let the
-	// goroutines the caller readied before asking for the sync (the
-	// sends of the same entries to the followers) run first, so that
-	// the replicas' fdatasyncs overlap instead of following this one.
-	runtime.Gosched()
 	j.fileMu.Lock()
 	j.mu.Lock()
 	target := j.written

@@ -49,11 +49,21 @@ func Listen(ln net.Listener) (net.Listener, error) {
 	return net.Listen("unix", name(ap.Addr(), int(ap.Port())))
 }
 
+// OffEnv is the environment variable that, set to "off", makes Dial
+// decline, so that every connection is TCP: to compare with a system
+// whose local traffic crosses the loopback TCP stack, or to see a
+// single-host volume's traffic as a multi-host one's (tcpdump -i lo).
+const OffEnv = "GLUON_LOCAL_SOCKET"
+
 // Dial connects to the unix socket of the server at the TCP address addr
 // if addr is an address of this host and its server has one. It returns
 // a nil net.Conn when it is not or has none, or the socket's owner is not
-// trusted (then with an error saying so): the caller dials TCP instead.
+// trusted (then with an error saying so), or $GLUON_LOCAL_SOCKET is
+// "off": the caller dials TCP instead.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {
+	if os.Getenv(OffEnv) == "off" {
+		return nil, nil
+	}
 	host, ps, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil

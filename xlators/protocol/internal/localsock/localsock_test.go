@@ -140,3 +140,11 @@ func TestListenRefusesATakenName(t *testing.T) {
 		t.Fatal("a second local socket for one TCP listener")
 	}
 }
+
+func TestDialDeclinesWhenTurnedOff(t *testing.T) {
+	tcp, _ := serve(t, "127.0.0.1:0")
+	t.Setenv(OffEnv, "off")
+	if nc, err := Dial(context.Background(), "127.0.0.1:"+port(tcp)); nc != nil || err != nil {
+		t.Fatalf("with %s=off, Dial = %v, %v; want nothing, to dial TCP", OffEnv, nc, err)
+	}
+}

@@ -511,10 +511,15 @@ func (r *runner) runFio(ctx context.Context, t *target, w string, round int, scr
 	if t.pids != nil {
 		pids = t.pids()
 	}
-	dev, devErr := diskOf(r.s.workDir)
-	var disk0 diskIO
-	if devErr == nil {
-		disk0, devErr = readDiskIO(dev)
+	var (
+		dev    diskDev
+		disk0  diskIO
+		devErr = errors.New("no disk known")
+	)
+	if t.disk != "" {
+		if dev, devErr = diskOf(t.disk); devErr == nil {
+			disk0, devErr = readDiskIO(dev)
+		}
 	}
 	mon := startMonitor(pids)
 	fr, err := run.run(ctx)

@@ -78,7 +78,8 @@
 // read side, or of the write side for write-only jobs.
 //
 // For the workloads that write, the NOTE also says how much the disk
-// under the work directory wrote (and discarded, where the file system
+// under the work directory (where every target but an existing
+// directory keeps its files) wrote (and discarded, where the file system
 // discards freed blocks) from the start of the run to a sync after it,
 // as a multiple of the bytes fio wrote: a replica-3 volume writes at
 // least 3x, and gluon's journal doubles that. The sync is untimed; it

@@ -143,6 +143,10 @@ type target struct {
 	// layoutData); dataErr why laying them out failed.
 	data    string
 	dataErr error
+	// disk is a directory on the block device the target writes to
+	// (its files, bricks or backing directory); "" when unknown, as for
+	// an existing directory, which may be a remote mount.
+	disk string
 }
 
 // openTarget sets up a target; the caller must close it.
@@ -167,6 +171,9 @@ func openTarget(ctx context.Context, s targetSpec, c *settings) (*target, error)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", s.label, err)
+	}
+	if s.kind != kindDir {
+		t.disk = c.workDir
 	}
 	t.info.Name = s.label
 	t.info.Dir = t.dir

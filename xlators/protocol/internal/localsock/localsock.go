@@ -7,13 +7,14 @@
 // about a third less CPU over a unix socket.
 //
 // Abstract unix sockets live in the network namespace, like TCP ports,
-// and a name is bound only by a server holding its TCP port, which no
-// other socket can hold meanwhile: a client reaches the server it would
-// have reached over TCP. Since any local user may bind an abstract name
-// (no file permissions guard it), the client also requires the server to
-// run as root or as its own user (SO_PEERCRED). A connection made before
-// its server opened the socket, or while the socket's name was taken, is
-// a TCP one: every dial tries the socket again.
+// but any local process may bind any name, and no file permissions guard
+// one: the client requires the server to run as root or as its own user
+// (SO_PEERCRED), and a name someone else holds leaves its clients on TCP.
+// A connection made before its server opened the socket, or while the
+// socket's name was taken, is a TCP one: every dial tries the socket
+// again. The socket is not subject to netfilter or cgroup network rules
+// that fence a brick's TCP port off from local users; where those are
+// the access control, set GLUON_LOCAL_SOCKET=off for the brick.
 package localsock
 
 import (
@@ -27,33 +28,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// name is the abstract socket of the server on TCP address ip:port; an
-// unspecified ip (a wildcard listener) is written "*".
+// name is the abstract socket of the server on TCP address ip:port. A
+// wildcard listener keeps its family's unspecified address ("0.0.0.0" or
+// "::"), so that an IPv4 and an IPv6-only wildcard on one port do not
+// share a name.
 func name(ip netip.Addr, port int) string {
-	host := "*"
-	if ip.IsValid() && !ip.IsUnspecified() {
-		host = ip.Unmap().String()
-	}
-	return "@gluon-brick/" + net.JoinHostPort(host, strconv.Itoa(port))
+	return "@gluon-brick/" + netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()
 }
 
 // Listen opens the unix listener that shadows the TCP listener ln. It
-// returns nil when ln is no *net.TCPListener, and an error when the name
-// is taken.
+// returns nil when ln is no *net.TCPListener or $GLUON_LOCAL_SOCKET is
+// "off", and an error when the name is taken.
 func Listen(ln net.Listener) (net.Listener, error) {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok {
+	if !ok || off() {
 		return nil, nil
 	}
 	ap := tl.Addr().(*net.TCPAddr).AddrPort()
 	return net.Listen("unix", name(ap.Addr(), int(ap.Port())))
 }
 
-// OffEnv is the environment variable that, set to "off", makes Dial
-// decline, so that every connection is TCP: to compare with a system
-// whose local traffic crosses the loopback TCP stack, or to see a
-// single-host volume's traffic as a multi-host one's (tcpdump -i lo).
+// OffEnv is the environment variable that, set to "off", makes Listen
+// open no socket and Dial decline, so that every connection the process
+// serves or makes is TCP: to compare with a system whose local traffic
+// crosses the loopback TCP stack, to see a single-host volume's traffic
+// as a multi-host one's (tcpdump -i lo), or to keep a brick behind
+// firewall rules.
 const OffEnv = "GLUON_LOCAL_SOCKET"
+
+func off() bool { return os.Getenv(OffEnv) == "off" }
 
 // Dial connects to the unix socket of the server at the TCP address addr
 // if addr is an address of this host and its server has one. It returns
@@ -61,7 +64,7 @@ const OffEnv = "GLUON_LOCAL_SOCKET"
 // trusted (then with an error saying so), or $GLUON_LOCAL_SOCKET is
 // "off": the caller dials TCP instead.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {
-	if os.Getenv(OffEnv) == "off" {
+	if off() {
 		return nil, nil
 	}
 	host, ps, err := net.SplitHostPort(addr)
@@ -77,25 +80,45 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, nil
 	}
 	var d net.Dialer
-	for _, n := range []string{name(ip, int(port)), name(netip.Addr{}, int(port))} {
+	var distrust error
+	for _, n := range names(ip, int(port)) {
 		nc, err := d.DialContext(ctx, "unix", n)
 		if err != nil {
 			continue
 		}
 		if err := trusted(nc.(*net.UnixConn)); err != nil {
-			// TCP still reaches the right server.
+			// Perhaps a squatter: a wildcard listener may still be ours,
+			// and TCP still reaches the right server.
 			nc.Close()
-			return nil, fmt.Errorf("local socket %s: %w", n[1:], err)
+			if distrust == nil {
+				distrust = fmt.Errorf("local socket %s: %w", n[1:], err)
+			}
+			continue
 		}
 		return nc, nil
 	}
-	return nil, nil
+	return nil, distrust
 }
 
-// localIP returns the address of host, if it is one of this host's.
+// names are the sockets that may shadow ip:port, in the order TCP would
+// reach their listeners: ip's own, its family's wildcard, and for IPv4
+// the dual-stack IPv6 wildcard (Go's ":port").
+func names(ip netip.Addr, port int) []string {
+	if ip.Is4() {
+		return []string{name(ip, port), name(netip.IPv4Unspecified(), port), name(netip.IPv6Unspecified(), port)}
+	}
+	return []string{name(ip, port), name(netip.IPv6Unspecified(), port)}
+}
+
+// localIP returns the address of host, if it is one of this host's. Only
+// IP literals and "localhost" are looked at: resolving other names here
+// would double the DNS lookups of every dial, local or not.
 func localIP(ctx context.Context, host string) (netip.Addr, error) {
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
+		if host != "localhost" {
+			return netip.Addr{}, nil
+		}
 		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		if err != nil || len(ips) == 0 {
 			return netip.Addr{}, err

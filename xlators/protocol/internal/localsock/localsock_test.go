@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -123,7 +125,7 @@ func TestDialFallsBackToTCP(t *testing.T) {
 }
 
 func TestListenIgnoresNonTCPListeners(t *testing.T) {
-	ln, err := net.Listen("unix", "@gluon-localsock-test")
+	ln, err := net.Listen("unix", "@gluon-localsock-test/"+strconv.Itoa(os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +148,25 @@ func TestDialDeclinesWhenTurnedOff(t *testing.T) {
 	t.Setenv(OffEnv, "off")
 	if nc, err := Dial(context.Background(), "127.0.0.1:"+port(tcp)); nc != nil || err != nil {
 		t.Fatalf("with %s=off, Dial = %v, %v; want nothing, to dial TCP", OffEnv, nc, err)
+	}
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if l, err := Listen(other); l != nil || err != nil {
+		t.Fatalf("with %s=off, Listen = %v, %v; want no socket", OffEnv, l, err)
+	}
+}
+
+// A dual-stack wildcard listener (Go's ":port") shadows IPv4 and IPv6
+// loopback dials alike, as TCP reaches it from both.
+func TestDialNamesFollowTheFamily(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")
+	if got, want := names(v4, 7), []string{"@gluon-brick/127.0.0.1:7", "@gluon-brick/0.0.0.0:7", "@gluon-brick/[::]:7"}; !slices.Equal(got, want) {
+		t.Errorf("names(%v) = %q, want %q", v4, got, want)
+	}
+	if got, want := names(v6, 7), []string{"@gluon-brick/[::1]:7", "@gluon-brick/[::]:7"}; !slices.Equal(got, want) {
+		t.Errorf("names(%v) = %q, want %q", v6, got, want)
 	}
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +32,11 @@ lapses if the brick dies. A brick of a replicated volume also campaigns
 to lead its replica set, and keeps a journal in DIR/.gluon/journal.
 
 Runs until SIGTERM or SIGINT, then shuts down cleanly and exits 0. If etcd
-is unreachable or the brick directory is unusable it exits 1.`,
+is unreachable or the brick directory is unusable it exits 1.
+
+Unless GOGC is set, the brick runs Go's garbage collector at GOGC=400:
+a leader allocates for every write it replicates, and at the default
+of 100 collecting took a fifth of its CPU.`,
 		Example: `  gluon brick --etcd etcd1:2379 --volume vol0 --index 0 --listen :24008
   gluon brick --volume vol0 --index 1 --log-format json --metrics :9568`,
 		Args: exactArgs(),
@@ -49,6 +55,7 @@ is unreachable or the brick directory is unusable it exits 1.`,
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			log := a.log
+			brickGC()
 			stop, err := dbg.serve(log, "brick")
 			if err != nil {
 				return err
@@ -79,4 +86,16 @@ is unreachable or the brick directory is unusable it exits 1.`,
 	cmd.MarkFlagRequired("volume")
 	cmd.MarkFlagRequired("index")
 	return cmd
+}
+
+// brickGOGC is the brick's garbage-collection target unless $GOGC says
+// otherwise: its live heap is small (journal batches, the retry cache),
+// so letting it grow four times over between collections costs tens of
+// MiB and saves most of the collector's CPU on the write path.
+const brickGOGC = 400
+
+func brickGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(brickGOGC)
+	}
 }

@@ -37,6 +37,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,6 +92,8 @@ type Client struct {
 	cur      *conn         // nil while disconnected
 	rejected bool          // the server refused our last handshake: fail fast
 	wake     chan struct{} // closed and replaced on every change of the above
+
+	distrusted atomic.Bool // a local socket's owner was refused: said once
 }
 
 var (
@@ -309,7 +312,12 @@ func (c *Client) dial() (*conn, error) {
 	defer cancel()
 	nc, err := localsock.Dial(ctx, c.opts.Addr)
 	if err != nil {
-		c.log.Warn("not using the server's local socket; dialing TCP", "err", err)
+		// Every reconnect would say it again.
+		lvl := slog.LevelWarn
+		if c.distrusted.Swap(true) {
+			lvl = slog.LevelDebug
+		}
+		c.log.Log(ctx, lvl, "not using the server's local socket; dialing TCP", "err", err)
 	}
 	if nc == nil {
 		var d net.Dialer

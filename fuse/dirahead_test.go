@@ -216,6 +216,14 @@ func TestUnmountReleasesReadahead(t *testing.T) {
 	c := newDirCounter(t)
 	dir, m := mountWith(t, c, Options{Logger: testLogger(t), now: (&fakeClock{}).now})
 	_, second := walkToSecond(t, c, dir)
+	// The kernel sends the RELEASEDIR of a closed directory in the
+	// background, and one still queued at unmount is dropped with the
+	// connection: wait until only the read-ahead's Opendir is open.
+	eventually(t, "the walked directories released", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.opens-c.releases == 1
+	})
 	if err := m.Unmount(); err != nil {
 		t.Fatal(err)
 	}

@@ -353,8 +353,7 @@ func TestWrongVolumeIsRejected(t *testing.T) {
 		return log.Contains("server rejected", `volume \"other\" is not served here`)
 	})
 	eventually(t, "server logs the rejection", func() bool {
-		// Over TCP or the local socket, whichever the server had open.
-		return b.log.Contains("WARN", "handshake rejected", "remote=")
+		return b.log.ContainsLocalPeer("WARN", "handshake rejected")
 	})
 }
 

@@ -5,6 +5,8 @@ package testlog
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,15 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// ContainsLocalPeer is Contains for a line that also names its peer as
+// this test process over loopback: by a 127.0.0.1 address over TCP, or by
+// this process's pid over the local socket (package localsock), whichever
+// the connection used.
+func (b *Buffer) ContainsLocalPeer(parts ...string) bool {
+	return b.Contains(append(parts, "remote=127.0.0.1:")...) ||
+		b.Contains(append(parts, `remote="local pid `+strconv.Itoa(os.Getpid())+`"`)...)
 }
 
 // Contains reports whether one logged line holds every one of parts.

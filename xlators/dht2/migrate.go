@@ -513,8 +513,7 @@ func (m *migration) setattr(a xl.Attr) error {
 // fsync on a replica set covers every entry proposed before it; the
 // anchor, a directory, serves as its object.
 func (m *migration) sync() error {
-	e := m.dst.Fsync(m.ctx, xl.Fd{GFID: AnchorGFID, Flags: syscall.O_RDONLY}, false)
-	if e != 0 && e != syscall.EISDIR {
+	if e := m.dst.Fsync(m.ctx, xl.Fd{GFID: AnchorGFID, Flags: syscall.O_RDONLY}, false); e != 0 {
 		return fmt.Errorf("syncing the copy: %w", e)
 	}
 	return nil

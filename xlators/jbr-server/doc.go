@@ -63,7 +63,7 @@
 //   - A mutating request whose call carries DurableKey is answered, like
 //     an O_DSYNC write, only once every entry up to its own is committed
 //     and fdatasynced in a quorum of journals (and, with FsyncChild, its
-//     object fsynced in the local store if a file): an Fsync after it would
+//     object fsynced in the local store): an Fsync after it would
 //     return at once. Its entry is proposed durable (core.ProposeDurable):
 //     the appends that carry it ask every journal to sync it, and
 //     followers acknowledge it once synced instead of once written and

@@ -187,8 +187,7 @@ func (s *Server) write(ctx context.Context, f *xl.Fop) *xl.Result {
 
 // durable returns once the entries up to index are committed and
 // fdatasynced in a quorum of journals (and, with Options.FsyncChild, the
-// local store has synced target if it is a file), as an Fsync after the
-// request would.
+// local store has synced target), as an Fsync after the request would.
 // Applying the entry overlapped the fdatasyncs, which its proposal
 // started (core.ProposeDurable), so they are often done by now.
 func (s *Server) durable(ctx context.Context, index uint64, target xl.GFID) syscall.Errno {
@@ -198,9 +197,7 @@ func (s *Server) durable(ctx context.Context, index uint64, target xl.GFID) sysc
 		}
 	}
 	if s.opts.FsyncChild && !target.IsZero() {
-		// By an anonymous fd, which a directory cannot have: its
-		// changes are in the journals synced above.
-		if e := s.child.Fsync(ctx, xl.Fd{GFID: target, Flags: syscall.O_RDONLY}, false); e != 0 && e != syscall.EISDIR {
+		if e := s.child.Fsync(ctx, xl.Fd{GFID: target, Flags: syscall.O_RDONLY}, false); e != 0 {
 			return e
 		}
 	}

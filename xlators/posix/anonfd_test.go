@@ -98,3 +98,18 @@ func TestAnonymousFdsStayBounded(t *testing.T) {
 		t.Errorf("%d more fds open after Close", d)
 	}
 }
+
+// An anonymous fd may name a directory for Fsync (a replica set syncing
+// what a request changed): the directory is fsynced, root included, and
+// one that is gone is stale.
+func TestAnonymousFsyncOfADirectory(t *testing.T) {
+	b := newBrick(t)
+	a, e := b.Mkdir(bg, xl.RootGFID, "d", xl.NewGFID(), 0o755)
+	ok(t, e)
+	for _, g := range []xl.GFID{a.GFID, xl.RootGFID} {
+		ok(t, b.Fsync(bg, xl.Fd{GFID: g, Flags: uint32(os.O_RDONLY)}, false))
+		ok(t, b.Fsync(bg, xl.Fd{GFID: g, Flags: uint32(os.O_RDONLY)}, true))
+	}
+	ok(t, b.Rmdir(bg, xl.RootGFID, "d"))
+	want(t, b.Fsync(bg, xl.Fd{GFID: a.GFID, Flags: uint32(os.O_RDONLY)}, false), syscall.ESTALE)
+}

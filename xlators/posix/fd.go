@@ -381,9 +381,20 @@ func (s *Store) Flush(ctx context.Context, fd xl.Fd) syscall.Errno {
 	return 0
 }
 
-// Fsync is fsync(2), or fdatasync(2) when datasync.
+// Fsync is fsync(2), or fdatasync(2) when datasync. An anonymous fd may
+// name a directory (a replicated set syncing whatever its request
+// changed), which is fsynced through its handle, as memfs syncs any
+// object.
 func (s *Store) Fsync(ctx context.Context, fd xl.Fd, datasync bool) syscall.Errno {
 	f, e := s.file(fd)
+	if e == syscall.EISDIR {
+		d, e := s.dir(fd.GFID)
+		if e != 0 {
+			return e
+		}
+		defer d.put()
+		return errno(unix.Fsync(d.fd))
+	}
 	if e != 0 {
 		return e
 	}

@@ -114,8 +114,9 @@ type req struct {
 	fd     xl.Fd
 	off    int64
 	data   []byte
-	behind bool // acknowledged already; else the caller waits
-	append bool // O_APPEND: conflicts with every other write
+	pooled *[]byte // data's buffer, from bufpool, for a written-behind request
+	behind bool    // acknowledged already; else the caller waits
+	append bool    // O_APPEND: conflicts with every other write
 	sent   bool
 	done   chan struct{} // closed once finished
 	n      int
@@ -212,10 +213,10 @@ func (x *WriteBehind) Write(ctx context.Context, fd xl.Fd, data []byte, off int6
 	}
 	grew, merged := x.merge(ctx, in, fd, data, off, end)
 	if !merged {
-		buf := *bufpool.Get(len(data))
-		copy(buf, data)
+		buf := bufpool.Get(len(data))
+		copy(*buf, data)
 		in.reqs = append(in.reqs, &req{
-			ctx: context.WithoutCancel(ctx), fd: fd, off: off, data: buf,
+			ctx: context.WithoutCancel(ctx), fd: fd, off: off, data: *buf, pooled: buf,
 			behind: true, done: make(chan struct{}),
 		})
 		grew = int64(len(data))
@@ -254,11 +255,11 @@ func (x *WriteBehind) merge(ctx context.Context, in *inode, fd xl.Fd, data []byt
 	case grew > 0 && lo == r.off && int64(cap(r.data)) >= hi-lo:
 		r.data = r.data[:hi-lo]
 	case grew > 0:
-		buf := (*bufpool.Get(maxAggregate))[:hi-lo]
-		copy(buf[r.off-lo:], r.data)
-		old := r.data
-		bufpool.Put(&old) // unsent: nobody else has it
-		r.data, r.off = buf, lo
+		buf := bufpool.Get(maxAggregate)
+		grown := (*buf)[:hi-lo]
+		copy(grown[r.off-lo:], r.data)
+		bufpool.Put(r.pooled) // unsent: nobody else has it
+		r.data, r.pooled, r.off = grown, buf, lo
 	}
 	copy(r.data[off-lo:], data)
 	return grew, true
@@ -317,7 +318,7 @@ func conflictsEarlier(earlier []*req, r *req) bool {
 func (x *WriteBehind) send(in *inode, r *req) {
 	defer x.wg.Done()
 	if r.behind {
-		defer func() { b := r.data; bufpool.Put(&b) }()
+		defer bufpool.Put(r.pooled)
 	}
 	n, e := x.Xlator.Write(r.ctx, r.fd, r.data, r.off)
 	if r.behind && e == 0 && n != len(r.data) {

@@ -130,6 +130,7 @@ func TestParseTarget(t *testing.T) {
 		"local":             {label: "local", kind: kindLocal},
 		"loopback":          {label: "loopback", kind: kindLoopback},
 		"loopback-np":       {label: "loopback-np", kind: kindLoopbackNP},
+		"loopback-r3":       {label: "loopback-r3", kind: kindLoopbackR3},
 		"gluon":             {label: "gluon", kind: kindGluon, vol: VolumeSpec{1, 1}},
 		"gluon:replica=3":   {label: "gluon:replica=3", kind: kindGluon, vol: VolumeSpec{3, 1}},
 		"gluster:replica=3": {label: "gluster:replica=3", kind: kindGluster, vol: VolumeSpec{3, 1}},

@@ -148,13 +148,28 @@
 // mount of one (fs.NewLoopbackRoot, mounted inside the benchmark process;
 // on kernels with FUSE passthrough its reads and writes bypass the daemon,
 // loopback-np turns that off so the daemon serves the data as gluon does),
-// gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
+// loopback-r3 (loopback-np keeping every file in three copies on the same
+// disk, see below), gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
 // gluster:replica=N[,distribute=M] a GlusterFS volume on this host (Debian's
 // glusterfs-server: glusterd on 127.0.0.1, bricks in a temporary directory,
 // default volume options, mount -t glusterfs), and
 // any other argument an existing directory such as a mount point. Every
 // target is set up once, the rounds run interleaved (Config.Rounds), and
 // everything is torn down at the end.
+//
+// loopback-r3 is the ceiling for any three-way replicated FUSE file
+// system on this machine, gluon's and GlusterFS's alike. It is loopback-np
+// (same mount, timeouts and passthrough off) whose files also have two
+// copies at the same paths in two more directories on the same disk. A
+// WRITE is written to both copies' page caches, then to the file, before
+// it is answered, as JBR answers once a quorum has written it, not synced
+// it. An FSYNC fdatasyncs the file and both copies at once and answers
+// when the file and one copy are on disk (a quorum of two of three); the
+// third finishes in the background, and closing the target waits for it.
+// Creating or truncating a file, and unlinking, renaming or removing
+// entries, do the same to the copies. There is no network, no journal and
+// no ordering between replicas: whatever a replicated design adds to that
+// is its own cost. Its CPU and RSS are this process's, as for loopback-np.
 //
 // For each workload and target the report has the median throughput over
 // rounds, p50 and p99 latency, the ratio to the first target, and the CPU

@@ -83,6 +83,10 @@ const (
 	// READ and WRITE is served by the Go daemon, as gluon's are, so it is
 	// the fair ceiling for a FUSE file system that serves data itself.
 	kindLoopbackNP = "loopback-np"
+	// kindLoopbackR3 is loopback-np keeping every file in three copies
+	// on the same disk, synced to a quorum of two: the ceiling for a
+	// three-way replicated FUSE file system (see replicaNode).
+	kindLoopbackR3 = "loopback-r3"
 	kindGluon      = "gluon"
 	kindGluster    = "gluster"
 )
@@ -99,7 +103,7 @@ func parseTarget(s string) (targetSpec, error) {
 	t := targetSpec{label: s}
 	name, _, _ := strings.Cut(s, ":")
 	switch {
-	case s == kindLocal || s == kindLoopback || s == kindLoopbackNP:
+	case s == kindLocal || s == kindLoopback || s == kindLoopbackNP || s == kindLoopbackR3:
 		t.kind = s
 		return t, nil
 	case name == kindGluon || name == kindGluster:
@@ -112,7 +116,7 @@ func parseTarget(s string) (targetSpec, error) {
 	}
 	fi, err := os.Stat(s)
 	if err != nil || !fi.IsDir() {
-		return t, fmt.Errorf("target %q is neither local, loopback, loopback-np, gluon:replica=N[,distribute=M], gluster:replica=N[,distribute=M] nor an existing directory", s)
+		return t, fmt.Errorf("target %q is neither local, loopback, loopback-np, loopback-r3, gluon:replica=N[,distribute=M], gluster:replica=N[,distribute=M] nor an existing directory", s)
 	}
 	t.kind = kindDir
 	t.path = s
@@ -162,6 +166,8 @@ func openTarget(ctx context.Context, s targetSpec, c *settings) (*target, error)
 		t, err = openLoopback(c.workDir, true)
 	case kindLoopbackNP:
 		t, err = openLoopback(c.workDir, false)
+	case kindLoopbackR3:
+		t, err = openLoopbackR3(c.workDir)
 	case kindGluon:
 		t, err = openGluon(ctx, c.starter, s.vol)
 	case kindGluster:
@@ -226,6 +232,17 @@ func openLoopback(workDir string, passthrough bool) (_ *target, err error) {
 			os.RemoveAll(base)
 		}
 	}()
+	var node func(*fs.LoopbackRoot) fs.InodeEmbedder
+	if !passthrough {
+		node = func(r *fs.LoopbackRoot) fs.InodeEmbedder { return &daemonNode{fs.LoopbackNode{RootData: r}} }
+	}
+	return mountLoopback(base, node, nil)
+}
+
+// mountLoopback mounts base/mnt as a loopback of base/data, with nodes
+// made by node (nil: go-fuse's own). Closing the target unmounts it, runs
+// settle (if not nil) once the server has stopped, and removes base.
+func mountLoopback(base string, node func(*fs.LoopbackRoot) fs.InodeEmbedder, settle func()) (*target, error) {
 	data, mnt := filepath.Join(base, "data"), filepath.Join(base, "mnt")
 	for _, d := range []string{data, mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -236,12 +253,12 @@ func openLoopback(workDir string, passthrough bool) (_ *target, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if !passthrough {
+	if node != nil {
 		lr := root.(*fs.LoopbackNode).RootData
 		lr.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-			return &daemonNode{fs.LoopbackNode{RootData: r}}
+			return node(r)
 		}
-		root = &daemonNode{fs.LoopbackNode{RootData: lr}}
+		root = node(lr)
 		lr.RootNode = root
 	}
 	timeout := loopbackTimeout
@@ -262,6 +279,9 @@ func openLoopback(workDir string, passthrough bool) (_ *target, err error) {
 				return fmt.Errorf("unmount %s: %w", mnt, err)
 			}
 			srv.Wait()
+			if settle != nil {
+				settle()
+			}
 			return os.RemoveAll(base)
 		},
 	}, nil

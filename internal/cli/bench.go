@@ -32,6 +32,8 @@ A TARGET is one of:
                                     FUSE passthrough where the kernel has it: the ceiling
   loopback-np                       the same with passthrough off, so the daemon serves
                                     every read and write, as gluon's client does
+  loopback-r3                       loopback-np keeping three copies of every file on the
+                                    disk, fsync at a quorum of two: the replicated ceiling
   gluon:replica=N[,distribute=M]    a volume started with 'gluon up'
   gluster:replica=N[,distribute=M]  a GlusterFS volume on this host (glusterfs-server)
   DIR                               an existing directory, e.g. a mount point
@@ -60,7 +62,7 @@ meta-find (find over the tree), meta-ls-big (ls -l of one directory of
       --meta-big 10000 --meta-create-for 30m gluon:replica=3,distribute=3 gluster:replica=3,distribute=3`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("%s: missing TARGET (local, loopback, loopback-np, gluon:replica=N, gluster:replica=N or a directory)", cmdName(cmd))
+				return usagef("%s: missing TARGET (local, loopback, loopback-np, loopback-r3, gluon:replica=N, gluster:replica=N or a directory)", cmdName(cmd))
 			}
 			return nil
 		},

@@ -392,11 +392,6 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	r := &runner{s: s, runDir: runDir, jobFiles: jobFiles}
 	for round := 1; round <= s.rounds; round++ {
 		for _, i := range roundOrder(len(targets), round) {
-			waited, err := settle(ctx, s.workDir)
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(s.progress, "round %d, %s: the disk settled in %v\n", round, targets[i].info.Name, waited.Round(time.Millisecond))
 			for _, w := range s.workloads {
 				res, err := r.runWorkload(ctx, targets[i], w, round)
 				if err != nil {

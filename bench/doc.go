@@ -149,18 +149,13 @@
 // on kernels with FUSE passthrough its reads and writes bypass the daemon,
 // loopback-np turns that off so the daemon serves the data as gluon does),
 // loopback-r3 (loopback-np keeping every file in three copies on the same
-// disk, see below), gluon:replica=N[,distribute=M] a gluon volume started
-// through a Starter,
+// disk, see below), gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
 // gluster:replica=N[,distribute=M] a GlusterFS volume on this host (Debian's
 // glusterfs-server: glusterd on 127.0.0.1, bricks in a temporary directory,
 // default volume options, mount -t glusterfs), and
 // any other argument an existing directory such as a mount point. Every
 // target is set up once, the rounds run interleaved (Config.Rounds), and
-// everything is torn down at the end. Before each target's turn in a
-// round the harness waits until synced 4 KiB writes to the work directory
-// stop getting faster (settle.go, at most 30 s): sync(2) does not wait for
-// writeback below the guest, and on the project's VM the first target
-// after the layouts otherwise lost 30–45% in its first round.
+// everything is torn down at the end.
 //
 // loopback-r3 is the ceiling for any three-way replicated FUSE file
 // system on this machine, gluon's and GlusterFS's alike. It is loopback-np

@@ -162,7 +162,7 @@ func (s *settings) estimate() time.Duration {
 			round += s.runtime
 		}
 	}
-	total := time.Duration(s.rounds*len(s.targets)) * (round + (settleCalm+1)*settleWindow)
+	total := time.Duration(s.rounds*len(s.targets)) * round
 	layout := s.layoutBytes()
 	for _, t := range s.targets {
 		var setup time.Duration

@@ -149,7 +149,8 @@
 // on kernels with FUSE passthrough its reads and writes bypass the daemon,
 // loopback-np turns that off so the daemon serves the data as gluon does),
 // loopback-r3 (loopback-np keeping every file in three copies on the same
-// disk, see below), gluon:replica=N[,distribute=M] a gluon volume started through a Starter,
+// disk, see below), gluon:replica=N[,distribute=M] a gluon volume started
+// through a Starter,
 // gluster:replica=N[,distribute=M] a GlusterFS volume on this host (Debian's
 // glusterfs-server: glusterd on 127.0.0.1, bricks in a temporary directory,
 // default volume options, mount -t glusterfs), and

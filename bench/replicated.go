@@ -58,37 +58,37 @@ func (rs *replicas) path(i int, rel string) string { return filepath.Join(rs.dir
 
 // open opens rel's copy in directory i for writing, creating it and its
 // parent directories as needed; flags may add O_TRUNC.
-func (rs *replicas) open(i int, rel string, flags int) (int, error) {
+func (rs *replicas) open(i int, rel string, flags int) (*os.File, error) {
 	p := rs.path(i, rel)
-	flags |= unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
-	fd, err := unix.Open(p, flags, 0o644)
-	if errors.Is(err, unix.ENOENT) {
+	flags |= os.O_RDWR | os.O_CREATE
+	f, err := os.OpenFile(p, flags, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return -1, err
+			return nil, err
 		}
-		fd, err = unix.Open(p, flags, 0o644)
+		f, err = os.OpenFile(p, flags, 0o644)
 	}
-	return fd, err
+	return f, err
 }
 
 // openAll opens every copy of rel; on failure it closes what it opened.
-func (rs *replicas) openAll(rel string, flags int) ([]int, error) {
-	fds := make([]int, 0, len(rs.dirs))
+func (rs *replicas) openAll(rel string, flags int) ([]*os.File, error) {
+	files := make([]*os.File, 0, len(rs.dirs))
 	for i := range rs.dirs {
-		fd, err := rs.open(i, rel, flags)
+		f, err := rs.open(i, rel, flags)
 		if err != nil {
-			closeAll(fds)
+			closeAll(files)
 			return nil, err
 		}
-		fds = append(fds, fd)
+		files = append(files, f)
 	}
-	return fds, nil
+	return files, nil
 }
 
-func closeAll(fds []int) error {
+func closeAll(files []*os.File) error {
 	var first error
-	for _, fd := range fds {
-		if err := unix.Close(fd); err != nil && first == nil {
+	for _, f := range files {
+		if err := f.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -126,12 +126,12 @@ func (n *replicaNode) handle(ctx context.Context, fh fs.FileHandle, rel string, 
 	if !ok || flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		return daemonHandle(fh), 0
 	}
-	fds, err := n.rs.openAll(rel, int(flags&syscall.O_TRUNC))
+	copies, err := n.rs.openAll(rel, int(flags&syscall.O_TRUNC))
 	if err != nil {
 		lf.Release(ctx)
 		return nil, fs.ToErrno(err)
 	}
-	return &replicaFile{LoopbackFile: lf, rs: n.rs, fds: fds}, 0
+	return &replicaFile{LoopbackFile: lf, rs: n.rs, copies: copies}, 0
 }
 
 func (n *replicaNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -164,16 +164,16 @@ func (n *replicaNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.Set
 	if !ok {
 		return 0
 	}
-	truncate := func(fd int) error { return unix.Ftruncate(fd, int64(size)) }
+	truncate := func(c *os.File) error { return c.Truncate(int64(size)) }
 	if rf, ok := f.(*replicaFile); ok {
-		return eachFd(rf.fds, truncate)
+		return eachCopy(rf.copies, truncate)
 	}
-	fds, err := n.rs.openAll(n.rel(""), 0)
+	copies, err := n.rs.openAll(n.rel(""), 0)
 	if err != nil {
 		return fs.ToErrno(err)
 	}
-	e := eachFd(fds, truncate)
-	if err := closeAll(fds); err != nil && e == 0 {
+	e := eachCopy(copies, truncate)
+	if err := closeAll(copies); err != nil && e == 0 {
 		e = fs.ToErrno(err)
 	}
 	return e
@@ -226,11 +226,11 @@ func (n *replicaNode) Rename(ctx context.Context, name string, newParent fs.Inod
 }
 
 // replicaFile is a file opened for writing on a loopback-r3 mount: the
-// loopback handle, without passthrough, and its copies' fds.
+// loopback handle, without passthrough, and its open copies.
 type replicaFile struct {
 	*fs.LoopbackFile
-	rs  *replicas
-	fds []int
+	rs     *replicas
+	copies []*os.File
 	// syncs counts this file's copies' fdatasyncs still running, so
 	// that Release closes no fd one of them uses.
 	syncs sync.WaitGroup
@@ -238,10 +238,10 @@ type replicaFile struct {
 
 func (*replicaFile) PassthroughFd() (int, bool) { return -1, false }
 
-// eachFd runs op on every fd.
-func eachFd(fds []int, op func(fd int) error) syscall.Errno {
-	for _, fd := range fds {
-		if err := op(fd); err != nil {
+// eachCopy runs op on every copy.
+func eachCopy(copies []*os.File, op func(*os.File) error) syscall.Errno {
+	for _, c := range copies {
+		if err := op(c); err != nil {
 			return fs.ToErrno(err)
 		}
 	}
@@ -250,21 +250,10 @@ func eachFd(fds []int, op func(fd int) error) syscall.Errno {
 
 // Write writes the copies' page caches, then the file's.
 func (f *replicaFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if e := eachFd(f.fds, func(fd int) error { return pwriteAll(fd, data, off) }); e != 0 {
+	if e := eachCopy(f.copies, func(c *os.File) error { _, err := c.WriteAt(data, off); return err }); e != 0 {
 		return 0, e
 	}
 	return f.LoopbackFile.Write(ctx, data, off)
-}
-
-func pwriteAll(fd int, data []byte, off int64) error {
-	for len(data) > 0 {
-		n, err := unix.Pwrite(fd, data, off)
-		if err != nil {
-			return err
-		}
-		data, off = data[n:], off+int64(n)
-	}
-	return nil
 }
 
 // Fsync syncs the file and its copies at once and answers when the file
@@ -275,21 +264,21 @@ func (f *replicaFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if !ok {
 		return syscall.EBADF
 	}
-	done := make(chan error, len(f.fds))
-	f.syncs.Add(len(f.fds))
-	f.rs.syncs.Add(len(f.fds))
-	for _, cfd := range f.fds {
+	done := make(chan error, len(f.copies))
+	f.syncs.Add(len(f.copies))
+	f.rs.syncs.Add(len(f.copies))
+	for _, c := range f.copies {
 		go func() {
 			defer f.rs.syncs.Done()
 			defer f.syncs.Done()
-			done <- unix.Fdatasync(cfd)
+			done <- unix.Fdatasync(int(c.Fd()))
 		}()
 	}
 	if err := unix.Fdatasync(fd); err != nil {
 		return fs.ToErrno(err)
 	}
 	var err error
-	for range f.fds {
+	for range f.copies {
 		if err = <-done; err == nil {
 			break
 		}
@@ -300,7 +289,7 @@ func (f *replicaFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Allocate keeps the copies' sizes with the file's (fallocate without
 // KEEP_SIZE extends it).
 func (f *replicaFile) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	if e := eachFd(f.fds, func(fd int) error { return unix.Fallocate(fd, mode, int64(off), int64(size)) }); e != 0 {
+	if e := eachCopy(f.copies, func(c *os.File) error { return unix.Fallocate(int(c.Fd()), mode, int64(off), int64(size)) }); e != 0 {
 		return e
 	}
 	return f.LoopbackFile.Allocate(ctx, off, size, mode)
@@ -310,7 +299,7 @@ func (f *replicaFile) Allocate(ctx context.Context, off, size uint64, mode uint3
 func (f *replicaFile) Release(ctx context.Context) syscall.Errno {
 	e := f.LoopbackFile.Release(ctx)
 	f.syncs.Wait()
-	if err := closeAll(f.fds); err != nil && e == 0 {
+	if err := closeAll(f.copies); err != nil && e == 0 {
 		e = fs.ToErrno(err)
 	}
 	return e

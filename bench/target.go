@@ -241,8 +241,8 @@ func openLoopback(workDir string, passthrough bool) (_ *target, err error) {
 
 // mountLoopback mounts base/mnt as a loopback of base/data, with nodes
 // made by node (nil: go-fuse's own). Closing the target unmounts it, runs
-// settle (if not nil) once the server has stopped, and removes base.
-func mountLoopback(base string, node func(*fs.LoopbackRoot) fs.InodeEmbedder, settle func()) (*target, error) {
+// drain (if not nil) once the server has stopped, and removes base.
+func mountLoopback(base string, node func(*fs.LoopbackRoot) fs.InodeEmbedder, drain func()) (*target, error) {
 	data, mnt := filepath.Join(base, "data"), filepath.Join(base, "mnt")
 	for _, d := range []string{data, mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -279,8 +279,8 @@ func mountLoopback(base string, node func(*fs.LoopbackRoot) fs.InodeEmbedder, se
 				return fmt.Errorf("unmount %s: %w", mnt, err)
 			}
 			srv.Wait()
-			if settle != nil {
-				settle()
+			if drain != nil {
+				drain()
 			}
 			return os.RemoveAll(base)
 		},
